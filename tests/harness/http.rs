@@ -1,0 +1,338 @@
+//! A minimal raw HTTP/1.1 client: whole responses ([`http_get`]) and a streaming reader
+//! for Server-Sent Events ([`SseStream`]).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::PROMPT;
+
+/// A complete HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Header names lowercased, in order received.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// The body as (lossy) UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON; panics if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text()))
+    }
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if close {
+        req.push_str("Connection: close\r\n");
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Parses a response head (`HTTP/1.1 200 OK\r\nName: value\r\n...`, without the blank line).
+fn parse_head(head: &[u8]) -> (u16, Vec<(String, String)>) {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `GET path` with `Connection: close`; reads the whole response (10 s deadline).
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    http_request(addr, "GET", path, headers, b"").await
+}
+
+/// Any method, with an optional body; `Connection: close`; reads the whole response.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(&request_bytes(addr, method, path, headers, body, true))
+            .await
+            .expect("send request");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read response");
+        raw
+    };
+    let raw = tokio::time::timeout(PROMPT, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no complete response within {PROMPT:?}"));
+    let split = find(&raw, b"\r\n\r\n").unwrap_or_else(|| {
+        panic!(
+            "{method} {path}: no response head in {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    });
+    let (status, headers) = parse_head(&raw[..split]);
+    let rest = &raw[split + 4..];
+    let body = if find_header(&headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        let mut d = Dechunker::default();
+        d.feed(rest);
+        d.body
+    } else if let Some(len) = find_header(&headers, "content-length").and_then(|v| v.parse().ok()) {
+        rest[..rest.len().min(len)].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Incremental decoder for `Transfer-Encoding: chunked`.
+#[derive(Debug, Default)]
+struct Dechunker {
+    pending: Vec<u8>,
+    body: Vec<u8>,
+    /// Bytes left in the current chunk's data (`None`: expecting a size line).
+    in_chunk: Option<usize>,
+    done: bool,
+}
+
+impl Dechunker {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while !self.done {
+            match self.in_chunk {
+                None => {
+                    let Some(eol) = find(&self.pending, b"\r\n") else {
+                        return;
+                    };
+                    let line = String::from_utf8_lossy(&self.pending[..eol]).into_owned();
+                    let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                        .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+                    self.pending.drain(..eol + 2);
+                    if size == 0 {
+                        self.done = true;
+                    } else {
+                        self.in_chunk = Some(size);
+                    }
+                }
+                Some(left) => {
+                    let take = left.min(self.pending.len());
+                    self.body.extend_from_slice(&self.pending[..take]);
+                    self.pending.drain(..take);
+                    if take < left {
+                        self.in_chunk = Some(left - take);
+                        return;
+                    }
+                    if self.pending.len() < 2 {
+                        self.in_chunk = Some(0);
+                        return;
+                    }
+                    self.pending.drain(..2); // CRLF after the data
+                    self.in_chunk = None;
+                }
+            }
+        }
+    }
+}
+
+/// A streaming GET (for `/events`): the response head, then body bytes as they arrive
+/// (de-chunked when the response is chunked).
+#[derive(Debug)]
+pub struct SseStream {
+    stream: TcpStream,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    chunked: Option<Dechunker>,
+    body: Vec<u8>,
+    eof: bool,
+}
+
+impl SseStream {
+    /// Sends `GET path` with `Accept: text/event-stream` and `headers`, and reads the
+    /// response head (10 s deadline). The body is left to the `read_*` methods.
+    pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseStream {
+        let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
+        all.extend_from_slice(headers);
+        let mut stream = tokio::time::timeout(PROMPT, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        stream
+            .write_all(&request_bytes(addr, "GET", path, &all, b"", false))
+            .await
+            .expect("send request");
+        let mut raw = Vec::new();
+        let read_head = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Some(i) = find(&raw, b"\r\n\r\n") {
+                    return i;
+                }
+                let n = stream.read(&mut buf).await.expect("read response head");
+                if n == 0 {
+                    panic!(
+                        "GET {path}: connection closed before the response head: {:?}",
+                        String::from_utf8_lossy(&raw)
+                    );
+                }
+                raw.extend_from_slice(&buf[..n]);
+            }
+        };
+        let split = tokio::time::timeout(PROMPT, read_head)
+            .await
+            .expect("response head timed out");
+        let (status, headers) = parse_head(&raw[..split]);
+        let chunked = find_header(&headers, "transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+            .then(Dechunker::default);
+        let mut sse = SseStream {
+            stream,
+            status,
+            headers,
+            chunked,
+            body: Vec::new(),
+            eof: false,
+        };
+        sse.push(&raw[split + 4..]);
+        sse
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        match &mut self.chunked {
+            Some(d) => {
+                d.feed(bytes);
+                self.body.extend_from_slice(&d.body);
+                d.body.clear();
+            }
+            None => self.body.extend_from_slice(bytes),
+        }
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// Body bytes received so far.
+    pub fn raw_so_far(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Body received so far as (lossy) UTF-8.
+    pub fn text_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Whether the server closed the connection.
+    pub fn eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Reads once, waiting at most until `deadline`; false on timeout or EOF.
+    async fn read_some(&mut self, deadline: Instant) -> bool {
+        if self.eof {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut buf = [0u8; 16384];
+        match tokio::time::timeout(left, self.stream.read(&mut buf)).await {
+            Err(_) => false,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                self.eof = true;
+                false
+            }
+            Ok(Ok(n)) => {
+                self.push(&buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Reads until the body received so far contains `pattern`; returns the whole body
+    /// text so far. Panics (showing what arrived) on timeout or EOF.
+    pub async fn read_until_contains(&mut self, pattern: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if find(&self.body, pattern.as_bytes()).is_some() {
+                return self.text_so_far();
+            }
+            if !self.read_some(deadline).await {
+                panic!(
+                    "SSE body has no {pattern:?} within {timeout:?} (eof: {}); received:\n{}",
+                    self.eof,
+                    self.text_so_far()
+                );
+            }
+        }
+    }
+
+    /// Reads whatever arrives during `window` (or until EOF); returns the body so far.
+    pub async fn read_for(&mut self, window: Duration) -> String {
+        let deadline = Instant::now() + window;
+        while self.read_some(deadline).await {}
+        self.text_so_far()
+    }
+
+    /// The socket.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}

@@ -1,0 +1,93 @@
+//! Shared test harness: written once, used by every test module.
+//!
+//! - [`Server`] starts the real `logtail-ws` binary on a free port and reads its logs.
+//! - [`LogFile`] is the followed file in a temp dir, with append and rotation helpers.
+//! - [`WsClient`] / [`RawWs`] are WebSocket clients (a well-behaved one and a stuck one).
+//! - [`http_get`] / [`SseStream`] are minimal raw HTTP/1.1 clients.
+//! - [`wait_until`] / [`wait_until_async`] wait for a condition with a deadline; tests never
+//!   sleep and hope.
+// Not every test module uses every helper.
+#![allow(dead_code, unused_imports)]
+
+mod http;
+mod logfile;
+mod server;
+mod ws;
+
+pub use http::{Response, SseStream, http_get, http_request};
+pub use logfile::{LogFile, Writer, join_lines};
+pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig};
+pub use ws::{RawWs, Recv, WsClient};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Default deadline for things that should happen "promptly" (a line arriving, a log line).
+pub const PROMPT: Duration = Duration::from_secs(10);
+
+/// Poll interval inside the waiting loops below (not a synchronisation sleep).
+const POLL: Duration = Duration::from_millis(10);
+
+/// Blocks until `cond()` is true; panics naming `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Async [`wait_until`]: polls `cond().await` until it is true; panics naming `what` after
+/// `timeout`.
+pub async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `["{prefix}{i}" for i in range]`, e.g. `numbered("line ", 1..=3)` → `line 1`, `line 2`, `line 3`.
+pub fn numbered(prefix: &str, range: impl IntoIterator<Item = usize>) -> Vec<String> {
+    range.into_iter().map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Borrows a `Vec<String>` as the `&[&str]` that `expect_lines` takes.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`) from `s`.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}

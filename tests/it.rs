@@ -1,0 +1,13 @@
+//! The integration tests: one binary that starts the real `logtail-ws` (black box).
+
+// Shared harness: Server, LogFile, WsClient/RawWs, http_get/SseStream, wait_until.
+mod harness;
+
+// Command line: --help, bad flags (exit 2), bind failure (exit 1), LOGTAIL_* env vars.
+mod cli;
+// WebSocket streaming: exact lines, partial lines, CRLF/UTF-8, bursts, backlog, slow clients.
+mod ws;
+// SIGTERM/SIGINT: Close 1001 to every client, exit 0 within 2 s.
+mod shutdown;
+
+// Upcoming (declared by their authors): rotation, resume, sse, security, browser.

@@ -1,0 +1,368 @@
+//! `/ws`: every line exactly once, in order, one Text message per line; backlog; clients
+//! that vanish or stop reading do not disturb the others.
+
+use std::time::Duration;
+
+use crate::harness::{
+    LogFile, PROMPT, RawWs, Server, WsClient, http_get, numbered, strs, wait_until_async,
+};
+
+/// Live lines only.
+const LIVE: &str = "/ws?backlog=0";
+
+/// Connects `n` live-only clients and waits until the server counts them, so that lines
+/// appended afterwards are live lines for all of them.
+async fn live_clients(server: &Server, n: usize) -> Vec<WsClient> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        clients.push(WsClient::connect(&server.ws_url(LIVE)).await);
+    }
+    server.wait_clients(n as u64, PROMPT).await;
+    clients
+}
+
+/// Lines of about 100 bytes, numbered from `from`, for volume tests.
+fn fat_lines(from: usize, count: usize) -> Vec<String> {
+    (from..from + count)
+        .map(|i| format!("{i:08} {}", "x".repeat(90)))
+        .collect()
+}
+
+/// Lines appended after a client connects arrive exactly, in order, one message each.
+#[tokio::test]
+async fn appended_lines_arrive_exactly_in_order_one_message_each() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut client = live_clients(&server, 1).await.pop().unwrap();
+    log.append_lines(["first"]);
+    client.expect_lines(&["first"]).await;
+    log.append_lines(["second line", "  leading and\ttab  ", "ünïcødé ✓ 日本"]);
+    log.append(b"fifth\nsixth\n");
+    client
+        .expect_lines(&[
+            "second line",
+            "  leading and\ttab  ",
+            "ünïcødé ✓ 日本",
+            "fifth",
+            "sixth",
+        ])
+        .await;
+}
+
+/// Three clients connected at once receive identical, complete streams.
+#[tokio::test]
+async fn three_clients_get_identical_streams() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut clients = live_clients(&server, 3).await;
+    let lines = numbered("msg ", 1..=200);
+    for chunk in lines.chunks(10) {
+        log.append_lines(chunk);
+    }
+    for c in &mut clients {
+        c.expect_lines(&strs(&lines)).await;
+    }
+}
+
+/// A trailing partial line is held until its newline, then sent as one message.
+#[tokio::test]
+async fn partial_line_waits_for_its_newline() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut client = live_clients(&server, 1).await.pop().unwrap();
+    log.append(b"abc");
+    // Negative check with a bounded wait: nothing can signal "read but withheld".
+    client.expect_silence(Duration::from_millis(500)).await;
+    log.append(b"def\n");
+    client.expect_lines(&["abcdef"]).await;
+    log.append(b"next\n");
+    client.expect_lines(&["next"]).await;
+}
+
+/// CRLF endings lose their `\r`; a bare `\r` inside a line is kept.
+#[tokio::test]
+async fn crlf_is_stripped() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut client = live_clients(&server, 1).await.pop().unwrap();
+    log.append(b"a\r\nb\r\n");
+    client.expect_lines(&["a", "b"]).await;
+    log.append(b"c\rd\r\n");
+    client.expect_lines(&["c\rd"]).await;
+}
+
+/// Empty lines are delivered as empty messages.
+#[tokio::test]
+async fn empty_lines_are_empty_messages() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut client = live_clients(&server, 1).await.pop().unwrap();
+    log.append(b"\n\n");
+    client.expect_lines(&["", ""]).await;
+    log.append(b"x\n\ny\n");
+    client.expect_lines(&["x", "", "y"]).await;
+}
+
+/// Invalid UTF-8 is delivered with U+FFFD in place of the bad byte, not dropped.
+#[tokio::test]
+async fn invalid_utf8_is_replaced_not_dropped() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut client = live_clients(&server, 1).await.pop().unwrap();
+    log.append(b"ab\xffcd\n");
+    client.expect_lines(&["ab\u{FFFD}cd"]).await;
+    log.append(b"ok\n");
+    client.expect_lines(&["ok"]).await;
+}
+
+/// 100 000 lines written in one write(2) all arrive, exactly and in order.
+#[tokio::test]
+async fn burst_of_100k_lines_in_one_write_arrives_complete() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut client = live_clients(&server, 1).await.pop().unwrap();
+    let lines: Vec<String> = (1..=100_000).map(|i| format!("burst {i:06}")).collect();
+    log.append_lines(&lines);
+    let got = client
+        .recv_lines(lines.len(), Duration::from_secs(60))
+        .await;
+    if let Some(i) = (0..lines.len()).find(|&i| got[i] != lines[i]) {
+        panic!(
+            "line #{i}: expected {:?}, got {:?} (next got: {:?})",
+            lines[i],
+            got[i],
+            got.get(i + 1)
+        );
+    }
+    log.append_lines(["after burst"]);
+    client.expect_lines(&["after burst"]).await;
+}
+
+/// A file missing at start is waited for, then read from its first byte.
+#[tokio::test]
+async fn missing_file_is_waited_for_then_read_from_first_byte() {
+    let log = LogFile::missing();
+    let server = Server::start(log.path(), &[]).await;
+    server.wait_for_log("waiting for", PROMPT).await;
+    let mut client = WsClient::connect(&server.ws_url("/ws")).await;
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["first", "second"]);
+    client.expect_lines(&["first", "second"]).await;
+    log.append_lines(["third"]);
+    client.expect_lines(&["third"]).await;
+}
+
+/// Backlog: default 10, `backlog=25`, `backlog=0`; then live lines with no gap or duplicate.
+#[tokio::test]
+async fn backlog_then_live_without_gap_or_duplicate() {
+    let log = LogFile::with_lines(numbered("line ", 1..=50));
+    let server = Server::start(log.path(), &[]).await;
+    let mut default = WsClient::connect(&server.ws_url("/ws")).await;
+    default
+        .expect_lines(&strs(&numbered("line ", 41..=50)))
+        .await;
+    let mut b25 = WsClient::connect(&server.ws_url("/ws?backlog=25")).await;
+    b25.expect_lines(&strs(&numbered("line ", 26..=50))).await;
+    let mut b0 = WsClient::connect(&server.ws_url(LIVE)).await;
+    server.wait_clients(3, PROMPT).await;
+
+    let live = numbered("line ", 51..=60);
+    log.append_lines(&live[..5]);
+    log.append_lines(&live[5..]);
+    log.append_lines(["end"]);
+    let mut expected = live.clone();
+    expected.push("end".into());
+    for c in [&mut default, &mut b25, &mut b0] {
+        c.expect_lines(&strs(&expected)).await;
+    }
+}
+
+/// A client that drops its TCP connection without a Close frame does not disturb others.
+#[tokio::test]
+async fn abrupt_disconnect_does_not_disturb_others() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut clients = live_clients(&server, 3).await;
+    let first = numbered("n ", 1..=100);
+    log.append_lines(&first);
+    for c in &mut clients {
+        c.expect_lines(&strs(&first)).await;
+    }
+
+    clients.pop().unwrap().abort();
+    let second = numbered("n ", 101..=1100);
+    for chunk in second.chunks(100) {
+        log.append_lines(chunk);
+    }
+    for c in &mut clients {
+        c.expect_lines(&strs(&second)).await;
+    }
+
+    server.wait_clients(2, PROMPT).await;
+    let third = numbered("n ", 1101..=1200);
+    log.append_lines(&third);
+    for c in &mut clients {
+        c.expect_lines(&strs(&third)).await;
+    }
+}
+
+/// A client that never reads is dropped after `--send-timeout`; a healthy client meanwhile
+/// receives every line.
+#[tokio::test]
+async fn stuck_client_is_dropped_and_others_get_every_line() {
+    let log = LogFile::new();
+    let server = Server::start(
+        log.path(),
+        &["--client-queue", "65536", "--send-timeout", "2"],
+    )
+    .await;
+    let mut healthy = WsClient::connect(&server.ws_url(LIVE)).await;
+    let stuck = RawWs::connect(server.addr(), LIVE).await;
+    server.wait_clients(2, PROMPT).await;
+
+    // 4 MiB in 32 KiB appends, each one drained by the healthy client before the next, so
+    // it is never more than half of --client-queue behind.
+    let lines = fat_lines(1, 40_960);
+    for chunk in lines.chunks(320) {
+        log.append_lines(chunk);
+        healthy.expect_lines(&strs(chunk)).await;
+    }
+
+    wait_until_async(
+        Duration::from_secs(20),
+        "/healthz counts 1 client (the stuck one dropped)",
+        || async { server.client_count().await == 1 },
+    )
+    .await;
+    log.append_lines(["after the stuck client"]);
+    healthy.expect_lines(&["after the stuck client"]).await;
+    drop(stuck);
+}
+
+/// A client that stops reading falls more than `--client-queue` behind; when it reads again
+/// it gets a gap-free prefix of the lines, then Close 1013 `client too slow`. A healthy
+/// client meanwhile receives every line.
+#[tokio::test]
+async fn slow_client_is_closed_with_1013_and_others_get_every_line() {
+    let log = LogFile::new();
+    // A long send timeout, so that only the --client-queue rule can close the slow client
+    // while it is not reading.
+    let server = Server::start(
+        log.path(),
+        &["--client-queue", "65536", "--send-timeout", "60"],
+    )
+    .await;
+    let mut healthy = WsClient::connect(&server.ws_url(LIVE)).await;
+    let mut slow = WsClient::connect_small_rcvbuf(server.addr(), &server.ws_url(LIVE), 4096).await;
+    server.wait_clients(2, PROMPT).await;
+
+    let lines = fat_lines(1, 40_960);
+    for chunk in lines.chunks(320) {
+        log.append_lines(chunk);
+        healthy.expect_lines(&strs(chunk)).await;
+    }
+
+    let (got, code, reason) = slow.read_until_close(Duration::from_secs(30)).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1013, "client too slow"),
+        "close frame after {} lines",
+        got.len()
+    );
+    assert!(!got.is_empty(), "the slow client got no line before Close");
+    assert!(
+        got.len() < lines.len(),
+        "the slow client got all {} lines before being closed",
+        got.len()
+    );
+    assert!(
+        got[..] == lines[..got.len()],
+        "the slow client's lines are not a gap-free prefix of the stream"
+    );
+
+    log.append_lines(["after the slow client"]);
+    healthy.expect_lines(&["after the slow client"]).await;
+}
+
+/// `GET /` returns 200 with an HTML page.
+#[tokio::test]
+async fn root_returns_html() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let resp = http_get(server.addr(), "/", &[]).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let ctype = resp.header("content-type").unwrap_or_default();
+    assert!(ctype.starts_with("text/html"), "content-type {ctype:?}");
+    assert!(
+        resp.text().to_lowercase().contains("<html"),
+        "{}",
+        resp.text()
+    );
+}
+
+/// Finds `name` on PATH (or in ~/.cargo/bin).
+fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Kills a child process (by its own PID) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A stock CLI client (`websocat`) prints exactly the appended lines, one per line.
+#[tokio::test]
+async fn websocat_receives_exact_lines() {
+    let Some(websocat) = find_program("websocat") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("websocat is not installed; CI must install it (cargo install websocat)");
+        }
+        eprintln!("note: websocat not on PATH; skipping websocat_receives_exact_lines");
+        return;
+    };
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    // stdin stays open (and unused) so websocat does not close the connection on EOF.
+    let mut child = KillOnDrop(
+        std::process::Command::new(websocat)
+            .args(["-t", &server.ws_url(LIVE)])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn websocat"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    server.wait_clients(1, PROMPT).await;
+
+    let lines = ["hello from logtail", "second line", "ünïcødé ✓", "last"];
+    log.append_lines(lines);
+    for (i, want) in lines.iter().enumerate() {
+        let got = tokio::time::timeout(PROMPT, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("websocat printed no line #{i} within {PROMPT:?}"))
+            .unwrap_or_else(|| panic!("websocat exited before line #{i}"));
+        assert_eq!(&got, want, "websocat line #{i}");
+    }
+}
