@@ -336,3 +336,16 @@ impl SseStream {
         &mut self.stream
     }
 }
+
+/// The chunked decoder reassembles a body split at arbitrary points.
+#[test]
+fn harness_dechunks_split_input() {
+    let wire = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n";
+    for split in 0..wire.len() {
+        let mut d = Dechunker::default();
+        d.feed(&wire[..split]);
+        d.feed(&wire[split..]);
+        assert_eq!(d.body, b"hello, world", "split at {split}");
+        assert!(d.done);
+    }
+}

@@ -91,3 +91,12 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// ANSI colour codes are removed from captured logs.
+#[test]
+fn harness_strips_ansi() {
+    assert_eq!(
+        strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m listening on x"),
+        "2026  INFO listening on x"
+    );
+}

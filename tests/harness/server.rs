@@ -465,3 +465,29 @@ impl Drop for RawProcess {
         }
     }
 }
+
+/// The harness finds the address in the shapes a `listening on` log line may take.
+#[test]
+fn harness_parses_listening_lines() {
+    let cases = [
+        (
+            "2026-11-25T18:00:00Z  INFO logtail_ws: listening on http://127.0.0.1:4321",
+            "http://127.0.0.1:4321",
+        ),
+        (
+            "INFO listening on https://127.0.0.1:99/ file=app.log",
+            "https://127.0.0.1:99",
+        ),
+        ("INFO listening on 0.0.0.0:8080", "http://127.0.0.1:8080"),
+        ("INFO listening on http://[::]:8080", "http://[::1]:8080"),
+        (
+            r#"{"level":"INFO","message":"listening on http://127.0.0.1:5""#,
+            "http://127.0.0.1:5",
+        ),
+    ];
+    for (line, want) in cases {
+        let (base, _) = parse_listening(line).unwrap_or_else(|| panic!("no match in {line:?}"));
+        assert_eq!(base, want, "{line:?}");
+    }
+    assert!(parse_listening("INFO starting").is_none());
+}
