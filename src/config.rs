@@ -1,0 +1,250 @@
+//! The command line (every flag also from a `LOGTAIL_*` environment variable)
+//! and the validated settings the rest of the program works with.
+//!
+//! Parsing and validation only: no I/O happens here (reading `--token-file`
+//! is done by `main`), so every rule is unit tested.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Follow a log file like `tail -F` and stream every new line, live, to
+/// WebSocket and Server-Sent Events clients.
+///
+/// Connect with `websocat ws://127.0.0.1:8080/ws`, `curl -N
+/// http://127.0.0.1:8080/events`, or open http://127.0.0.1:8080/ in a browser.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "logtail-ws", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// File to follow by name, like `tail -F` (it may not exist yet).
+    #[arg(short = 'f', long, env = "LOGTAIL_FILE", value_name = "PATH")]
+    pub file: PathBuf,
+
+    /// TCP port; 0 picks a free one (the chosen address is logged).
+    #[arg(short = 'p', long, env = "LOGTAIL_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Listen address; 0.0.0.0 or :: to expose deliberately.
+    #[arg(short = 'b', long, env = "LOGTAIL_BIND", default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: IpAddr,
+
+    /// Lines of history a new client receives before live lines (like `tail -n`).
+    #[arg(short = 'n', long, env = "LOGTAIL_LINES", default_value_t = 10, value_name = "N")]
+    pub lines: usize,
+
+    /// In-memory history kept for backlog and resume (bytes; K/M/G suffixes allowed).
+    #[arg(long, env = "LOGTAIL_HISTORY_BYTES", default_value = "16MiB", value_parser = parse_size, value_name = "BYTES")]
+    pub history_bytes: u64,
+
+    /// A longer line is delivered in pieces of at most this many bytes.
+    #[arg(long, env = "LOGTAIL_MAX_LINE_BYTES", default_value = "1MiB", value_parser = parse_size, value_name = "BYTES")]
+    pub max_line_bytes: u64,
+
+    /// How far (bytes of lines) a client may fall behind the newest line before
+    /// it is closed as too slow (code 1013); it may reconnect with `since=`.
+    #[arg(long, env = "LOGTAIL_CLIENT_QUEUE", default_value = "16MiB", value_parser = parse_size, value_name = "BYTES")]
+    pub client_queue: u64,
+
+    /// Seconds a client's socket may accept nothing before it is closed as too slow.
+    #[arg(long, env = "LOGTAIL_SEND_TIMEOUT", default_value_t = 5.0, value_parser = parse_secs, value_name = "SECS")]
+    pub send_timeout: f64,
+
+    /// Further connections to /ws and /events get HTTP 503.
+    #[arg(long, env = "LOGTAIL_MAX_CLIENTS", default_value_t = 10_000, value_name = "N")]
+    pub max_clients: usize,
+
+    /// WebSocket ping period in seconds; a peer silent for two periods is closed.
+    #[arg(long, env = "LOGTAIL_PING_INTERVAL", default_value_t = 30.0, value_parser = parse_secs, value_name = "SECS")]
+    pub ping_interval: f64,
+
+    /// Extra browser origin allowed to connect (repeatable, exact match; `*` allows all).
+    /// The server's own origin is always allowed.
+    #[arg(long = "allow-origin", env = "LOGTAIL_ALLOW_ORIGIN", value_delimiter = ',', value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+
+    /// Require this bearer token on /ws, /events and /metrics.
+    #[arg(long, env = "LOGTAIL_TOKEN", hide_env_values = true, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+
+    /// Read the bearer token from this file (first line).
+    #[arg(long, env = "LOGTAIL_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM certificate chain: serve https and wss only (needs --tls-key).
+    #[arg(long, env = "LOGTAIL_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "LOGTAIL_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Poll the file instead of using inotify (NFS, some container mounts).
+    #[arg(long, env = "LOGTAIL_POLL")]
+    pub poll: bool,
+
+    /// How often --poll looks at the file, in milliseconds.
+    #[arg(long, env = "LOGTAIL_POLL_INTERVAL", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
+    pub poll_interval: u64,
+
+    /// Format of the server's own logs on stderr (level from RUST_LOG, default info).
+    #[arg(long, env = "LOGTAIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings derived from the command line, in the units the code uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listen: SocketAddr,
+    pub backlog: usize,
+    pub history_bytes: u64,
+    pub max_line_bytes: usize,
+    pub client_queue: u64,
+    pub send_timeout: Duration,
+    pub max_clients: usize,
+    pub ping_interval: Duration,
+    pub allow_origins: Vec<String>,
+    pub token: Option<String>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub poll: Option<Duration>,
+    /// How long an HTTP request (or TLS handshake) may take to arrive.
+    pub handshake_timeout: Duration,
+    /// How long shutdown waits for clients to be told.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Validates the command line. `token_from_file` is the content of
+    /// `--token-file`, read by the caller.
+    pub fn from_cli(cli: Cli, token_from_file: Option<String>) -> Result<Config, String> {
+        let token = match (cli.token, token_from_file) {
+            (Some(t), _) | (None, Some(t)) => Some(t.trim().to_string()),
+            (None, None) => None,
+        };
+        if token.as_deref() == Some("") {
+            return Err("the token is empty".into());
+        }
+        if let Some(t) = &token
+            && !t.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err("the token must be printable ASCII without spaces".into());
+        }
+        if cli.max_line_bytes == 0 {
+            return Err("--max-line-bytes must be at least 1".into());
+        }
+        if cli.client_queue == 0 {
+            return Err("--client-queue must be at least 1".into());
+        }
+        Ok(Config {
+            file: cli.file,
+            listen: SocketAddr::new(cli.bind, cli.port),
+            backlog: cli.lines,
+            history_bytes: cli.history_bytes,
+            max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),
+            client_queue: cli.client_queue,
+            send_timeout: Duration::from_secs_f64(cli.send_timeout),
+            max_clients: cli.max_clients,
+            ping_interval: Duration::from_secs_f64(cli.ping_interval),
+            allow_origins: cli.allow_origins,
+            token,
+            tls: cli.tls_cert.zip(cli.tls_key),
+            poll: cli
+                .poll
+                .then(|| Duration::from_millis(cli.poll_interval)),
+            handshake_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_millis(1500),
+        })
+    }
+}
+
+/// Parses `1024`, `64K`, `64KiB`, `16M`, `16MiB`, `1G` (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (try 1048576, 512K or 16MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Parses a positive number of seconds (fractions allowed).
+pub fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` must be between 0 and 86400 seconds"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("abc").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("2.5"), Ok(2.5));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("nan").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let cli = Cli::try_parse_from(["logtail-ws", "--file", "app.log"]).unwrap();
+        let c = Config::from_cli(cli, None).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.backlog, 10);
+        assert_eq!(c.history_bytes, 16 << 20);
+        assert_eq!(c.max_line_bytes, 1 << 20);
+        assert_eq!(c.client_queue, 16 << 20);
+        assert_eq!(c.max_clients, 10_000);
+        assert_eq!(c.ping_interval, Duration::from_secs(30));
+        assert!(c.poll.is_none() && c.token.is_none() && c.tls.is_none());
+    }
+
+    #[test]
+    fn token_rules() {
+        let cli = Cli::try_parse_from(["logtail-ws", "-f", "a", "--token", "  s3cret \n"]).unwrap();
+        assert_eq!(Config::from_cli(cli, None).unwrap().token.as_deref(), Some("s3cret"));
+        let cli = Cli::try_parse_from(["logtail-ws", "-f", "a", "--token", "a b"]).unwrap();
+        assert!(Config::from_cli(cli, None).is_err());
+        let cli = Cli::try_parse_from(["logtail-ws", "-f", "a"]).unwrap();
+        assert_eq!(Config::from_cli(cli, Some("t\n".into())).unwrap().token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        assert!(Cli::try_parse_from(["logtail-ws", "-f", "a", "--tls-cert", "c.pem"]).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! The history: a byte-bounded ring of the most recent lines.
+//!
+//! It is what makes backlog, resume (`since=`) and recovery from a lagging
+//! broadcast receiver possible without a per-client queue: every client reads
+//! the same shared lines. Its size is bounded by `--history-bytes`, counted as
+//! the lines' bytes plus a fixed per-line overhead, so memory stays bounded
+//! whatever the line sizes.
+
+use std::collections::VecDeque;
+
+use super::Line;
+
+/// Bookkeeping bytes counted for each line on top of its text, so that a
+/// flood of empty lines is bounded too.
+pub const LINE_OVERHEAD: u64 = 64;
+
+/// The accounting size of one line.
+pub fn line_cost(text_len: usize) -> u64 {
+    text_len as u64 + LINE_OVERHEAD
+}
+
+/// Recent lines, contiguous in `seq`.
+#[derive(Debug)]
+pub struct History {
+    lines: VecDeque<Line>,
+    bytes: u64,
+    limit: u64,
+}
+
+impl History {
+    pub fn new(limit: u64) -> Self {
+        History {
+            lines: VecDeque::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Appends a line (its `seq` must follow the last one), evicting the oldest
+    /// lines past the limit. The newest line is always kept.
+    pub fn push(&mut self, line: Line) {
+        debug_assert!(self.lines.back().is_none_or(|l| l.seq + 1 == line.seq));
+        self.bytes += line_cost(line.text.len());
+        self.lines.push_back(line);
+        while self.bytes > self.limit && self.lines.len() > 1 {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= line_cost(old.text.len());
+            }
+        }
+    }
+
+    /// Accounting bytes held now (never above the limit, except for a single
+    /// line larger than the limit).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The oldest retained `seq`, if any.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.lines.front().map(|l| l.seq)
+    }
+
+    /// The newest retained `seq`, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.lines.back().map(|l| l.seq)
+    }
+
+    /// Index of `seq` in the ring, clamped to what is retained.
+    fn index_of(&self, seq: u64) -> usize {
+        match self.first_seq() {
+            Some(first) if seq > first => ((seq - first) as usize).min(self.lines.len()),
+            _ => 0,
+        }
+    }
+
+    /// Copies (cheaply: shared buffers) up to `max_lines` lines and about
+    /// `max_bytes` of text starting at `seq` (or at the oldest retained line
+    /// when `seq` is older) into `out`.
+    pub fn copy_from(&self, seq: u64, max_lines: usize, max_bytes: usize, out: &mut Vec<Line>) {
+        let mut bytes = 0usize;
+        for line in self.lines.range(self.index_of(seq)..).take(max_lines) {
+            if bytes > 0 && bytes + line.text.len() > max_bytes {
+                break;
+            }
+            bytes += line.text.len();
+            out.push(line.clone());
+        }
+    }
+
+    /// Copies up to `max_lines` lines that end just before `seq` (newest
+    /// last): used to walk the history backwards in steps.
+    pub fn copy_before(&self, seq: u64, max_lines: usize, out: &mut Vec<Line>) {
+        let end = self.index_of(seq);
+        let start = end.saturating_sub(max_lines);
+        out.extend(self.lines.range(start..end).cloned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::ws::Utf8Bytes;
+
+    fn line(seq: u64, text: &str) -> Line {
+        Line {
+            seq,
+            offset: 0,
+            file: 0,
+            cost_end: 0,
+            text: Utf8Bytes::from(text),
+        }
+    }
+
+    #[test]
+    fn evicts_oldest_past_the_limit() {
+        let mut h = History::new(3 * line_cost(4));
+        for seq in 1..=5 {
+            h.push(line(seq, "abcd"));
+        }
+        assert_eq!((h.first_seq(), h.last_seq()), (Some(3), Some(5)));
+        assert!(h.bytes() <= 3 * line_cost(4));
+    }
+
+    #[test]
+    fn keeps_a_single_oversized_line() {
+        let mut h = History::new(10);
+        h.push(line(1, "a long line, longer than the limit"));
+        assert_eq!(h.len(), 1);
+        h.push(line(2, "another"));
+        assert_eq!((h.first_seq(), h.len()), (Some(2), 1));
+    }
+
+    #[test]
+    fn copies_ranges() {
+        let mut h = History::new(1 << 20);
+        for seq in 1..=10 {
+            h.push(line(seq, "x"));
+        }
+        let mut out = Vec::new();
+        h.copy_from(4, 3, usize::MAX, &mut out);
+        assert_eq!(out.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
+        out.clear();
+        h.copy_from(0, 2, usize::MAX, &mut out);
+        assert_eq!(out.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![1, 2]);
+        out.clear();
+        h.copy_from(11, 2, usize::MAX, &mut out);
+        assert!(out.is_empty());
+        h.copy_before(4, 5, &mut out);
+        assert_eq!(out.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+}

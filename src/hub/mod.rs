@@ -1,0 +1,376 @@
+//! The fan-out hub: where the tailer publishes lines and every client reads them.
+//!
+//! Lines flow one way: the tailer calls [`Hub::publish_lines`], which numbers
+//! them (`seq`), appends them to the [`History`] and broadcasts the batch on a
+//! tokio `broadcast` channel. Each client holds a [`Cursor`]: it reads live
+//! batches from its broadcast receiver and, when it has fallen behind (a
+//! `Lagged` receiver, a backlog, a `since=` resume), reads from the history
+//! instead. So a client never has a queue of its own: every line exists once
+//! in memory, shared by reference count, whatever the number of clients.
+//!
+//! The hub's one lock guards the history; it is held only to append a batch or
+//! to copy a bounded slice of references, never across an `.await`.
+
+mod cursor;
+pub mod history;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::broadcast;
+
+pub use cursor::{Cursor, CursorError, Delivery, Gap, GapReason};
+pub use history::History;
+
+use crate::metrics::Metrics;
+
+/// One line, as every client sees it.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Position in the server's stream of lines: from 1, never reused, across
+    /// rotations and truncations.
+    pub seq: u64,
+    /// Byte offset of the line's first byte in its file.
+    pub offset: u64,
+    /// Index of the file in [`Hub::file_name`].
+    pub file: u32,
+    /// Running total of the accounting bytes of all lines up to and including
+    /// this one: how far behind a client is, in bytes, is a subtraction.
+    pub cost_end: u64,
+    /// The line's text, shared by every client that sends it.
+    pub text: Utf8Bytes,
+}
+
+/// Something that happened to a followed file, told to JSON and SSE clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// The path now names another file; the old one was read to its end.
+    Rotated,
+    /// The file got shorter (or was rewritten); reading restarts at offset 0.
+    Truncated,
+    /// The file does not exist (or cannot be read) for now.
+    Waiting,
+    /// The file is being followed (again).
+    Following,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Rotated => "rotated",
+            NoticeKind::Truncated => "truncated",
+            NoticeKind::Waiting => "waiting",
+            NoticeKind::Following => "following",
+        }
+    }
+}
+
+/// A file event, placed in the stream of lines: it follows line `after_seq`.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub file: u32,
+    pub after_seq: u64,
+}
+
+/// A run of consecutive lines published together (one read of the file).
+#[derive(Debug)]
+pub struct Batch {
+    pub lines: Vec<Line>,
+}
+
+/// What goes through the broadcast channel: a pointer, cloned per receiver.
+#[derive(Debug, Clone)]
+pub enum Published {
+    Lines(Arc<Batch>),
+    Notice(Arc<Notice>),
+}
+
+/// Where a new client starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The last `n` (matching) lines of history, then live lines.
+    Backlog(usize),
+    /// Every retained line after `seq`, then live lines; `epoch` is the
+    /// server life the client's `seq` belongs to, when it knows it.
+    Since { seq: u64, epoch: Option<String> },
+}
+
+/// State of a followed file, for `/healthz`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileStatus {
+    pub path: String,
+    pub state: &'static str,
+    /// Offset read up to in the current file.
+    pub offset: u64,
+}
+
+/// Sizes the hub works with.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    pub history_bytes: u64,
+    pub client_queue: u64,
+    pub max_line_bytes: usize,
+}
+
+struct Shared {
+    history: History,
+    next_seq: u64,
+    cost_total: u64,
+}
+
+/// The hub. Cheap to share (`Arc<Hub>`); see the module docs.
+pub struct Hub {
+    shared: Mutex<Shared>,
+    tx: broadcast::Sender<Published>,
+    /// Mirror of `Shared::cost_total`, read without the lock by clients to
+    /// measure how far behind they are.
+    cost_total: AtomicU64,
+    epoch: String,
+    files: Vec<String>,
+    status: Mutex<Vec<FileStatus>>,
+    limits: HubLimits,
+    pub metrics: Metrics,
+}
+
+impl Hub {
+    /// A hub for the given files (their names as shown to clients).
+    pub fn new(files: Vec<String>, limits: HubLimits) -> Arc<Hub> {
+        // The channel holds pointers to batches of up to one read (128 KiB);
+        // sized so that what a stuck receiver pins stays near its queue bound.
+        // A receiver that lags past it recovers from the history, losing nothing.
+        let capacity = (limits.client_queue / (128 * 1024)).clamp(16, 4096) as usize;
+        let (tx, _) = broadcast::channel(capacity);
+        let status = files
+            .iter()
+            .map(|path| FileStatus {
+                path: path.clone(),
+                state: "starting",
+                offset: 0,
+            })
+            .collect();
+        Arc::new(Hub {
+            shared: Mutex::new(Shared {
+                history: History::new(limits.history_bytes),
+                next_seq: 1,
+                cost_total: 0,
+            }),
+            tx,
+            cost_total: AtomicU64::new(0),
+            epoch: new_epoch(),
+            files,
+            status: Mutex::new(status),
+            limits,
+            metrics: Metrics::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock cannot leave the history inconsistent
+        // in a way that matters more than stopping the stream would.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The random id of this server's life; `seq` values are meaningful
+    /// only together with it.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub fn limits(&self) -> HubLimits {
+        self.limits
+    }
+
+    /// The display name of file `index`.
+    pub fn file_name(&self, index: u32) -> &str {
+        self.files.get(index as usize).map_or("", String::as_str)
+    }
+
+    /// The newest `seq` published so far (0 before the first line).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// (lines, accounting bytes) held in the history.
+    pub fn history_usage(&self) -> (usize, u64) {
+        let shared = self.lock();
+        (shared.history.len(), shared.history.bytes())
+    }
+
+    pub(crate) fn cost_total(&self) -> u64 {
+        self.cost_total.load(Ordering::Acquire)
+    }
+
+    /// Numbers `lines` (their `seq` and `cost_end` are filled in here), keeps
+    /// them in the history and sends them to every client.
+    pub fn publish_lines(&self, mut lines: Vec<Line>) {
+        if lines.is_empty() {
+            return;
+        }
+        let bytes: usize = lines.iter().map(|l| l.text.len()).sum();
+        let count = lines.len() as u64;
+        let mut shared = self.lock();
+        for line in &mut lines {
+            line.seq = shared.next_seq;
+            shared.next_seq += 1;
+            shared.cost_total += history::line_cost(line.text.len());
+            line.cost_end = shared.cost_total;
+            shared.history.push(line.clone());
+        }
+        self.cost_total
+            .store(shared.cost_total, Ordering::Release);
+        // Sent while holding the lock, so that a subscriber (which takes the
+        // lock to subscribe) sees every batch either in the history or in its
+        // receiver — never in neither. `send` fails only with no receivers.
+        let _ = self.tx.send(Published::Lines(Arc::new(Batch { lines })));
+        drop(shared);
+        self.metrics.lines_read.fetch_add(count, Ordering::Relaxed);
+        self.metrics
+            .bytes_read
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Tells clients what happened to file `file`, and records it for `/healthz`.
+    pub fn publish_notice(&self, file: u32, kind: NoticeKind, offset: u64) {
+        match kind {
+            NoticeKind::Rotated => self.metrics.rotations.fetch_add(1, Ordering::Relaxed),
+            NoticeKind::Truncated => self.metrics.truncations.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        self.set_status(file, kind, offset);
+        let shared = self.lock();
+        let notice = Notice {
+            kind,
+            file,
+            after_seq: shared.next_seq - 1,
+        };
+        let _ = self.tx.send(Published::Notice(Arc::new(notice)));
+    }
+
+    /// Records the state of file `file` without telling clients.
+    pub fn set_status(&self, file: u32, kind: NoticeKind, offset: u64) {
+        let state = match kind {
+            NoticeKind::Waiting => "waiting",
+            _ => "following",
+        };
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = status.get_mut(file as usize) {
+            s.state = state;
+            s.offset = offset;
+        }
+    }
+
+    /// Records how far file `file` has been read.
+    pub fn set_offset(&self, file: u32, offset: u64) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = status.get_mut(file as usize) {
+            s.offset = offset;
+        }
+    }
+
+    pub fn file_status(&self) -> Vec<FileStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A cursor for a new client. `matches` is the client's line filter
+    /// (`grep=`): a backlog of N counts only matching lines.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        start: Start,
+        matches: Option<Arc<dyn Fn(&Line) -> bool + Send + Sync>>,
+    ) -> Cursor {
+        let shared = self.lock();
+        let rx = self.tx.subscribe();
+        let last = shared.next_seq - 1;
+        let first = shared.history.first_seq().unwrap_or(shared.next_seq);
+        let baseline = shared.cost_total;
+        let mut gap = None;
+        let next_seq = match &start {
+            Start::Backlog(0) => last + 1,
+            Start::Backlog(n) if matches.is_none() => {
+                last.saturating_sub(*n as u64 - 1).max(first)
+            }
+            Start::Backlog(_) => first, // refined below, outside the lock
+            Start::Since { seq, epoch } => {
+                if epoch.as_deref().is_some_and(|e| e != self.epoch) {
+                    gap = Some(Gap {
+                        from: 1,
+                        to: first - 1,
+                        reason: GapReason::Epoch,
+                    });
+                    first
+                } else if *seq == 0 {
+                    first
+                } else if *seq >= last {
+                    last + 1
+                } else {
+                    seq + 1
+                }
+            }
+        };
+        drop(shared);
+        let next_seq = match (&start, &matches) {
+            (Start::Backlog(n), Some(matches)) if *n > 0 => {
+                self.backlog_start(last, *n, matches.as_ref())
+            }
+            _ => next_seq,
+        };
+        Cursor::new(Arc::clone(self), rx, next_seq, last, baseline, gap, matches)
+    }
+
+    /// The `seq` from which the last `n` lines matching `matches` (up to
+    /// `last`) begin. Walks the history backwards in steps, holding the lock
+    /// only to copy each step, so a costly filter never stalls the tailer.
+    fn backlog_start(&self, last: u64, n: usize, matches: &dyn Fn(&Line) -> bool) -> u64 {
+        const STEP: usize = 4096;
+        let mut before = last + 1;
+        let mut found = 0usize;
+        let mut step = Vec::with_capacity(STEP);
+        loop {
+            step.clear();
+            self.lock().history.copy_before(before, STEP, &mut step);
+            let Some(oldest) = step.first().map(|l| l.seq) else {
+                return before;
+            };
+            for line in step.iter().rev() {
+                if matches(line) {
+                    found += 1;
+                    if found == n {
+                        return line.seq;
+                    }
+                }
+            }
+            before = oldest;
+        }
+    }
+
+    /// Copies history lines from `seq` on (bounded) into `out`; returns the
+    /// oldest retained `seq` and the newest.
+    pub(crate) fn read_history(
+        &self,
+        seq: u64,
+        max_lines: usize,
+        max_bytes: usize,
+        out: &mut Vec<Line>,
+    ) -> Option<(u64, u64)> {
+        let shared = self.lock();
+        let first = shared.history.first_seq()?;
+        let last = shared.history.last_seq()?;
+        shared.history.copy_from(seq, max_lines, max_bytes, out);
+        Some((first, last))
+    }
+}
+
+/// 64 random bits in hex: a new one each time the server starts.
+fn new_epoch() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: the start time still differs between lives.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (nanos ^ u64::from(std::process::id()) << 32).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

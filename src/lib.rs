@@ -1,0 +1,85 @@
+//! logtail-ws: follow a log file like `tail -F` and stream every new line,
+//! live, to WebSocket and Server-Sent Events clients.
+//!
+//! # Layout
+//!
+//! Data flows one way: **file → tailer → hub → transport → client**.
+//!
+//! - [`config`]: the command line and the validated settings.
+//! - [`tailer`]: follows the file by name (rotation, truncation, deletion),
+//!   splits what is appended into lines and publishes them to the hub.
+//! - [`hub`]: numbers lines, keeps the bounded history, fans lines out over a
+//!   broadcast channel; each client reads through its own cursor.
+//! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
+//!   and the checks in front of them (Origin, token, limits).
+//! - [`server`]: shared state, routes and the accept loop (TLS, timeouts).
+//! - [`shutdown`]: signals → cancellation → Close 1001 to every client.
+//! - [`metrics`]: counters behind `/metrics` and `/healthz`.
+
+pub mod config;
+pub mod hub;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod tailer;
+pub mod transport;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Cli, Config};
+use hub::{Hub, HubLimits};
+use tailer::{Tailer, WatchMode};
+
+/// Runs the server on an already bound listener until `shutdown` resolves,
+/// then tells every client and returns within the grace period.
+///
+/// The file is opened (or found missing) and watched before the
+/// `listening on` line is logged, so a line appended after that line is
+/// always a live line.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    let hub = Hub::new(
+        vec![config.file.display().to_string()],
+        HubLimits {
+            history_bytes: config.history_bytes,
+            client_queue: config.client_queue,
+            max_line_bytes: config.max_line_bytes,
+        },
+    );
+    let mode = match config.poll {
+        Some(interval) => WatchMode::Poll(interval),
+        None => WatchMode::Events,
+    };
+    let tailer_hub = Arc::clone(&hub);
+    let path = config.file.clone();
+    let _tailer = tokio::task::spawn_blocking(move || Tailer::start(path, 0, tailer_hub, mode))
+        .await
+        .map_err(std::io::Error::other)??;
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
+    let state = server::AppState::new(hub, Arc::clone(&config), cancel.clone());
+    let router = server::app(state.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
+    server::serve(listener, router, state.clone(), tls).await;
+
+    // Stopped accepting; every client is being told. Wait for them, bounded.
+    state.tracker.close();
+    if tokio::time::timeout(config.shutdown_grace, state.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish in time; exiting anyway");
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The HTTP server: shared state, routes, and the accept loop.
+//!
+//! Why our own accept loop instead of `axum::serve`: we need what it does not
+//! offer — TLS, a deadline on reading request headers (slowloris), a bound on
+//! header size, TCP_NODELAY, a write timeout on every connection (so a client
+//! that stops reading cannot hold a task or memory forever, WebSocket or SSE
+//! alike) and connection tasks tracked for shutdown. It is the same
+//! hyper-util plumbing `axum::serve` uses, with those settings added.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::transport::{self, Rejection};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub config: Arc<Config>,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    clients: Arc<Semaphore>,
+}
+
+/// A streaming client's place among `--max-clients`; counted in the
+/// `clients` gauge while it lives.
+pub struct ClientSlot {
+    _permit: OwnedSemaphorePermit,
+    hub: Arc<Hub>,
+    pub peer: SocketAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.hub.metrics.clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl AppState {
+    pub fn new(hub: Arc<Hub>, config: Arc<Config>, cancel: CancellationToken) -> AppState {
+        let clients = Arc::new(Semaphore::new(config.max_clients));
+        AppState {
+            hub,
+            config,
+            cancel,
+            tracker: TaskTracker::new(),
+            clients,
+        }
+    }
+
+    /// A slot for a new streaming client, or 503 when all are taken.
+    pub fn client_slot(&self, peer: SocketAddr) -> Result<ClientSlot, Rejection> {
+        match Arc::clone(&self.clients).try_acquire_owned() {
+            Ok(permit) => {
+                Metrics::add(&self.hub.metrics.clients, 1);
+                Metrics::add(&self.hub.metrics.clients_total, 1);
+                Ok(ClientSlot {
+                    _permit: permit,
+                    hub: Arc::clone(&self.hub),
+                    peer,
+                })
+            }
+            Err(_) => {
+                Metrics::add(&self.hub.metrics.rejected_requests, 1);
+                Err(Rejection {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: format!("too many clients (--max-clients {})", self.config.max_clients),
+                })
+            }
+        }
+    }
+}
+
+/// The routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(transport::ws::handler))
+        .route("/events", get(transport::sse::handler))
+        .route("/", get(transport::viewer::index))
+        .route("/viewer.js", get(transport::viewer::script))
+        .route("/viewer.css", get(transport::viewer::style))
+        .route("/favicon.svg", get(transport::viewer::icon))
+        .route("/healthz", get(transport::ops::healthz))
+        .route("/metrics", get(transport::ops::metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(state)
+}
+
+/// Accepts connections until `state.cancel` fires.
+pub async fn serve(listener: TcpListener, router: Router, state: AppState, tls: Option<TlsAcceptor>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = state.cancel.cancelled() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(err) => {
+                // Out of file descriptors and the like: not fatal, but do not spin.
+                tracing::warn!("accept failed: {err}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    _ = state.cancel.cancelled() => break,
+                }
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let io = TimeoutIo::new(tcp, state.config.send_timeout);
+        let router = router.clone();
+        let cancel = state.cancel.clone();
+        let handshake = state.config.handshake_timeout;
+        let tls = tls.clone();
+        state.tracker.spawn(async move {
+            match tls {
+                None => serve_connection(io, peer, router, cancel, handshake).await,
+                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(io)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, peer, router, cancel, handshake).await,
+                    Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(io: I, peer: SocketAddr, router: Router, cancel: CancellationToken, handshake: Duration)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = router.map_request(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request.map(Body::new)
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%peer, "connection ended: {err}");
+            }
+        }
+        _ = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// A connection whose writes fail when the peer accepts nothing for
+/// `limit`: the server-wide defence against clients that stop reading.
+pub struct TimeoutIo<T> {
+    inner: T,
+    limit: Duration,
+    /// Armed while a write is pending; created on first need.
+    deadline: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl<T> TimeoutIo<T> {
+    pub fn new(inner: T, limit: Duration) -> Self {
+        TimeoutIo {
+            inner,
+            limit,
+            deadline: None,
+            armed: false,
+        }
+    }
+
+    /// Called when a write is pending: arms the deadline, or reports that it passed.
+    fn pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let limit = self.limit;
+        let sleep = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if !self.armed {
+            sleep.as_mut().reset(tokio::time::Instant::now() + limit);
+            self.armed = true;
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "peer accepted nothing within the send timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TimeoutIo<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Pending => this.pending(cx).map(|r| r.map(|()| 0)),
+            ready => {
+                this.armed = false;
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.pending(cx).map(|r| r.map(|()| 0)),
+            ready => {
+                this.armed = false;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.pending(cx),
+            ready => {
+                this.armed = false;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Loads a PEM certificate chain and key into a TLS acceptor (http/1.1 only).
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|iter| iter.collect())
+        .map_err(|err| format!("cannot read certificate {}: {err}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate found in {}", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|err| format!("cannot read private key {}: {err}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("TLS setup failed: {err}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|err| format!("certificate and key do not work together: {err}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,353 @@
+//! Following one file by name, as `tail -F` does: the state machine that
+//! decides, on each wake-up, whether the file grew, was truncated, was
+//! rotated, vanished or came back — and reads what is new.
+//!
+//! The rules (DESIGN.md, "Following a file"), and how each is detected:
+//! - **Growth**: read from our offset to end of file, in large chunks.
+//! - **Truncation**: the open file is shorter than our offset, *or* the bytes
+//!   just before our offset are no longer the ones we read. The second check
+//!   catches a truncate followed by a quick rewrite to a larger size before we
+//!   looked, which a size comparison (GNU tail's) misses. Reading restarts at 0.
+//! - **Rotation**: the path names another file (device, inode) than the one we
+//!   hold. We keep reading the old file — a writer that has not reopened yet
+//!   still writes there — until the new file has data; then we read the old
+//!   one to its end and switch to the new one at offset 0. So lines written
+//!   to the old file just after the rename arrive before the new file's lines.
+//! - **Deletion**: the path is gone; we keep the old file open (its writer
+//!   may go on) and wait for the path to come back.
+//! - **Permission denied** (at start or after a rotation): logged once, and
+//!   retried on every change in the directory (a `chmod` is one).
+//!
+//! A partial line held when the file is rotated or truncated is flushed as a
+//! line of its own, so nothing is lost.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::hub::{Hub, Line, NoticeKind};
+
+use super::lines::{LineSplitter, RawLine, to_text};
+
+/// How much is read per `read(2)`; also the most one broadcast batch carries.
+const CHUNK: usize = 128 * 1024;
+/// How many bytes before our offset are compared to detect a rewrite.
+const FINGERPRINT: usize = 64;
+
+/// A file's identity: what stays the same across renames and changes across
+/// re-creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// The file we hold open and where we are in it.
+struct OpenFile {
+    file: File,
+    id: FileId,
+    splitter: LineSplitter,
+    /// The last bytes read (up to [`FINGERPRINT`]), ending at our offset.
+    recent: Vec<u8>,
+    /// The path no longer names this file (or anything).
+    path_gone: bool,
+}
+
+impl OpenFile {
+    fn new(file: File, id: FileId, offset: u64, max_line: usize) -> OpenFile {
+        OpenFile {
+            file,
+            id,
+            splitter: LineSplitter::new(offset, max_line),
+            recent: Vec::with_capacity(FINGERPRINT),
+            path_gone: false,
+        }
+    }
+
+    fn offset(&self) -> u64 {
+        self.splitter.end_offset()
+    }
+}
+
+enum State {
+    /// The file does not exist or cannot be opened yet.
+    Waiting,
+    Open(OpenFile),
+}
+
+/// Follows one path. Owned by the tailer thread; all I/O is blocking.
+pub struct Follower {
+    path: PathBuf,
+    display: String,
+    index: u32,
+    hub: Arc<Hub>,
+    max_line: usize,
+    state: State,
+    /// The last open error reported, so a retry that fails the same way is
+    /// not logged again.
+    reported: Option<io::ErrorKind>,
+    /// What the path points to may have changed: re-check the watched
+    /// directories.
+    pub watch_dirty: bool,
+}
+
+impl Follower {
+    pub fn new(path: PathBuf, index: u32, hub: Arc<Hub>) -> Follower {
+        let display = path.display().to_string();
+        let max_line = hub.limits().max_line_bytes;
+        Follower {
+            path,
+            display,
+            index,
+            hub,
+            max_line,
+            state: State::Waiting,
+            reported: None,
+            watch_dirty: true,
+        }
+    }
+
+    /// Opens the file at start-up: positioned at its end, with the history
+    /// filled from its last lines. A missing file is waited for.
+    pub fn start(&mut self) {
+        match self.open() {
+            Ok((file, id, len)) => {
+                let history = self.hub.limits().history_bytes.min(len);
+                let from = len - history;
+                let mut of = OpenFile::new(file, id, from, self.max_line);
+                if let Err(err) = of.file.seek(SeekFrom::Start(from)) {
+                    tracing::warn!(file = %self.display, "cannot seek: {err}");
+                }
+                // Fill the history from the tail of the file; the first line is
+                // probably cut by our starting point, so it is skipped.
+                let mut skip_first = from > 0 && !self.byte_before_is_newline(&of, from);
+                self.read_to_eof(&mut of, Some(len), &mut skip_first);
+                if of.recent.is_empty() && len > 0 {
+                    let n = (len as usize).min(FINGERPRINT);
+                    let mut tail = [0u8; FINGERPRINT];
+                    if of.file.read_exact_at(&mut tail[..n], len - n as u64).is_ok() {
+                        of.recent.extend_from_slice(&tail[..n]);
+                    }
+                }
+                tracing::info!(file = %self.display, offset = of.offset(), "following {}", self.display);
+                self.hub
+                    .set_status(self.index, NoticeKind::Following, of.offset());
+                self.state = State::Open(of);
+            }
+            Err(err) => self.report_open_error(&err),
+        }
+    }
+
+    fn byte_before_is_newline(&self, of: &OpenFile, at: u64) -> bool {
+        let mut b = [0u8; 1];
+        of.file.read_exact_at(&mut b, at - 1).is_ok() && b[0] == b'\n'
+    }
+
+    /// One pass: whatever happened since the last one, catch up with it.
+    pub fn poll(&mut self) {
+        // Bounded: each iteration either returns or switches to another file,
+        // and a switch needs the path to name a new file with data.
+        for _ in 0..16 {
+            match std::mem::replace(&mut self.state, State::Waiting) {
+                State::Waiting => match self.open() {
+                    Ok((file, id, _)) => {
+                        tracing::info!(file = %self.display, "following {} from its start", self.display);
+                        self.reported = None;
+                        self.watch_dirty = true;
+                        self.hub.publish_notice(self.index, NoticeKind::Following, 0);
+                        let mut of = OpenFile::new(file, id, 0, self.max_line);
+                        self.read_to_eof(&mut of, None, &mut false);
+                        self.state = State::Open(of);
+                        continue;
+                    }
+                    Err(err) => {
+                        self.report_open_error(&err);
+                        return;
+                    }
+                },
+                State::Open(mut of) => {
+                    self.check_truncation(&mut of);
+                    self.read_to_eof(&mut of, None, &mut false);
+                    match std::fs::metadata(&self.path) {
+                        Ok(meta) if FileId::of(&meta) == of.id => {
+                            if of.path_gone {
+                                of.path_gone = false;
+                                self.watch_dirty = true;
+                            }
+                            self.hub.set_offset(self.index, of.offset());
+                            self.state = State::Open(of);
+                            return;
+                        }
+                        Ok(meta) if meta.len() == 0 => {
+                            // A new, still empty file: its writer has not moved
+                            // to it yet, so keep reading the old one.
+                            if !of.path_gone {
+                                of.path_gone = true;
+                                self.watch_dirty = true;
+                            }
+                            self.state = State::Open(of);
+                            return;
+                        }
+                        Ok(_) => {
+                            self.finish(&mut of);
+                            tracing::info!(file = %self.display, "{} was rotated; following the new file", self.display);
+                            self.hub.publish_notice(self.index, NoticeKind::Rotated, 0);
+                            self.watch_dirty = true;
+                            self.state = State::Waiting;
+                            continue;
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                            if !of.path_gone {
+                                of.path_gone = true;
+                                self.watch_dirty = true;
+                                tracing::info!(file = %self.display, "{} was removed or renamed; reading what is left of it and waiting for it to come back", self.display);
+                                self.hub.publish_notice(self.index, NoticeKind::Waiting, of.offset());
+                            }
+                            self.state = State::Open(of);
+                            return;
+                        }
+                        Err(err) => {
+                            if self.reported != Some(err.kind()) {
+                                tracing::warn!(file = %self.display, "cannot stat {}: {err}", self.display);
+                                self.reported = Some(err.kind());
+                            }
+                            self.state = State::Open(of);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&self) -> io::Result<(File, FileId, u64)> {
+        let file = File::open(&self.path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+        }
+        Ok((file, FileId::of(&meta), meta.len()))
+    }
+
+    fn report_open_error(&mut self, err: &io::Error) {
+        if self.reported == Some(err.kind()) {
+            return;
+        }
+        self.reported = Some(err.kind());
+        self.hub.set_status(self.index, NoticeKind::Waiting, 0);
+        if err.kind() == io::ErrorKind::NotFound {
+            tracing::info!(file = %self.display, "waiting for {} to appear", self.display);
+        } else {
+            tracing::warn!(file = %self.display, "cannot open {}: {err}; will retry when it changes", self.display);
+        }
+    }
+
+    /// Detects truncation (shorter than our offset, or rewritten under it);
+    /// on it, flushes the partial line and starts over at offset 0.
+    fn check_truncation(&mut self, of: &mut OpenFile) {
+        let offset = of.offset();
+        if offset == 0 {
+            return;
+        }
+        let len = match of.file.metadata() {
+            Ok(meta) => meta.len(),
+            Err(_) => return,
+        };
+        let rewritten = len >= offset && {
+            let n = of.recent.len();
+            let mut now = [0u8; FINGERPRINT];
+            of.file.read_exact_at(&mut now[..n], offset - n as u64).is_ok() && now[..n] != of.recent[..]
+        };
+        if len >= offset && !rewritten {
+            return;
+        }
+        let mut lines = Vec::new();
+        of.splitter.flush(&mut lines);
+        self.publish(lines);
+        tracing::info!(file = %self.display, was = offset, now = len, "{} was truncated; reading it again from its start", self.display);
+        self.hub.publish_notice(self.index, NoticeKind::Truncated, 0);
+        of.splitter.reset(0);
+        of.recent.clear();
+        if let Err(err) = of.file.seek(SeekFrom::Start(0)) {
+            tracing::warn!(file = %self.display, "cannot seek: {err}");
+        }
+    }
+
+    /// Reads from our offset to end of file (or to `limit`), publishing a
+    /// batch of lines per read.
+    fn read_to_eof(&mut self, of: &mut OpenFile, limit: Option<u64>, skip_first: &mut bool) {
+        let mut lines = Vec::new();
+        loop {
+            let want = match limit {
+                Some(limit) => CHUNK.min(limit.saturating_sub(of.offset()) as usize),
+                None => CHUNK,
+            };
+            if want == 0 {
+                break;
+            }
+            let spare = of.splitter.spare(want);
+            let n = match of.file.read(spare) {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => 0,
+                Err(err) => {
+                    tracing::warn!(file = %self.display, "read failed: {err}");
+                    0
+                }
+            };
+            // Keep the fingerprint: the last bytes read, ending at the new offset.
+            if n >= FINGERPRINT {
+                of.recent.clear();
+                of.recent.extend_from_slice(&spare[n - FINGERPRINT..n]);
+            } else if n > 0 {
+                let keep = (FINGERPRINT - n).min(of.recent.len());
+                of.recent.drain(..of.recent.len() - keep);
+                of.recent.extend_from_slice(&spare[..n]);
+            }
+            of.splitter.commit(want, n);
+            if n == 0 {
+                break;
+            }
+            of.splitter.drain(&mut lines);
+            if *skip_first && !lines.is_empty() {
+                lines.remove(0);
+                *skip_first = false;
+            }
+            self.publish(std::mem::take(&mut lines));
+        }
+    }
+
+    /// The old file is done with: its partial line becomes a line.
+    fn finish(&mut self, of: &mut OpenFile) {
+        let mut lines = Vec::new();
+        of.splitter.flush(&mut lines);
+        self.publish(lines);
+    }
+
+    fn publish(&self, raw: Vec<RawLine>) {
+        if raw.is_empty() {
+            return;
+        }
+        let lines = raw
+            .into_iter()
+            .map(|raw| Line {
+                seq: 0,
+                offset: raw.offset,
+                file: self.index,
+                cost_end: 0,
+                text: to_text(raw.bytes),
+            })
+            .collect();
+        self.hub.publish_lines(lines);
+    }
+}

@@ -1,0 +1,276 @@
+//! `/ws`: the WebSocket stream.
+//!
+//! The handler runs every check while it can still answer with an HTTP
+//! status (Origin, token, client limit, parameters) and subscribes the client
+//! *before* returning the 101, so a line appended after the client saw its
+//! handshake complete is a live line for it.
+//!
+//! After the upgrade the socket is split: a reader task reads and ignores
+//! what the client sends (bounded: 4 KiB messages, or close 1009), answers
+//! pings and notices a silent peer; the writer — this task — sends lines.
+//! The writer feeds every line that is ready and flushes once, so a burst
+//! costs one `write(2)` per ~64 KiB instead of one per line, and bounds each
+//! write with `--send-timeout`: a client that stops reading is closed with
+//! 1013 instead of pinning memory or a task.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, timeout};
+
+use super::{Format, RawParams, StreamParams, check_access, frame};
+use crate::hub::{Cursor, CursorError, Delivery, GapReason};
+use crate::metrics::Metrics;
+use crate::server::{AppState, ClientSlot};
+
+/// Largest message a client may send.
+pub const MAX_CLIENT_MESSAGE: usize = 4096;
+/// Bytes fed before a flush, at most.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Close codes and reasons, as DESIGN.md lists them.
+const AWAY: u16 = 1001;
+const TOO_BIG: u16 = 1009;
+const TRY_AGAIN_LATER: u16 = 1013;
+
+pub async fn handler(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(raw): Query<RawParams>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let access = match check_access(&app, &headers, raw.token.as_deref()) {
+        Ok(access) => access,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let params = match StreamParams::parse(&raw, app.config.backlog, None) {
+        Ok(params) => params,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let slot = match app.client_slot(peer) {
+        Ok(slot) => slot,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let cursor = app.hub.subscribe(params.start, params.filter);
+    let mut upgrade = upgrade
+        .read_buffer_size(1024)
+        .write_buffer_size(64 * 1024)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE);
+    if let Some(protocol) = access.protocol {
+        upgrade.set_selected_protocol(protocol);
+    }
+    let format = params.format;
+    let tracker = app.tracker.clone();
+    upgrade
+        .on_failed_upgrade(|err| tracing::debug!("websocket upgrade failed: {err}"))
+        .on_upgrade(move |socket| tracker.track_future(client(socket, cursor, format, app, slot)))
+}
+
+/// Why a client's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Shutdown,
+    TooSlow,
+    TooBig,
+    /// The peer closed, vanished, or stayed silent past two ping periods.
+    PeerGone,
+    /// A write failed or timed out.
+    WriteFailed,
+}
+
+/// What the reader task tells the writer.
+enum FromReader {
+    TooBig,
+    Gone,
+}
+
+async fn client(socket: WebSocket, mut cursor: Cursor, format: Format, app: AppState, slot: ClientSlot) {
+    let (mut sink, stream) = socket.split();
+    let (tell, mut told) = mpsc::channel(1);
+    let reader = tokio::spawn(read_client(stream, tell, app.config.ping_interval * 2));
+    let end = write_lines(&mut sink, &mut cursor, format, &app, &mut told).await;
+    let close = match end {
+        End::Shutdown => Some((AWAY, "server shutting down")),
+        End::TooSlow => Some((TRY_AGAIN_LATER, "client too slow")),
+        End::TooBig => Some((TOO_BIG, "message too big")),
+        End::WriteFailed => Some((TRY_AGAIN_LATER, "client too slow")),
+        End::PeerGone => None,
+    };
+    if matches!(end, End::TooSlow | End::WriteFailed) {
+        Metrics::add(&app.hub.metrics.slow_client_drops, 1);
+        tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
+    }
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // A stuck peer cannot take even this: bounded like every write.
+        let limit = app.config.send_timeout.min(Duration::from_secs(1));
+        if timeout(limit, sink.send(Message::Close(Some(frame)))).await.is_ok() {
+            // Give the peer a moment to answer the close, so the connection
+            // ends cleanly rather than with a reset that could lose the frame.
+            let _ = timeout(Duration::from_millis(500), told.recv()).await;
+        }
+    }
+    reader.abort();
+    drop(slot);
+}
+
+/// Reads (and drops) what the client sends; reports an oversized message
+/// or a peer gone silent. Reading also lets tungstenite answer pings and
+/// close frames.
+async fn read_client(
+    mut stream: SplitStream<WebSocket>,
+    tell: mpsc::Sender<FromReader>,
+    silence_limit: Duration,
+) {
+    loop {
+        match timeout(silence_limit, stream.next()).await {
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Err(_) => break,
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(err))) => {
+                if is_too_big(&err) {
+                    let _ = tell.send(FromReader::TooBig).await;
+                    return;
+                }
+                break;
+            }
+        }
+    }
+    let _ = tell.send(FromReader::Gone).await;
+}
+
+fn is_too_big(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+async fn write_lines(
+    sink: &mut SplitSink<WebSocket, Message>,
+    cursor: &mut Cursor,
+    format: Format,
+    app: &AppState,
+    told: &mut mpsc::Receiver<FromReader>,
+) -> End {
+    let json = format == Format::Json;
+    let send_timeout = app.config.send_timeout;
+    if json {
+        let hello = frame::hello_json(cursor.hub().epoch(), cursor.subscribed_at());
+        if !matches!(timeout(send_timeout, sink.send(Message::Text(hello.into()))).await, Ok(Ok(()))) {
+            return End::WriteFailed;
+        }
+    }
+    let period = app.config.ping_interval;
+    let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut started = false;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = app.cancel.cancelled() => return End::Shutdown,
+            from_reader = told.recv() => {
+                return match from_reader {
+                    Some(FromReader::TooBig) => End::TooBig,
+                    Some(FromReader::Gone) | None => End::PeerGone,
+                };
+            }
+            _ = ping.tick() => {
+                match timeout(send_timeout, sink.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return End::PeerGone,
+                    Err(_) => return End::WriteFailed,
+                }
+            }
+            delivery = cursor.next() => delivery,
+        };
+        let result = timeout(send_timeout, async {
+            let mut fed = 0usize;
+            let mut next = Some(first);
+            while let Some(delivery) = next.take() {
+                match delivery {
+                    Ok(delivery) => fed += feed(sink, cursor, &delivery, json, &mut started, app).await?,
+                    Err(CursorError::TooSlow) => return Err(End::TooSlow),
+                    Err(CursorError::Closed) => return Err(End::Shutdown),
+                }
+                if fed < FLUSH_BYTES {
+                    next = cursor.try_next().transpose();
+                }
+            }
+            sink.flush().await.map_err(|_| End::PeerGone)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(end)) => return end,
+            Err(_) => return End::WriteFailed,
+        }
+    }
+}
+
+/// Feeds one delivery into the sink (no flush); returns the bytes fed.
+async fn feed(
+    sink: &mut SplitSink<WebSocket, Message>,
+    cursor: &Cursor,
+    delivery: &Delivery,
+    json: bool,
+    started: &mut bool,
+    app: &AppState,
+) -> Result<usize, End> {
+    let hub = cursor.hub();
+    let mut bytes = 0usize;
+    let mut lines = 0u64;
+    match delivery {
+        Delivery::Notice(notice) if json => {
+            sink.feed(Message::Text(frame::notice_json(hub, notice).into()))
+                .await
+                .map_err(|_| End::PeerGone)?;
+        }
+        Delivery::Notice(_) => {}
+        Delivery::Gap(gap) => {
+            Metrics::add(&hub.metrics.gaps, 1);
+            if json {
+                sink.feed(Message::Text(frame::gap_json(gap).into()))
+                    .await
+                    .map_err(|_| End::PeerGone)?;
+            } else if *started && gap.reason == GapReason::Evicted {
+                // A text client cannot be told about a gap in its stream:
+                // close it as too slow, so it knows to resume.
+                return Err(End::TooSlow);
+            }
+        }
+        Delivery::Live { .. } | Delivery::Replay(_) => {
+            for line in delivery.lines() {
+                if !cursor.matches(line) {
+                    continue;
+                }
+                bytes += line.text.len();
+                lines += 1;
+                sink.feed(frame::line_message(hub, line, json))
+                    .await
+                    .map_err(|_| End::PeerGone)?;
+            }
+        }
+    }
+    *started = true;
+    Metrics::add(&app.hub.metrics.lines_sent, lines);
+    Metrics::add(&app.hub.metrics.bytes_sent, bytes as u64);
+    Ok(bytes.max(1))
+}
+
