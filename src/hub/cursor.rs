@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
-use super::{Batch, Hub, Line, Notice, Published};
+use super::disk::{DiskReplay, ReplayStart};
+use super::{Batch, Hub, Line, LineFilter, Notice, Published};
 
 /// Lines replayed from the history per step: bounds both the time the hub
 /// lock is held and the size of one delivery.
@@ -82,7 +83,20 @@ pub struct Cursor {
     baseline_cost: u64,
     delivered_cost: u64,
     pending_gap: Option<Gap>,
-    matches: Option<Arc<dyn Fn(&Line) -> bool + Send + Sync>>,
+    matches: Option<LineFilter>,
+    /// Disk replay in progress (lines older than the history), or where to start one.
+    disk: Option<Box<DiskReplay>>,
+    disk_start: Option<ReplayStart>,
+    /// Disk replay must stop before this `seq` (the history has it).
+    disk_stop: u64,
+}
+
+/// What a step without the receiver found.
+enum Step {
+    Ready(Delivery),
+    /// Old lines must be read from disk (blocking I/O, done off the runtime).
+    Disk,
+    Idle,
 }
 
 impl Cursor {
@@ -93,7 +107,7 @@ impl Cursor {
         subscribed_at: u64,
         baseline_cost: u64,
         gap: Option<Gap>,
-        matches: Option<Arc<dyn Fn(&Line) -> bool + Send + Sync>>,
+        matches: Option<LineFilter>,
     ) -> Cursor {
         Cursor {
             hub,
@@ -105,6 +119,9 @@ impl Cursor {
             delivered_cost: baseline_cost,
             pending_gap: gap,
             matches,
+            disk: None,
+            disk_start: None,
+            disk_stop: 0,
         }
     }
 
@@ -137,8 +154,10 @@ impl Cursor {
     /// The next delivery. Cancel-safe: it only awaits the broadcast receiver.
     pub async fn next(&mut self) -> Result<Delivery, CursorError> {
         loop {
-            if let Some(d) = self.step()? {
-                return Ok(d);
+            match self.step()? {
+                Step::Ready(d) => return Ok(d),
+                Step::Disk => return Ok(self.read_disk().await),
+                Step::Idle => {}
             }
             let item = self.rx.recv().await;
             if let Some(d) = self.take(item.map_err(|e| match e {
@@ -154,8 +173,11 @@ impl Cursor {
     /// gather what is already there before it flushes.
     pub fn try_next(&mut self) -> Result<Option<Delivery>, CursorError> {
         loop {
-            if let Some(d) = self.step()? {
-                return Ok(Some(d));
+            match self.step()? {
+                Step::Ready(d) => return Ok(Some(d)),
+                // Disk reads wait for `next`, after the writer has flushed.
+                Step::Disk => return Ok(None),
+                Step::Idle => {}
             }
             match self.rx.try_recv() {
                 Err(TryRecvError::Empty) => return Ok(None),
@@ -170,23 +192,23 @@ impl Cursor {
 
     /// What can be handed out without the receiver: a pending gap, or a
     /// step of history replay.
-    fn step(&mut self) -> Result<Option<Delivery>, CursorError> {
+    fn step(&mut self) -> Result<Step, CursorError> {
         if let Some(gap) = self.pending_gap.take() {
-            return Ok(Some(Delivery::Gap(gap)));
+            return Ok(Step::Ready(Delivery::Gap(gap)));
         }
         if self.lag_bytes() > self.hub.limits().client_queue {
             return Err(CursorError::TooSlow);
         }
         while self.replaying {
-            if let Some(d) = self.replay_step() {
-                return Ok(Some(d));
+            if let Some(step) = self.replay_step() {
+                return Ok(step);
             }
         }
-        Ok(None)
+        Ok(Step::Idle)
     }
 
     /// One step of history replay; `None` once caught up.
-    fn replay_step(&mut self) -> Option<Delivery> {
+    fn replay_step(&mut self) -> Option<Step> {
         let mut lines = Vec::new();
         let Some((first, last)) =
             self.hub
@@ -196,13 +218,28 @@ impl Cursor {
             return None;
         };
         if self.next_seq < first {
-            let gap = Gap {
-                from: self.next_seq,
-                to: first - 1,
-                reason: GapReason::Evicted,
-            };
-            self.next_seq = first;
-            return Some(Delivery::Gap(gap));
+            // Older than the history: from disk if the file still has it.
+            self.disk_stop = first;
+            if self
+                .disk
+                .as_ref()
+                .is_some_and(|d| d.next_seq() <= self.next_seq && !d.finished())
+            {
+                return Some(Step::Disk);
+            }
+            self.disk = None;
+            if let Some(start) = self.hub.disk_locate(self.next_seq)
+                && start.seq < first
+            {
+                if start.seq <= self.next_seq {
+                    self.disk_start = Some(start);
+                    return Some(Step::Disk);
+                }
+                // The index starts after what is wanted: the lines before it are gone.
+                let gap = self.gap_until(start.seq);
+                return Some(Step::Ready(gap));
+            }
+            return Some(Step::Ready(self.gap_until(first)));
         }
         let Some(newest) = lines.last() else {
             self.replaying = false;
@@ -213,7 +250,51 @@ impl Cursor {
         if newest.seq >= last {
             self.replaying = false;
         }
-        Some(Delivery::Replay(lines))
+        Some(Step::Ready(Delivery::Replay(lines)))
+    }
+
+    /// A gap from `next_seq` up to (not including) `until`; moves past it.
+    fn gap_until(&mut self, until: u64) -> Delivery {
+        let gap = Gap {
+            from: self.next_seq,
+            to: until - 1,
+            reason: GapReason::Evicted,
+        };
+        self.next_seq = until;
+        Delivery::Gap(gap)
+    }
+
+    /// One step of disk replay, run on the blocking pool: old lines, or a
+    /// gap when the file no longer holds them.
+    async fn read_disk(&mut self) -> Delivery {
+        let from = self.next_seq;
+        let stop = self.disk_stop;
+        let disk = self.disk.take();
+        let start = self.disk_start.take();
+        let file = 0;
+        let max_line = self.hub.limits().max_line_bytes;
+        let work = tokio::task::spawn_blocking(move || {
+            let mut disk = match disk {
+                Some(disk) => disk,
+                None => Box::new(DiskReplay::open(start.as_ref()?, file, max_line)?),
+            };
+            let mut lines = Vec::new();
+            let ok = disk.step(from, stop, &mut lines);
+            ok.then_some((disk, lines))
+        });
+        match work.await.ok().flatten() {
+            Some((disk, lines)) if !lines.is_empty() => {
+                if let Some(newest) = lines.last() {
+                    self.next_seq = newest.seq + 1;
+                }
+                self.disk = Some(disk);
+                Delivery::Replay(lines)
+            }
+            _ => {
+                // Not on disk after all (deleted, rewritten, shorter): a gap, honestly.
+                self.gap_until(stop.max(from + 1))
+            }
+        }
     }
 
     /// Turns one receiver item into a delivery, or into a switch to replay.

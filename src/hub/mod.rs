@@ -12,6 +12,7 @@
 //! to copy a bounded slice of references, never across an `.await`.
 
 mod cursor;
+pub mod disk;
 pub mod history;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +88,9 @@ pub enum Published {
     Notice(Arc<Notice>),
 }
 
+/// A client's line filter (`grep=`), applied by its cursor.
+pub type LineFilter = Arc<dyn Fn(&Line) -> bool + Send + Sync>;
+
 /// Where a new client starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
@@ -116,6 +120,7 @@ pub struct HubLimits {
 
 struct Shared {
     history: History,
+    index: disk::DiskIndex,
     next_seq: u64,
     cost_total: u64,
 }
@@ -153,6 +158,7 @@ impl Hub {
         Arc::new(Hub {
             shared: Mutex::new(Shared {
                 history: History::new(limits.history_bytes),
+                index: disk::DiskIndex::default(),
                 next_seq: 1,
                 cost_total: 0,
             }),
@@ -218,8 +224,8 @@ impl Hub {
             line.cost_end = shared.cost_total;
             shared.history.push(line.clone());
         }
-        self.cost_total
-            .store(shared.cost_total, Ordering::Release);
+        shared.index.on_lines(&lines);
+        self.cost_total.store(shared.cost_total, Ordering::Release);
         // Sent while holding the lock, so that a subscriber (which takes the
         // lock to subscribe) sees every batch either in the history or in its
         // receiver — never in neither. `send` fails only with no receivers.
@@ -239,13 +245,33 @@ impl Hub {
             _ => 0,
         };
         self.set_status(file, kind, offset);
-        let shared = self.lock();
+        let mut shared = self.lock();
+        let last = shared.next_seq - 1;
+        match kind {
+            NoticeKind::Rotated => shared.index.end(last),
+            NoticeKind::Truncated => shared.index.truncated(last),
+            _ => {}
+        }
         let notice = Notice {
             kind,
             file,
             after_seq: shared.next_seq - 1,
         };
         let _ = self.tx.send(Published::Notice(Arc::new(notice)));
+    }
+
+    /// The tailer opened a file (at start-up, after a rotation, or when it
+    /// appeared): lines published from now on are read from this file,
+    /// identified by (`dev`, `ino`), and can be replayed from it later.
+    pub fn begin_file(&self, path: &std::path::Path, dev: u64, ino: u64) {
+        let mut shared = self.lock();
+        let last = shared.next_seq - 1;
+        shared.index.begin(path, dev, ino, last);
+    }
+
+    /// Where disk replay of `seq` could start, if anywhere.
+    pub(crate) fn disk_locate(&self, seq: u64) -> Option<disk::ReplayStart> {
+        self.lock().index.locate(seq)
     }
 
     /// Records the state of file `file` without telling clients.
@@ -270,16 +296,15 @@ impl Hub {
     }
 
     pub fn file_status(&self) -> Vec<FileStatus> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A cursor for a new client. `matches` is the client's line filter
     /// (`grep=`): a backlog of N counts only matching lines.
-    pub fn subscribe(
-        self: &Arc<Self>,
-        start: Start,
-        matches: Option<Arc<dyn Fn(&Line) -> bool + Send + Sync>>,
-    ) -> Cursor {
+    pub fn subscribe(self: &Arc<Self>, start: Start, matches: Option<LineFilter>) -> Cursor {
         let shared = self.lock();
         let rx = self.tx.subscribe();
         let last = shared.next_seq - 1;
@@ -288,9 +313,7 @@ impl Hub {
         let mut gap = None;
         let next_seq = match &start {
             Start::Backlog(0) => last + 1,
-            Start::Backlog(n) if matches.is_none() => {
-                last.saturating_sub(*n as u64 - 1).max(first)
-            }
+            Start::Backlog(n) if matches.is_none() => last.saturating_sub(*n as u64 - 1).max(first),
             Start::Backlog(_) => first, // refined below, outside the lock
             Start::Since { seq, epoch } => {
                 if epoch.as_deref().is_some_and(|e| e != self.epoch) {

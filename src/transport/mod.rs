@@ -75,7 +75,7 @@ pub enum Format {
 }
 
 /// A client's filter: the compiled `grep=` pattern.
-pub type Filter = Arc<dyn Fn(&Line) -> bool + Send + Sync>;
+pub type Filter = crate::hub::LineFilter;
 
 /// Validated stream parameters.
 pub struct StreamParams {
@@ -128,9 +128,10 @@ impl StreamParams {
         let filter = match raw.grep.as_deref() {
             None | Some("") => None,
             Some(pattern) => {
-                let regex = compile_grep(pattern)
-                    .map_err(|reason| bad(&format!("grep: {reason}")))?;
-                let filter: Filter = Arc::new(move |line: &Line| regex.is_match(line.text.as_bytes()));
+                let regex =
+                    compile_grep(pattern).map_err(|reason| bad(&format!("grep: {reason}")))?;
+                let filter: Filter =
+                    Arc::new(move |line: &Line| regex.is_match(line.text.as_bytes()));
                 Some(filter)
             }
         };
@@ -209,10 +210,15 @@ pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Rejec
     if own {
         return Ok(());
     }
-    tracing::warn!(origin, "refused a cross-origin request (allow it with --allow-origin)");
+    tracing::warn!(
+        origin,
+        "refused a cross-origin request (allow it with --allow-origin)"
+    );
     Err(Rejection::new(
         StatusCode::FORBIDDEN,
-        format!("origin {origin} is not allowed (the server allows its own origin and --allow-origin)"),
+        format!(
+            "origin {origin} is not allowed (the server allows its own origin and --allow-origin)"
+        ),
     ))
 }
 
@@ -227,8 +233,12 @@ pub fn check_token(
         return Ok(Access::default());
     };
     let matches = |given: &str| bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
-    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        && let Some(given) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer "))
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(given) = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
         && matches(given.trim())
     {
         return Ok(Access::default());
@@ -270,15 +280,30 @@ mod tests {
     fn origin_policy() {
         let none: Vec<String> = vec![];
         assert!(check_origin(&headers(&[("host", "127.0.0.1:8080")]), &none).is_ok());
-        let same = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]);
+        let same = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
         assert!(check_origin(&same, &none).is_ok());
-        let proxied = headers(&[("host", "logs.example.com"), ("origin", "https://logs.example.com")]);
+        let proxied = headers(&[
+            ("host", "logs.example.com"),
+            ("origin", "https://logs.example.com"),
+        ]);
         assert!(check_origin(&proxied, &none).is_ok());
-        let evil = headers(&[("host", "127.0.0.1:8080"), ("origin", "https://evil.example")]);
-        assert_eq!(check_origin(&evil, &none).unwrap_err().status, StatusCode::FORBIDDEN);
+        let evil = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert_eq!(
+            check_origin(&evil, &none).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
         let null = headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
         assert!(check_origin(&null, &none).is_err());
-        let port = headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:9999")]);
+        let port = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:9999"),
+        ]);
         assert!(check_origin(&port, &none).is_err());
         assert!(check_origin(&evil, &["https://evil.example".into()]).is_ok());
         assert!(check_origin(&evil, &["*".into()]).is_ok());
@@ -291,7 +316,12 @@ mod tests {
         assert!(check_token(t, &HeaderMap::new(), None).is_err());
         assert!(check_token(t, &headers(&[("authorization", "Bearer s3cret")]), None).is_ok());
         assert!(check_token(t, &headers(&[("authorization", "Bearer nope")]), None).is_err());
-        let access = check_token(t, &headers(&[("sec-websocket-protocol", "x, bearer.s3cret")]), None).unwrap();
+        let access = check_token(
+            t,
+            &headers(&[("sec-websocket-protocol", "x, bearer.s3cret")]),
+            None,
+        )
+        .unwrap();
         assert_eq!(access.protocol.unwrap(), "bearer.s3cret");
         assert!(check_token(t, &HeaderMap::new(), Some("s3cret")).is_ok());
         assert!(check_token(t, &HeaderMap::new(), Some("s3cre")).is_err());
@@ -319,12 +349,26 @@ mod tests {
         assert_eq!(p.start, Start::Backlog(10));
         assert_eq!(p.format, Format::Text);
         let p = StreamParams::parse(&raw(&[("since", "42"), ("epoch", "ab")]), 10, None).unwrap();
-        assert_eq!(p.start, Start::Since { seq: 42, epoch: Some("ab".into()) });
+        assert_eq!(
+            p.start,
+            Start::Since {
+                seq: 42,
+                epoch: Some("ab".into())
+            }
+        );
         let p = StreamParams::parse(&raw(&[("backlog", "3")]), 10, Some("ep:7")).unwrap();
-        assert_eq!(p.start, Start::Since { seq: 7, epoch: Some("ep".into()) });
+        assert_eq!(
+            p.start,
+            Start::Since {
+                seq: 7,
+                epoch: Some("ep".into())
+            }
+        );
         assert!(StreamParams::parse(&raw(&[("backlog", "x")]), 10, None).is_err());
         assert!(StreamParams::parse(&raw(&[("format", "xml")]), 10, None).is_err());
-        let err = StreamParams::parse(&raw(&[("grep", "(")]), 10, None).err().unwrap();
+        let err = StreamParams::parse(&raw(&[("grep", "(")]), 10, None)
+            .err()
+            .unwrap();
         assert!(err.reason.starts_with("grep: "), "{}", err.reason);
         let huge = "a{1000}{1000}";
         assert!(StreamParams::parse(&raw(&[("grep", huge)]), 10, None).is_err());
