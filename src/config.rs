@@ -27,11 +27,23 @@ pub struct Cli {
     pub port: u16,
 
     /// Listen address; 0.0.0.0 or :: to expose deliberately.
-    #[arg(short = 'b', long, env = "LOGTAIL_BIND", default_value = "127.0.0.1", value_name = "ADDR")]
+    #[arg(
+        short = 'b',
+        long,
+        env = "LOGTAIL_BIND",
+        default_value = "127.0.0.1",
+        value_name = "ADDR"
+    )]
     pub bind: IpAddr,
 
     /// Lines of history a new client receives before live lines (like `tail -n`).
-    #[arg(short = 'n', long, env = "LOGTAIL_LINES", default_value_t = 10, value_name = "N")]
+    #[arg(
+        short = 'n',
+        long,
+        env = "LOGTAIL_LINES",
+        default_value_t = 10,
+        value_name = "N"
+    )]
     pub lines: usize,
 
     /// In-memory history kept for backlog and resume (bytes; K/M/G suffixes allowed).
@@ -52,7 +64,12 @@ pub struct Cli {
     pub send_timeout: f64,
 
     /// Further connections to /ws and /events get HTTP 503.
-    #[arg(long, env = "LOGTAIL_MAX_CLIENTS", default_value_t = 10_000, value_name = "N")]
+    #[arg(
+        long,
+        env = "LOGTAIL_MAX_CLIENTS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
     pub max_clients: usize,
 
     /// WebSocket ping period in seconds; a peer silent for two periods is closed.
@@ -61,11 +78,22 @@ pub struct Cli {
 
     /// Extra browser origin allowed to connect (repeatable, exact match; `*` allows all).
     /// The server's own origin is always allowed.
-    #[arg(long = "allow-origin", env = "LOGTAIL_ALLOW_ORIGIN", value_delimiter = ',', value_name = "ORIGIN")]
+    #[arg(
+        long = "allow-origin",
+        env = "LOGTAIL_ALLOW_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
     pub allow_origins: Vec<String>,
 
     /// Require this bearer token on /ws, /events and /metrics.
-    #[arg(long, env = "LOGTAIL_TOKEN", hide_env_values = true, value_name = "TOKEN", conflicts_with = "token_file")]
+    #[arg(
+        long,
+        env = "LOGTAIL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        conflicts_with = "token_file"
+    )]
     pub token: Option<String>,
 
     /// Read the bearer token from this file (first line).
@@ -73,11 +101,21 @@ pub struct Cli {
     pub token_file: Option<PathBuf>,
 
     /// PEM certificate chain: serve https and wss only (needs --tls-key).
-    #[arg(long, env = "LOGTAIL_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "LOGTAIL_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "LOGTAIL_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "LOGTAIL_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// Poll the file instead of using inotify (NFS, some container mounts).
@@ -156,9 +194,7 @@ impl Config {
             allow_origins: cli.allow_origins,
             token,
             tls: cli.tls_cert.zip(cli.tls_key),
-            poll: cli
-                .poll
-                .then(|| Duration::from_millis(cli.poll_interval)),
+            poll: cli.poll.then(|| Duration::from_millis(cli.poll_interval)),
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_millis(1500),
         })
@@ -180,7 +216,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// Parses a positive number of seconds (fractions allowed).
@@ -236,11 +273,20 @@ mod tests {
     #[test]
     fn token_rules() {
         let cli = Cli::try_parse_from(["logtail-ws", "-f", "a", "--token", "  s3cret \n"]).unwrap();
-        assert_eq!(Config::from_cli(cli, None).unwrap().token.as_deref(), Some("s3cret"));
+        assert_eq!(
+            Config::from_cli(cli, None).unwrap().token.as_deref(),
+            Some("s3cret")
+        );
         let cli = Cli::try_parse_from(["logtail-ws", "-f", "a", "--token", "a b"]).unwrap();
         assert!(Config::from_cli(cli, None).is_err());
         let cli = Cli::try_parse_from(["logtail-ws", "-f", "a"]).unwrap();
-        assert_eq!(Config::from_cli(cli, Some("t\n".into())).unwrap().token.as_deref(), Some("t"));
+        assert_eq!(
+            Config::from_cli(cli, Some("t\n".into()))
+                .unwrap()
+                .token
+                .as_deref(),
+            Some("t")
+        );
     }
 
     #[test]

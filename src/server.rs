@@ -55,7 +55,10 @@ pub struct ClientSlot {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.hub.metrics.clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.hub
+            .metrics
+            .clients
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -87,7 +90,10 @@ impl AppState {
                 Metrics::add(&self.hub.metrics.rejected_requests, 1);
                 Err(Rejection {
                     status: StatusCode::SERVICE_UNAVAILABLE,
-                    reason: format!("too many clients (--max-clients {})", self.config.max_clients),
+                    reason: format!(
+                        "too many clients (--max-clients {})",
+                        self.config.max_clients
+                    ),
                 })
             }
         }
@@ -110,7 +116,12 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Accepts connections until `state.cancel` fires.
-pub async fn serve(listener: TcpListener, router: Router, state: AppState, tls: Option<TlsAcceptor>) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -136,18 +147,27 @@ pub async fn serve(listener: TcpListener, router: Router, state: AppState, tls: 
         state.tracker.spawn(async move {
             match tls {
                 None => serve_connection(io, peer, router, cancel, handshake).await,
-                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(io)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, router, cancel, handshake).await,
-                    Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, router, cancel, handshake).await
+                        }
+                        Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
 }
 
-async fn serve_connection<I>(io: I, peer: SocketAddr, router: Router, cancel: CancellationToken, handshake: Duration)
-where
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    cancel: CancellationToken,
+    handshake: Duration,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = router.map_request(move |mut request: Request<Incoming>| {
@@ -215,13 +235,21 @@ impl<T> TimeoutIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for TimeoutIo<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Pending => this.pending(cx).map(|r| r.map(|()| 0)),

@@ -125,6 +125,7 @@ impl Follower {
             Ok((file, id, len)) => {
                 let history = self.hub.limits().history_bytes.min(len);
                 let from = len - history;
+                self.hub.begin_file(&self.path, id.dev, id.ino);
                 let mut of = OpenFile::new(file, id, from, self.max_line);
                 if let Err(err) = of.file.seek(SeekFrom::Start(from)) {
                     tracing::warn!(file = %self.display, "cannot seek: {err}");
@@ -136,7 +137,11 @@ impl Follower {
                 if of.recent.is_empty() && len > 0 {
                     let n = (len as usize).min(FINGERPRINT);
                     let mut tail = [0u8; FINGERPRINT];
-                    if of.file.read_exact_at(&mut tail[..n], len - n as u64).is_ok() {
+                    if of
+                        .file
+                        .read_exact_at(&mut tail[..n], len - n as u64)
+                        .is_ok()
+                    {
                         of.recent.extend_from_slice(&tail[..n]);
                     }
                 }
@@ -165,7 +170,9 @@ impl Follower {
                         tracing::info!(file = %self.display, "following {} from its start", self.display);
                         self.reported = None;
                         self.watch_dirty = true;
-                        self.hub.publish_notice(self.index, NoticeKind::Following, 0);
+                        self.hub
+                            .publish_notice(self.index, NoticeKind::Following, 0);
+                        self.hub.begin_file(&self.path, id.dev, id.ino);
                         let mut of = OpenFile::new(file, id, 0, self.max_line);
                         self.read_to_eof(&mut of, None, &mut false);
                         self.state = State::Open(of);
@@ -212,7 +219,11 @@ impl Follower {
                                 of.path_gone = true;
                                 self.watch_dirty = true;
                                 tracing::info!(file = %self.display, "{} was removed or renamed; reading what is left of it and waiting for it to come back", self.display);
-                                self.hub.publish_notice(self.index, NoticeKind::Waiting, of.offset());
+                                self.hub.publish_notice(
+                                    self.index,
+                                    NoticeKind::Waiting,
+                                    of.offset(),
+                                );
                             }
                             self.state = State::Open(of);
                             return;
@@ -235,7 +246,10 @@ impl Follower {
         let file = File::open(&self.path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
         }
         Ok((file, FileId::of(&meta), meta.len()))
     }
@@ -267,7 +281,10 @@ impl Follower {
         let rewritten = len >= offset && {
             let n = of.recent.len();
             let mut now = [0u8; FINGERPRINT];
-            of.file.read_exact_at(&mut now[..n], offset - n as u64).is_ok() && now[..n] != of.recent[..]
+            of.file
+                .read_exact_at(&mut now[..n], offset - n as u64)
+                .is_ok()
+                && now[..n] != of.recent[..]
         };
         if len >= offset && !rewritten {
             return;
@@ -276,7 +293,8 @@ impl Follower {
         of.splitter.flush(&mut lines);
         self.publish(lines);
         tracing::info!(file = %self.display, was = offset, now = len, "{} was truncated; reading it again from its start", self.display);
-        self.hub.publish_notice(self.index, NoticeKind::Truncated, 0);
+        self.hub
+            .publish_notice(self.index, NoticeKind::Truncated, 0);
         of.splitter.reset(0);
         of.recent.clear();
         if let Err(err) = of.file.seek(SeekFrom::Start(0)) {

@@ -194,7 +194,10 @@ mod tests {
     fn splits_lines_and_strips_crlf() {
         let (out, s) = split_all(&[b"a\r\nbb\n\nccc"], 100);
         assert_eq!(texts(&out), vec![&b"a"[..], b"bb", b""]);
-        assert_eq!(out.iter().map(|l| l.offset).collect::<Vec<_>>(), vec![0, 3, 6]);
+        assert_eq!(
+            out.iter().map(|l| l.offset).collect::<Vec<_>>(),
+            vec![0, 3, 6]
+        );
         assert_eq!(s.pending(), 3);
         assert_eq!(s.end_offset(), 10);
     }

@@ -32,7 +32,8 @@ pub async fn metrics(
     Query(raw): Query<RawParams>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(rejection) = check_token(app.config.token.as_deref(), &headers, raw.token.as_deref()) {
+    if let Err(rejection) = check_token(app.config.token.as_deref(), &headers, raw.token.as_deref())
+    {
         Metrics::add(&app.hub.metrics.rejected_requests, 1);
         return rejection.into_response();
     }

@@ -39,9 +39,7 @@ pub async fn handler(
     if let Err(rejection) = check_access(&app, &headers, raw.token.as_deref()) {
         return rejection.into_response();
     }
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok());
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let params = match StreamParams::parse(&raw, app.config.backlog, last_event_id) {
         Ok(params) => params,
         Err(rejection) => return rejection.into_response(),
@@ -63,9 +61,10 @@ pub async fn handler(
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response();
     // Tell nginx-style proxies not to buffer the stream.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
     response
 }
 
@@ -95,7 +94,9 @@ fn events(state: Client) -> impl Stream<Item = Result<Event, Infallible>> {
                 Ok(delivery) => state.queue(&delivery),
                 Err(CursorError::TooSlow) => {
                     Metrics::add(&state.app.hub.metrics.slow_client_drops, 1);
-                    state.pending.push_back(Event::default().event("closed").data("client too slow"));
+                    state
+                        .pending
+                        .push_back(Event::default().event("closed").data("client too slow"));
                     state.done = true;
                 }
                 Err(CursorError::Closed) => return None,

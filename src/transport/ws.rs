@@ -94,7 +94,13 @@ enum FromReader {
     Gone,
 }
 
-async fn client(socket: WebSocket, mut cursor: Cursor, format: Format, app: AppState, slot: ClientSlot) {
+async fn client(
+    socket: WebSocket,
+    mut cursor: Cursor,
+    format: Format,
+    app: AppState,
+    slot: ClientSlot,
+) {
     let (mut sink, stream) = socket.split();
     let (tell, mut told) = mpsc::channel(1);
     let reader = tokio::spawn(read_client(stream, tell, app.config.ping_interval * 2));
@@ -117,7 +123,10 @@ async fn client(socket: WebSocket, mut cursor: Cursor, format: Format, app: AppS
         };
         // A stuck peer cannot take even this: bounded like every write.
         let limit = app.config.send_timeout.min(Duration::from_secs(1));
-        if timeout(limit, sink.send(Message::Close(Some(frame)))).await.is_ok() {
+        if timeout(limit, sink.send(Message::Close(Some(frame))))
+            .await
+            .is_ok()
+        {
             // Give the peer a moment to answer the close, so the connection
             // ends cleanly rather than with a reset that could lose the frame.
             let _ = timeout(Duration::from_millis(500), told.recv()).await;
@@ -173,7 +182,10 @@ async fn write_lines(
     let send_timeout = app.config.send_timeout;
     if json {
         let hello = frame::hello_json(cursor.hub().epoch(), cursor.subscribed_at());
-        if !matches!(timeout(send_timeout, sink.send(Message::Text(hello.into()))).await, Ok(Ok(()))) {
+        if !matches!(
+            timeout(send_timeout, sink.send(Message::Text(hello.into()))).await,
+            Ok(Ok(()))
+        ) {
             return End::WriteFailed;
         }
     }
@@ -205,7 +217,9 @@ async fn write_lines(
             let mut next = Some(first);
             while let Some(delivery) = next.take() {
                 match delivery {
-                    Ok(delivery) => fed += feed(sink, cursor, &delivery, json, &mut started, app).await?,
+                    Ok(delivery) => {
+                        fed += feed(sink, cursor, &delivery, json, &mut started, app).await?
+                    }
                     Err(CursorError::TooSlow) => return Err(End::TooSlow),
                     Err(CursorError::Closed) => return Err(End::Shutdown),
                 }
@@ -273,4 +287,3 @@ async fn feed(
     Metrics::add(&app.hub.metrics.bytes_sent, bytes as u64);
     Ok(bytes.max(1))
 }
-
