@@ -1,0 +1,611 @@
+//! logtail-ws load generator: a black-box client of the release binary.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --scenario all
+//! cargo run --release --example loadgen -- --scenario latency-100x1000 --json out.json
+//! cargo run --release --example loadgen -- --scenario idle-5000 --idle-secs 10
+//! cargo run --release --example loadgen -- --server-addr 127.0.0.1:8080 --file app.log --scenario throughput-1
+//! ```
+//!
+//! By default it builds (`cargo build --release --bin logtail-ws`) and starts a
+//! fresh server per phase (`--port 0 --file <tempfile>`), reading the address
+//! from its `listening on http://ADDR` log line. Every loop is bounded in count
+//! and time; only loopback addresses are contacted.
+
+mod clients;
+mod scenarios;
+mod server;
+mod sys;
+mod writer;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use scenarios::{Env, IdleSpec, Phase, StreamSpec, Writer};
+use server::Source;
+
+const SCENARIOS: &[&str] = &[
+    "latency-100x1000",
+    "latency-1000x50",
+    "throughput-1",
+    "throughput-100",
+    "idle-5000",
+    "idle-10000",
+    "stuck-1-of-20",
+];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "Load generator / benchmark for logtail-ws (black box, loopback only)",
+    after_help = "Scenarios: latency-100x1000, latency-1000x50, throughput-1, throughput-100, \
+                  idle-5000, idle-10000, stuck-1-of-20, all (comma-separated lists work too).\n\
+                  Overrides (--clients, --rate, ...) apply to every selected scenario."
+)]
+struct Opts {
+    /// Scenario name, comma-separated list, or `all`.
+    #[arg(long, default_value = "all")]
+    scenario: String,
+    /// Server binary to spawn [default: <crate>/target/release/logtail-ws, built first].
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Do not run `cargo build --release --bin logtail-ws` before spawning.
+    #[arg(long)]
+    no_build: bool,
+    /// Extra argument for the spawned server (repeatable), e.g. --server-arg=--client-queue=67108864.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// Use a running server instead of spawning one (loopback only; needs --file).
+    #[arg(long, requires = "file")]
+    server_addr: Option<SocketAddr>,
+    /// The file that server follows (lines are appended to it).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// PID of the running server, for RSS/CPU [default: found from the listening socket].
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Number of clients (for stuck-1-of-20: total including the stuck one).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Paced scenarios: lines per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Paced scenarios: seconds of writing.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Throughput scenarios: lines to write.
+    #[arg(long)]
+    lines: Option<u64>,
+    /// Bytes per line including the newline.
+    #[arg(long)]
+    line_bytes: Option<usize>,
+    /// Throughput: max bytes written ahead of the slowest client (0 = unbounded burst).
+    #[arg(long, default_value_t = 8 << 20)]
+    window_bytes: u64,
+    /// Idle scenarios: seconds to measure server CPU while idle.
+    #[arg(long)]
+    idle_secs: Option<f64>,
+    /// WebSocket handshakes in flight at once.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// SO_RCVBUF of the stuck client, bytes.
+    #[arg(long, default_value_t = 4096)]
+    stuck_rcvbuf: usize,
+    /// Give up waiting for deliveries after this many seconds without progress.
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Short runs (3 s streams, 5 s idle, 1/10 of the lines) to check the tool.
+    #[arg(long)]
+    quick: bool,
+    /// Write the full results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+enum Plan {
+    Stream(StreamSpec),
+    Idle(IdleSpec),
+}
+
+fn plans(o: &Opts, name: &str) -> Vec<Plan> {
+    let secs = |d: f64| o.duration.unwrap_or(if o.quick { 3.0 } else { d });
+    let lines = |n: u64| o.lines.unwrap_or(if o.quick { n / 10 } else { n });
+    let idle = o.idle_secs.unwrap_or(if o.quick { 5.0 } else { 60.0 });
+    let lb = |d: usize| o.line_bytes.unwrap_or(d).max(32);
+    let paced = |clients: usize, rate: f64, d: f64| {
+        Plan::Stream(StreamSpec {
+            name: name.into(),
+            clients: o.clients.unwrap_or(clients),
+            stuck: 0,
+            line_bytes: lb(100),
+            writer: Writer::Paced {
+                rate: o.rate.unwrap_or(rate),
+                secs: secs(d),
+            },
+        })
+    };
+    let flood = |clients: usize, n: u64| {
+        Plan::Stream(StreamSpec {
+            name: name.into(),
+            clients: o.clients.unwrap_or(clients),
+            stuck: 0,
+            line_bytes: lb(100),
+            writer: Writer::Flood {
+                lines: lines(n),
+                window_bytes: o.window_bytes,
+            },
+        })
+    };
+    let idle_plan = |clients: usize| {
+        Plan::Idle(IdleSpec {
+            name: name.into(),
+            clients: o.clients.unwrap_or(clients),
+            idle_secs: idle,
+        })
+    };
+    match name {
+        "latency-100x1000" => vec![paced(100, 1000.0, 10.0)],
+        "latency-1000x50" => vec![paced(1000, 50.0, 10.0)],
+        "throughput-1" => vec![flood(1, 2_000_000)],
+        "throughput-100" => vec![flood(100, 200_000)],
+        "idle-5000" => vec![idle_plan(5000)],
+        "idle-10000" => vec![idle_plan(10_000)],
+        "stuck-1-of-20" => {
+            // 1 MB/s of 1000-byte lines; 19 healthy clients, with and without a stuck one.
+            let healthy = o.clients.unwrap_or(20).saturating_sub(1).max(1);
+            let line_bytes = lb(1000);
+            let rate = o.rate.unwrap_or(1e6 / line_bytes as f64);
+            let spec = |suffix: &str, stuck| StreamSpec {
+                name: format!("{name}/{suffix}"),
+                clients: healthy,
+                stuck,
+                line_bytes,
+                writer: Writer::Paced {
+                    rate,
+                    secs: o.duration.unwrap_or(if o.quick { 8.0 } else { 20.0 }),
+                },
+            };
+            vec![
+                Plan::Stream(spec("baseline", 0)),
+                Plan::Stream(spec("stuck", 1)),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn build_server(o: &Opts) -> Result<PathBuf, String> {
+    if let Some(b) = &o.server_bin {
+        return Ok(b.clone());
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release").join("logtail-ws");
+    if !o.no_build {
+        eprintln!("loadgen: cargo build --release --bin logtail-ws ...");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--bin", "logtail-ws"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !st.success() {
+            return Err(format!("cargo build --release failed ({st})"));
+        }
+    }
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found: run `cargo build --release`",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+fn kib(v: Option<u64>) -> String {
+    v.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or("?".into(), |x| format!("{x:.prec$}"))
+}
+
+fn print_phase(p: &Phase) {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n== {} (server {}) ==", p.name, p.server_addr);
+    let c = &p.connect;
+    let _ = writeln!(
+        s,
+        "  connect     {}/{} in {:.2} s ({:.0}/s); handshake p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        c.connected,
+        c.requested,
+        c.secs,
+        c.handshakes_per_s,
+        c.handshake_p50_ms,
+        c.handshake_p99_ms,
+        c.handshake_max_ms
+    );
+    if c.listen_overflows > 0 || c.syn_retrans > 0 {
+        let _ = writeln!(
+            s,
+            "  listen q    {} SYNs dropped on a full accept queue, {} SYN retransmits (machine-wide TcpExt)",
+            c.listen_overflows, c.syn_retrans
+        );
+    }
+    if !c.failures.is_empty() {
+        let _ = writeln!(s, "  failures    {:?}", c.failures);
+    }
+    if let Some(w) = &p.write {
+        let _ = writeln!(
+            s,
+            "  writer      {} lines, {:.1} MB in {:.2} s = {:.0} lines/s ({} write(2)s, max {:.0} us{}{})",
+            w.lines,
+            w.bytes as f64 / 1e6,
+            w.secs,
+            w.lines_per_s,
+            w.writes,
+            w.max_write_us,
+            if w.max_behind_lines > 1 {
+                format!(", max behind {} lines", w.max_behind_lines)
+            } else {
+                String::new()
+            },
+            if w.window_wait_secs > 0.0 {
+                format!(", waited {:.2} s for slowest client", w.window_wait_secs)
+            } else {
+                String::new()
+            },
+        );
+    }
+    if let Some(l) = &p.latency {
+        let _ = writeln!(
+            s,
+            "  latency     p50 {:.1} us  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1} us  (n={})",
+            l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.samples
+        );
+    }
+    if let Some(d) = &p.delivery {
+        print_delivery(&mut s, d);
+    }
+    if let Some(t) = &p.throughput {
+        let _ = writeln!(
+            s,
+            "  throughput  {:.0} lines/s written, {:.0} deliveries/s, {:.1} MB/s received (first write to last receive {:.2} s)",
+            t.lines_written_per_s, t.deliveries_per_s, t.mb_received_per_s, t.secs
+        );
+    }
+    if let Some(i) = &p.idle {
+        let _ = writeln!(
+            s,
+            "  idle RSS    {} -> {} with {} clients = {} KiB/client; server threads {}",
+            kib(i.rss_before_kib),
+            kib(i.rss_after_kib),
+            c.connected,
+            opt(i.rss_per_client_kib, 1),
+            i.server_threads.map_or("?".into(), |t| t.to_string())
+        );
+        let _ = writeln!(
+            s,
+            "  idle CPU    server {} s over {:.0} s idle; loadgen {:.2} s; closed while idle {}",
+            opt(i.idle_server_cpu_secs, 2),
+            i.idle_secs,
+            i.idle_loadgen_cpu_secs,
+            i.closed_while_idle
+        );
+        let l = &i.fanout_latency;
+        let _ = writeln!(
+            s,
+            "  fan-out     {} lines to every client: p50 {:.0} us  p99 {:.0}  max {:.0} us",
+            i.fanout_delivery.written, l.p50_us, l.p99_us, l.max_us
+        );
+        print_delivery(&mut s, &i.fanout_delivery);
+    }
+    let cpu = &p.cpu;
+    let _ = writeln!(
+        s,
+        "  cpu         server {} cores ({} s); loadgen {:.2} cores ({:.2} s); machine {:.0}% busy over {:.1} s{}",
+        opt(cpu.server_cores, 2),
+        opt(cpu.server_cpu_secs, 2),
+        cpu.loadgen_cores,
+        cpu.loadgen_cpu_secs,
+        cpu.machine_busy_pct,
+        cpu.wall_secs,
+        if cpu.saturated { "  [SATURATED]" } else { "" }
+    );
+    let m = &p.memory;
+    let hz: Vec<String> = m
+        .healthz_clients
+        .iter()
+        .map(|(t, n)| format!("{t:.1}s:{n}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  server RSS  start {}, peak {} (+{}), end {}; /healthz clients {}",
+        kib(m.rss_start_kib),
+        kib(m.rss_peak_kib),
+        kib(m.rss_growth_kib),
+        kib(m.rss_end_kib),
+        if hz.is_empty() {
+            "n/a".into()
+        } else {
+            hz.join(" ")
+        }
+    );
+    if let Some(st) = &p.stuck {
+        let _ = writeln!(
+            s,
+            "  stuck       rcvbuf {} B; at the end {} bytes / {} frames were waiting; close {}; eof {}; {}",
+            st.rcvbuf_requested,
+            st.bytes_drained,
+            st.text_frames,
+            st.close.as_deref().unwrap_or("none"),
+            st.eof,
+            st.note
+        );
+    }
+    let l = &p.server_log;
+    let _ = writeln!(
+        s,
+        "  server log  {} WARN, {} ERROR lines",
+        l.warns, l.errors
+    );
+    for line in &l.sample {
+        let _ = writeln!(s, "              {line}");
+    }
+    if let Some(sd) = &p.server_shutdown {
+        let _ = writeln!(
+            s,
+            "  shutdown    {} s after SIGTERM, {}",
+            opt(sd.secs, 3),
+            sd.status
+        );
+    }
+    for n in &p.notes {
+        let _ = writeln!(s, "  NOTE        {n}");
+    }
+    print!("{s}");
+}
+
+fn print_delivery(s: &mut String, d: &scenarios::Delivery) {
+    let _ = writeln!(
+        s,
+        "  delivery    {} lines written; {}/{} clients complete; per client min {} max {}; lost {} (open clients) + {} (closed clients); dups {}; foreign {}",
+        d.written,
+        d.clients_complete,
+        d.clients,
+        d.delivered_min,
+        d.delivered_max,
+        d.lost_open_clients,
+        d.lost_closed_clients,
+        d.dups_total,
+        d.foreign_msgs
+    );
+    for (k, v) in &d.ends {
+        let _ = writeln!(s, "  ended       {v} x {k}");
+    }
+}
+
+fn summary(phases: &[Phase], comparisons: &[String]) {
+    println!("\n== summary ==");
+    println!(
+        "{:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>6} {:>11} {:>7} {:>6} {:>6} {:>9} {:>8} {:>9}",
+        "phase",
+        "clnts",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        "lost",
+        "dups",
+        "closed",
+        "deliv/s",
+        "MB/s",
+        "srv c",
+        "gen c",
+        "KiB/clnt",
+        "idle s",
+        "RSS+ MiB"
+    );
+    for p in phases {
+        let d = p
+            .delivery
+            .as_ref()
+            .or(p.idle.as_ref().map(|i| &i.fanout_delivery));
+        let l = p
+            .latency
+            .as_ref()
+            .or(p.idle.as_ref().map(|i| &i.fanout_latency));
+        let f = |x: f64| format!("{x:.0}");
+        println!(
+            "{:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>6} {:>11} {:>7} {:>6} {:>6} {:>9} {:>8} {:>9}{}",
+            p.name,
+            p.connect.connected,
+            l.map_or("-".into(), |l| f(l.p50_us)),
+            l.map_or("-".into(), |l| f(l.p99_us)),
+            l.map_or("-".into(), |l| f(l.p999_us)),
+            l.map_or("-".into(), |l| f(l.max_us)),
+            d.map_or("-".into(), |d| d.lost_open_clients.to_string()),
+            d.map_or("-".into(), |d| d.dups_total.to_string()),
+            d.map_or("-".into(), |d| d.ends.values().sum::<usize>().to_string()),
+            p.throughput
+                .as_ref()
+                .map_or("-".into(), |t| f(t.deliveries_per_s)),
+            p.throughput
+                .as_ref()
+                .map_or("-".into(), |t| format!("{:.1}", t.mb_received_per_s)),
+            opt(p.cpu.server_cores, 2),
+            format!("{:.2}", p.cpu.loadgen_cores),
+            p.idle
+                .as_ref()
+                .map_or("-".into(), |i| opt(i.rss_per_client_kib, 1)),
+            p.idle
+                .as_ref()
+                .map_or("-".into(), |i| opt(i.idle_server_cpu_secs, 2)),
+            p.memory
+                .rss_growth_kib
+                .map_or("?".into(), |g| format!("{:.1}", g as f64 / 1024.0)),
+            if p.cpu.saturated { " SAT" } else { "" }
+        );
+    }
+    for c in comparisons {
+        println!("{c}");
+    }
+    println!(
+        "(srv c / gen c: CPU cores used by server / load generator; SAT: generator or machine saturated)"
+    );
+}
+
+fn compare_stuck(phases: &[Phase]) -> Option<String> {
+    let base = phases.iter().find(|p| p.name.ends_with("/baseline"))?;
+    let stuck = phases.iter().find(|p| p.name.ends_with("/stuck"))?;
+    let (b, s) = (base.latency.as_ref()?, stuck.latency.as_ref()?);
+    let g = |p: &Phase| {
+        p.memory
+            .rss_growth_kib
+            .map_or(f64::NAN, |k| k as f64 / 1024.0)
+    };
+    Some(format!(
+        "stuck-1-of-20: healthy p99 {:.0} us with a stuck client vs {:.0} us baseline (x{:.2}); p99.9 {:.0} vs {:.0} us; \
+         RSS growth {:.1} MiB vs {:.1} MiB baseline; healthy lost {} dups {}",
+        s.p99_us,
+        b.p99_us,
+        s.p99_us / b.p99_us.max(1e-9),
+        s.p999_us,
+        b.p999_us,
+        g(stuck),
+        g(base),
+        stuck.delivery.as_ref().map_or(0, |d| d.lost_open_clients),
+        stuck.delivery.as_ref().map_or(0, |d| d.dups_total),
+    ))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let o = Opts::parse();
+    if let Err(e) = run(o).await {
+        eprintln!("loadgen: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(o: Opts) -> Result<(), String> {
+    let t0 = Instant::now();
+    let names: Vec<&str> = if o.scenario == "all" {
+        SCENARIOS.to_vec()
+    } else {
+        o.scenario.split(',').map(str::trim).collect()
+    };
+    for n in &names {
+        if !SCENARIOS.contains(n) {
+            return Err(format!(
+                "unknown scenario {n:?}; known: {} or all",
+                SCENARIOS.join(", ")
+            ));
+        }
+    }
+    let nofile = sys::raise_nofile();
+    let max_clients = names
+        .iter()
+        .flat_map(|n| plans(&o, n))
+        .map(|p| match p {
+            Plan::Stream(s) => s.clients + s.stuck,
+            Plan::Idle(i) => i.clients,
+        })
+        .max()
+        .unwrap_or(0);
+    if let Some((old, new)) = nofile {
+        eprintln!("loadgen: RLIMIT_NOFILE {old} -> {new} (inherited by the spawned server)");
+        if (new as usize) < max_clients + 64 {
+            eprintln!(
+                "loadgen: warning: {new} file descriptors are not enough for {max_clients} clients"
+            );
+        }
+    }
+    if max_clients > 20_000 {
+        eprintln!(
+            "loadgen: note: one client process uses one ephemeral port per connection (see ip_local_port_range)"
+        );
+    }
+    let source = match &o.server_addr {
+        Some(addr) => {
+            if !addr.ip().is_loopback() {
+                return Err("--server-addr must be a loopback address".into());
+            }
+            Source::Attach {
+                addr: *addr,
+                file: o.file.clone().expect("clap requires --file"),
+                pid: o.server_pid,
+            }
+        }
+        None => Source::Spawn {
+            bin: build_server(&o)?,
+            args: o.server_args.clone(),
+        },
+    };
+    let env = Env {
+        source,
+        t0,
+        concurrency: o.connect_concurrency,
+        drain_idle: Duration::from_secs_f64(o.drain_timeout),
+        stuck_rcvbuf: o.stuck_rcvbuf,
+    };
+    let mut phases = Vec::new();
+    let mut errors = Vec::new();
+    for name in &names {
+        for plan in plans(&o, name) {
+            let (label, r) = match &plan {
+                Plan::Stream(s) => {
+                    eprintln!(
+                        "loadgen: running {} ({} clients, {:?}) ...",
+                        s.name,
+                        s.clients + s.stuck,
+                        s.writer
+                    );
+                    (s.name.clone(), scenarios::stream(&env, s).await)
+                }
+                Plan::Idle(i) => {
+                    eprintln!(
+                        "loadgen: running {} ({} idle clients, {} s idle) ...",
+                        i.name, i.clients, i.idle_secs
+                    );
+                    (i.name.clone(), scenarios::idle(&env, i).await)
+                }
+            };
+            match r {
+                Ok(p) => {
+                    print_phase(&p);
+                    phases.push(p);
+                }
+                Err(e) => {
+                    println!("\n== {label} ==\n  FAILED: {e}");
+                    errors.push(format!("{label}: {e}"));
+                }
+            }
+        }
+    }
+    let comparisons: Vec<String> = compare_stuck(&phases).into_iter().collect();
+    summary(&phases, &comparisons);
+    if let Some(path) = &o.json {
+        let doc = serde_json::json!({
+            "tool": "logtail-ws loadgen",
+            "args": std::env::args().skip(1).collect::<Vec<_>>(),
+            "machine": { "cpus": sys::ncpus(), "nofile": nofile.map(|x| x.1) },
+            "phases": phases,
+            "comparisons": comparisons,
+            "errors": errors,
+        });
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("loadgen: wrote {}", path.display());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} phase(s) failed", errors.len()))
+    }
+}

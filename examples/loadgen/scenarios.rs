@@ -1,0 +1,501 @@
+//! The measurement phases: streaming (paced or flood writer), idle, and the
+//! stuck-client variant of streaming.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{self, ClientCfg, ConnectReport, Fleet, Recorder, StuckReport};
+use crate::server::{LogSummary, Sampler, Samples, Server, Shutdown, Source};
+use crate::sys;
+use crate::writer::{self, WriteReport};
+
+#[derive(Clone, Debug)]
+pub enum Writer {
+    /// lines/s for a duration.
+    Paced { rate: f64, secs: f64 },
+    /// `lines` as fast as possible, at most `window_bytes` ahead of the slowest client.
+    Flood { lines: u64, window_bytes: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct StreamSpec {
+    pub name: String,
+    pub clients: usize,
+    pub stuck: usize,
+    pub line_bytes: usize,
+    pub writer: Writer,
+}
+
+#[derive(Clone, Debug)]
+pub struct IdleSpec {
+    pub name: String,
+    pub clients: usize,
+    pub idle_secs: f64,
+}
+
+pub struct Env {
+    pub source: Source,
+    pub t0: Instant,
+    pub concurrency: usize,
+    pub drain_idle: Duration,
+    pub stuck_rcvbuf: usize,
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct Latency {
+    pub samples: u64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+}
+
+impl Latency {
+    fn from(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let q = |x| h.value_at_quantile(x) as f64 / 1e3;
+        Latency {
+            samples: h.len(),
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: h.max() as f64 / 1e3,
+            mean_us: h.mean() / 1e3,
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct Delivery {
+    pub written: u64,
+    pub clients: usize,
+    /// Clients that got every line exactly once, in order.
+    pub clients_complete: usize,
+    pub delivered_total: u64,
+    pub delivered_min: u64,
+    pub delivered_max: u64,
+    /// Lines missing at clients that were NOT closed by the server.
+    pub lost_open_clients: u64,
+    /// Lines missing at clients the server closed (expected after a close).
+    pub lost_closed_clients: u64,
+    pub gaps_total: u64,
+    pub dups_total: u64,
+    pub foreign_msgs: u64,
+    pub not_warmed_up: usize,
+    pub incomplete_after_drain: usize,
+    /// Server-side ends: "close 1013 client too slow" → count, with first time (s).
+    pub ends: BTreeMap<String, usize>,
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct Throughput {
+    /// First write(2) to the last line received by any client.
+    pub secs: f64,
+    pub lines_written_per_s: f64,
+    pub deliveries_per_s: f64,
+    pub mb_received_per_s: f64,
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct Cpu {
+    pub wall_secs: f64,
+    pub server_cpu_secs: Option<f64>,
+    pub server_cores: Option<f64>,
+    pub loadgen_cpu_secs: f64,
+    pub loadgen_cores: f64,
+    pub machine_busy_pct: f64,
+    /// The load generator or the machine was the bottleneck.
+    pub saturated: bool,
+}
+
+struct CpuMark {
+    wall: Instant,
+    server: Option<f64>,
+    me: f64,
+    machine: (u64, u64),
+}
+
+impl CpuMark {
+    fn now(srv: &Server) -> CpuMark {
+        CpuMark {
+            wall: Instant::now(),
+            server: srv.cpu_secs(),
+            me: sys::self_cpu_secs(),
+            machine: sys::machine_jiffies(),
+        }
+    }
+
+    fn since(&self, srv: &Server) -> Cpu {
+        let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
+        let server = srv.cpu_secs().zip(self.server).map(|(b, a)| b - a);
+        let me = sys::self_cpu_secs() - self.me;
+        let (b, t) = sys::machine_jiffies();
+        let busy_pct = 100.0 * b.saturating_sub(self.machine.0) as f64
+            / t.saturating_sub(self.machine.1).max(1) as f64;
+        let loadgen_cores = me / wall;
+        Cpu {
+            wall_secs: wall,
+            server_cpu_secs: server,
+            server_cores: server.map(|s| s / wall),
+            loadgen_cpu_secs: me,
+            loadgen_cores,
+            machine_busy_pct: busy_pct,
+            saturated: busy_pct > 95.0 || loadgen_cores > 0.9 * sys::ncpus() as f64,
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct Phase {
+    pub name: String,
+    pub params: serde_json::Value,
+    pub server_addr: String,
+    pub connect: ConnectReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write: Option<WriteReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<Throughput>,
+    pub cpu: Cpu,
+    pub memory: Samples,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<StuckReport>,
+    pub server_log: LogSummary,
+    pub server_shutdown: Option<Shutdown>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct IdleReport {
+    pub rss_before_kib: Option<u64>,
+    pub rss_after_kib: Option<u64>,
+    pub rss_per_client_kib: Option<f64>,
+    pub server_threads: Option<u64>,
+    pub idle_secs: f64,
+    pub idle_server_cpu_secs: Option<f64>,
+    pub idle_loadgen_cpu_secs: f64,
+    pub closed_while_idle: usize,
+    /// A few lines sent after the idle period: fan-out latency to every client.
+    pub fanout_latency: Latency,
+    pub fanout_delivery: Delivery,
+}
+
+fn delivery(fleet: &Fleet, written: u64, not_warm: usize, incomplete: usize) -> Delivery {
+    let mut d = Delivery {
+        written,
+        clients: fleet.clients.len(),
+        not_warmed_up: not_warm,
+        incomplete_after_drain: incomplete,
+        delivered_min: u64::MAX,
+        ..Default::default()
+    };
+    for c in &fleet.clients {
+        let got = c.delivered.load(Relaxed);
+        let gaps = c.gaps.load(Relaxed);
+        let dups = c.dups.load(Relaxed);
+        d.delivered_total += got;
+        d.delivered_min = d.delivered_min.min(got);
+        d.delivered_max = d.delivered_max.max(got);
+        d.gaps_total += gaps;
+        d.dups_total += dups;
+        d.foreign_msgs += c.foreign.load(Relaxed);
+        let closed = c.end.lock().unwrap().clone();
+        if got == written && dups == 0 && gaps == 0 {
+            d.clients_complete += 1;
+        }
+        let missing = written.saturating_sub(got);
+        match closed {
+            Some((e, _)) => {
+                *d.ends.entry(e.label()).or_default() += 1;
+                d.lost_closed_clients += missing;
+            }
+            None => d.lost_open_clients += missing,
+        }
+    }
+    if d.clients == 0 {
+        d.delivered_min = 0;
+    }
+    d
+}
+
+fn throughput(fleet: &Fleet, w: &WriteReport, first_write_ns: u64) -> Throughput {
+    let last_rx = fleet
+        .clients
+        .iter()
+        .map(|c| c.last_rx_ns.load(Relaxed))
+        .max()
+        .unwrap_or(0);
+    let secs = (last_rx.saturating_sub(first_write_ns) as f64 / 1e9).max(1e-9);
+    let deliveries: u64 = fleet
+        .clients
+        .iter()
+        .map(|c| c.delivered.load(Relaxed))
+        .sum();
+    let bytes: u64 = fleet.clients.iter().map(|c| c.bytes.load(Relaxed)).sum();
+    Throughput {
+        secs,
+        lines_written_per_s: w.lines_per_s,
+        deliveries_per_s: deliveries as f64 / secs,
+        mb_received_per_s: bytes as f64 / secs / 1e6,
+    }
+}
+
+/// One streaming phase on a fresh (or the attached) server.
+pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
+    let mut srv = env.source.get()?;
+    srv.mark_log();
+    let mut notes = Vec::new();
+    let rec = Recorder::new(env.t0);
+    let cancel = CancellationToken::new();
+    let cfg = ClientCfg {
+        read_buffer: 128 * 1024,
+        record_latency: true,
+    };
+    let mut stuck = Vec::new();
+    for _ in 0..spec.stuck {
+        match clients::connect_stuck(srv.addr, env.stuck_rcvbuf).await {
+            Ok(s) => stuck.push(s),
+            Err(e) => notes.push(format!("stuck client failed to connect: {e}")),
+        }
+    }
+    let fleet =
+        clients::connect_fleet(srv.addr, spec.clients, env.concurrency, cfg, &rec, &cancel).await;
+    let not_warm = fleet.warm_up(&srv.file, Duration::from_secs(5)).await;
+    if not_warm > 0 {
+        notes.push(format!(
+            "{not_warm} clients never received the warm-up line within 5 s"
+        ));
+    }
+    let sampler = Sampler::start(srv.pid, srv.addr, true);
+    let mark = CpuMark::now(&srv);
+    let first_write_ns = rec.now_ns();
+    let (file, t0, lb) = (srv.file.clone(), env.t0, spec.line_bytes);
+    let w = match spec.writer.clone() {
+        Writer::Paced { rate, secs } => {
+            tokio::task::spawn_blocking(move || {
+                writer::paced(&file, t0, rate, Duration::from_secs_f64(secs), lb)
+            })
+            .await
+        }
+        Writer::Flood {
+            lines,
+            window_bytes,
+        } => {
+            let stats: Vec<_> = fleet.clients.clone();
+            let min_seq = move || {
+                stats
+                    .iter()
+                    .filter(|c| c.open.load(Relaxed))
+                    .map(|c| c.last_seq.load(Relaxed))
+                    .min()
+            };
+            let window = window_bytes / lb as u64;
+            let chunk = (1usize << 20).min((window_bytes as usize / 4).max(lb));
+            let chunk = if window_bytes == 0 { 1 << 20 } else { chunk };
+            tokio::task::spawn_blocking(move || {
+                let spec = writer::Flood {
+                    total: lines,
+                    line_bytes: lb,
+                    chunk_bytes: chunk,
+                    window_lines: window,
+                    hard: Duration::from_secs(300),
+                };
+                writer::flood(&file, t0, spec, min_seq)
+            })
+            .await
+        }
+    }
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("writer: {e}"))?;
+    let incomplete = fleet
+        .drain(w.lines, env.drain_idle, Duration::from_secs(300))
+        .await;
+    if incomplete > 0 {
+        notes.push(format!(
+            "{incomplete} open clients had not received the last line {:.0} s after progress stopped",
+            env.drain_idle.as_secs_f64()
+        ));
+    }
+    let cpu = mark.since(&srv);
+    let tp = throughput(&fleet, &w, first_write_ns);
+    let memory = sampler.finish();
+    let mut d = delivery(&fleet, w.lines, not_warm, incomplete);
+    let connect = fleet.connect.clone();
+    // Clients flush their batched latency samples when they stop.
+    fleet.shutdown(&cancel).await;
+    let lat = Latency::from(&rec.merged());
+    let mut stuck_rep = None;
+    for s in stuck {
+        let held = s.connected_at.elapsed().as_secs_f64();
+        let mut r = s.drain(env.stuck_rcvbuf).await;
+        r.note = format!("{} (held {held:.1} s)", r.note);
+        if let Some(c) = &r.close {
+            *d.ends
+                .entry(format!("stuck client: close {c}"))
+                .or_default() += 1;
+        }
+        stuck_rep = Some(r);
+    }
+    if cpu.saturated {
+        notes.push(format!(
+            "SATURATED: load generator used {:.2} cores, machine {:.0}% busy; figures may be bounded by the generator",
+            cpu.loadgen_cores, cpu.machine_busy_pct
+        ));
+    }
+    let server_log = srv.log_summary();
+    let server_addr = srv.addr.to_string();
+    let shutdown = tokio::task::spawn_blocking(move || srv.stop())
+        .await
+        .ok()
+        .flatten();
+    check_shutdown(&shutdown, &mut notes);
+    Ok(Phase {
+        name: spec.name.clone(),
+        params: serde_json::json!({
+            "clients": spec.clients, "stuck_clients": spec.stuck, "line_bytes": spec.line_bytes,
+            "writer": format!("{:?}", spec.writer),
+        }),
+        server_addr,
+        connect,
+        write: Some(w),
+        latency: Some(lat),
+        delivery: Some(d),
+        throughput: Some(tp),
+        cpu,
+        memory,
+        idle: None,
+        stuck: stuck_rep,
+        server_log,
+        server_shutdown: shutdown,
+        notes,
+    })
+}
+
+fn check_shutdown(s: &Option<Shutdown>, notes: &mut Vec<String>) {
+    if let Some(s) = s {
+        match s.secs {
+            Some(t) if t <= 2.0 && s.status.contains("exit status: 0") => {}
+            Some(t) => notes.push(format!("server shutdown took {t:.2} s, {}", s.status)),
+            None => notes.push(format!("server shutdown: {}", s.status)),
+        }
+    }
+}
+
+/// Idle cost: RSS per connected idle client, CPU while idle, then a short
+/// fan-out check that every idle client still receives lines.
+pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
+    let mut srv = env.source.get()?;
+    srv.mark_log();
+    let mut notes = Vec::new();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss0 = srv.rss_kib();
+    let sampler = Sampler::start(srv.pid, srv.addr, true);
+    let rec = Recorder::new(env.t0);
+    let cancel = CancellationToken::new();
+    let cfg = ClientCfg {
+        read_buffer: 4096,
+        record_latency: true,
+    };
+    let mark_all = CpuMark::now(&srv);
+    let fleet =
+        clients::connect_fleet(srv.addr, spec.clients, env.concurrency, cfg, &rec, &cancel).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss1 = srv.rss_kib();
+    let n = fleet.connect.connected;
+    let mut rep = IdleReport {
+        rss_before_kib: rss0,
+        rss_after_kib: rss1,
+        rss_per_client_kib: rss0
+            .zip(rss1)
+            .filter(|_| n > 0)
+            .map(|(a, b)| (b as f64 - a as f64) / n as f64),
+        server_threads: srv.pid.and_then(sys::threads),
+        idle_secs: spec.idle_secs,
+        ..Default::default()
+    };
+    let mark = CpuMark::now(&srv);
+    let idle_end = Instant::now() + Duration::from_secs_f64(spec.idle_secs);
+    while Instant::now() < idle_end {
+        tokio::time::sleep(Duration::from_millis(250).min(idle_end - Instant::now())).await;
+    }
+    let idle_cpu = mark.since(&srv);
+    rep.idle_server_cpu_secs = idle_cpu.server_cpu_secs;
+    rep.idle_loadgen_cpu_secs = idle_cpu.loadgen_cpu_secs;
+    rep.closed_while_idle = fleet
+        .clients
+        .iter()
+        .filter(|c| !c.open.load(Relaxed))
+        .count();
+    // Fan-out check: 5 lines, 200 ms apart, to every idle client.
+    let not_warm = fleet.warm_up(&srv.file, Duration::from_secs(10)).await;
+    let (file, t0) = (srv.file.clone(), env.t0);
+    let w = tokio::task::spawn_blocking(move || {
+        writer::paced(&file, t0, 5.0, Duration::from_secs(1), 100)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("writer: {e}"))?;
+    let incomplete = fleet
+        .drain(w.lines, env.drain_idle, Duration::from_secs(60))
+        .await;
+    rep.fanout_delivery = delivery(&fleet, w.lines, not_warm, incomplete);
+    let cpu = mark_all.since(&srv);
+    let memory = sampler.finish();
+    let connect = fleet.connect.clone();
+    fleet.shutdown(&cancel).await;
+    rep.fanout_latency = Latency::from(&rec.merged());
+    if connect.connected < connect.requested {
+        notes.push(format!(
+            "only {} of {} clients connected: {:?}",
+            connect.connected, connect.requested, connect.failures
+        ));
+    }
+    if rep.closed_while_idle > 0 {
+        notes.push(format!(
+            "{} clients were closed while idle",
+            rep.closed_while_idle
+        ));
+    }
+    if idle_cpu.saturated {
+        notes.push("SATURATED during idle period (something else is using the machine?)".into());
+    }
+    let server_log = srv.log_summary();
+    let server_addr = srv.addr.to_string();
+    let shutdown = tokio::task::spawn_blocking(move || srv.stop())
+        .await
+        .ok()
+        .flatten();
+    check_shutdown(&shutdown, &mut notes);
+    Ok(Phase {
+        name: spec.name.clone(),
+        params: serde_json::json!({"clients": spec.clients, "idle_secs": spec.idle_secs}),
+        server_addr,
+        connect,
+        write: None,
+        latency: None,
+        delivery: None,
+        throughput: None,
+        cpu,
+        memory,
+        idle: Some(rep),
+        stuck: None,
+        server_log,
+        server_shutdown: shutdown,
+        notes,
+    })
+}
