@@ -230,7 +230,12 @@ pub fn check_token(
     query_token: Option<&str>,
 ) -> Result<Access, Rejection> {
     let Some(expected) = expected else {
-        return Ok(Access::default());
+        // No token needed; a browser that offers one anyway (the viewer opened
+        // with `#token=`) must still see its subprotocol echoed, or it fails
+        // the handshake.
+        return Ok(Access {
+            protocol: offered_bearer(headers).map(|(protocol, _)| protocol),
+        });
     };
     let matches = |given: &str| bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
     if let Some(auth) = headers
@@ -243,16 +248,12 @@ pub fn check_token(
     {
         return Ok(Access::default());
     }
-    for value in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL) {
-        for protocol in value.to_str().unwrap_or("").split(',').map(str::trim) {
-            if let Some(given) = protocol.strip_prefix("bearer.")
-                && matches(given)
-            {
-                return Ok(Access {
-                    protocol: HeaderValue::from_str(protocol).ok(),
-                });
-            }
-        }
+    if let Some((protocol, given)) = offered_bearer(headers)
+        && matches(&given)
+    {
+        return Ok(Access {
+            protocol: Some(protocol),
+        });
     }
     if query_token.is_some_and(matches) {
         return Ok(Access::default());
@@ -261,6 +262,19 @@ pub fn check_token(
         StatusCode::UNAUTHORIZED,
         "a valid token is required (Authorization: Bearer, WebSocket subprotocol bearer.TOKEN, or ?token=)",
     ))
+}
+
+/// The first `bearer.TOKEN` WebSocket subprotocol offered, and its token.
+fn offered_bearer(headers: &HeaderMap) -> Option<(HeaderValue, String)> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .map(str::trim)
+        .find_map(|protocol| {
+            let token = protocol.strip_prefix("bearer.")?;
+            Some((HeaderValue::from_str(protocol).ok()?, token.to_string()))
+        })
 }
 
 #[cfg(test)]
@@ -313,6 +327,11 @@ mod tests {
     fn token_forms() {
         let t = Some("s3cret");
         assert!(check_token(None, &HeaderMap::new(), None).is_ok());
+        let offered = headers(&[("sec-websocket-protocol", "bearer.x")]);
+        assert_eq!(
+            check_token(None, &offered, None).unwrap().protocol.unwrap(),
+            "bearer.x"
+        );
         assert!(check_token(t, &HeaderMap::new(), None).is_err());
         assert!(check_token(t, &headers(&[("authorization", "Bearer s3cret")]), None).is_ok());
         assert!(check_token(t, &headers(&[("authorization", "Bearer nope")]), None).is_err());
