@@ -24,14 +24,16 @@ async fn signal_and_expect_clean_exit(server: &mut Server, sig: Sig, clients: &m
     let left = BUDGET.saturating_sub(t0.elapsed());
     let status = server.wait_exit(left).await.unwrap_or_else(|| {
         panic!(
-            "still running {BUDGET:?} after SIG{sig:?};\nstderr:\n{}",
+            "still running {BUDGET:?} after SIG{};\nstderr:\n{}",
+            sig.name(),
             server.stderr()
         )
     });
     assert_eq!(
         status.code(),
         Some(0),
-        "exit status after SIG{sig:?}: {status}"
+        "exit status after SIG{}: {status}",
+        sig.name()
     );
 }
 

@@ -25,7 +25,8 @@ pub enum Sig {
 }
 
 impl Sig {
-    fn name(self) -> &'static str {
+    /// `TERM`, `INT`, `HUP`, `KILL`.
+    pub fn name(self) -> &'static str {
         match self {
             Sig::Term => "TERM",
             Sig::Int => "INT",
