@@ -9,5 +9,7 @@ mod cli;
 mod ws;
 // SIGTERM/SIGINT: Close 1001 to every client, exit 0 within 2 s.
 mod shutdown;
+// Security: Origin (CSWSH), token, TLS, limits, slowloris, bad requests, loopback default.
+mod security;
 
-// Upcoming (declared by their authors): rotation, resume, sse, security, browser.
+// Upcoming (declared by their authors): rotation, resume, sse, browser.
