@@ -42,7 +42,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             tracing::error!("{msg}");
-            eprintln!("error: {msg}");
             ExitCode::from(1)
         }
     }

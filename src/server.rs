@@ -305,15 +305,21 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     if certs.is_empty() {
         return Err(format!("no certificate found in {}", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
+    let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|err| format!("cannot read private key {}: {err}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|err| format!("TLS setup failed: {err}"))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|err| format!("certificate and key do not work together: {err}"))?;
+        .with_single_cert(certs, key_der)
+        .map_err(|err| {
+            format!(
+                "certificate {} and key {} do not work together: {err}",
+                cert.display(),
+                key.display()
+            )
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -226,6 +226,30 @@ async fn wait_for_log_line(server: &Server, needles: &[&str]) {
 // Origin (cross-site WebSocket hijacking)
 // ---------------------------------------------------------------------------------------
 
+/// Behind a reverse proxy that keeps `Host`, the proxy's name is allowed once it is
+/// listed with `--allow-origin`: Origin matching Host is then the server's own origin.
+#[tokio::test]
+async fn proxied_host_is_allowed_when_listed() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &["--allow-origin", "https://logs.example.com"]).await;
+    let addr = server.addr();
+    let proxied = ws_status(
+        addr,
+        "/ws",
+        &[
+            ("Host", "logs.example.com"),
+            ("Origin", "https://logs.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        proxied.status, 101,
+        "Origin matching a listed Host: {proxied:?}"
+    );
+    let other = ws_status(addr, "/ws", &[("Host", "other.example.com")]).await;
+    assert_eq!(other.status, 403, "unlisted Host: {other:?}");
+}
+
 /// A cross-site `Origin` (and `Origin: null`) is refused with 403 naming the origin, on
 /// `/ws` before the upgrade and on `/events`, and logged at warn; the server's own origin
 /// (per `Host`) and requests without `Origin` are allowed.
@@ -263,8 +287,10 @@ async fn cross_origin_is_refused_own_origin_and_no_origin_allowed() {
     assert_eq!(same.status, 101, "same origin {own}: {same:?}");
     let none = ws_status(addr, "/ws", &[]).await;
     assert_eq!(none.status, 101, "no Origin: {none:?}");
-    // Behind a proxy that keeps Host, the own origin is the proxy's name.
-    let proxied = ws_status(
+    // DNS rebinding: a page on a name re-pointed at 127.0.0.1 is "same-origin"
+    // (Origin matches Host), and a same-origin EventSource sends no Origin at all.
+    // A loopback server refuses a non-local Host name unless --allow-origin lists it.
+    let rebound = ws_status(
         addr,
         "/ws",
         &[
@@ -273,7 +299,22 @@ async fn cross_origin_is_refused_own_origin_and_no_origin_allowed() {
         ],
     )
     .await;
-    assert_eq!(proxied.status, 101, "Origin matching Host: {proxied:?}");
+    assert_eq!(rebound.status, 403, "rebound Host on loopback: {rebound:?}");
+    assert!(
+        rebound.text().contains("--allow-origin"),
+        "{:?}",
+        rebound.text()
+    );
+    let rebound_sse = sse_status(
+        addr,
+        "/events",
+        &[("Host", &format!("evil.example:{}", addr.port()))],
+    )
+    .await;
+    assert_eq!(
+        rebound_sse.status, 403,
+        "rebound Host without Origin: {rebound_sse:?}"
+    );
 
     let evil = sse_status(addr, "/events", &[("Origin", EVIL)]).await;
     assert_eq!(evil.status, 403, "/events with Origin {EVIL}: {evil:?}");

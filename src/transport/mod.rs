@@ -176,12 +176,79 @@ pub fn check_access(
     headers: &HeaderMap,
     query_token: Option<&str>,
 ) -> Result<Access, Rejection> {
-    let result = check_origin(headers, &app.config.allow_origins)
-        .and_then(|()| check_token(app.config.token.as_deref(), headers, query_token));
+    let result = check_host(
+        headers,
+        &app.config.allow_origins,
+        app.config.listen.ip().is_loopback(),
+    )
+    .and_then(|()| check_origin(headers, &app.config.allow_origins))
+    .and_then(|()| check_token(app.config.token.as_deref(), headers, query_token));
     if result.is_err() {
         Metrics::add(&app.hub.metrics.rejected_requests, 1);
     }
     result
+}
+
+/// DNS rebinding protection for a server on loopback: a web page on
+/// `evil.example` whose name the attacker re-points at 127.0.0.1 is, to the
+/// browser, same-origin with this server — its `Origin` matches its `Host`,
+/// and a same-origin `EventSource` sends no `Origin` at all. What gives it
+/// away is the `Host` name. So when listening on loopback, a request must
+/// name the server by an IP address, `localhost`, or a host listed with
+/// `--allow-origin` (which is how a reverse proxy's name is allowed).
+pub fn check_host(
+    headers: &HeaderMap,
+    allowed: &[String],
+    loopback: bool,
+) -> Result<(), Rejection> {
+    if !loopback || allowed.iter().any(|a| a == "*") {
+        return Ok(());
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return Ok(()); // HTTP/1.0 without Host: not a browser
+    };
+    let name = host_name(host);
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok();
+    let listed = allowed.iter().any(|origin| {
+        let authority = origin.split_once("://").map_or(origin.as_str(), |(_, a)| a);
+        host_name(authority).eq_ignore_ascii_case(name)
+    });
+    if local || listed {
+        return Ok(());
+    }
+    tracing::warn!(
+        host,
+        "refused a request for a non-local host name on a loopback server (DNS rebinding?)"
+    );
+    Err(Rejection::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "host {host} is not allowed: this server listens on loopback; \
+             to serve it under that name (e.g. behind a proxy) add --allow-origin https://{name}"
+        ),
+    ))
+}
+
+/// `name` of `name:port`, `[v6]:port` or `name`.
+fn host_name(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                authority
+            }
+        })
 }
 
 /// Allows requests without `Origin` (command-line clients), from the
@@ -234,7 +301,9 @@ pub fn check_token(
         // with `#token=`) must still see its subprotocol echoed, or it fails
         // the handshake.
         return Ok(Access {
-            protocol: offered_bearer(headers).map(|(protocol, _)| protocol),
+            protocol: offered_bearers(headers)
+                .next()
+                .map(|(protocol, _)| protocol),
         });
     };
     let matches = |given: &str| bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
@@ -248,9 +317,7 @@ pub fn check_token(
     {
         return Ok(Access::default());
     }
-    if let Some((protocol, given)) = offered_bearer(headers)
-        && matches(&given)
-    {
+    if let Some((protocol, _)) = offered_bearers(headers).find(|(_, given)| matches(given)) {
         return Ok(Access {
             protocol: Some(protocol),
         });
@@ -264,16 +331,16 @@ pub fn check_token(
     ))
 }
 
-/// The first `bearer.TOKEN` WebSocket subprotocol offered, and its token.
-fn offered_bearer(headers: &HeaderMap) -> Option<(HeaderValue, String)> {
+/// Every `bearer.TOKEN` WebSocket subprotocol offered, with its token.
+fn offered_bearers(headers: &HeaderMap) -> impl Iterator<Item = (HeaderValue, &str)> {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .flat_map(|value| value.to_str().unwrap_or("").split(','))
         .map(str::trim)
-        .find_map(|protocol| {
+        .filter_map(|protocol| {
             let token = protocol.strip_prefix("bearer.")?;
-            Some((HeaderValue::from_str(protocol).ok()?, token.to_string()))
+            Some((HeaderValue::from_str(protocol).ok()?, token))
         })
 }
 
@@ -324,6 +391,36 @@ mod tests {
     }
 
     #[test]
+    fn host_guard_on_loopback() {
+        let none: Vec<String> = vec![];
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "app.localhost",
+            "10.0.0.5",
+        ] {
+            assert!(
+                check_host(&headers(&[("host", host)]), &none, true).is_ok(),
+                "{host}"
+            );
+        }
+        let rebound = headers(&[("host", "evil.example:8080")]);
+        assert_eq!(
+            check_host(&rebound, &none, true).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(
+            check_host(&rebound, &none, false).is_ok(),
+            "not on loopback: no guard"
+        );
+        assert!(check_host(&rebound, &["https://evil.example".into()], true).is_ok());
+        assert!(check_host(&rebound, &["*".into()], true).is_ok());
+        assert_eq!(host_name("[::1]:80"), "::1");
+        assert_eq!(host_name("a.b:99"), "a.b");
+    }
+
+    #[test]
     fn token_forms() {
         let t = Some("s3cret");
         assert!(check_token(None, &HeaderMap::new(), None).is_ok());
@@ -342,6 +439,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(access.protocol.unwrap(), "bearer.s3cret");
+        let second = headers(&[("sec-websocket-protocol", "bearer.old, bearer.s3cret")]);
+        assert_eq!(
+            check_token(t, &second, None).unwrap().protocol.unwrap(),
+            "bearer.s3cret"
+        );
         assert!(check_token(t, &HeaderMap::new(), Some("s3cret")).is_ok());
         assert!(check_token(t, &HeaderMap::new(), Some("s3cre")).is_err());
     }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{RawParams, check_token};
+use super::{RawParams, check_host, check_token};
 use crate::metrics::Metrics;
 use crate::server::AppState;
 
@@ -32,8 +32,10 @@ pub async fn metrics(
     Query(raw): Query<RawParams>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(rejection) = check_token(app.config.token.as_deref(), &headers, raw.token.as_deref())
-    {
+    let loopback = app.config.listen.ip().is_loopback();
+    let allowed = check_host(&headers, &app.config.allow_origins, loopback)
+        .and_then(|()| check_token(app.config.token.as_deref(), &headers, raw.token.as_deref()));
+    if let Err(rejection) = allowed {
         Metrics::add(&app.hub.metrics.rejected_requests, 1);
         return rejection.into_response();
     }
