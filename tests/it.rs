@@ -12,4 +12,8 @@ mod shutdown;
 // Security: Origin (CSWSH), token, TLS, limits, slowloris, bad requests, loopback default.
 mod security;
 
-// Upcoming (declared by their authors): rotation, resume, sse, browser.
+// Following by name: rotation, truncation, deletion, symlink swap, permissions, long lines,
+// each for inotify and --poll.
+mod rotation;
+
+// Upcoming (declared by their authors): resume, sse, browser.

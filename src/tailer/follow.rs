@@ -4,22 +4,40 @@
 //!
 //! The rules (DESIGN.md, "Following a file"), and how each is detected:
 //! - **Growth**: read from our offset to end of file, in large chunks.
-//! - **Truncation**: the open file is shorter than our offset, *or* the bytes
-//!   just before our offset are no longer the ones we read. The second check
-//!   catches a truncate followed by a quick rewrite to a larger size before we
-//!   looked, which a size comparison (GNU tail's) misses. Reading restarts at 0.
+//! - **Truncation**: after every read, the bytes just before the offset we
+//!   read from (up to 64, kept from the previous read) are compared with what
+//!   the file holds there now. Gone (the file is shorter than our offset) or
+//!   different (it was truncated and quickly rewritten, even to a larger
+//!   size, before we looked — which a size comparison, GNU tail's, misses):
+//!   what that read returned is new content at the wrong place, so it is
+//!   dropped and reading restarts at offset 0. Checking *after* the read, not
+//!   before, also catches a truncation that lands between a check and a read.
 //! - **Rotation**: the path names another file (device, inode) than the one we
 //!   hold. We keep reading the old file — a writer that has not reopened yet
 //!   still writes there — until the new file has data; then we read the old
-//!   one to its end and switch to the new one at offset 0. So lines written
-//!   to the old file just after the rename arrive before the new file's lines.
+//!   one to its end (once more *after* seeing that data: its writer may have
+//!   written to the old file just before it moved) and switch to the new one
+//!   at offset 0. So lines written to the old file just after the rename
+//!   arrive before the new file's lines.
 //! - **Deletion**: the path is gone; we keep the old file open (its writer
 //!   may go on) and wait for the path to come back.
 //! - **Permission denied** (at start or after a rotation): logged once, and
-//!   retried on every change in the directory (a `chmod` is one).
+//!   retried on every wake-up (with inotify, any change in the directory — a
+//!   `chmod` is one). A file we never read is read from offset 0.
 //!
 //! A partial line held when the file is rotated or truncated is flushed as a
 //! line of its own, so nothing is lost.
+//!
+//! Events for JSON and SSE clients, placed in the stream of lines: `rotated`
+//! and `truncated` between the last line of the old content and the first of
+//! the new; `waiting` when the path goes missing or cannot be opened, and
+//! `following` when a file is read again after a `waiting` — so those two
+//! alternate, and a rotation with no wait in between is just `rotated`.
+//!
+//! Known limit (inotify): writes to a file that is no longer in a watched
+//! directory (deleted, or rotated into another directory) wake nobody; they
+//! are read, in order, at the next wake-up — at the latest when the path
+//! comes back with data. `--poll` reads them at its next look.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -97,6 +115,8 @@ pub struct Follower {
     /// The last open error reported, so a retry that fails the same way is
     /// not logged again.
     reported: Option<io::ErrorKind>,
+    /// A `waiting` event was published and no `following` since.
+    waiting: bool,
     /// What the path points to may have changed: re-check the watched
     /// directories.
     pub watch_dirty: bool,
@@ -114,6 +134,7 @@ impl Follower {
             max_line,
             state: State::Waiting,
             reported: None,
+            waiting: false,
             watch_dirty: true,
         }
     }
@@ -150,7 +171,10 @@ impl Follower {
                     .set_status(self.index, NoticeKind::Following, of.offset());
                 self.state = State::Open(of);
             }
-            Err(err) => self.report_open_error(&err),
+            Err(err) => {
+                self.report_open_error(&err);
+                self.announce_waiting(0);
+            }
         }
     }
 
@@ -170,8 +194,7 @@ impl Follower {
                         tracing::info!(file = %self.display, "following {} from its start", self.display);
                         self.reported = None;
                         self.watch_dirty = true;
-                        self.hub
-                            .publish_notice(self.index, NoticeKind::Following, 0);
+                        self.resume_following(0);
                         self.hub.begin_file(&self.path, id.dev, id.ino);
                         let mut of = OpenFile::new(file, id, 0, self.max_line);
                         self.read_to_eof(&mut of, None, &mut false);
@@ -180,21 +203,21 @@ impl Follower {
                     }
                     Err(err) => {
                         self.report_open_error(&err);
+                        self.announce_waiting(0);
                         return;
                     }
                 },
                 State::Open(mut of) => {
-                    self.check_truncation(&mut of);
                     self.read_to_eof(&mut of, None, &mut false);
                     match std::fs::metadata(&self.path) {
                         Ok(meta) if FileId::of(&meta) == of.id => {
                             if of.path_gone {
+                                // Back under its name (renamed back, or a
+                                // symlink pointed at it again).
                                 of.path_gone = false;
                                 self.watch_dirty = true;
+                                self.resume_following(of.offset());
                             }
-                            self.hub.set_offset(self.index, of.offset());
-                            self.state = State::Open(of);
-                            return;
                         }
                         Ok(meta) if meta.len() == 0 => {
                             // A new, still empty file: its writer has not moved
@@ -203,10 +226,13 @@ impl Follower {
                                 of.path_gone = true;
                                 self.watch_dirty = true;
                             }
-                            self.state = State::Open(of);
-                            return;
                         }
                         Ok(_) => {
+                            // The new file has data, so its writer has moved to
+                            // it — possibly after writing more to the old one
+                            // since our read above: read the old one to its end
+                            // now, then switch.
+                            self.read_to_eof(&mut of, None, &mut false);
                             self.finish(&mut of);
                             tracing::info!(file = %self.display, "{} was rotated; following the new file", self.display);
                             self.hub.publish_notice(self.index, NoticeKind::Rotated, 0);
@@ -219,26 +245,42 @@ impl Follower {
                                 of.path_gone = true;
                                 self.watch_dirty = true;
                                 tracing::info!(file = %self.display, "{} was removed or renamed; reading what is left of it and waiting for it to come back", self.display);
-                                self.hub.publish_notice(
-                                    self.index,
-                                    NoticeKind::Waiting,
-                                    of.offset(),
-                                );
                             }
-                            self.state = State::Open(of);
-                            return;
+                            self.announce_waiting(of.offset());
                         }
                         Err(err) => {
                             if self.reported != Some(err.kind()) {
                                 tracing::warn!(file = %self.display, "cannot stat {}: {err}", self.display);
                                 self.reported = Some(err.kind());
                             }
-                            self.state = State::Open(of);
-                            return;
                         }
                     }
+                    self.hub.set_offset(self.index, of.offset());
+                    self.state = State::Open(of);
+                    return;
                 }
             }
+        }
+    }
+
+    /// Tells clients the file cannot be read for now, once per wait.
+    fn announce_waiting(&mut self, offset: u64) {
+        if !self.waiting {
+            self.waiting = true;
+            self.hub
+                .publish_notice(self.index, NoticeKind::Waiting, offset);
+        }
+    }
+
+    /// A file is being read again: tells clients if they were told we waited.
+    fn resume_following(&mut self, offset: u64) {
+        if self.waiting {
+            self.waiting = false;
+            self.hub
+                .publish_notice(self.index, NoticeKind::Following, offset);
+        } else {
+            self.hub
+                .set_status(self.index, NoticeKind::Following, offset);
         }
     }
 
@@ -259,7 +301,6 @@ impl Follower {
             return;
         }
         self.reported = Some(err.kind());
-        self.hub.set_status(self.index, NoticeKind::Waiting, 0);
         if err.kind() == io::ErrorKind::NotFound {
             tracing::info!(file = %self.display, "waiting for {} to appear", self.display);
         } else {
@@ -267,32 +308,18 @@ impl Follower {
         }
     }
 
-    /// Detects truncation (shorter than our offset, or rewritten under it);
-    /// on it, flushes the partial line and starts over at offset 0.
-    fn check_truncation(&mut self, of: &mut OpenFile) {
-        let offset = of.offset();
-        if offset == 0 {
-            return;
-        }
-        let len = match of.file.metadata() {
-            Ok(meta) => meta.len(),
-            Err(_) => return,
-        };
-        let rewritten = len >= offset && {
-            let n = of.recent.len();
-            let mut now = [0u8; FINGERPRINT];
-            of.file
-                .read_exact_at(&mut now[..n], offset - n as u64)
-                .is_ok()
-                && now[..n] != of.recent[..]
-        };
-        if len >= offset && !rewritten {
-            return;
-        }
+    /// The file was truncated (or rewritten) under us: hands out the partial
+    /// line, tells clients, and starts over at offset 0.
+    fn restart(&mut self, of: &mut OpenFile, was: u64) {
         let mut lines = Vec::new();
         of.splitter.flush(&mut lines);
         self.publish(lines);
-        tracing::info!(file = %self.display, was = offset, now = len, "{} was truncated; reading it again from its start", self.display);
+        let now = of.file.metadata().map_or(0, |m| m.len());
+        if now < was {
+            tracing::info!(file = %self.display, was, now, "{} was truncated; reading it again from its start", self.display);
+        } else {
+            tracing::info!(file = %self.display, was, now, "{} was truncated and rewritten past our offset; reading it again from its start", self.display);
+        }
         self.hub
             .publish_notice(self.index, NoticeKind::Truncated, 0);
         of.splitter.reset(0);
@@ -303,7 +330,8 @@ impl Follower {
     }
 
     /// Reads from our offset to end of file (or to `limit`), publishing a
-    /// batch of lines per read.
+    /// batch of lines per read; restarts at 0 when a read shows the file was
+    /// truncated or rewritten under us (see the module docs).
     fn read_to_eof(&mut self, of: &mut OpenFile, limit: Option<u64>, skip_first: &mut bool) {
         let mut lines = Vec::new();
         loop {
@@ -314,6 +342,7 @@ impl Follower {
             if want == 0 {
                 break;
             }
+            let before = of.offset();
             let spare = of.splitter.spare(want);
             let n = match of.file.read(spare) {
                 Ok(n) => n,
@@ -323,6 +352,12 @@ impl Follower {
                     0
                 }
             };
+            if before > 0 && !still_there(&of.file, before, &of.recent) {
+                of.splitter.commit(want, 0);
+                self.restart(of, before);
+                *skip_first = false;
+                continue;
+            }
             // Keep the fingerprint: the last bytes read, ending at the new offset.
             if n >= FINGERPRINT {
                 of.recent.clear();
@@ -367,5 +402,23 @@ impl Follower {
             })
             .collect();
         self.hub.publish_lines(lines);
+    }
+}
+
+/// Whether the file still holds `recent` — the last bytes we read from it —
+/// just before `offset`. False when it got shorter than `offset` or was
+/// rewritten there: then it was truncated under us. With no fingerprint (none
+/// read yet), only the size can tell.
+fn still_there(file: &File, offset: u64, recent: &[u8]) -> bool {
+    if recent.is_empty() {
+        return file.metadata().map_or(true, |m| m.len() >= offset);
+    }
+    let mut now = [0u8; FINGERPRINT];
+    let now = &mut now[..recent.len()];
+    match file.read_exact_at(now, offset - recent.len() as u64) {
+        Ok(()) => now == recent,
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => false,
+        // An I/O error is no evidence of truncation.
+        Err(_) => true,
     }
 }

@@ -5,12 +5,20 @@
 //! (`read`, `fstat`, `pread`), and [`Hub::publish_lines`] is synchronous, so a
 //! plain thread avoids a `spawn_blocking` hop per call and never occupies a
 //! runtime worker that clients need. It sleeps in `recv` on a one-slot wake-up
-//! channel fed by [`watch`]: no timer, no polling, no CPU while nothing is
-//! written.
+//! channel fed by [`watch`] (inotify): no timer, no polling, no CPU while
+//! nothing is written.
+//!
+//! With `--poll` there are no events: the thread makes a pass every poll
+//! interval instead (an `fstat`, a `read`, a `stat` of the path: cheaper than
+//! a directory scan). notify's `PollWatcher` is not used: it compares
+//! modification times in whole seconds, so a write in the same second as its
+//! previous scan goes unseen — the last lines of a burst would wait for the
+//! next write, possibly forever. If inotify cannot watch a directory (watch
+//! limit reached, say), the thread falls back to a pass every second.
 //!
 //! - [`lines`]: bytes → lines (pure).
 //! - [`follow`]: the `tail -F` state machine for one path.
-//! - [`watch`]: notify (inotify or polling) → wake-ups.
+//! - [`watch`]: inotify on the relevant directories → wake-ups.
 
 pub mod follow;
 pub mod lines;
@@ -18,7 +26,7 @@ pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
 use crate::hub::Hub;
@@ -31,13 +39,17 @@ use watch::DirWatcher;
 pub enum WatchMode {
     /// inotify, through notify's recommended watcher.
     Events,
-    /// notify's `PollWatcher`, looking every interval (for NFS and other
-    /// file systems that deliver no events).
+    /// A pass every interval, no events (for NFS and other file systems
+    /// that deliver none).
     Poll(Duration),
 }
 
-/// A running tailer. Its thread lives as long as the process: the watcher
-/// it owns keeps its wake-up channel open.
+/// How often to look when inotify could not watch everything it should.
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+/// A running tailer. With inotify its thread lives as long as the process
+/// (the watcher it owns keeps its wake-up channel open); with `--poll` it
+/// ends when the `Tailer` is dropped.
 pub struct Tailer {
     wake: SyncSender<()>,
 }
@@ -55,30 +67,54 @@ impl Tailer {
         mode: WatchMode,
     ) -> std::io::Result<Tailer> {
         let (wake, woken) = sync_channel::<()>(1);
-        let poll = match mode {
-            WatchMode::Events => None,
-            WatchMode::Poll(interval) => Some(interval),
+        let (mut watcher, every) = match mode {
+            WatchMode::Events => {
+                let watcher = DirWatcher::new(wake.clone()).map_err(|err| {
+                    std::io::Error::other(format!("cannot watch {}: {err}", path.display()))
+                })?;
+                (Some(watcher), None)
+            }
+            WatchMode::Poll(interval) => (None, Some(interval)),
         };
-        let mut watcher = DirWatcher::new(poll, wake.clone()).map_err(|err| {
-            std::io::Error::other(format!("cannot watch {}: {err}", path.display()))
-        })?;
         let mut follower = Follower::new(path.clone(), index, hub);
         // The watch first, then the first look: a change in between wakes us.
-        watcher.watch_for(&path);
+        if let Some(watcher) = &mut watcher {
+            watcher.watch_for(&path);
+        }
         follower.start();
-        watcher.watch_for(&path);
+        if let Some(watcher) = &mut watcher {
+            watcher.watch_for(&path);
+        }
         follower.watch_dirty = false;
         std::thread::Builder::new()
             .name(format!("tailer-{index}"))
             .spawn(move || {
-                while woken.recv().is_ok() {
+                loop {
+                    let every = every.or_else(|| {
+                        watcher
+                            .as_ref()
+                            .filter(|w| !w.complete())
+                            .map(|_| FALLBACK_POLL)
+                    });
+                    let go_on = match every {
+                        Some(every) => !matches!(
+                            woken.recv_timeout(every),
+                            Err(RecvTimeoutError::Disconnected)
+                        ),
+                        None => woken.recv().is_ok(),
+                    };
+                    if !go_on {
+                        break;
+                    }
                     follower.poll();
                     if follower.watch_dirty {
                         follower.watch_dirty = false;
-                        watcher.watch_for(&path);
-                        // A change between the look and the new watch would be
-                        // unseen: look once more.
-                        follower.poll();
+                        if let Some(watcher) = &mut watcher {
+                            watcher.watch_for(&path);
+                            // A change between the look and the new watch would
+                            // be unseen: look once more.
+                            follower.poll();
+                        }
                     }
                 }
             })?;

@@ -8,6 +8,8 @@
 //! symlink, the directory of the file it points to, since that is where the
 //! writes happen (Kubernetes' `/var/log/containers/*.log`).
 //!
+//! This is inotify only: `--poll` needs no watcher (see the parent module).
+//!
 //! Every event except `Access` wakes the tailer through a one-slot channel:
 //! wake-ups coalesce (a burst of ten thousand writes is one or two passes) and
 //! none is lost (a wake during a pass leaves the slot full, so another pass
@@ -17,46 +19,52 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
-use std::time::Duration;
 
-use notify::{Config, EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Config, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 /// Watches the directories that matter for one followed path.
 pub struct DirWatcher {
-    watcher: Box<dyn Watcher + Send>,
+    watcher: RecommendedWatcher,
     watched: Vec<PathBuf>,
+    /// Every wanted directory is watched (false after a watch error).
+    complete: bool,
+}
+
+/// Whether a notify report should wake the tailer: everything but `Access`
+/// (our own `open` causes those). Errors and `Rescan` (inotify queue
+/// overflow: an event with no paths) wake it too, since a pass re-examines
+/// everything.
+fn wakes(event: &notify::Result<notify::Event>) -> bool {
+    !matches!(event, Ok(event) if matches!(event.kind, EventKind::Access(_)))
 }
 
 impl DirWatcher {
-    /// An inotify watcher, or a polling one that looks every `poll` when given.
-    pub fn new(poll: Option<Duration>, wake: SyncSender<()>) -> notify::Result<DirWatcher> {
+    /// An inotify watcher that wakes the tailer through `wake`.
+    pub fn new(wake: SyncSender<()>) -> notify::Result<DirWatcher> {
         let handler = move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = &event
-                && matches!(event.kind, EventKind::Access(_))
-            {
-                return;
+            if wakes(&event) {
+                // Full means a pass is already due; disconnected means we are stopping.
+                let _ = wake.try_send(());
             }
-            // Full means a pass is already due; disconnected means we are stopping.
-            let _ = wake.try_send(());
-        };
-        let watcher: Box<dyn Watcher + Send> = match poll {
-            Some(interval) => Box::new(PollWatcher::new(
-                handler,
-                Config::default().with_poll_interval(interval),
-            )?),
-            None => Box::new(RecommendedWatcher::new(handler, Config::default())?),
         };
         Ok(DirWatcher {
-            watcher,
+            watcher: RecommendedWatcher::new(handler, Config::default())?,
             watched: Vec::new(),
+            complete: true,
         })
+    }
+
+    /// False when a directory that matters could not be watched: the caller
+    /// should then look now and then instead of trusting events alone.
+    pub fn complete(&self) -> bool {
+        self.complete
     }
 
     /// Makes the watched set the right one for `path` as it is now: call it
     /// at start and whenever the path may have changed what it points to.
     pub fn watch_for(&mut self, path: &Path) {
         let wanted = dirs_for(path);
-        if wanted == self.watched {
+        if wanted == self.watched && self.complete {
             return;
         }
         for dir in &self.watched {
@@ -64,6 +72,7 @@ impl DirWatcher {
                 let _ = self.watcher.unwatch(dir);
             }
         }
+        let wanted_len = wanted.len();
         let mut now = Vec::new();
         for dir in wanted {
             if self.watched.contains(&dir) {
@@ -76,10 +85,11 @@ impl DirWatcher {
                     now.push(dir);
                 }
                 Err(err) => {
-                    tracing::warn!(dir = %dir.display(), "cannot watch directory: {err}");
+                    tracing::warn!(dir = %dir.display(), "cannot watch directory: {err}; looking every second instead");
                 }
             }
         }
+        self.complete = now.len() == wanted_len;
         self.watched = now;
     }
 }
@@ -135,6 +145,21 @@ mod tests {
         let dirs = dirs_for(&link);
         assert_eq!(dirs[0], logs);
         assert_eq!(dirs[1], std::fs::canonicalize(&pods).unwrap());
+    }
+
+    #[test]
+    fn every_report_but_access_wakes() {
+        use notify::event::{AccessKind, DataChange, Flag, ModifyKind};
+        let event = |kind| Ok(notify::Event::new(kind));
+        assert!(!wakes(&event(EventKind::Access(AccessKind::Any))));
+        assert!(wakes(&event(EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        )))));
+        // Queue overflow: no paths, flag Rescan.
+        let rescan = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
+        assert!(rescan.paths.is_empty());
+        assert!(wakes(&Ok(rescan)));
+        assert!(wakes(&Err(notify::Error::generic("inotify read failed"))));
     }
 
     #[test]

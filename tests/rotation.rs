@@ -1,0 +1,1120 @@
+//! Following a file by name (issue 3): rotation, truncation, deletion, symlink swaps,
+//! permission changes and over-long lines, as a matrix run for both watchers — inotify,
+//! and `--poll --poll-interval 50`.
+//!
+//! Every case runs the same way ([`matrix`]):
+//! - the server starts, then two live clients connect (`?backlog=0`; one text, one
+//!   `format=json`) before a single line is written;
+//! - a writer thread appends numbered lines (`line 000123`) continuously through an
+//!   O_APPEND handle, in small bursts (thousands of lines a second), and performs the
+//!   case's rotation between two bursts, once the client has received some lines;
+//! - at the end, the text client must have received every line exactly once and in order,
+//!   and so must the JSON client, with consecutive `seq`s, exact `offset`s, and the
+//!   `rotated` / `truncated` events exactly where the old content ends and the new begins.
+//!
+//! Nothing is synchronised by sleeping: the writer waits on conditions with deadlines (the
+//! client has received line N; `/healthz` says the tailer has read to the end of the file;
+//! the server logged something). The writer's only sleep paces its bursts.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{LogFile, PROMPT, Server, ServerBuilder, WsClient, http_get};
+
+/// How long one step of a case may take (a line arriving, the tailer catching up).
+const STEP: Duration = Duration::from_secs(30);
+/// Pause between two bursts of the writer: pacing only, never synchronisation.
+const PACE: Duration = Duration::from_micros(250);
+/// Lines the client must have received before the case rotates anything.
+const WARM: u64 = 300;
+/// Lines written after the rotation.
+const AFTER: u64 = 1500;
+/// `--max-line-bytes` for the long-line case.
+const MAX_LINE: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    Inotify,
+    Poll,
+}
+
+impl Watch {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Watch::Inotify => &[],
+            Watch::Poll => &["--poll", "--poll-interval", "50"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    RenameCreate,
+    RenameCreateLateReopen,
+    CopyTruncate,
+    Truncate,
+    TruncateRewriteLarger,
+    DeleteRecreate,
+    SymlinkSwap,
+    TwoRotations,
+    LateFile,
+    LongLine,
+    PermissionAtStart,
+    PermissionAfterRotation,
+}
+
+macro_rules! matrix_tests {
+    ($($(#[$doc:meta])* $name:ident => $case:expr;)*) => {$(
+        $(#[$doc])*
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn inotify() {
+                matrix($case, Watch::Inotify).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn poll() {
+                matrix($case, Watch::Poll).await;
+            }
+        }
+    )*};
+}
+
+matrix_tests! {
+    /// logrotate `create`: `mv app.log app.log.1; touch app.log`, then the writer reopens
+    /// at once (a logger on SIGHUP). Its last write to the old file is a partial line,
+    /// which must be flushed as a line before the new file's lines.
+    rename_create => Case::RenameCreate;
+    /// logrotate `create`, but the writer goes on writing 300 lines to the old fd after the
+    /// rename before it reopens: those lines arrive before the new file's.
+    rename_create_late_reopen => Case::RenameCreateLateReopen;
+    /// logrotate `copytruncate`. Lines written between the copy and the truncate are lost
+    /// by logrotate itself (they are in neither file): that window is inherent, so the
+    /// writer pauses across copy + truncate, and then nothing may be lost.
+    copytruncate => Case::CopyTruncate;
+    /// Plain truncation to 0 (same inode) with the writer going on: restart at offset 0.
+    truncate => Case::Truncate;
+    /// Truncate, then rewrite MORE bytes than our offset in one write before the tailer
+    /// looks (the server is SIGSTOPped across both): only the comparison of the bytes
+    /// before our offset can see it.
+    truncate_rewrite_larger => Case::TruncateRewriteLarger;
+    /// `rm app.log` while the writer keeps writing to its fd, the path missing until the
+    /// server has noticed; then the writer re-creates it.
+    delete_recreate => Case::DeleteRecreate;
+    /// The path is a symlink (Kubernetes style) re-pointed atomically to a new target
+    /// in another directory; the writer follows a little later.
+    symlink_swap => Case::SymlinkSwap;
+    /// Two `create` rotations in quick succession: the second one as soon as the client
+    /// has the first line of the intermediate file.
+    two_rotations => Case::TwoRotations;
+    /// The file does not exist when the server starts: `waiting` logged, then read from
+    /// its first byte, with a `following` event before line 1.
+    late_file => Case::LateFile;
+    /// `--max-line-bytes 1000` and 3500-byte lines (one cut across two writes, one in a
+    /// single write): pieces of 1000, 1000, 1000, 500, nothing dropped, stream goes on.
+    long_line => Case::LongLine;
+    /// Mode 000 at start (the server runs without CAP_DAC_OVERRIDE when we are root):
+    /// logged, retried, and read from offset 0 once a chmod makes it readable.
+    permission_at_start => Case::PermissionAtStart;
+    /// After a rotation the new file is mode 000: old file finished, `waiting`, then the
+    /// new file read from offset 0 once it is made readable.
+    permission_after_rotation => Case::PermissionAfterRotation;
+}
+
+// ---------------------------------------------------------------------------------------
+// The server: the harness's, or the same command run without the DAC capabilities.
+// ---------------------------------------------------------------------------------------
+
+/// Whether this process runs as root (uid of `/proc/self`).
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A server started from a harness [`ServerBuilder`]'s command, wrapped (when we are
+/// root) in util-linux's `setpriv` so that it runs without `CAP_DAC_OVERRIDE` and
+/// `CAP_DAC_READ_SEARCH`: root without them is refused a mode-000 file like anyone else.
+/// Not root: the command runs as is, and file modes already apply.
+struct Restricted {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    addr: SocketAddr,
+}
+
+impl Restricted {
+    async fn start(builder: ServerBuilder) -> Restricted {
+        let inner = builder.command();
+        let mut cmd = if running_as_root() {
+            let setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
+                .into_iter()
+                .find(|p| Path::new(p).is_file())
+                .expect(
+                    "running as root: the permission tests need util-linux's `setpriv` to run \
+                     the server without CAP_DAC_OVERRIDE (apt-get install util-linux)",
+                );
+            let mut cmd = Command::new(setpriv);
+            cmd.args([
+                "--bounding-set=-dac_override,-dac_read_search",
+                "--inh-caps=-dac_override,-dac_read_search",
+                "--",
+            ]);
+            cmd.arg(inner.get_program());
+            cmd
+        } else {
+            Command::new(inner.get_program())
+        };
+        cmd.args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn the restricted server");
+        let pipe = child.stderr.take().expect("stderr piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let captured = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut s = captured.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut server = Restricted {
+            child,
+            stderr,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let deadline = Instant::now() + STEP;
+        loop {
+            let found = parse_listening(&server.stderr.lock().unwrap());
+            if let Some(addr) = found {
+                server.addr = addr;
+                return server;
+            }
+            if Instant::now() >= deadline || server.child.try_wait().ok().flatten().is_some() {
+                panic!(
+                    "the restricted server did not log `listening on`;\nstderr:\n{}",
+                    server.stderr.lock().unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The address in a `listening on http://ADDR` log line.
+fn parse_listening(logs: &str) -> Option<SocketAddr> {
+    let rest = &logs[logs.find("listening on http://")? + "listening on http://".len()..];
+    let end = rest.find(|c: char| c.is_whitespace())?;
+    rest[..end].trim_end_matches('/').parse().ok()
+}
+
+impl Drop for Restricted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- restricted logtail-ws stderr ----\n{}---- end ----",
+                self.stderr.lock().unwrap()
+            );
+        }
+    }
+}
+
+enum Srv {
+    Plain(Server),
+    Restricted(Restricted),
+}
+
+impl Srv {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Srv::Plain(s) => s.addr(),
+            Srv::Restricted(s) => s.addr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Srv::Plain(s) => s.pid(),
+            Srv::Restricted(s) => s.child.id(),
+        }
+    }
+
+    fn stderr(&self) -> String {
+        match self {
+            Srv::Plain(s) => s.stderr(),
+            Srv::Restricted(s) => s.stderr.lock().unwrap().clone(),
+        }
+    }
+
+    fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr())
+    }
+
+    /// Blocks until the server's stderr contains `needle`.
+    fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + STEP;
+        while !self.stderr().contains(needle) {
+            if Instant::now() >= deadline {
+                panic!(
+                    "the server did not log {needle:?} within {STEP:?};\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    async fn wait_clients(&self, n: u64) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let health = http_get(self.addr(), "/healthz", &[]).await.json();
+            if health["clients"].as_u64() == Some(n) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz does not count {n} clients: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// `GET /healthz` from a plain thread (the writer's), parsed.
+fn healthz_blocking(addr: SocketAddr) -> Value {
+    let mut s = TcpStream::connect_timeout(&addr, PROMPT).expect("connect for /healthz");
+    s.set_read_timeout(Some(PROMPT)).expect("read timeout");
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send /healthz request");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read /healthz response");
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("/healthz body {body:?}: {e}"))
+}
+
+/// Stops the server with SIGSTOP until dropped (SIGCONT), so a file change is surely made
+/// "before the tailer looked". Waits until every thread of it is stopped.
+struct Frozen(u32);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        signal(pid, "STOP");
+        let frozen = Frozen(pid);
+        let deadline = Instant::now() + STEP;
+        while !all_threads_stopped(pid) {
+            assert!(Instant::now() < deadline, "server {pid} did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        frozen
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {sig} {pid}: {status}");
+}
+
+/// Every task of `pid` is in state `T` (stopped).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // "pid (comm) S ...": the state follows the last ')'.
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The clients' side.
+// ---------------------------------------------------------------------------------------
+
+/// What one client received, shared between its collector task and the writer thread.
+#[derive(Default)]
+struct Received {
+    frames: Mutex<Vec<String>>,
+    /// The highest `line NNNNNN` number received so far.
+    last: AtomicU64,
+    /// Why the stream ended, if it did.
+    ended: Mutex<Option<String>>,
+}
+
+impl Received {
+    fn push(&self, frame: String, json: bool) {
+        let text = if json {
+            serde_json::from_str::<Value>(&frame)
+                .ok()
+                .and_then(|v| v["line"].as_str().map(str::to_owned))
+        } else {
+            Some(frame.clone())
+        };
+        if let Some(n) = text.as_deref().and_then(line_number) {
+            self.last.fetch_max(n, Ordering::AcqRel);
+        }
+        self.frames.lock().unwrap().push(frame);
+    }
+
+    fn frames(&self) -> Vec<String> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    fn describe(&self) -> String {
+        let frames = self.frames.lock().unwrap();
+        format!(
+            "{} frames, highest line {}, last frames {:?}, ended: {:?}",
+            frames.len(),
+            self.last.load(Ordering::Acquire),
+            &frames[frames.len().saturating_sub(3)..],
+            self.ended.lock().unwrap()
+        )
+    }
+}
+
+/// `line 000123` → 123.
+fn line_number(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("line ")?;
+    (digits.len() == 6).then(|| digits.parse().ok()).flatten()
+}
+
+fn line(n: u64) -> String {
+    format!("line {n:06}")
+}
+
+/// Reads `ws` until it ends, recording every Text message.
+async fn collect(mut ws: WsClient, into: Arc<Received>, json: bool) {
+    loop {
+        match ws.next_message(Duration::from_secs(600)).await {
+            Ok(Message::Text(t)) => into.push(t.as_str().to_owned(), json),
+            Ok(Message::Close(frame)) => {
+                *into.ended.lock().unwrap() = Some(format!("Close {frame:?}"));
+                return;
+            }
+            Ok(_) => {}
+            Err(why) => {
+                *into.ended.lock().unwrap() = Some(format!("{why:?}"));
+                return;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The writer.
+// ---------------------------------------------------------------------------------------
+
+/// Where the old content ends and the new begins: `first` is the first line of the new
+/// content, and `kind` the event the JSON client must get just before it.
+#[derive(Debug, Clone)]
+struct Boundary {
+    kind: &'static str,
+    first: String,
+}
+
+/// The writer thread's state: a logger appending numbered lines, and what it expects the
+/// clients to receive.
+struct Ctx {
+    log: Arc<LogFile>,
+    srv: Arc<Srv>,
+    /// The text client's reception (the writer waits on it).
+    client: Arc<Received>,
+    file: File,
+    /// The next line number to write.
+    next: u64,
+    /// Every line the clients must receive, in order.
+    expected: Vec<String>,
+    boundaries: Vec<Boundary>,
+    /// Long lines written so far (to number them).
+    longs: u64,
+}
+
+fn open_append(path: &Path, mode: u32) -> File {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(mode)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {} for append: {e}", path.display()))
+}
+
+/// Burst sizes: 1 to 8 lines, varied.
+fn burst_len(n: u64) -> u64 {
+    1 + (n.wrapping_mul(2_654_435_761) >> 7) % 8
+}
+
+impl Ctx {
+    /// One write(2) of `count` numbered lines; the last without its `\n` if `partial`.
+    fn burst(&mut self, count: u64, partial: bool) {
+        let mut buf = Vec::with_capacity(count as usize * 12);
+        for _ in 0..count {
+            let l = line(self.next);
+            self.next += 1;
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+            self.expected.push(l);
+        }
+        if partial {
+            buf.pop();
+        }
+        self.write_raw(&buf);
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) {
+        let n = self.file.write(bytes).expect("write log file");
+        assert_eq!(n, bytes.len(), "short write to the log file");
+    }
+
+    /// `count` lines in paced bursts; the very last one partial if asked.
+    fn write_lines(&mut self, count: u64, partial_last: bool) {
+        let mut left = count;
+        while left > 0 {
+            let b = burst_len(self.next).min(left);
+            left -= b;
+            self.burst(b, partial_last && left == 0);
+            std::thread::sleep(PACE);
+        }
+    }
+
+    fn write(&mut self, count: u64) {
+        self.write_lines(count, false);
+    }
+
+    /// Writes `count` lines, the last of them without its newline: the tailer holds it as
+    /// a partial line, and must flush it as a line when the file is rotated or truncated.
+    fn write_ending_partial(&mut self, count: u64) {
+        self.write_lines(count, true);
+    }
+
+    /// Keeps writing until the client has received line `n`.
+    fn write_until_received(&mut self, n: u64) {
+        let deadline = Instant::now() + STEP;
+        while self.client.last.load(Ordering::Acquire) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the client did not receive line {n} within {STEP:?} while lines were \
+                 written (up to {}): {}",
+                self.next - 1,
+                self.client.describe()
+            );
+            let b = burst_len(self.next);
+            self.burst(b, false);
+            std::thread::sleep(PACE);
+        }
+    }
+
+    /// Waits (not writing) until the client has received line `n`.
+    fn wait_received(&self, n: u64) {
+        let deadline = Instant::now() + STEP;
+        while self.client.last.load(Ordering::Acquire) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the client did not receive line {n} within {STEP:?}: {}",
+                self.client.describe()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until `/healthz` says the tailer has read our file to its end (its partial
+    /// last line included, which no client can see yet).
+    fn wait_read_to_end(&self) {
+        let len = self.file.metadata().expect("fstat log file").len();
+        let deadline = Instant::now() + STEP;
+        loop {
+            let health = healthz_blocking(self.srv.addr());
+            if health["files"][0]["offset"].as_u64() == Some(len) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the tailer did not read the file to its end ({len} bytes) within {STEP:?}: \
+                 {health}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Opens the path again, as a logger does on SIGHUP (creating it if missing).
+    fn reopen(&mut self) {
+        self.reopen_with_mode(0o644);
+    }
+
+    fn reopen_with_mode(&mut self, mode: u32) {
+        self.file = open_append(self.log.path(), mode);
+    }
+
+    /// The next line written starts new content, announced by event `kind`.
+    fn mark(&mut self, kind: &'static str) {
+        self.boundaries.push(Boundary {
+            kind,
+            first: line(self.next),
+        });
+    }
+
+    /// A line of `len` bytes, in one write or cut in two writes at `cut`; the clients
+    /// must receive it in pieces of at most [`MAX_LINE`] bytes.
+    fn write_long(&mut self, len: usize, cut: Option<usize>) {
+        self.longs += 1;
+        let mut text = format!("long {:06} ", self.longs).into_bytes();
+        let mut i = 0u8;
+        while text.len() < len {
+            text.push(b'a' + i % 26);
+            i = i.wrapping_add(1);
+        }
+        for piece in text.chunks(MAX_LINE) {
+            self.expected
+                .push(String::from_utf8(piece.to_vec()).expect("ascii"));
+        }
+        let mut bytes = text;
+        bytes.push(b'\n');
+        match cut {
+            Some(at) => {
+                self.write_raw(&bytes[..at]);
+                std::thread::sleep(PACE);
+                self.write_raw(&bytes[at..]);
+            }
+            None => self.write_raw(&bytes),
+        }
+        std::thread::sleep(PACE);
+    }
+
+    /// Waits for the last line, then writes `end`: anything the tailer sent in between
+    /// (a duplicate, a spurious re-read) would show before it.
+    fn end(&mut self) {
+        self.wait_received(self.next - 1);
+        self.write_raw(b"end\n");
+        self.expected.push("end".into());
+    }
+}
+
+/// What each case does, on the writer thread, while the clients listen.
+fn plan(case: Case, c: &mut Ctx) {
+    match case {
+        Case::RenameCreate => {
+            c.write_until_received(WARM);
+            c.write_ending_partial(200);
+            c.log.rename_create("app.log.1");
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::RenameCreateLateReopen => {
+            c.write_until_received(WARM);
+            c.write(200);
+            c.log.rename_create("app.log.1");
+            // The logger has not reopened yet: 300 more lines go to the old file.
+            c.write_ending_partial(300);
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::CopyTruncate | Case::Truncate => {
+            c.write_until_received(WARM);
+            c.write_ending_partial(200);
+            let last = c.next - 1;
+            // The writer pauses across copy + truncate: what it would write in between
+            // is lost by copytruncate itself (the copy is already made, the truncate
+            // destroys it), whatever the tailer does.
+            c.wait_read_to_end();
+            if case == Case::CopyTruncate {
+                let copy = c.log.copytruncate("app.log.1");
+                let mut want = crate::harness::join_lines((1..=last).map(line));
+                want.pop();
+                assert!(
+                    fs::read(copy).unwrap() == want,
+                    "the copy holds lines 1..={last}"
+                );
+            } else {
+                c.log.truncate();
+            }
+            c.mark("truncated");
+            c.write(AFTER);
+        }
+        Case::TruncateRewriteLarger => {
+            c.write_until_received(WARM);
+            c.write_ending_partial(200);
+            c.wait_read_to_end();
+            let old_len = c.file.metadata().unwrap().len();
+            {
+                // The tailer cannot look between the truncate and the rewrite.
+                let _frozen = Frozen::new(c.srv.pid());
+                c.log.truncate();
+                c.mark("truncated");
+                let lines = old_len / 12 + 100;
+                c.burst(lines, false);
+                assert!(c.file.metadata().unwrap().len() > old_len);
+            }
+            c.write(AFTER);
+        }
+        Case::DeleteRecreate => {
+            c.write_until_received(WARM);
+            c.write(200);
+            c.log.delete();
+            // The writer goes on with its fd on the deleted file.
+            c.write_ending_partial(200);
+            // The path stays missing until the server has noticed.
+            c.srv.wait_log("was removed or renamed");
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::SymlinkSwap => {
+            c.write_until_received(WARM);
+            c.write(200);
+            let target = c.log.sibling("pods/1.log");
+            fs::write(&target, b"").unwrap();
+            c.log.symlink_swap("pods/1.log");
+            // The old container flushes a little more to the old target.
+            c.write_ending_partial(100);
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::TwoRotations => {
+            c.write_until_received(WARM);
+            c.write_ending_partial(100);
+            c.log.rename_create("app.log.1");
+            c.reopen();
+            c.mark("rotated");
+            let first = c.next;
+            c.write_until_received(first);
+            c.write_ending_partial(20);
+            fs::rename(c.log.sibling("app.log.1"), c.log.sibling("app.log.2")).unwrap();
+            c.log.rename_create("app.log.1");
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::LateFile => {
+            // The writer's open created the file: its first line is the first line read.
+            c.mark("following");
+            c.write(AFTER);
+        }
+        Case::LongLine => {
+            c.write_until_received(WARM);
+            c.write(100);
+            c.write_long(3500, Some(2200));
+            c.write(100);
+            c.write_long(3500, None);
+            c.write(AFTER);
+        }
+        Case::PermissionAtStart => {
+            // The file is mode 000 and the server was refused; lines pile up unread.
+            c.mark("following");
+            c.write(WARM);
+            c.log.chmod(0o644);
+            c.write(AFTER);
+        }
+        Case::PermissionAfterRotation => {
+            c.write_until_received(WARM);
+            c.write(100);
+            c.log.rename_to("app.log.1");
+            c.write_ending_partial(100);
+            // The logger re-creates the file, mode 000.
+            c.reopen_with_mode(0o000);
+            c.mark("rotated");
+            c.write(WARM);
+            c.srv.wait_log("Permission denied");
+            c.log.chmod(0o644);
+            c.write(AFTER);
+        }
+    }
+    c.end();
+}
+
+// ---------------------------------------------------------------------------------------
+// The matrix.
+// ---------------------------------------------------------------------------------------
+
+async fn matrix(case: Case, watch: Watch) {
+    let log = match case {
+        Case::LateFile => LogFile::missing(),
+        Case::SymlinkSwap => {
+            // DIR/app.log -> DIR/pods/0.log, as /var/log/containers -> /var/log/pods.
+            let log = LogFile::missing();
+            fs::create_dir(log.sibling("pods")).unwrap();
+            fs::write(log.sibling("pods/0.log"), b"").unwrap();
+            log.symlink_swap("pods/0.log");
+            log
+        }
+        _ => LogFile::new(),
+    };
+    let log = Arc::new(log);
+    // The writer's first handle, opened before a chmod 000 could refuse it (not root).
+    let file = (case != Case::LateFile).then(|| open_append(log.path(), 0o644));
+    if case == Case::PermissionAtStart {
+        log.chmod(0o000);
+    }
+
+    let mut builder = Server::builder().file(log.path()).args(watch.args());
+    if case == Case::LongLine {
+        builder = builder.args(&["--max-line-bytes", &MAX_LINE.to_string()]);
+    }
+    let srv = Arc::new(match case {
+        Case::PermissionAtStart | Case::PermissionAfterRotation => {
+            Srv::Restricted(Restricted::start(builder).await)
+        }
+        _ => Srv::Plain(builder.start().await),
+    });
+    match case {
+        Case::LateFile => srv.wait_log("waiting for"),
+        Case::PermissionAtStart => srv.wait_log("Permission denied"),
+        _ => {}
+    }
+
+    let text = Arc::new(Received::default());
+    let json = Arc::new(Received::default());
+    let text_ws = WsClient::connect(&srv.ws_url("/ws?backlog=0")).await;
+    let json_ws = WsClient::connect(&srv.ws_url("/ws?backlog=0&format=json")).await;
+    srv.wait_clients(2).await;
+    let collectors = [
+        tokio::spawn(collect(text_ws, Arc::clone(&text), false)),
+        tokio::spawn(collect(json_ws, Arc::clone(&json), true)),
+    ];
+
+    // A missing file is created by the writer's open, now that the clients listen.
+    let file = file.unwrap_or_else(|| open_append(log.path(), 0o644));
+    let ctx = Ctx {
+        log: Arc::clone(&log),
+        srv: Arc::clone(&srv),
+        client: Arc::clone(&text),
+        file,
+        next: 1,
+        expected: Vec::new(),
+        boundaries: Vec::new(),
+        longs: 0,
+    };
+    let c = match tokio::task::spawn_blocking(move || {
+        let mut c = ctx;
+        plan(case, &mut c);
+        c
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+
+    let text_frames = wait_frames(&text, c.expected.len(), |_| true).await;
+    if let Some(diff) = diff(&text_frames, &c.expected) {
+        panic!("{case:?}/{watch:?}, text client: {diff}");
+    }
+    let json_frames = wait_frames(&json, c.expected.len(), |f| f.contains("\"line\"")).await;
+    check_json(case, &json_frames, &c.expected, &c.boundaries);
+
+    let logs = srv.stderr();
+    if case == Case::TruncateRewriteLarger {
+        assert!(
+            logs.contains("rewritten"),
+            "the tailer did not report a rewrite past its offset:\n{logs}"
+        );
+    }
+    for handle in collectors {
+        handle.abort();
+    }
+}
+
+/// Waits until `rx` holds `n` frames that `counts`, or a deadline; returns all frames.
+async fn wait_frames(rx: &Received, n: usize, counts: impl Fn(&str) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let frames = rx.frames();
+        let have = frames.iter().filter(|f| counts(f)).count();
+        if have >= n || Instant::now() >= deadline || rx.ended.lock().unwrap().is_some() {
+            return frames;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `None` if `got == want`; otherwise a readable account of the difference.
+fn diff(got: &[String], want: &[String]) -> Option<String> {
+    if got == want {
+        return None;
+    }
+    let i = got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g != w)
+        .unwrap_or(got.len().min(want.len()));
+    let mut seen = std::collections::HashMap::new();
+    for g in got {
+        *seen.entry(g.as_str()).or_insert(0u32) += 1;
+    }
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|w| !seen.contains_key(w.as_str()))
+        .collect();
+    let dups: Vec<&&str> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(l, _)| l)
+        .collect();
+    Some(format!(
+        "received {} lines, expected {}; first difference at #{i}: got {:?}, expected {:?}; \
+         context got {:?} / expected {:?}; {} missing (first: {:?}); {} duplicated (some: {:?})",
+        got.len(),
+        want.len(),
+        got.get(i),
+        want.get(i),
+        &got[i.saturating_sub(3)..(i + 3).min(got.len())],
+        &want[i.saturating_sub(3)..(i + 3).min(want.len())],
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        dups.len(),
+        &dups[..dups.len().min(10)],
+    ))
+}
+
+/// The JSON client: `hello` first; the same lines as the text client with consecutive
+/// `seq`s and exact `offset`s; every event placed after the line it names by `seq`;
+/// `rotated` / `truncated` exactly at the boundaries (the first line after one has offset
+/// 0), and nowhere else; `waiting` and `following` alternating.
+fn check_json(case: Case, frames: &[String], expected: &[String], boundaries: &[Boundary]) {
+    let values: Vec<Value> = frames
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap_or_else(|e| panic!("bad JSON frame {f:?}: {e}")))
+        .collect();
+    let ctx = |i: usize| frames[i.saturating_sub(4)..(i + 3).min(frames.len())].join("\n  ");
+    assert_eq!(
+        values[0]["event"], "hello",
+        "first JSON frame: {}",
+        frames[0]
+    );
+    assert!(
+        values[0]["epoch"].is_string(),
+        "hello without epoch: {}",
+        frames[0]
+    );
+
+    let lines: Vec<String> = values
+        .iter()
+        .filter_map(|v| v["line"].as_str().map(str::to_owned))
+        .collect();
+    if let Some(diff) = diff(&lines, expected) {
+        panic!("{case:?}, JSON client: {diff}");
+    }
+
+    let mut last_seq = values[0]["seq"].as_u64().expect("hello seq");
+    // (text, offset) of the previous line, unless an event starts new content since.
+    let mut prev: Option<(usize, u64)> = None;
+    let mut pending_events: Vec<&str> = Vec::new();
+    let mut next_boundary = boundaries.iter().peekable();
+    let mut state_events = Vec::new();
+    let mut content_events = 0;
+    for (i, v) in values.iter().enumerate().skip(1) {
+        if let Some(text) = v["line"].as_str() {
+            let seq = v["seq"].as_u64().expect("line seq");
+            let offset = v["offset"].as_u64().expect("line offset");
+            assert_eq!(
+                seq,
+                last_seq + 1,
+                "seq not consecutive at frame #{i}:\n  {}",
+                ctx(i)
+            );
+            last_seq = seq;
+            assert_eq!(
+                v["file"].as_str().map(|f| f.ends_with("app.log")),
+                Some(true)
+            );
+            if next_boundary.peek().is_some_and(|b| b.first == text) {
+                let b = next_boundary.next().unwrap();
+                assert!(
+                    pending_events.contains(&b.kind),
+                    "{case:?}: no `{}` event just before {text:?} (events there: \
+                     {pending_events:?}), frame #{i}:\n  {}",
+                    b.kind,
+                    ctx(i)
+                );
+                assert_eq!(
+                    offset,
+                    0,
+                    "first line of new content not at offset 0:\n  {}",
+                    ctx(i)
+                );
+            } else {
+                assert!(
+                    !pending_events
+                        .iter()
+                        .any(|e| *e == "rotated" || *e == "truncated"),
+                    "{case:?}: event {pending_events:?} before {text:?}, not at a boundary, \
+                     frame #{i}:\n  {}",
+                    ctx(i)
+                );
+                if let Some((len, at)) = prev {
+                    // A piece of a long line has no newline after it.
+                    let piece = case == Case::LongLine && len == MAX_LINE;
+                    let want = at + len as u64 + u64::from(!piece);
+                    assert_eq!(offset, want, "offset of frame #{i}:\n  {}", ctx(i));
+                }
+            }
+            prev = Some((text.len(), offset));
+            pending_events.clear();
+        } else {
+            let event = v["event"]
+                .as_str()
+                .unwrap_or_else(|| panic!("frame #{i}: {v}"));
+            assert_eq!(
+                v["seq"].as_u64(),
+                Some(last_seq),
+                "event {event} does not name the line before it:\n  {}",
+                ctx(i)
+            );
+            match event {
+                "rotated" | "truncated" => content_events += 1,
+                "waiting" | "following" => state_events.push(event),
+                other => panic!("unexpected event {other:?} at frame #{i}:\n  {}", ctx(i)),
+            }
+            pending_events.push(event);
+        }
+    }
+    let left: Vec<_> = next_boundary.collect();
+    assert!(left.is_empty(), "{case:?}: boundaries never seen: {left:?}");
+    let want_content = boundaries
+        .iter()
+        .filter(|b| b.kind == "rotated" || b.kind == "truncated")
+        .count();
+    assert_eq!(
+        content_events, want_content,
+        "{case:?}: rotated/truncated events"
+    );
+
+    // waiting/following alternate; files that started unreadable start with `following`.
+    let starts_waiting = matches!(case, Case::LateFile | Case::PermissionAtStart);
+    for (k, e) in state_events.iter().enumerate() {
+        let want = if (k % 2 == 0) != starts_waiting {
+            "waiting"
+        } else {
+            "following"
+        };
+        assert_eq!(
+            *e, want,
+            "{case:?}: waiting/following events {state_events:?}"
+        );
+    }
+    let ends_following = (state_events.len() % 2 == 0) != starts_waiting;
+    assert!(ends_following, "{case:?}: ends waiting: {state_events:?}");
+    if matches!(case, Case::DeleteRecreate | Case::PermissionAfterRotation) {
+        assert!(
+            state_events.contains(&"waiting"),
+            "{case:?}: no `waiting` event: {state_events:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Focused JSON test: the exact frames around a rotation and a truncation.
+// ---------------------------------------------------------------------------------------
+
+async fn json_events_exact(watch: Watch) {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), watch.args()).await;
+    let mut ws = WsClient::connect(&server.ws_url("/ws?backlog=0&format=json")).await;
+    let hello: Value = serde_json::from_str(&ws.next_text(PROMPT).await).unwrap();
+    assert_eq!(hello["event"], "hello");
+    let seq0 = hello["seq"].as_u64().unwrap();
+    server.wait_clients(1, PROMPT).await;
+    let next = |frames: Vec<String>| -> Vec<Value> {
+        frames
+            .iter()
+            .map(|f| serde_json::from_str(f).unwrap())
+            .collect()
+    };
+
+    // Old content: two lines and a partial one.
+    log.append(b"a1\na2\na3-partial");
+    let got = next(ws.recv_lines(2, PROMPT).await);
+    assert_eq!(got[0]["line"], "a1");
+    assert_eq!(got[1]["offset"], 3);
+    // Atomic replacement (the path never goes missing): hard-link the old file as
+    // app.log.1, then rename a new file over app.log.
+    fs::hard_link(log.path(), log.sibling("app.log.1")).unwrap();
+    let new = log.write_sibling("app.log.new", b"b1\nb2\n");
+    fs::rename(new, log.path()).unwrap();
+    let got = next(ws.recv_lines(4, PROMPT).await);
+    let want = [
+        serde_json::json!({"seq": seq0 + 3, "offset": 6, "file": log.path().display().to_string(), "line": "a3-partial"}),
+        serde_json::json!({"event": "rotated", "file": log.path().display().to_string(), "seq": seq0 + 3}),
+        serde_json::json!({"seq": seq0 + 4, "offset": 0, "file": log.path().display().to_string(), "line": "b1"}),
+        serde_json::json!({"seq": seq0 + 5, "offset": 3, "file": log.path().display().to_string(), "line": "b2"}),
+    ];
+    assert_eq!(got, want);
+
+    // Truncation: the partial line is flushed, then `truncated`, then the new content.
+    log.append(b"b3-partial");
+    wait_offset(&server, 16).await;
+    log.truncate();
+    log.append(b"c1\n");
+    let got = next(ws.recv_lines(3, PROMPT).await);
+    let want = [
+        serde_json::json!({"seq": seq0 + 6, "offset": 6, "file": log.path().display().to_string(), "line": "b3-partial"}),
+        serde_json::json!({"event": "truncated", "file": log.path().display().to_string(), "seq": seq0 + 6}),
+        serde_json::json!({"seq": seq0 + 7, "offset": 0, "file": log.path().display().to_string(), "line": "c1"}),
+    ];
+    assert_eq!(got, want);
+    log.append(b"c2\n");
+    let got = next(ws.recv_lines(1, PROMPT).await);
+    assert_eq!(got[0]["line"], "c2");
+    assert_eq!(got[0]["offset"], 3);
+}
+
+/// Waits until `/healthz` says file 0 has been read up to `offset`.
+async fn wait_offset(server: &Server, offset: u64) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let health = server.healthz().await;
+        if health["files"][0]["offset"].as_u64() == Some(offset) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "offset never {offset}: {health}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// JSON clients get `rotated` right after the old file's last line (its partial line
+/// flushed) and before the new file's first, at offset 0; the same for `truncated`.
+#[tokio::test]
+async fn json_events_mark_where_content_changes_inotify() {
+    json_events_exact(Watch::Inotify).await;
+}
+
+#[tokio::test]
+async fn json_events_mark_where_content_changes_poll() {
+    json_events_exact(Watch::Poll).await;
+}
