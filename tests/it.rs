@@ -11,6 +11,8 @@ mod ws;
 mod shutdown;
 // Security: Origin (CSWSH), token, TLS, limits, slowloris, bad requests, loopback default.
 mod security;
+// The viewer page in headless Chromium (CDP): backlog, live, token, rotation, reconnect.
+mod browser;
 
 // Following by name: rotation, truncation, deletion, symlink swap, permissions, long lines,
 // each for inotify and --poll.
