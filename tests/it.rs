@@ -18,4 +18,4 @@ mod browser;
 // each for inotify and --poll.
 mod rotation;
 
-// Upcoming (declared by their authors): resume, sse, browser.
+// Upcoming (declared by their authors): resume, sse.
