@@ -682,8 +682,6 @@ async fn viewer_takes_the_token_from_the_fragment() {
 /// Leaving the page closes its socket, so the server stops counting the reader; coming back
 /// (back button, served from the back/forward cache) resumes the stream.
 #[tokio::test]
-#[ignore = "viewer bug: Chromium keeps the page with its open WebSocket in the back/forward \
-            cache after navigating away; viewer.js needs pagehide/pageshow handlers"]
 async fn viewer_closes_its_socket_when_left() {
     let Some(browser) = Chromium::launch().await else {
         return;

@@ -597,6 +597,9 @@
       }
     });
     window.addEventListener('online', () => { if (S.timer) reconnectNow(); });
+    // Back/forward cache: a page left with an open socket would stay connected while frozen.
+    window.addEventListener('pagehide', () => { clearTimeout(S.timer); S.timer = 0; drop(); });
+    window.addEventListener('pageshow', (e) => { if (e.persisted) reconnectNow(); });
     window.addEventListener('hashchange', () => {
       const t = readToken();
       if (t !== token) { token = t; S.fails = 0; reconnectNow(); }
