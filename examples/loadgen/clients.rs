@@ -28,14 +28,54 @@ pub fn new_hist() -> Histogram<u64> {
 pub struct Recorder {
     pub t0: Instant,
     shards: Vec<Mutex<Histogram<u64>>>,
+    /// Send time (ns since t0) that starts second 0 of `per_sec_max`.
+    base_ns: AtomicU64,
+    /// Worst latency (ns) of lines sent in each second of the run.
+    per_sec_max: Vec<AtomicU64>,
 }
+
+const PER_SEC_SLOTS: usize = 600;
 
 impl Recorder {
     pub fn new(t0: Instant) -> Arc<Recorder> {
         Arc::new(Recorder {
             t0,
             shards: (0..16).map(|_| Mutex::new(new_hist())).collect(),
+            base_ns: AtomicU64::new(u64::MAX),
+            per_sec_max: (0..PER_SEC_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         })
+    }
+
+    /// Sets the start of the per-second series (the first write).
+    pub fn set_base(&self, ns: u64) {
+        self.base_ns.store(ns, Relaxed);
+    }
+
+    #[inline]
+    fn note_second(&self, sent_ns: u64, lat: u64) {
+        let base = self.base_ns.load(Relaxed);
+        if sent_ns < base {
+            return;
+        }
+        let i = ((sent_ns - base) / 1_000_000_000) as usize;
+        if let Some(slot) = self.per_sec_max.get(i)
+            && slot.load(Relaxed) < lat
+        {
+            slot.fetch_max(lat, Relaxed);
+        }
+    }
+
+    /// Worst latency per second of sending, in microseconds (trailing idle seconds trimmed).
+    pub fn per_second_max_us(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .per_sec_max
+            .iter()
+            .map(|a| a.load(Relaxed) / 1000)
+            .collect();
+        while v.last() == Some(&0) {
+            v.pop();
+        }
+        v
     }
 
     #[inline]
@@ -229,7 +269,9 @@ async fn read_loop(
             st.dups.fetch_add(1, Relaxed);
         }
         if cfg.record_latency {
-            lat.push(now.saturating_sub(t));
+            let l = now.saturating_sub(t);
+            rec.note_second(t, l);
+            lat.push(l);
             if lat.len() >= 512 {
                 rec.flush(shard, lat);
             }

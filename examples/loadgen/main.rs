@@ -269,6 +269,18 @@ fn print_phase(p: &Phase) {
             l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.samples
         );
     }
+    if let Some(l) = &p.latency
+        && l.max_by_second_us.len() > 1
+    {
+        let mut worst: Vec<(usize, u64)> = l.max_by_second_us.iter().copied().enumerate().collect();
+        worst.sort_by_key(|x| std::cmp::Reverse(x.1));
+        let w: Vec<String> = worst
+            .iter()
+            .take(3)
+            .map(|(i, v)| format!("second {i}: {:.1} ms", *v as f64 / 1e3))
+            .collect();
+        let _ = writeln!(s, "  worst secs  {}", w.join(", "));
+    }
     if let Some(d) = &p.delivery {
         print_delivery(&mut s, d);
     }

@@ -55,6 +55,9 @@ pub struct Latency {
     pub p999_us: f64,
     pub max_us: f64,
     pub mean_us: f64,
+    /// Worst latency of the lines sent in each second of the run (µs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub max_by_second_us: Vec<u64>,
 }
 
 impl Latency {
@@ -71,6 +74,7 @@ impl Latency {
             p999_us: q(0.999),
             max_us: h.max() as f64 / 1e3,
             mean_us: h.mean() / 1e3,
+            max_by_second_us: Vec::new(),
         }
     }
 }
@@ -150,7 +154,7 @@ impl CpuMark {
             loadgen_cpu_secs: me,
             loadgen_cores,
             machine_busy_pct: busy_pct,
-            saturated: busy_pct > 95.0 || loadgen_cores > 0.9 * sys::ncpus() as f64,
+            saturated: busy_pct > 90.0 || loadgen_cores > 0.9 * sys::ncpus() as f64,
         }
     }
 }
@@ -284,6 +288,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     let sampler = Sampler::start(srv.pid, srv.addr, true);
     let mark = CpuMark::now(&srv);
     let first_write_ns = rec.now_ns();
+    rec.set_base(first_write_ns);
     let (file, t0, lb) = (srv.file.clone(), env.t0, spec.line_bytes);
     let w = match spec.writer.clone() {
         Writer::Paced { rate, secs } => {
@@ -338,7 +343,8 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     let connect = fleet.connect.clone();
     // Clients flush their batched latency samples when they stop.
     fleet.shutdown(&cancel).await;
-    let lat = Latency::from(&rec.merged());
+    let mut lat = Latency::from(&rec.merged());
+    lat.max_by_second_us = rec.per_second_max_us();
     let mut stuck_rep = None;
     for s in stuck {
         let held = s.connected_at.elapsed().as_secs_f64();
@@ -353,8 +359,29 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     }
     if cpu.saturated {
         notes.push(format!(
-            "SATURATED: load generator used {:.2} cores, machine {:.0}% busy; figures may be bounded by the generator",
+            "SATURATED: load generator used {:.2} cores, machine {:.0}% busy; figures may be bounded by the generator \
+             (or by other processes on the machine)",
             cpu.loadgen_cores, cpu.machine_busy_pct
+        ));
+    }
+    if spec.clients < sys::ncpus() && cpu.loadgen_cores > 0.85 * spec.clients as f64 {
+        notes.push(format!(
+            "loadgen used {:.2} cores for {} reading client(s): one client is one task on one core, \
+             so its reader may be the bottleneck",
+            cpu.loadgen_cores, spec.clients
+        ));
+    }
+    if matches!(spec.writer, Writer::Flood { window_bytes, .. } if window_bytes > 0) {
+        notes.push(
+            "flood latency is mostly queueing: about --window-bytes / delivery rate; use the paced scenarios for latency"
+                .into(),
+        );
+    }
+    let healthy = fleet_clients_open_at_start(&memory, spec.clients + spec.stuck);
+    if let Some(t) = healthy {
+        notes.push(format!(
+            "/healthz client count dropped below {} at {t:.1} s after the first write (server closed someone)",
+            spec.clients + spec.stuck
         ));
     }
     let server_log = srv.log_summary();
@@ -498,4 +525,12 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
         server_shutdown: shutdown,
         notes,
     })
+}
+
+/// When /healthz first reported fewer clients than were connected.
+fn fleet_clients_open_at_start(m: &Samples, n: usize) -> Option<f64> {
+    m.healthz_clients
+        .iter()
+        .find(|(_, c)| (*c as usize) < n)
+        .map(|(t, _)| *t)
 }

@@ -287,6 +287,8 @@ pub struct Samples {
     pub rss_growth_kib: Option<u64>,
     /// (seconds since phase start, clients reported by /healthz), on change only.
     pub healthz_clients: Vec<(f64, u64)>,
+    /// (seconds since phase start, VmRSS KiB), once a second.
+    pub rss_series_kib: Vec<(f64, u64)>,
 }
 
 impl Sampler {
@@ -308,6 +310,10 @@ impl Sampler {
                 if let Some(r) = pid.and_then(sys::rss_kib) {
                     s.rss_peak_kib = Some(s.rss_peak_kib.unwrap_or(0).max(r));
                     s.rss_end_kib = Some(r);
+                    if n.is_multiple_of(5) || stopping {
+                        s.rss_series_kib
+                            .push(((t.elapsed().as_secs_f64() * 10.0).round() / 10.0, r));
+                    }
                 }
                 if poll_healthz && (last_hz.elapsed() >= Duration::from_millis(500) || stopping) {
                     last_hz = Instant::now();
