@@ -43,6 +43,8 @@ pub struct LineSplitter {
     scanned: usize,
     /// A longer line is handed out in pieces of at most this many bytes.
     max_line: usize,
+    /// Where reads land before [`LineSplitter::commit`] copies them.
+    scratch: Vec<u8>,
 }
 
 impl LineSplitter {
@@ -53,6 +55,7 @@ impl LineSplitter {
             buf_offset: offset,
             scanned: 0,
             max_line: max_line.max(1),
+            scratch: Vec::new(),
         }
     }
 
@@ -74,22 +77,34 @@ impl LineSplitter {
         self.scanned = 0;
     }
 
-    /// A writable region of at least `want` bytes at the end of the buffer.
-    /// Fill a prefix of it, then call [`LineSplitter::commit`] with the count.
+    /// A writable region of `want` bytes to read into. Fill a prefix of it,
+    /// then call [`LineSplitter::commit`] with the count.
+    ///
+    /// The region is a scratch buffer reused for every read; `commit` copies
+    /// what was read into an allocation of exactly the right size. Reading
+    /// straight into a large shared buffer would be one copy less, but every
+    /// line handed out keeps its whole allocation alive: a writer that adds
+    /// one line per write would pin a 128 KiB buffer per 100-byte line held
+    /// in the history. The copy (memcpy speed) keeps memory proportional to
+    /// the lines held.
     pub fn spare(&mut self, want: usize) -> &mut [u8] {
-        let len = self.buf.len();
-        self.buf.reserve(want);
-        // Zeroing costs a memset per read, far below the read(2) itself, and
-        // keeps this module free of `unsafe`.
-        self.buf.resize(len + want, 0);
-        &mut self.buf[len..]
+        if self.scratch.len() < want {
+            // Zeroed once per size, then reused: no `unsafe` for uninitialised memory.
+            self.scratch.resize(want, 0);
+        }
+        &mut self.scratch[..want]
     }
 
-    /// Keeps `filled` bytes of the region [`LineSplitter::spare`] returned and
-    /// drops the rest.
+    /// Keeps `filled` bytes of the region [`LineSplitter::spare`] returned.
     pub fn commit(&mut self, want: usize, filled: usize) {
-        let len = self.buf.len() - want + filled.min(want);
-        self.buf.truncate(len);
+        let filled = filled.min(want).min(self.scratch.len());
+        if filled == 0 {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(self.buf.len() + filled);
+        fresh.extend_from_slice(&self.buf);
+        fresh.extend_from_slice(&self.scratch[..filled]);
+        self.buf = fresh;
     }
 
     /// Appends bytes (used by tests and by callers that already hold a buffer).
@@ -241,6 +256,20 @@ mod tests {
         assert_eq!(texts(&out), vec![&b"x"[..], b"half"]);
         assert_eq!(out[1].offset, 2);
         assert_eq!(s.end_offset(), 7);
+    }
+
+    #[test]
+    fn a_small_read_does_not_pin_a_large_buffer() {
+        let mut s = LineSplitter::new(0, 1 << 20);
+        let region = s.spare(128 * 1024);
+        region[..6].copy_from_slice(b"hello\n");
+        s.commit(128 * 1024, 6);
+        let mut out = Vec::new();
+        s.drain(&mut out);
+        assert_eq!(texts(&out), vec![&b"hello"[..]]);
+        // The read was copied into an allocation of its own size (6 bytes, now
+        // all handed out), not kept in the 128 KiB region it was read into.
+        assert_eq!(s.buf.capacity(), 0);
     }
 
     #[test]
