@@ -436,8 +436,11 @@ impl Fleet {
 
     pub async fn shutdown(self, cancel: &CancellationToken) {
         cancel.cancel();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         for h in self.handles {
-            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+            if tokio::time::timeout_at(deadline, h).await.is_err() {
+                break; // bounded: leftover tasks are dropped with the runtime
+            }
         }
     }
 }
