@@ -9,6 +9,11 @@ mod cli;
 mod ws;
 // SIGTERM/SIGINT: Close 1001 to every client, exit 0 within 2 s.
 mod shutdown;
+// Resume on /ws: since/epoch exactly once (memory and disk replay), gaps, grep,
+// --history-bytes, slow-client resume.
+mod resume;
+// /events: byte-exact SSE framing, Last-Event-ID resume, gaps, keep-alive, grep.
+mod sse;
 // Security: Origin (CSWSH), token, TLS, limits, slowloris, bad requests, loopback default.
 mod security;
 // The viewer page in headless Chromium (CDP): backlog, live, token, rotation, reconnect.
@@ -17,5 +22,3 @@ mod browser;
 // Following by name: rotation, truncation, deletion, symlink swap, permissions, long lines,
 // each for inotify and --poll.
 mod rotation;
-
-// Upcoming (declared by their authors): resume, sse.

@@ -306,6 +306,12 @@ impl SseStream {
         }
     }
 
+    /// Reads once more, waiting at most `timeout`; false on timeout or EOF. For callers
+    /// that parse the body incrementally (see [`raw_so_far`](Self::raw_so_far)).
+    pub async fn read_more(&mut self, timeout: Duration) -> bool {
+        self.read_some(Instant::now() + timeout).await
+    }
+
     /// Reads until the body received so far contains `pattern`; returns the whole body
     /// text so far. Panics (showing what arrived) on timeout or EOF.
     pub async fn read_until_contains(&mut self, pattern: &str, timeout: Duration) -> String {

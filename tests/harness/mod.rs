@@ -66,6 +66,36 @@ pub fn numbered(prefix: &str, range: impl IntoIterator<Item = usize>) -> Vec<Str
     range.into_iter().map(|i| format!("{prefix}{i}")).collect()
 }
 
+/// A tiny seeded xorshift64 generator, for reproducible "random" choices in tests.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from `seed` (0 is replaced, as xorshift would stay at 0).
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
 /// Borrows a `Vec<String>` as the `&[&str]` that `expect_lines` takes.
 pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
