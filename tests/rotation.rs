@@ -932,7 +932,7 @@ fn check_json(case: Case, frames: &[String], expected: &[String], boundaries: &[
     }
 
     let mut last_seq = values[0]["seq"].as_u64().expect("hello seq");
-    // (text, offset) of the previous line, unless an event starts new content since.
+    // (length, offset) of the previous line, to check the next one's offset.
     let mut prev: Option<(usize, u64)> = None;
     let mut pending_events: Vec<&str> = Vec::new();
     let mut next_boundary = boundaries.iter().peekable();

@@ -120,6 +120,10 @@ pub struct Follower {
     /// What the path points to may have changed: re-check the watched
     /// directories.
     pub watch_dirty: bool,
+    /// Test hook, run in a pass between reading the open file and looking at
+    /// the path, where a writer's move to a new file can race with us.
+    #[cfg(test)]
+    between_read_and_stat: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Follower {
@@ -136,6 +140,8 @@ impl Follower {
             reported: None,
             waiting: false,
             watch_dirty: true,
+            #[cfg(test)]
+            between_read_and_stat: None,
         }
     }
 
@@ -209,6 +215,10 @@ impl Follower {
                 },
                 State::Open(mut of) => {
                     self.read_to_eof(&mut of, None, &mut false);
+                    #[cfg(test)]
+                    if let Some(hook) = &mut self.between_read_and_stat {
+                        hook();
+                    }
                     match std::fs::metadata(&self.path) {
                         Ok(meta) if FileId::of(&meta) == of.id => {
                             if of.path_gone {
@@ -420,5 +430,177 @@ fn still_there(file: &File, offset: u64, recent: &[u8]) -> bool {
         Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => false,
         // An I/O error is no evidence of truncation.
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::path::Path;
+
+    use super::*;
+    use crate::hub::{Cursor, Delivery, HubLimits, Start};
+
+    /// A follower for `DIR/app.log` and a live client of its hub.
+    fn setup() -> (tempfile::TempDir, PathBuf, Follower, Cursor) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let hub = Hub::new(
+            vec!["app.log".into()],
+            HubLimits {
+                history_bytes: 1 << 20,
+                client_queue: 1 << 20,
+                max_line_bytes: 1 << 20,
+            },
+        );
+        let cursor = hub.subscribe(Start::Backlog(0), None);
+        (dir, path.clone(), Follower::new(path, 0, hub), cursor)
+    }
+
+    /// What the client got since the last call: `text@offset` per line,
+    /// `<event>` per event.
+    fn seen(cursor: &mut Cursor) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(delivery) = cursor.try_next().unwrap() {
+            match &delivery {
+                Delivery::Notice(n) => out.push(format!("<{}>", n.kind.as_str())),
+                d => out.extend(
+                    d.lines()
+                        .iter()
+                        .map(|l| format!("{}@{}", l.text.as_str(), l.offset)),
+                ),
+            }
+        }
+        out
+    }
+
+    fn writer(path: &Path) -> File {
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_to_the_old_file_racing_the_switch_come_first() {
+        let (dir, path, mut f, mut client) = setup();
+        let mut old = writer(&path);
+        f.start();
+        old.write_all(b"a1\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["a1@0"]);
+
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        // After our read of the old file and before our look at the path, the
+        // writer finishes with the old file and moves to a new one.
+        let new_path = path.clone();
+        f.between_read_and_stat = Some(Box::new(move || {
+            old.write_all(b"a2\na3-part").unwrap();
+            writer(&new_path).write_all(b"b1\n").unwrap();
+        }));
+        f.poll();
+        assert_eq!(
+            seen(&mut client),
+            ["a2@3", "a3-part@6", "<rotated>", "b1@0"]
+        );
+    }
+
+    #[test]
+    fn truncate_then_rewrite_larger_restarts_at_zero() {
+        let (_dir, path, mut f, mut client) = setup();
+        writer(&path);
+        f.start();
+        writer(&path).write_all(b"line 1\nline 2\npart").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["line 1@0", "line 2@7"]);
+        // Truncated and rewritten past our offset (18) before we look.
+        std::fs::write(&path, b"rewritten 1\nrewritten 2\nrewritten 3\n").unwrap();
+        f.poll();
+        assert_eq!(
+            seen(&mut client),
+            [
+                "part@14",
+                "<truncated>",
+                "rewritten 1@0",
+                "rewritten 2@12",
+                "rewritten 3@24"
+            ]
+        );
+    }
+
+    #[test]
+    fn rewrite_to_the_same_size_is_a_truncation() {
+        let (_dir, path, mut f, mut client) = setup();
+        writer(&path);
+        f.start();
+        writer(&path).write_all(b"aaaa\nbbbb\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["aaaa@0", "bbbb@5"]);
+        std::fs::write(&path, b"cccc\ndddd\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<truncated>", "cccc@0", "dddd@5"]);
+    }
+
+    #[test]
+    fn plain_truncation_and_growth() {
+        let (_dir, path, mut f, mut client) = setup();
+        let mut w = writer(&path);
+        f.start();
+        w.write_all(b"one\ntwo\n").unwrap();
+        f.poll();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        f.poll();
+        w.write_all(b"three\n").unwrap();
+        f.poll();
+        assert_eq!(
+            seen(&mut client),
+            ["one@0", "two@4", "<truncated>", "three@0"]
+        );
+        // Nothing new: nothing happens.
+        f.poll();
+        assert!(seen(&mut client).is_empty());
+    }
+
+    #[test]
+    fn a_new_empty_file_does_not_end_the_old_one() {
+        let (dir, path, mut f, mut client) = setup();
+        let mut old = writer(&path);
+        f.start();
+        old.write_all(b"a1\n").unwrap();
+        f.poll();
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        File::create(&path).unwrap();
+        f.poll();
+        old.write_all(b"a2\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["a1@0", "a2@3"]);
+        writer(&path).write_all(b"b1\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<rotated>", "b1@0"]);
+    }
+
+    #[test]
+    fn waiting_and_following_alternate() {
+        let (dir, path, mut f, mut client) = setup();
+        f.start();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<waiting>"]);
+        writer(&path).write_all(b"a1\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<following>", "a1@0"]);
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        f.poll();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<waiting>"]);
+        writer(&path).write_all(b"b1\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<rotated>", "<following>", "b1@0"]);
     }
 }
