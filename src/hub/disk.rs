@@ -163,6 +163,7 @@ impl DiskIndex {
             dev: generation.dev,
             ino: generation.ino,
             last_seq: generation.last_seq.or(next_start.map(|s| s - 1)),
+            next_start,
         })
     }
 
@@ -182,6 +183,9 @@ pub struct ReplayStart {
     dev: u64,
     ino: u64,
     last_seq: Option<u64>,
+    /// The first `seq` of the next generation: if this one cannot be read,
+    /// the gap ends there.
+    pub next_start: Option<u64>,
 }
 
 /// A client's open replay: a file positioned at the next line to hand out.

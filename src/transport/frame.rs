@@ -96,9 +96,15 @@ pub fn line_message(hub: &Hub, line: &Line, json: bool) -> Message {
 
 /// A line as an SSE event: `id: EPOCH:SEQ`, `data: LINE`.
 pub fn line_event(epoch: &str, line: &Line) -> Event {
-    Event::default()
-        .id(format!("{epoch}:{}", line.seq))
-        .data(line.text.as_str())
+    let event = Event::default().id(format!("{epoch}:{}", line.seq));
+    // SSE cannot carry a bare `\r` in a field: it becomes another `data:`
+    // field (EventSource joins them with `\n`). axum would end the piece with
+    // the `\r` itself, which clients that split fields on `\n` misread.
+    if line.text.contains('\r') {
+        event.data(line.text.replace('\r', "\n"))
+    } else {
+        event.data(line.text.as_str())
+    }
 }
 
 /// A file event as a named SSE event carrying its JSON.
