@@ -54,12 +54,14 @@ pub struct Cli {
     #[arg(long, env = "LOGTAIL_MAX_LINE_BYTES", default_value = "1MiB", value_parser = parse_size, value_name = "BYTES")]
     pub max_line_bytes: u64,
 
-    /// How far (bytes of lines) a client may fall behind the newest line before
-    /// it is closed as too slow (code 1013); it may reconnect with `since=`.
+    /// How far (bytes of lines) a client may fall behind the newest line for
+    /// longer than --send-timeout before it is closed as too slow (code 1013);
+    /// it may reconnect with `since=`.
     #[arg(long, env = "LOGTAIL_CLIENT_QUEUE", default_value = "16MiB", value_parser = parse_size, value_name = "BYTES")]
     pub client_queue: u64,
 
-    /// Seconds a client's socket may accept nothing before it is closed as too slow.
+    /// Seconds a client's socket may accept nothing (or the client may stay
+    /// more than --client-queue behind) before it is closed as too slow.
     #[arg(long, env = "LOGTAIL_SEND_TIMEOUT", default_value_t = 5.0, value_parser = parse_secs, value_name = "SECS")]
     pub send_timeout: f64,
 

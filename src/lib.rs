@@ -52,6 +52,7 @@ pub async fn run(
         HubLimits {
             history_bytes: config.history_bytes,
             client_queue: config.client_queue,
+            lag_grace: config.send_timeout,
             max_line_bytes: config.max_line_bytes,
         },
     );

@@ -516,17 +516,19 @@ fn fat(i: u64) -> String {
     format!("{i:08} {}", "x".repeat(90))
 }
 
-/// A client that stops reading is closed with 1013 `client too slow` (`--client-queue
-/// 65536`); reconnecting with `since=LAST&epoch=E` it receives every later line exactly
-/// once, then live lines.
+/// A client that reads more slowly than lines are written stays more than
+/// `--client-queue` behind for longer than the grace and is closed with 1013
+/// `client too slow`; reconnecting with `since=LAST&epoch=E` it receives every later
+/// line exactly once, then live lines.
 #[tokio::test]
 async fn slow_client_resumes_with_since_and_loses_nothing() {
-    const TOTAL: u64 = 40_960; // 4 MiB
     let log = LogFile::new();
-    // A long send timeout, so that only the --client-queue rule closes the slow client.
     let server = Server::start(
         log.path(),
-        &["--client-queue", "65536", "--send-timeout", "60"],
+        // The grace (--send-timeout) must exceed how long a slow reader's socket may
+        // refuse writes: Linux wakes a writer only once a third of its (autotuned, up
+        // to 4 MB) send buffer has drained, over a second at this reader's speed.
+        &["--client-queue", "65536", "--send-timeout", "3"],
     )
     .await;
     let mut healthy = WsClient::connect(&server.ws_url("/ws?backlog=0")).await;
@@ -538,17 +540,44 @@ async fn slow_client_resumes_with_since_and_loses_nothing() {
     .await;
     server.wait_clients(2, PROMPT).await;
 
-    // Each 32 KiB append is drained by the healthy client before the next.
+    // The slow reader: 100 frames per 10 ms at most (about 1 MB/s), until the server
+    // closes it.
+    let reader = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        loop {
+            match slow.next_message(Duration::from_secs(30)).await {
+                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => frames.push(t.to_string()),
+                Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((0, String::new()));
+                    return (frames, code, reason);
+                }
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "slow client: no Close ({e:?}) after {} frames",
+                    frames.len()
+                ),
+            }
+            if frames.len() % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+
+    // Each 32 KiB append is drained by the healthy client before the next; writing
+    // stops once the slow client is closed (bounded: 400 000 lines).
     let mut next = 1;
-    while next <= TOTAL {
+    while !reader.is_finished() && next < 400_000 {
         let end = next + 319;
         let chunk: Vec<String> = (next..=end).map(fat).collect();
         log.append_lines(&chunk);
         healthy.expect_lines(&strs(&chunk)).await;
         next = end + 1;
     }
+    let total = next - 1;
 
-    let (frames, code, reason) = slow.read_until_close(Duration::from_secs(30)).await;
+    let (frames, code, reason) = reader.await.unwrap();
     assert_eq!((code, reason.as_str()), (1013, "client too slow"));
     let mut frames = frames.iter().map(|f| {
         serde_json::from_str::<Value>(f).unwrap_or_else(|e| panic!("not JSON ({e}): {f:?}"))
@@ -567,15 +596,15 @@ async fn slow_client_resumes_with_since_and_loses_nothing() {
         last += 1;
     }
     assert!(
-        last < TOTAL,
-        "the slow client got all {TOTAL} lines before Close"
+        last < total,
+        "the slow client got all {total} lines before Close"
     );
 
     let mut again =
         WsClient::connect(&server.ws_url(&format!("/ws?format=json&since={last}&epoch={epoch}")))
             .await;
-    assert_eq!(expect_hello(&mut again).await, (epoch, TOTAL));
-    for seq in last + 1..=TOTAL {
+    assert_eq!(expect_hello(&mut again).await, (epoch, total));
+    for seq in last + 1..=total {
         let got = next_line(&mut again, PROMPT).await;
         assert_eq!((got.seq, got.line), (seq, fat(seq)), "resumed after {last}");
     }
@@ -583,7 +612,7 @@ async fn slow_client_resumes_with_since_and_loses_nothing() {
     let got = next_line(&mut again, PROMPT).await;
     assert_eq!(
         (got.seq, got.line.as_str()),
-        (TOTAL + 1, "after the resume")
+        (total + 1, "after the resume")
     );
     healthy.expect_lines(&["after the resume"]).await;
 }

@@ -6,9 +6,11 @@
 //! `Lagged` receiver, a batch that does not follow on). Lines are identified
 //! by `seq`, so the seam between history and live lines can have neither a
 //! gap nor a duplicate. It also decides when a client is too slow: when the
-//! newest line is more than `--client-queue` bytes ahead of it.
+//! newest line has been more than `--client-queue` bytes ahead of it for
+//! longer than the grace period (`--send-timeout`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
@@ -89,6 +91,10 @@ pub struct Cursor {
     disk_start: Option<ReplayStart>,
     /// Disk replay must stop before this `seq` (the history has it).
     disk_stop: u64,
+    /// Where a gap ends if the disk replay being started fails.
+    disk_gap_end: u64,
+    /// Since when the client has been more than `client_queue` behind.
+    behind_since: Option<Instant>,
 }
 
 /// What a step without the receiver found.
@@ -122,6 +128,8 @@ impl Cursor {
             disk: None,
             disk_start: None,
             disk_stop: 0,
+            disk_gap_end: 0,
+            behind_since: None,
         }
     }
 
@@ -196,8 +204,14 @@ impl Cursor {
         if let Some(gap) = self.pending_gap.take() {
             return Ok(Step::Ready(Delivery::Gap(gap)));
         }
-        if self.lag_bytes() > self.hub.limits().client_queue {
-            return Err(CursorError::TooSlow);
+        let limits = self.hub.limits();
+        if self.lag_bytes() > limits.client_queue {
+            let since = *self.behind_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > limits.lag_grace {
+                return Err(CursorError::TooSlow);
+            }
+        } else {
+            self.behind_since = None;
         }
         while self.replaying {
             if let Some(step) = self.replay_step() {
@@ -232,6 +246,9 @@ impl Cursor {
                 && start.seq < first
             {
                 if start.seq <= self.next_seq {
+                    // Should this generation turn out to be gone, only its
+                    // lines are a gap: the next one may still be on disk.
+                    self.disk_gap_end = start.next_start.map_or(first, |n| n.min(first));
                     self.disk_start = Some(start);
                     return Some(Step::Disk);
                 }
@@ -292,7 +309,12 @@ impl Cursor {
             }
             _ => {
                 // Not on disk after all (deleted, rewritten, shorter): a gap, honestly.
-                self.gap_until(stop.max(from + 1))
+                let end = if self.disk_gap_end > from {
+                    self.disk_gap_end
+                } else {
+                    stop
+                };
+                self.gap_until(end.max(from + 1))
             }
         }
     }

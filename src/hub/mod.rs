@@ -114,7 +114,13 @@ pub struct FileStatus {
 #[derive(Debug, Clone, Copy)]
 pub struct HubLimits {
     pub history_bytes: u64,
+    /// A client more than this many bytes behind the newest line…
     pub client_queue: u64,
+    /// …for longer than this is too slow. The grace is what lets a healthy
+    /// client drain a burst (`cat big.log >> app.log`) larger than its queue:
+    /// a client behind costs no memory of its own here (it reads the shared
+    /// history, or the file), so only a client that *stays* behind is closed.
+    pub lag_grace: std::time::Duration,
     pub max_line_bytes: usize,
 }
 

@@ -451,6 +451,7 @@ mod tests {
             HubLimits {
                 history_bytes: 1 << 20,
                 client_queue: 1 << 20,
+                lag_grace: std::time::Duration::from_secs(5),
                 max_line_bytes: 1 << 20,
             },
         );

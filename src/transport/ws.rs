@@ -33,6 +33,8 @@ use crate::server::{AppState, ClientSlot};
 
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
+/// The longest a slow client's Close frame may take to get through.
+const CLOSE_CAP: Duration = Duration::from_secs(30);
 /// Bytes fed before a flush, at most.
 const FLUSH_BYTES: usize = 256 * 1024;
 
@@ -121,15 +123,22 @@ async fn client(
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        // A stuck peer cannot take even this: bounded like every write.
-        let limit = app.config.send_timeout.min(Duration::from_secs(1));
-        if timeout(limit, sink.send(Message::Close(Some(frame))))
-            .await
-            .is_ok()
-        {
-            // Give the peer a moment to answer the close, so the connection
-            // ends cleanly rather than with a reset that could lose the frame.
-            let _ = timeout(Duration::from_millis(500), told.recv()).await;
+        // The frame queues behind what the socket already holds. A slow
+        // reader that still makes progress gets it (the connection's write
+        // timeout ends a stuck one), within a cap; at shutdown the cap is
+        // short, since the process exits within 2 s.
+        let limit = match end {
+            End::Shutdown => Duration::from_secs(1),
+            _ => CLOSE_CAP,
+        };
+        match timeout(limit, sink.send(Message::Close(Some(frame)))).await {
+            Ok(Ok(())) => {
+                // Give the peer a moment to answer the close, so the connection
+                // ends cleanly rather than with a reset that could lose the frame.
+                let _ = timeout(Duration::from_millis(500), told.recv()).await;
+            }
+            Ok(Err(err)) => tracing::debug!(peer = %slot.peer, "close frame not sent: {err}"),
+            Err(_) => tracing::debug!(peer = %slot.peer, "close frame not taken within {limit:?}"),
         }
     }
     reader.abort();
@@ -179,14 +188,14 @@ async fn write_lines(
     told: &mut mpsc::Receiver<FromReader>,
 ) -> End {
     let json = format == Format::Json;
-    let send_timeout = app.config.send_timeout;
+    // Every write below is bounded by the connection's `TimeoutIo`: a socket
+    // that accepts nothing for `--send-timeout` fails the write (`TimedOut`),
+    // whatever the size of the batch, so a slow reader that makes progress is
+    // judged by its lag, and only a stuck one by the timeout.
     if json {
         let hello = frame::hello_json(cursor.hub().epoch(), cursor.subscribed_at());
-        if !matches!(
-            timeout(send_timeout, sink.send(Message::Text(hello.into()))).await,
-            Ok(Ok(()))
-        ) {
-            return End::WriteFailed;
+        if let Err(err) = sink.send(Message::Text(hello.into())).await {
+            return write_failed(&err);
         }
     }
     let period = app.config.ping_interval;
@@ -204,38 +213,54 @@ async fn write_lines(
                 };
             }
             _ = ping.tick() => {
-                match timeout(send_timeout, sink.send(Message::Ping(Default::default()))).await {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(_)) => return End::PeerGone,
-                    Err(_) => return End::WriteFailed,
+                match sink.send(Message::Ping(Default::default())).await {
+                    Ok(()) => continue,
+                    Err(err) => return write_failed(&err),
                 }
             }
             delivery = cursor.next() => delivery,
         };
-        let result = timeout(send_timeout, async {
-            let mut fed = 0usize;
-            let mut next = Some(first);
-            while let Some(delivery) = next.take() {
-                match delivery {
-                    Ok(delivery) => {
-                        fed += feed(sink, cursor, &delivery, json, &mut started, app).await?
+        let mut fed = 0usize;
+        let mut next = Some(first);
+        while let Some(delivery) = next.take() {
+            match delivery {
+                Ok(delivery) => {
+                    match feed(sink, cursor, &delivery, json, &mut started, app).await {
+                        Ok(bytes) => fed += bytes,
+                        Err(end) => return end,
                     }
-                    Err(CursorError::TooSlow) => return Err(End::TooSlow),
-                    Err(CursorError::Closed) => return Err(End::Shutdown),
                 }
-                if fed < FLUSH_BYTES {
-                    next = cursor.try_next().transpose();
-                }
+                Err(CursorError::TooSlow) => return End::TooSlow,
+                Err(CursorError::Closed) => return End::Shutdown,
             }
-            sink.flush().await.map_err(|_| End::PeerGone)
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(end)) => return end,
-            Err(_) => return End::WriteFailed,
+            if fed < FLUSH_BYTES {
+                next = cursor.try_next().transpose();
+            }
+        }
+        if let Err(err) = sink.flush().await {
+            return write_failed(&err);
         }
     }
+}
+
+/// A failed write: too slow when the socket accepted nothing for the send
+/// timeout, otherwise the peer went away.
+fn write_failed(err: &axum::Error) -> End {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return End::WriteFailed;
+        }
+        if let Some(tungstenite::Error::Io(io)) = e.downcast_ref::<tungstenite::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return End::WriteFailed;
+        }
+        source = e.source();
+    }
+    End::PeerGone
 }
 
 /// Feeds one delivery into the sink (no flush); returns the bytes fed.
@@ -254,7 +279,7 @@ async fn feed(
         Delivery::Notice(notice) if json => {
             sink.feed(Message::Text(frame::notice_json(hub, notice).into()))
                 .await
-                .map_err(|_| End::PeerGone)?;
+                .map_err(|err| write_failed(&err))?;
         }
         Delivery::Notice(_) => {}
         Delivery::Gap(gap) => {
@@ -262,7 +287,7 @@ async fn feed(
             if json {
                 sink.feed(Message::Text(frame::gap_json(gap).into()))
                     .await
-                    .map_err(|_| End::PeerGone)?;
+                    .map_err(|err| write_failed(&err))?;
             } else if *started && gap.reason == GapReason::Evicted {
                 // A text client cannot be told about a gap in its stream:
                 // close it as too slow, so it knows to resume.
@@ -278,7 +303,7 @@ async fn feed(
                 lines += 1;
                 sink.feed(frame::line_message(hub, line, json))
                     .await
-                    .map_err(|_| End::PeerGone)?;
+                    .map_err(|err| write_failed(&err))?;
             }
         }
     }
