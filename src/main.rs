@@ -52,12 +52,26 @@ async fn start(config: Config) -> Result<(), String> {
         Some((cert, key)) => Some(logtail_ws::server::tls_acceptor(cert, key)?),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = listen(config.listen)
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     logtail_ws::run(config, listener, tls, logtail_ws::shutdown::signal())
         .await
         .map_err(|err| err.to_string())
+}
+
+/// Binds with a deep accept queue: tokio's default of 128 drops SYNs when
+/// thousands of viewers reconnect at once (after a proxy reload, say), and
+/// each dropped SYN costs that client a 1 s retransmit.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // Restarting the server must not wait for old connections' TIME_WAIT;
+    // a port another process listens on is still refused.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn init_logging(format: LogFormat) {
