@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    LogFile, PROMPT, Server, WsClient, XorShift, http_get, join_lines, strs, wait_until_async,
+    LogFile, PROMPT, Server, WsClient, XorShift, gline, http_get, join_lines, strs,
+    wait_until_async,
 };
 
 /// A fixed-width numbered line (11 bytes, 12 with its `\n`): line `i` starts at byte
@@ -341,15 +342,6 @@ async fn epoch_mismatch_gets_epoch_gap_then_oldest_retained() {
     log.append_lines(["live"]);
     let got = next_line(&mut client, PROMPT).await;
     assert_eq!((got.seq, got.line.as_str()), (1001, "live"));
-}
-
-/// A line of the grep fixtures: every third line is an error.
-fn gline(i: u64) -> String {
-    if i.is_multiple_of(3) {
-        format!("ERROR {i}")
-    } else {
-        format!("info {i}")
-    }
 }
 
 /// `grep=` on `/ws`: text and JSON clients get only matching lines, JSON `seq` values are

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{LogFile, PROMPT, Server, SseStream, XorShift, join_lines, wait_until_async};
+use crate::harness::{
+    LogFile, PROMPT, Server, SseStream, XorShift, gline, join_lines, wait_until_async,
+};
 
 /// One SSE event: a block of fields ended by a blank line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -359,15 +361,6 @@ async fn sse_bare_cr_is_split_into_another_data_field() {
         s.text_so_far(),
         format!("retry: 1000\n\nid: {e}:1\ndata: x\ndata: y\n\nid: {e}:2\ndata: z\n\n")
     );
-}
-
-/// A line of the grep fixtures: every third line is an error.
-fn gline(i: u64) -> String {
-    if i.is_multiple_of(3) {
-        format!("ERROR {i}")
-    } else {
-        format!("info {i}")
-    }
 }
 
 /// `grep=` on `/events`: only matching lines, ids carry the global seq, `backlog=N` counts

@@ -24,9 +24,11 @@ use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::hub::{Line, Start};
+use std::net::SocketAddr;
+
+use crate::hub::{Cursor, Line, Start};
 use crate::metrics::Metrics;
-use crate::server::AppState;
+use crate::server::{AppState, ClientSlot};
 
 /// A request refused before streaming: a status and a short reason.
 #[derive(Debug)]
@@ -160,6 +162,37 @@ pub fn compile_grep(pattern: &str) -> Result<Regex, String> {
 fn parse_event_id(id: &str) -> Option<(String, u64)> {
     let (epoch, seq) = id.trim().rsplit_once(':')?;
     Some((epoch.to_string(), seq.parse().ok()?))
+}
+
+/// A streaming request that passed every check, subscribed to the hub.
+pub struct Admitted {
+    pub access: Access,
+    pub format: Format,
+    pub cursor: Cursor,
+    pub slot: ClientSlot,
+}
+
+/// Everything `/ws` and `/events` check before they stream, in order: Host
+/// and Origin, token, parameters, a client slot (`--max-clients`); then the
+/// subscription, taken now so that a line appended after the client got its
+/// response is a live line for it.
+pub fn admit(
+    app: &AppState,
+    peer: SocketAddr,
+    raw: &RawParams,
+    headers: &HeaderMap,
+    last_event_id: Option<&str>,
+) -> Result<Admitted, Rejection> {
+    let access = check_access(app, headers, raw.token.as_deref())?;
+    let params = StreamParams::parse(raw, app.config.backlog, last_event_id)?;
+    let slot = app.client_slot(peer)?;
+    let cursor = app.hub.subscribe(params.start, params.filter);
+    Ok(Admitted {
+        access,
+        format: params.format,
+        cursor,
+        slot,
+    })
 }
 
 /// What a request proved about itself.

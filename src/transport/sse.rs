@@ -12,9 +12,8 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
-
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
@@ -22,7 +21,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 
-use super::{RawParams, StreamParams, check_access, frame};
+use super::{RawParams, admit, frame};
 use crate::hub::{Cursor, CursorError, Delivery};
 use crate::metrics::Metrics;
 use crate::server::{AppState, ClientSlot};
@@ -36,26 +35,18 @@ pub async fn handler(
     Query(raw): Query<RawParams>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(rejection) = check_access(&app, &headers, raw.token.as_deref()) {
-        return rejection.into_response();
-    }
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let params = match StreamParams::parse(&raw, app.config.backlog, last_event_id) {
-        Ok(params) => params,
+    let admitted = match admit(&app, peer, &raw, &headers, last_event_id) {
+        Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };
-    let slot = match app.client_slot(peer) {
-        Ok(slot) => slot,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let cursor = app.hub.subscribe(params.start, params.filter);
     let first = Event::default().retry(Duration::from_millis(1000));
     let state = Client {
-        cursor,
+        cursor: admitted.cursor,
         app,
         pending: VecDeque::from([first]),
         done: false,
-        _slot: slot,
+        _slot: admitted.slot,
     };
     let mut response = Sse::new(events(state))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))

@@ -13,11 +13,10 @@
 //! write with `--send-timeout`: a client that stops reading is closed with
 //! 1013 instead of pinning memory or a task.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -26,7 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
-use super::{Format, RawParams, StreamParams, check_access, frame};
+use super::{Admitted, Format, RawParams, admit, frame};
 use crate::hub::{Cursor, CursorError, Delivery, GapReason};
 use crate::metrics::Metrics;
 use crate::server::{AppState, ClientSlot};
@@ -50,19 +49,15 @@ pub async fn handler(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let access = match check_access(&app, &headers, raw.token.as_deref()) {
-        Ok(access) => access,
+    let Admitted {
+        access,
+        format,
+        cursor,
+        slot,
+    } = match admit(&app, peer, &raw, &headers, None) {
+        Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };
-    let params = match StreamParams::parse(&raw, app.config.backlog, None) {
-        Ok(params) => params,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let slot = match app.client_slot(peer) {
-        Ok(slot) => slot,
-        Err(rejection) => return rejection.into_response(),
-    };
-    let cursor = app.hub.subscribe(params.start, params.filter);
     let mut upgrade = upgrade
         .read_buffer_size(1024)
         .write_buffer_size(64 * 1024)
@@ -71,7 +66,6 @@ pub async fn handler(
     if let Some(protocol) = access.protocol {
         upgrade.set_selected_protocol(protocol);
     }
-    let format = params.format;
     let tracker = app.tracker.clone();
     upgrade
         .on_failed_upgrade(|err| tracing::debug!("websocket upgrade failed: {err}"))

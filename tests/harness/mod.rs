@@ -130,3 +130,12 @@ fn harness_strips_ansi() {
         "2026  INFO listening on x"
     );
 }
+
+/// A line of the grep fixtures: every third line is an error.
+pub fn gline(i: u64) -> String {
+    if i.is_multiple_of(3) {
+        format!("ERROR {i}")
+    } else {
+        format!("info {i}")
+    }
+}
