@@ -159,7 +159,9 @@ impl Cursor {
             .saturating_sub(self.delivered_cost.max(self.baseline_cost))
     }
 
-    /// The next delivery. Cancel-safe: it only awaits the broadcast receiver.
+    /// The next delivery. Cancel-safe: the cursor's position changes only
+    /// after an await completes (the broadcast receiver, or a disk read on
+    /// the blocking pool — a disk read cancelled midway is simply redone).
     pub async fn next(&mut self) -> Result<Delivery, CursorError> {
         loop {
             match self.step()? {

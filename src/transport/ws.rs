@@ -168,15 +168,20 @@ async fn read_client(
     let _ = tell.send(FromReader::Gone);
 }
 
+/// `err` and every error beneath it.
+fn causes(err: &axum::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+}
+
 fn is_too_big(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    causes(err).any(|e| {
+        matches!(
+            e.downcast_ref::<tungstenite::Error>(),
+            Some(tungstenite::Error::Capacity(_))
+        )
+    })
 }
 
 async fn write_lines(
@@ -247,23 +252,20 @@ async fn write_lines(
 }
 
 /// A failed write: too slow when the socket accepted nothing for the send
-/// timeout, otherwise the peer went away.
+/// timeout (`TimeoutIo`'s `TimedOut`), otherwise the peer went away.
 fn write_failed(err: &axum::Error) -> End {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return End::WriteFailed;
-        }
-        if let Some(tungstenite::Error::Io(io)) = e.downcast_ref::<tungstenite::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return End::WriteFailed;
-        }
-        source = e.source();
+    let timed_out = causes(err).any(|e| {
+        let io = match e.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Io(io)) => Some(io),
+            _ => e.downcast_ref::<std::io::Error>(),
+        };
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    if timed_out {
+        End::WriteFailed
+    } else {
+        End::PeerGone
     }
-    End::PeerGone
 }
 
 /// Feeds one delivery into the sink (no flush); returns the bytes fed.
