@@ -14,6 +14,8 @@ mod shutdown;
 mod resume;
 // /events: byte-exact SSE framing, Last-Event-ID resume, gaps, keep-alive, grep.
 mod sse;
+// /healthz and /metrics report what happened; --log-format json.
+mod ops;
 // Security: Origin (CSWSH), token, TLS, limits, slowloris, bad requests, loopback default.
 mod security;
 // The viewer page in headless Chromium (CDP): backlog, live, token, rotation, reconnect.
