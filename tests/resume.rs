@@ -78,22 +78,6 @@ async fn expect_hello(client: &mut WsClient) -> (String, u64) {
     (epoch, v["seq"].as_u64().expect("seq is a number"))
 }
 
-/// Waits until `/healthz` reports `seq` as the newest line; returns that `/healthz`.
-async fn wait_seq(server: &Server, seq: u64, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let h = server.healthz().await;
-        if h["seq"].as_u64() == Some(seq) {
-            return h;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/healthz seq did not reach {seq} within {timeout:?}: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// The path as given on the command line, as JSON frames name it.
 fn shown(log: &LogFile) -> String {
     log.path().to_str().expect("UTF-8 temp path").to_owned()
@@ -251,11 +235,11 @@ async fn old_since_gets_exact_gap_then_retained_lines_then_live() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "4096"]).await;
     append_range(&log, 1, 1000, 100, wline);
-    wait_seq(&server, 1000, PROMPT).await;
+    server.wait_seq(1000, PROMPT).await;
     // Shorter than before, so the truncation cannot be missed whatever the timing.
     log.truncate();
     append_range(&log, 1001, 1100, 50, wline);
-    let health = wait_seq(&server, 1100, PROMPT).await;
+    let health = server.wait_seq(1100, PROMPT).await;
     let epoch = health["epoch"].as_str().unwrap().to_owned();
     // Accounting is 11 bytes + 64 per line: 54 lines fit in 4096 bytes.
     assert_eq!(
@@ -313,7 +297,7 @@ async fn epoch_mismatch_gets_epoch_gap_then_oldest_retained() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "4096"]).await;
     append_range(&log, 1, 1000, 100, wline);
-    let health = wait_seq(&server, 1000, PROMPT).await;
+    let health = server.wait_seq(1000, PROMPT).await;
     let epoch = health["epoch"].as_str().unwrap().to_owned();
     let first = 1000 - health["history"]["lines"].as_u64().unwrap() + 1;
     let other = if epoch == "0123456789abcdef" {
@@ -350,7 +334,7 @@ async fn epoch_mismatch_gets_epoch_gap_then_oldest_retained() {
 async fn ws_grep_sends_only_matching_lines_with_global_seq() {
     let log = LogFile::with_lines((1..=30).map(gline));
     let server = Server::start(log.path(), &[]).await;
-    wait_seq(&server, 30, PROMPT).await;
+    server.wait_seq(30, PROMPT).await;
     let mut text = WsClient::connect(&server.ws_url("/ws?grep=%5EERROR&backlog=4")).await;
     let mut jsonc =
         WsClient::connect(&server.ws_url("/ws?format=json&grep=%5EERROR&backlog=4")).await;
@@ -535,26 +519,8 @@ async fn slow_client_resumes_with_since_and_loses_nothing() {
     // The slow reader: 100 frames per 10 ms at most (about 1 MB/s), until the server
     // closes it.
     let reader = tokio::spawn(async move {
-        let mut frames = Vec::new();
-        loop {
-            match slow.next_message(Duration::from_secs(30)).await {
-                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => frames.push(t.to_string()),
-                Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.to_string()))
-                        .unwrap_or((0, String::new()));
-                    return (frames, code, reason);
-                }
-                Ok(_) => {}
-                Err(e) => panic!(
-                    "slow client: no Close ({e:?}) after {} frames",
-                    frames.len()
-                ),
-            }
-            if frames.len() % 100 == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+        slow.read_slowly_until_close(Duration::from_secs(60), 100, Duration::from_millis(10))
+            .await
     });
 
     // Each 32 KiB append is drained by the healthy client before the next; writing
@@ -647,7 +613,7 @@ async fn since_older_than_memory_is_replayed_from_disk() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "64KiB"]).await;
     append_range(&log, 1, TOTAL, 5000, fat);
-    let health = wait_seq(&server, TOTAL, Duration::from_secs(60)).await;
+    let health = server.wait_seq(TOTAL, Duration::from_secs(60)).await;
     let epoch = health["epoch"].as_str().unwrap().to_owned();
     assert!(health["history"]["lines"].as_u64().unwrap() < TOTAL / 10);
 
@@ -682,10 +648,10 @@ async fn disk_replay_spans_a_rename_rotation() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "64KiB"]).await;
     append_range(&log, 1, FIRST, 5000, fat);
-    wait_seq(&server, FIRST, Duration::from_secs(60)).await;
+    server.wait_seq(FIRST, Duration::from_secs(60)).await;
     log.rename_create("app.log.1");
     append_range(&log, FIRST + 1, TOTAL, 5000, fat);
-    let health = wait_seq(&server, TOTAL, Duration::from_secs(60)).await;
+    let health = server.wait_seq(TOTAL, Duration::from_secs(60)).await;
     let epoch = health["epoch"].as_str().unwrap().to_owned();
     assert!(log.sibling("app.log.1").exists());
 
@@ -717,10 +683,10 @@ async fn disk_replay_gap_covers_only_a_deleted_rotated_file() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "64KiB"]).await;
     append_range(&log, 1, FIRST, 500, fat);
-    wait_seq(&server, FIRST, PROMPT).await;
+    server.wait_seq(FIRST, PROMPT).await;
     let rotated = log.rename_create("app.log.1");
     append_range(&log, FIRST + 1, TOTAL, 500, fat);
-    let health = wait_seq(&server, TOTAL, PROMPT).await;
+    let health = server.wait_seq(TOTAL, PROMPT).await;
     std::fs::remove_file(&rotated).expect("delete app.log.1");
     let epoch = health["epoch"].as_str().unwrap().to_owned();
     let in_memory = health["history"]["lines"].as_u64().unwrap();

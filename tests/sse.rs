@@ -149,22 +149,6 @@ async fn epoch_of(server: &Server) -> String {
         .to_owned()
 }
 
-/// Waits until `/healthz` reports `seq` as the newest line; returns that `/healthz`.
-async fn wait_seq(server: &Server, seq: u64) -> Value {
-    let deadline = Instant::now() + PROMPT;
-    loop {
-        let h = server.healthz().await;
-        if h["seq"].as_u64() == Some(seq) {
-            return h;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/healthz seq did not reach {seq}: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A fixed-width numbered line.
 fn wline(i: u64) -> String {
     format!("line {i:06}")
@@ -369,7 +353,7 @@ async fn sse_bare_cr_is_split_into_another_data_field() {
 async fn sse_grep_sends_only_matching_lines_with_global_ids() {
     let log = LogFile::with_lines((1..=30).map(gline));
     let server = Server::start(log.path(), &[]).await;
-    wait_seq(&server, 30).await;
+    server.wait_seq(30, PROMPT).await;
     let e = epoch_of(&server).await;
     let mut backlog = Events::open(server.addr(), "/events?grep=%5EERROR&backlog=4", &[]).await;
     let id = format!("{e}:25");
@@ -407,11 +391,11 @@ async fn sse_old_or_foreign_last_event_id_gets_gap_event() {
     for n in 0..10 {
         append(n * 100 + 1, n * 100 + 100);
     }
-    wait_seq(&server, 1000).await;
+    server.wait_seq(1000, PROMPT).await;
     log.truncate();
     append(1001, 1050);
     append(1051, 1100);
-    let health = wait_seq(&server, 1100).await;
+    let health = server.wait_seq(1100, PROMPT).await;
     let e = health["epoch"].as_str().unwrap().to_owned();
     let in_memory = 1100 - health["history"]["lines"].as_u64().unwrap() + 1;
     assert!(in_memory > 1001, "nothing evicted: {health}");

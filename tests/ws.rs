@@ -261,26 +261,8 @@ async fn slow_client_is_closed_with_1013_and_others_get_every_line() {
     // The slow reader: 100 messages per 10 ms at most (about 1 MB/s of these 100-byte
     // lines), well below what the writer produces.
     let reader = tokio::spawn(async move {
-        let mut got = Vec::new();
-        loop {
-            match slow.next_message(Duration::from_secs(30)).await {
-                Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => got.push(t.to_string()),
-                Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.to_string()))
-                        .unwrap_or((0, String::new()));
-                    return (got, code, reason);
-                }
-                Ok(_) => {}
-                Err(e) => panic!(
-                    "slow client: no Close frame ({e:?}) after {} lines",
-                    got.len()
-                ),
-            }
-            if got.len() % 100 == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+        slow.read_slowly_until_close(Duration::from_secs(60), 100, Duration::from_millis(10))
+            .await
     });
 
     // Write, paced by the healthy client, until the slow one has been closed

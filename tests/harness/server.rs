@@ -336,6 +336,22 @@ impl Server {
         resp.json()
     }
 
+    /// Waits until `/healthz` reports `seq` as the newest line; returns that `/healthz`.
+    pub async fn wait_seq(&self, seq: u64, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self.healthz().await;
+            if h["seq"].as_u64() == Some(seq) {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz seq did not reach {seq} within {timeout:?}: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The `clients` count from `/healthz` (a number, or an object with `total`, or the sum
     /// of an object's numeric fields).
     pub async fn client_count(&self) -> u64 {

@@ -239,9 +239,24 @@ impl WsClient {
 
     /// Reads until a Close frame; returns the Text messages before it, its code and reason.
     pub async fn read_until_close(&mut self, timeout: Duration) -> (Vec<String>, u16, String) {
+        self.read_slowly_until_close(timeout, usize::MAX, Duration::ZERO)
+            .await
+    }
+
+    /// As [`WsClient::read_until_close`], but a slow reader: it pauses `pause` after
+    /// every `burst` messages.
+    pub async fn read_slowly_until_close(
+        &mut self,
+        timeout: Duration,
+        burst: usize,
+        pause: Duration,
+    ) -> (Vec<String>, u16, String) {
         let deadline = Instant::now() + timeout;
         let mut lines = Vec::new();
         loop {
+            if !lines.is_empty() && lines.len() % burst == 0 {
+                tokio::time::sleep(pause).await;
+            }
             match self.next_data(deadline).await {
                 Ok(Message::Text(t)) => lines.push(t.as_str().to_owned()),
                 Ok(Message::Binary(_)) => {}
