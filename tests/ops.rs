@@ -36,6 +36,12 @@ async fn healthz_reports_file_state_clients_epoch_and_seq() {
     server.wait_clients(1, PROMPT).await;
     log.append(b"one\ntwo\n");
     client.expect_lines(&["one", "two"]).await;
+    // The offset is recorded at the end of the tailer's pass, just after the
+    // lines went out: wait for it rather than race it.
+    wait_until_async(PROMPT, "/healthz offset reaches 8", || async {
+        server.healthz().await["files"][0]["offset"] == 8
+    })
+    .await;
     let h = server.healthz().await;
     assert_eq!(h["files"][0]["state"], "following", "{h}");
     assert_eq!(h["files"][0]["offset"], 8, "{h}");

@@ -152,6 +152,31 @@ async fn missing_file_is_waited_for_then_read_from_first_byte() {
     client.expect_lines(&["third"]).await;
 }
 
+/// A file whose directory does not exist yet either: both appear later (`mkdir -p
+/// logs/app; echo … > logs/app/app.log`), its lines arrive; writes to other files in
+/// the same directory deliver nothing.
+#[tokio::test]
+async fn missing_directory_is_waited_for_too() {
+    let log = LogFile::missing();
+    let dir = log.dir().join("logs/app");
+    let path = dir.join("app.log");
+    let server = Server::start(&path, &[]).await;
+    server.wait_for_log("waiting for", PROMPT).await;
+    let mut client = WsClient::connect(&server.ws_url("/ws")).await;
+    server.wait_clients(1, PROMPT).await;
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("other.log"), b"not ours\n").unwrap();
+    std::fs::write(&path, b"first\nsecond\n").unwrap();
+    client.expect_lines(&["first", "second"]).await;
+    std::fs::write(dir.join("other.log"), b"still not ours\n").unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"third\n").unwrap();
+    client.expect_lines(&["third"]).await;
+}
+
 /// Backlog: default 10, `backlog=25`, `backlog=0`; then live lines with no gap or duplicate.
 #[tokio::test]
 async fn backlog_then_live_without_gap_or_duplicate() {

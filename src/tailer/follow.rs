@@ -189,6 +189,11 @@ impl Follower {
         of.file.read_exact_at(&mut b, at - 1).is_ok() && b[0] == b'\n'
     }
 
+    /// Whether the file is not open (missing or unreadable for now).
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.state, State::Waiting)
+    }
+
     /// One pass: whatever happened since the last one, catch up with it.
     pub fn poll(&mut self) {
         // Bounded: each iteration either returns or switches to another file,

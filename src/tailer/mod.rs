@@ -107,10 +107,13 @@ impl Tailer {
                         break;
                     }
                     follower.poll();
-                    if follower.watch_dirty {
-                        follower.watch_dirty = false;
-                        if let Some(watcher) = &mut watcher {
-                            watcher.watch_for(&path);
+                    // While waiting, the directories to watch can change
+                    // under us (a missing parent directory appears).
+                    if follower.watch_dirty || follower.is_waiting() {
+                        let dirty = std::mem::take(&mut follower.watch_dirty);
+                        if let Some(watcher) = &mut watcher
+                            && (watcher.watch_for(&path) || dirty)
+                        {
                             // A change between the look and the new watch would
                             // be unseen: look once more.
                             follower.poll();
