@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use crate::harness::{
     LogFile, PROMPT, Server, WsClient, XorShift, gline, http_get, join_lines, strs,
-    wait_until_async,
 };
 
 /// A fixed-width numbered line (11 bytes, 12 with its `\n`): line `i` starts at byte
@@ -174,10 +173,7 @@ async fn ws_exactly_once_across_disconnects(tiny_history: bool, seed: u64) {
         // flight when the connection drops and the resume must replay them from history.
         if reconnects % 2 == 0 {
             let ahead = (received.len() as u64 + rng.range(1, 400)).min(TOTAL);
-            wait_until_async(PROMPT, "the writer gets ahead of the reader", || async {
-                server.healthz().await["seq"].as_u64().unwrap() >= ahead
-            })
-            .await;
+            server.wait_seq_at_least(ahead, PROMPT).await;
         }
         client.abort();
         reconnects += 1;

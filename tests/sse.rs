@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{
-    LogFile, PROMPT, Server, SseStream, XorShift, gline, join_lines, wait_until_async,
-};
+use crate::harness::{LogFile, PROMPT, Server, SseStream, XorShift, gline, join_lines};
 
 /// One SSE event: a block of fields ended by a blank line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -218,10 +216,7 @@ async fn sse_exactly_once_across_disconnects(args: &[&str], seed: u64) {
         // flight when the connection drops and the resume must replay them from history.
         if reconnects % 2 == 0 {
             let ahead = (received.len() as u64 + rng.range(1, 400)).min(TOTAL);
-            wait_until_async(PROMPT, "the writer gets ahead of the reader", || async {
-                server.healthz().await["seq"].as_u64().unwrap() >= ahead
-            })
-            .await;
+            server.wait_seq_at_least(ahead, PROMPT).await;
         }
         let _ = events.stream.stream().set_zero_linger();
         drop(events);

@@ -384,13 +384,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
             spec.clients + spec.stuck
         ));
     }
-    let server_log = srv.log_summary();
-    let server_addr = srv.addr.to_string();
-    let shutdown = tokio::task::spawn_blocking(move || srv.stop())
-        .await
-        .ok()
-        .flatten();
-    check_shutdown(&shutdown, &mut notes);
+    let (server_log, server_addr, shutdown) = stop_server(srv, &mut notes).await;
     Ok(Phase {
         name: spec.name.clone(),
         params: serde_json::json!({
@@ -411,6 +405,22 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         server_shutdown: shutdown,
         notes,
     })
+}
+
+/// Stops the phase's server (SIGTERM), noting a slow or unclean exit;
+/// returns its log summary, its address and how it shut down.
+async fn stop_server(
+    srv: Server,
+    notes: &mut Vec<String>,
+) -> (LogSummary, String, Option<Shutdown>) {
+    let server_log = srv.log_summary();
+    let server_addr = srv.addr.to_string();
+    let shutdown = tokio::task::spawn_blocking(move || srv.stop())
+        .await
+        .ok()
+        .flatten();
+    check_shutdown(&shutdown, notes);
+    (server_log, server_addr, shutdown)
 }
 
 fn check_shutdown(s: &Option<Shutdown>, notes: &mut Vec<String>) {
@@ -501,13 +511,7 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
     if idle_cpu.saturated {
         notes.push("SATURATED during idle period (something else is using the machine?)".into());
     }
-    let server_log = srv.log_summary();
-    let server_addr = srv.addr.to_string();
-    let shutdown = tokio::task::spawn_blocking(move || srv.stop())
-        .await
-        .ok()
-        .flatten();
-    check_shutdown(&shutdown, &mut notes);
+    let (server_log, server_addr, shutdown) = stop_server(srv, &mut notes).await;
     Ok(Phase {
         name: spec.name.clone(),
         params: serde_json::json!({"clients": spec.clients, "idle_secs": spec.idle_secs}),

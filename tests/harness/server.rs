@@ -338,15 +338,31 @@ impl Server {
 
     /// Waits until `/healthz` reports `seq` as the newest line; returns that `/healthz`.
     pub async fn wait_seq(&self, seq: u64, timeout: Duration) -> serde_json::Value {
+        self.wait_seq_where(timeout, &format!("= {seq}"), |s| s == seq)
+            .await
+    }
+
+    /// Waits until the newest line's `seq` is at least `seq` (the writer got ahead).
+    pub async fn wait_seq_at_least(&self, seq: u64, timeout: Duration) -> serde_json::Value {
+        self.wait_seq_where(timeout, &format!(">= {seq}"), |s| s >= seq)
+            .await
+    }
+
+    async fn wait_seq_where(
+        &self,
+        timeout: Duration,
+        what: &str,
+        ok: impl Fn(u64) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let h = self.healthz().await;
-            if h["seq"].as_u64() == Some(seq) {
+            if h["seq"].as_u64().is_some_and(&ok) {
                 return h;
             }
             assert!(
                 Instant::now() < deadline,
-                "/healthz seq did not reach {seq} within {timeout:?}: {h}"
+                "/healthz seq did not become {what} within {timeout:?}: {h}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
