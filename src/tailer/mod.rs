@@ -108,15 +108,23 @@ impl Tailer {
                     }
                     follower.poll();
                     // While waiting, the directories to watch can change
-                    // under us (a missing parent directory appears).
-                    if follower.watch_dirty || follower.is_waiting() {
-                        let dirty = std::mem::take(&mut follower.watch_dirty);
-                        if let Some(watcher) = &mut watcher
-                            && (watcher.watch_for(&path) || dirty)
-                        {
-                            // A change between the look and the new watch would
-                            // be unseen: look once more.
+                    // under us (a missing parent directory appears, then its
+                    // child…): re-watch and look again until the set holds
+                    // still, since a directory created before its watch was
+                    // added reports nothing.
+                    let mut dirty = std::mem::take(&mut follower.watch_dirty);
+                    if let Some(watcher) = &mut watcher {
+                        for _ in 0..32 {
+                            if !(dirty || follower.is_waiting()) {
+                                break;
+                            }
+                            if !(watcher.watch_for(&path) || dirty) {
+                                break;
+                            }
+                            // A change between the look and the new watch
+                            // would be unseen: look once more.
                             follower.poll();
+                            dirty = std::mem::take(&mut follower.watch_dirty);
                         }
                     }
                 }
