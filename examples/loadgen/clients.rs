@@ -145,6 +145,8 @@ pub struct ClientStat {
 pub struct ClientCfg {
     pub read_buffer: usize,
     pub record_latency: bool,
+    /// Ask for JSON frames (`format=json`, as the built-in viewer does).
+    pub json: bool,
 }
 
 pub struct Fleet {
@@ -180,6 +182,14 @@ fn parse_u64(b: &[u8]) -> Option<(u64, &[u8])> {
     Some((v, &b[n..]))
 }
 
+/// The line inside a JSON frame (`…,"line":"seq=N t=T …"}`): the text after
+/// `"line":"`, enough for [`parse_line`].
+fn json_line(frame: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"line\":\"";
+    let at = frame.windows(KEY.len()).position(|w| w == KEY)?;
+    Some(&frame[at + KEY.len()..])
+}
+
 /// Parses only `seq=N t=T` at the start of a line.
 pub fn parse_line(b: &[u8]) -> Option<(u64, u64)> {
     let (seq, rest) = parse_u64(b.strip_prefix(b"seq=")?)?;
@@ -208,7 +218,11 @@ async fn handshake(addr: SocketAddr, cfg: ClientCfg) -> Result<Ws, String> {
     let config = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer)
         .write_buffer_size(0);
-    let url = format!("ws://{addr}/ws?backlog=0");
+    let url = if cfg.json {
+        format!("ws://{addr}/ws?backlog=0&format=json")
+    } else {
+        format!("ws://{addr}/ws?backlog=0")
+    };
     let (ws, _resp) = client_async_with_config(url, tcp, Some(config))
         .await
         .map_err(|e| describe(&e))?;
@@ -250,6 +264,14 @@ async fn read_loop(
         let now = rec.now_ns();
         st.bytes.fetch_add(data.len() as u64, Relaxed);
         st.last_rx_ns.store(now, Relaxed);
+        let data = if cfg.json {
+            if data.starts_with(b"{\"event\"") {
+                continue; // hello and file events
+            }
+            json_line(data).unwrap_or(data)
+        } else {
+            data
+        };
         let Some((seq, t)) = parse_line(data) else {
             st.foreign.fetch_add(1, Relaxed);
             continue;

@@ -103,6 +103,9 @@ struct Opts {
     /// Write the full results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Clients ask for JSON frames (`/ws?format=json`, as the built-in viewer does).
+    #[arg(long)]
+    json_frames: bool,
 }
 
 enum Plan {
@@ -565,6 +568,7 @@ async fn run(o: Opts) -> Result<(), String> {
         concurrency: o.connect_concurrency,
         drain_idle: Duration::from_secs_f64(o.drain_timeout),
         stuck_rcvbuf: o.stuck_rcvbuf,
+        json_frames: o.json_frames,
     };
     let mut phases = Vec::new();
     let mut errors = Vec::new();

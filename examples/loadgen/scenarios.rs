@@ -44,6 +44,8 @@ pub struct Env {
     pub concurrency: usize,
     pub drain_idle: Duration,
     pub stuck_rcvbuf: usize,
+    /// Clients ask for JSON frames.
+    pub json_frames: bool,
 }
 
 #[derive(Serialize, Clone, Default)]
@@ -269,6 +271,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     let cfg = ClientCfg {
         read_buffer: 128 * 1024,
         record_latency: true,
+        json: env.json_frames,
     };
     let mut stuck = Vec::new();
     for _ in 0..spec.stuck {
@@ -447,6 +450,7 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
     let cfg = ClientCfg {
         read_buffer: 4096,
         record_latency: true,
+        json: env.json_frames,
     };
     let mark_all = CpuMark::now(&srv);
     let fleet =

@@ -16,7 +16,7 @@ pub mod disk;
 pub mod history;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
@@ -79,6 +79,26 @@ pub struct Notice {
 #[derive(Debug)]
 pub struct Batch {
     pub lines: Vec<Line>,
+    /// The lines encoded once for every client that wants them encoded the
+    /// same way (JSON frames): filled by the first client that sends them.
+    encoded: OnceLock<Vec<Utf8Bytes>>,
+}
+
+impl Batch {
+    fn new(lines: Vec<Line>) -> Batch {
+        Batch {
+            lines,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// Every line encoded by `encode`, computed by the first caller and
+    /// shared by all others. There is one encoding per batch, so all callers
+    /// must pass the same `encode` (the transports' JSON line frame).
+    pub fn encoded(&self, encode: impl Fn(&Line) -> Utf8Bytes) -> &[Utf8Bytes] {
+        self.encoded
+            .get_or_init(|| self.lines.iter().map(encode).collect())
+    }
 }
 
 /// What goes through the broadcast channel: a pointer, cloned per receiver.
@@ -235,7 +255,7 @@ impl Hub {
         // Sent while holding the lock, so that a subscriber (which takes the
         // lock to subscribe) sees every batch either in the history or in its
         // receiver — never in neither. `send` fails only with no receivers.
-        let _ = self.tx.send(Published::Lines(Arc::new(Batch { lines })));
+        let _ = self.tx.send(Published::Lines(Arc::new(Batch::new(lines))));
         drop(shared);
         self.metrics.lines_read.fetch_add(count, Ordering::Relaxed);
         self.metrics

@@ -299,6 +299,21 @@ async fn feed(
                 return Err(End::TooSlow);
             }
         }
+        Delivery::Live { batch, start } if json => {
+            // Encoded once per batch for all JSON clients (the viewer's
+            // format), then shared like the text itself.
+            let frames = batch.encoded(|line| frame::line_json(hub, line).into());
+            for (line, encoded) in batch.lines.iter().zip(frames).skip(*start) {
+                if !cursor.matches(line) {
+                    continue;
+                }
+                bytes += line.text.len();
+                lines += 1;
+                sink.feed(Message::Text(encoded.clone()))
+                    .await
+                    .map_err(|err| write_failed(&err))?;
+            }
+        }
         Delivery::Live { .. } | Delivery::Replay(_) => {
             for line in delivery.lines() {
                 if !cursor.matches(line) {
