@@ -51,7 +51,8 @@ const FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// (the watcher it owns keeps its wake-up channel open); with `--poll` it
 /// ends when the `Tailer` is dropped.
 pub struct Tailer {
-    wake: SyncSender<()>,
+    /// Held, never used: while it lives, the thread's channel stays open.
+    _wake: SyncSender<()>,
 }
 
 impl Tailer {
@@ -129,11 +130,6 @@ impl Tailer {
                     }
                 }
             })?;
-        Ok(Tailer { wake })
-    }
-
-    /// Asks for a pass now (used after start-up races and in tests).
-    pub fn wake(&self) {
-        let _ = self.wake.try_send(());
+        Ok(Tailer { _wake: wake })
     }
 }

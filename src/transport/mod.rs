@@ -202,8 +202,8 @@ pub struct Access {
     pub protocol: Option<HeaderValue>,
 }
 
-/// The checks every streaming request passes before anything is streamed:
-/// Origin, then token.
+/// The checks every request for log data (`/ws`, `/events`, `/metrics`)
+/// passes first: Host (DNS rebinding), Origin, then token.
 pub fn check_access(
     app: &AppState,
     headers: &HeaderMap,

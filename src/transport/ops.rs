@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{RawParams, check_host, check_token};
+use super::{RawParams, check_access};
 use crate::metrics::Metrics;
 use crate::server::AppState;
 
@@ -32,11 +32,9 @@ pub async fn metrics(
     Query(raw): Query<RawParams>,
     headers: HeaderMap,
 ) -> Response {
-    let loopback = app.config.listen.ip().is_loopback();
-    let allowed = check_host(&headers, &app.config.allow_origins, loopback)
-        .and_then(|()| check_token(app.config.token.as_deref(), &headers, raw.token.as_deref()));
-    if let Err(rejection) = allowed {
-        Metrics::add(&app.hub.metrics.rejected_requests, 1);
+    // The same gate as the streams (counts its refusals too): Prometheus
+    // sends no Origin, and a browser page from elsewhere has no business here.
+    if let Err(rejection) = check_access(&app, &headers, raw.token.as_deref()) {
         return rejection.into_response();
     }
     let (lines, bytes) = app.hub.history_usage();
