@@ -178,17 +178,10 @@ async fn sse_exactly_once_across_disconnects(args: &[&str], seed: u64) {
 
     // since=0 on an empty file: from the very first line, whenever the writer starts.
     let mut events = Events::open(server.addr(), "/events?since=0", &[]).await;
-    let mut writer = log.writer();
-    let writer_thread = std::thread::spawn(move || {
-        let mut next = 1;
-        while next <= TOTAL {
-            let end = (next + 39).min(TOTAL);
-            writer.write_lines((next..=end).map(wline));
-            next = end + 1;
-            // Pacing (~4000 lines/s) so that disconnects fall mid-stream; not synchronisation.
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
+    // Paced (~4000 lines/s) so that disconnects fall mid-stream.
+    let writer_thread = log
+        .writer()
+        .spawn_paced(TOTAL, 40, Duration::from_millis(10), wline);
 
     let mut received: Vec<(u64, String)> = Vec::with_capacity(TOTAL as usize);
     let mut reconnects = 0;

@@ -197,6 +197,26 @@ impl Writer {
         write_once(&mut self.file, &join_lines(lines));
     }
 
+    /// A thread that writes `line(1..=total)` in bursts of `burst` lines, pausing
+    /// `pause` between bursts (pacing, not synchronisation), like a busy logger.
+    pub fn spawn_paced(
+        mut self,
+        total: u64,
+        burst: u64,
+        pause: std::time::Duration,
+        line: fn(u64) -> String,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut next = 1;
+            while next <= total {
+                let end = (next + burst - 1).min(total);
+                self.write_lines((next..=end).map(line));
+                next = end + 1;
+                std::thread::sleep(pause);
+            }
+        })
+    }
+
     /// The underlying file.
     pub fn file(&mut self) -> &mut File {
         &mut self.file
