@@ -61,7 +61,12 @@ pub async fn run(
         None => WatchMode::Events,
     };
     let tailer_hub = Arc::clone(&hub);
-    let path = config.file.clone();
+    // Decided once: the path followed from now on (see `tailer::path`).
+    // Clients and logs keep the name as typed.
+    let path = tailer::path::absolute(&config.file)?;
+    if path != config.file {
+        tracing::info!(file = %config.file.display(), path = %path.display(), "{} resolves to {}", config.file.display(), path.display());
+    }
     let _tailer = tokio::task::spawn_blocking(move || Tailer::start(path, 0, tailer_hub, mode))
         .await
         .map_err(std::io::Error::other)??;

@@ -71,6 +71,80 @@ enum Case {
     LongLine,
     PermissionAtStart,
     PermissionAfterRotation,
+    /// Issue 9: every path spelling through one file's life.
+    Lifecycle(Spelling),
+    DeletedKeepsWriting,
+    MovedAway,
+    DirRecreate,
+    DanglingLink,
+    LinkToMissing,
+}
+
+/// How the followed path is typed on the command line; the server runs in the temp dir,
+/// as a user's shell would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spelling {
+    /// `/tmp/…/app.log`.
+    Absolute,
+    /// `app.log`.
+    Bare,
+    /// `./app.log`.
+    DotSlash,
+    /// `logs/app.log`.
+    Subdir,
+    /// `logs/../app.log`, `logs` never existing (the kernel could not open it).
+    DotDot,
+    /// `current.log`, a symlink with the relative target `logs/app.log`.
+    RelativeLink,
+    /// `logs/app.log`, `logs` missing until the writer makes it.
+    MissingDir,
+}
+
+impl Spelling {
+    /// Where the file is, under the temp dir.
+    fn file(self) -> &'static str {
+        match self {
+            Spelling::Absolute | Spelling::Bare | Spelling::DotSlash | Spelling::DotDot => {
+                "app.log"
+            }
+            Spelling::Subdir | Spelling::RelativeLink | Spelling::MissingDir => "logs/app.log",
+        }
+    }
+
+    /// What `--file` gets; `None`: the absolute path.
+    fn arg(self) -> Option<&'static str> {
+        match self {
+            Spelling::Absolute => None,
+            Spelling::Bare => Some("app.log"),
+            Spelling::DotSlash => Some("./app.log"),
+            Spelling::Subdir | Spelling::MissingDir => Some("logs/app.log"),
+            Spelling::DotDot => Some("logs/../app.log"),
+            Spelling::RelativeLink => Some("current.log"),
+        }
+    }
+}
+
+impl Case {
+    fn spelling(self) -> Spelling {
+        match self {
+            Case::Lifecycle(spelling) => spelling,
+            Case::DirRecreate => Spelling::Subdir,
+            Case::DanglingLink | Case::LinkToMissing => Spelling::RelativeLink,
+            Case::DeletedKeepsWriting | Case::MovedAway => Spelling::Bare,
+            _ => Spelling::Absolute,
+        }
+    }
+
+    /// The file is missing (or unreadable) when the server starts.
+    fn starts_waiting(self) -> bool {
+        matches!(
+            self,
+            Case::LateFile
+                | Case::PermissionAtStart
+                | Case::DanglingLink
+                | Case::Lifecycle(Spelling::MissingDir)
+        )
+    }
 }
 
 macro_rules! matrix_tests {
@@ -131,6 +205,33 @@ matrix_tests! {
     /// After a rotation the new file is mode 000: old file finished, `waiting`, then the
     /// new file read from offset 0 once it is made readable.
     permission_after_rotation => Case::PermissionAfterRotation;
+
+    /// Issue 9, the quick start's spellings: each relative form of the path (the server's
+    /// working directory is the temp dir) through one file's whole life under a continuous
+    /// writer — existing and appended (or missing, then created), logrotate `create`,
+    /// `copytruncate`, deleted while the writer goes on, then re-created.
+    lifecycle_bare => Case::Lifecycle(Spelling::Bare);
+    lifecycle_dot_slash => Case::Lifecycle(Spelling::DotSlash);
+    lifecycle_subdir => Case::Lifecycle(Spelling::Subdir);
+    lifecycle_dot_dot => Case::Lifecycle(Spelling::DotDot);
+    lifecycle_relative_symlink => Case::Lifecycle(Spelling::RelativeLink);
+    lifecycle_missing_dir => Case::Lifecycle(Spelling::MissingDir);
+    /// `rm app.log` while the writer goes on and never reopens for a while: its lines must
+    /// arrive at once (a watch on the held file), not at the next directory event.
+    deleted_keeps_writing => Case::DeletedKeepsWriting;
+    /// `mv app.log archive/app.log.1` — out of every watched directory — while the writer
+    /// goes on: its lines arrive at once; then the writer re-creates the file.
+    moved_away => Case::MovedAway;
+    /// coreutils `inotify-dir-recreate`: `rm -r logs; mkdir logs`, then the file written
+    /// again — once at once, once after the server noticed.
+    dir_recreate => Case::DirRecreate;
+    /// coreutils `symlink`, first case: the path is a dangling symlink at start (its
+    /// target's directory missing too); the target is created later.
+    dangling_link => Case::DanglingLink;
+    /// coreutils `symlink`, second case: a followed symlink is re-pointed to a target that
+    /// does not exist yet; the old target's writer goes on for a while (its lines arrive),
+    /// then the new target appears.
+    link_to_missing => Case::LinkToMissing;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -175,6 +276,9 @@ impl Restricted {
             Command::new(inner.get_program())
         };
         cmd.args(inner.get_args());
+        if let Some(dir) = inner.get_current_dir() {
+            cmd.current_dir(dir);
+        }
         for (k, v) in inner.get_envs() {
             match v {
                 Some(v) => cmd.env(k, v),
@@ -464,7 +568,12 @@ struct Ctx {
     longs: u64,
 }
 
+/// Opens `path` for append, creating it — and its directory, as a logger making its log
+/// directory would.
 fn open_append(path: &Path, mode: u32) -> File {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", dir.display()));
+    }
     OpenOptions::new()
         .append(true)
         .create(true)
@@ -568,6 +677,28 @@ impl Ctx {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Waits until `/healthz` says the file's state is `state` (`waiting`, `following`).
+    fn wait_state(&self, state: &str) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let health = healthz_blocking(self.srv.addr());
+            if health["files"][0]["state"].as_str() == Some(state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the file's state did not become {state:?} within {STEP:?}: {health}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits (not writing, nothing else changing) until the client has every complete line
+    /// written so far: the last one written ends partial.
+    fn wait_all_but_partial(&self) {
+        self.wait_received(self.next - 2);
     }
 
     /// Opens the path again, as a logger does on SIGHUP (creating it if missing).
@@ -688,6 +819,8 @@ fn plan(case: Case, c: &mut Ctx) {
             c.log.delete();
             // The writer goes on with its fd on the deleted file.
             c.write_ending_partial(200);
+            // Those lines arrive with nothing else happening in the directory.
+            c.wait_all_but_partial();
             // The path stays missing until the server has noticed.
             c.srv.wait_log("was removed or renamed");
             c.reopen();
@@ -754,6 +887,96 @@ fn plan(case: Case, c: &mut Ctx) {
             c.log.chmod(0o644);
             c.write(AFTER);
         }
+        Case::Lifecycle(spelling) => {
+            if spelling == Spelling::MissingDir {
+                // The writer's open made the directory and the file.
+                c.mark("following");
+            }
+            c.write_until_received(WARM);
+            // logrotate `create`.
+            c.write_ending_partial(100);
+            c.log.rename_create("app.log.1");
+            c.reopen();
+            c.mark("rotated");
+            c.write_until_received(c.next + 100);
+            // logrotate `copytruncate`, the writer pausing across it (see `copytruncate`).
+            c.write_ending_partial(100);
+            c.wait_read_to_end();
+            c.log.copytruncate("app.log.2");
+            c.mark("truncated");
+            c.write_until_received(c.next + 100);
+            // Deleted; the writer goes on, its lines arriving at once; then re-created.
+            c.write(100);
+            c.log.delete();
+            c.write_ending_partial(100);
+            c.wait_all_but_partial();
+            c.wait_state("waiting");
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::DeletedKeepsWriting => {
+            c.write_until_received(WARM);
+            c.write(100);
+            c.log.delete();
+            c.wait_state("waiting");
+            // Nothing but these writes happens from here until they have all arrived.
+            c.write_ending_partial(300);
+            c.wait_all_but_partial();
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::MovedAway => {
+            c.write_until_received(WARM);
+            c.write(100);
+            let archive = c.log.sibling("archive");
+            fs::create_dir(&archive).unwrap();
+            fs::rename(c.log.path(), archive.join("app.log.1")).unwrap();
+            c.wait_state("waiting");
+            c.write_ending_partial(300);
+            c.wait_all_but_partial();
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::DirRecreate => {
+            let dir = c.log.path().parent().unwrap().to_path_buf();
+            c.write_until_received(WARM);
+            // At once: removed and made again before the server can have looked.
+            c.write_ending_partial(100);
+            fs::remove_dir_all(&dir).unwrap();
+            c.reopen();
+            c.mark("rotated");
+            c.write_until_received(c.next + 100);
+            // Slowly: the server notices the directory is gone first.
+            c.write_ending_partial(100);
+            fs::remove_dir_all(&dir).unwrap();
+            c.wait_state("waiting");
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::DanglingLink => {
+            // The writer's open made the link's target (and its directory).
+            c.mark("following");
+            c.write(AFTER);
+        }
+        Case::LinkToMissing => {
+            c.write_until_received(WARM);
+            c.write(100);
+            let link = c.log.sibling("current.log");
+            let tmp = c.log.sibling(".current.log.tmp");
+            std::os::unix::fs::symlink("logs/next.log", &tmp).unwrap();
+            fs::rename(&tmp, &link).unwrap();
+            c.wait_state("waiting");
+            // The old target's writer goes on for a while.
+            c.write_ending_partial(300);
+            c.wait_all_but_partial();
+            c.file = open_append(&c.log.beside("next.log"), 0o644);
+            c.mark("rotated");
+            c.write(AFTER);
+        }
     }
     c.end();
 }
@@ -763,6 +986,7 @@ fn plan(case: Case, c: &mut Ctx) {
 // ---------------------------------------------------------------------------------------
 
 async fn matrix(case: Case, watch: Watch) {
+    let spelling = case.spelling();
     let log = match case {
         Case::LateFile => LogFile::missing(),
         Case::SymlinkSwap => {
@@ -773,16 +997,35 @@ async fn matrix(case: Case, watch: Watch) {
             log.symlink_swap("pods/0.log");
             log
         }
-        _ => LogFile::new(),
+        _ => {
+            let log = LogFile::at(spelling.file());
+            if spelling == Spelling::RelativeLink {
+                std::os::unix::fs::symlink(spelling.file(), log.sibling("current.log")).unwrap();
+            }
+            if !case.starts_waiting() {
+                fs::create_dir_all(log.path().parent().unwrap()).unwrap();
+                log.create_empty();
+            }
+            log
+        }
     };
     let log = Arc::new(log);
     // The writer's first handle, opened before a chmod 000 could refuse it (not root).
-    let file = (case != Case::LateFile).then(|| open_append(log.path(), 0o644));
+    let file = (!case.starts_waiting() || case == Case::PermissionAtStart)
+        .then(|| open_append(log.path(), 0o644));
     if case == Case::PermissionAtStart {
         log.chmod(0o000);
     }
 
-    let mut builder = Server::builder().file(log.path()).args(watch.args());
+    // The name clients see: what was typed.
+    let name = match spelling.arg() {
+        Some(arg) => arg.to_owned(),
+        None => log.path().display().to_string(),
+    };
+    let mut builder = Server::builder()
+        .cwd(log.dir())
+        .file(&name)
+        .args(watch.args());
     if case == Case::LongLine {
         builder = builder.args(&["--max-line-bytes", &MAX_LINE.to_string()]);
     }
@@ -793,8 +1036,8 @@ async fn matrix(case: Case, watch: Watch) {
         _ => Srv::Plain(builder.start().await),
     });
     match case {
-        Case::LateFile => srv.wait_log("waiting for"),
         Case::PermissionAtStart => srv.wait_log("Permission denied"),
+        _ if case.starts_waiting() => srv.wait_log("waiting for"),
         _ => {}
     }
 
@@ -836,7 +1079,7 @@ async fn matrix(case: Case, watch: Watch) {
         panic!("{case:?}/{watch:?}, text client: {diff}");
     }
     let json_frames = wait_frames(&json, c.expected.len(), |f| f.contains("\"line\"")).await;
-    check_json(case, &json_frames, &c.expected, &c.boundaries);
+    check_json(case, &name, &json_frames, &c.expected, &c.boundaries);
 
     let logs = srv.stderr();
     if case == Case::TruncateRewriteLarger {
@@ -906,7 +1149,13 @@ fn diff(got: &[String], want: &[String]) -> Option<String> {
 /// `seq`s and exact `offset`s; every event placed after the line it names by `seq`;
 /// `rotated` / `truncated` exactly at the boundaries (the first line after one has offset
 /// 0), and nowhere else; `waiting` and `following` alternating.
-fn check_json(case: Case, frames: &[String], expected: &[String], boundaries: &[Boundary]) {
+fn check_json(
+    case: Case,
+    name: &str,
+    frames: &[String],
+    expected: &[String],
+    boundaries: &[Boundary],
+) {
     let values: Vec<Value> = frames
         .iter()
         .map(|f| serde_json::from_str(f).unwrap_or_else(|e| panic!("bad JSON frame {f:?}: {e}")))
@@ -949,10 +1198,7 @@ fn check_json(case: Case, frames: &[String], expected: &[String], boundaries: &[
                 ctx(i)
             );
             last_seq = seq;
-            assert_eq!(
-                v["file"].as_str().map(|f| f.ends_with("app.log")),
-                Some(true)
-            );
+            assert_eq!(v["file"].as_str(), Some(name), "file name in frame #{i}");
             if next_boundary.peek().is_some_and(|b| b.first == text) {
                 let b = next_boundary.next().unwrap();
                 assert!(
@@ -1016,7 +1262,7 @@ fn check_json(case: Case, frames: &[String], expected: &[String], boundaries: &[
     );
 
     // waiting/following alternate; files that started unreadable start with `following`.
-    let starts_waiting = matches!(case, Case::LateFile | Case::PermissionAtStart);
+    let starts_waiting = case.starts_waiting();
     for (k, e) in state_events.iter().enumerate() {
         let want = if (k % 2 == 0) != starts_waiting {
             "waiting"
@@ -1030,7 +1276,16 @@ fn check_json(case: Case, frames: &[String], expected: &[String], boundaries: &[
     }
     let ends_following = (state_events.len() % 2 == 0) != starts_waiting;
     assert!(ends_following, "{case:?}: ends waiting: {state_events:?}");
-    if matches!(case, Case::DeleteRecreate | Case::PermissionAfterRotation) {
+    if matches!(
+        case,
+        Case::DeleteRecreate
+            | Case::PermissionAfterRotation
+            | Case::Lifecycle(_)
+            | Case::DeletedKeepsWriting
+            | Case::MovedAway
+            | Case::DirRecreate
+            | Case::LinkToMissing
+    ) {
         assert!(
             state_events.contains(&"waiting"),
             "{case:?}: no `waiting` event: {state_events:?}"

@@ -34,42 +34,27 @@
 //! `following` when a file is read again after a `waiting` — so those two
 //! alternate, and a rotation with no wait in between is just `rotated`.
 //!
-//! Known limit (inotify): writes to a file that is no longer in a watched
-//! directory (deleted, or rotated into another directory) wake nobody; they
-//! are read, in order, at the next wake-up — at the latest when the path
-//! comes back with data. `--poll` reads them at its next look.
+//! Writes to a file the path no longer names (deleted, or rotated into
+//! another directory) wake the tailer through a watch on that file itself
+//! ([`super::watch`]), for as long as we hold it; `--poll` reads them at its
+//! next look.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::hub::{Hub, Line, NoticeKind};
 
+use super::identity::FileId;
 use super::lines::{LineSplitter, RawLine, to_text};
 
 /// How much is read per `read(2)`; also the most one broadcast batch carries.
 const CHUNK: usize = 128 * 1024;
 /// How many bytes before our offset are compared to detect a rewrite.
 const FINGERPRINT: usize = 64;
-
-/// A file's identity: what stays the same across renames and changes across
-/// re-creation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-}
-
-impl FileId {
-    fn of(meta: &std::fs::Metadata) -> FileId {
-        FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        }
-    }
-}
 
 /// The file we hold open and where we are in it.
 struct OpenFile {
@@ -128,7 +113,9 @@ pub struct Follower {
 
 impl Follower {
     pub fn new(path: PathBuf, index: u32, hub: Arc<Hub>) -> Follower {
-        let display = path.display().to_string();
+        // Logs name the file as clients see it (as typed), not by the
+        // absolute path it was resolved to.
+        let display = hub.file_name(index).to_string();
         let max_line = hub.limits().max_line_bytes;
         Follower {
             path,
@@ -189,9 +176,21 @@ impl Follower {
         of.file.read_exact_at(&mut b, at - 1).is_ok() && b[0] == b'\n'
     }
 
-    /// Whether the file is not open (missing or unreadable for now).
-    pub fn is_waiting(&self) -> bool {
-        matches!(self.state, State::Waiting)
+    /// Whether the path names the file we read: not waiting for it, and not
+    /// holding a file the path no longer names. Until then, what the path
+    /// leads to may change at any wake-up (a directory or a link target
+    /// appears), so the watches are re-planned after every pass.
+    pub fn is_settled(&self) -> bool {
+        matches!(&self.state, State::Open(of) if !of.path_gone)
+    }
+
+    /// The file held open while the path no longer names it: its descriptor
+    /// and identity, so it can be watched itself.
+    pub fn held(&self) -> Option<(RawFd, FileId)> {
+        match &self.state {
+            State::Open(of) if of.path_gone => Some((of.file.as_raw_fd(), of.id)),
+            _ => None,
+        }
     }
 
     /// One pass: whatever happened since the last one, catch up with it.

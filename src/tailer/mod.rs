@@ -16,12 +16,16 @@
 //! next write, possibly forever. If inotify cannot watch a directory (watch
 //! limit reached, say), the thread falls back to a pass every second.
 //!
+//! - [`path`]: what a typed path means (absolute, decided at start-up).
+//! - [`identity`]: a file's (device, inode).
 //! - [`lines`]: bytes → lines (pure).
 //! - [`follow`]: the `tail -F` state machine for one path.
-//! - [`watch`]: inotify on the relevant directories → wake-ups.
+//! - [`watch`]: inotify on the relevant directories (and the held file) → wake-ups.
 
 pub mod follow;
+pub mod identity;
 pub mod lines;
+pub mod path;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -56,7 +60,8 @@ pub struct Tailer {
 }
 
 impl Tailer {
-    /// Starts following `path`, publishing into `hub` as file `index`.
+    /// Starts following `path` — absolute, as [`path::absolute`] makes it —
+    /// publishing into `hub` as file `index`.
     ///
     /// Returns once the file is open (positioned at its end, history filled)
     /// or known to be missing, and the watch is in place: a line appended
@@ -80,11 +85,11 @@ impl Tailer {
         let mut follower = Follower::new(path.clone(), index, hub);
         // The watch first, then the first look: a change in between wakes us.
         if let Some(watcher) = &mut watcher {
-            watcher.watch_for(&path);
+            watcher.watch_for(&path, None);
         }
         follower.start();
         if let Some(watcher) = &mut watcher {
-            watcher.watch_for(&path);
+            watcher.watch_for(&path, follower.held());
         }
         follower.watch_dirty = false;
         std::thread::Builder::new()
@@ -108,18 +113,19 @@ impl Tailer {
                         break;
                     }
                     follower.poll();
-                    // While waiting, the directories to watch can change
-                    // under us (a missing parent directory appears, then its
-                    // child…): re-watch and look again until the set holds
-                    // still, since a directory created before its watch was
-                    // added reports nothing.
+                    // Until the path names the file we read, the watches can
+                    // change under us (a missing parent directory appears,
+                    // then its child; a link is re-pointed; a directory is
+                    // made anew): re-watch and look again until they hold
+                    // still, since a change made before its watch was added
+                    // reports nothing.
                     let mut dirty = std::mem::take(&mut follower.watch_dirty);
                     if let Some(watcher) = &mut watcher {
                         for _ in 0..32 {
-                            if !(dirty || follower.is_waiting()) {
+                            if !dirty && follower.is_settled() {
                                 break;
                             }
-                            if !(watcher.watch_for(&path) || dirty) {
+                            if !(watcher.watch_for(&path, follower.held()) || dirty) {
                                 break;
                             }
                             // A change between the look and the new watch

@@ -1,58 +1,90 @@
 //! File-system notifications, reduced to one thing: "look at the file again".
 //!
-//! We watch directories, not the file: a watch on a file follows its inode, so
-//! it goes quiet when the file is renamed away or deleted, and never reports
-//! the new file created under the old name (crates.md §2.1, notify's "Known
-//! Problems"). So we watch the file's parent directory — or, while that does
-//! not exist yet, its nearest existing ancestor — and, when the path is a
-//! symlink, the directory of the file it points to, since that is where the
-//! writes happen (Kubernetes' `/var/log/containers/*.log`).
+//! We watch directories, not the file by name: a watch on a file follows its
+//! inode, so it goes quiet when the file is renamed away or deleted, and
+//! never reports the new file created under the old name (crates.md §2.1,
+//! notify's "Known Problems"). So we watch the directory of every name that
+//! matters — the followed path and, when it is a symlink, each name in the
+//! chain of links down to the file it points to, since that is where the
+//! writes happen (Kubernetes' `/var/log/containers/*.log`) — or, while such a
+//! directory does not exist yet, its nearest existing ancestor. A dangling
+//! link is therefore waited for like a missing file: the watch sits where its
+//! target will appear.
+//!
+//! A watch follows the directory's inode too: if the directory is removed
+//! and made again (`rm -r logs; mkdir logs`), the old watch sees nothing of
+//! the new one. So every watched directory is remembered with its identity,
+//! and re-watched when its name names another directory, or when an event
+//! said it was removed or moved (the inode may be reused).
+//!
+//! While the followed name no longer names the file we hold open (deleted,
+//! or renamed out of every watched directory), we also watch that file
+//! itself through `/proc/self/fd/N`, so a writer that never reopens still
+//! wakes us at once. While the name does name it, the directory's events
+//! already do, and a second watch would only double them.
 //!
 //! This is inotify only: `--poll` needs no watcher (see the parent module).
 //!
 //! An event wakes the tailer through a one-slot channel when it concerns the
 //! file: wake-ups coalesce (a burst of ten thousand writes is one or two
 //! passes) and none is lost (a wake during a pass leaves the slot full, so
-//! another pass follows). "Concerns" means it names the followed name, the
-//! symlink's target, the path component we wait for under an ancestor, a
-//! watched directory itself, or a name the followed file was renamed to (so
-//! a writer still writing to `app.log.1` after `mv app.log app.log.1` keeps
-//! waking us). Other files in a busy directory such as `/var/log` cost a
-//! check of the event's names, not a pass over our file. `Access` events are
-//! dropped (the tailer's own `open` produces them). Queue overflow (`Rescan`,
-//! no paths) and errors wake it, and a pass re-examines everything, so
-//! nothing is missed.
+//! another pass follows). "Concerns" means it names a name that matters, the
+//! path component we wait for under an ancestor, a watched directory itself,
+//! the held file, or a name the followed file was renamed to (so a writer
+//! still writing to `app.log.1` after `mv app.log app.log.1` keeps waking
+//! us). Other files in a busy directory such as `/var/log` cost a check of
+//! the event's names, not a pass over our file. `Access` events are dropped
+//! (the tailer's own `open` produces them). Queue overflow (`Rescan`, no
+//! paths) and errors wake it, and a pass re-examines everything, so nothing
+//! is missed.
+//!
+//! Every path here is absolute and lexically clean ([`super::path`]), as
+//! notify reports them.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::os::fd::RawFd;
+use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use notify::event::{ModifyKind, RenameMode};
 use notify::{Config, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
+use super::identity::FileId;
+use super::path::clean;
+
 /// Watches the directories that matter for one followed path.
 pub struct DirWatcher {
     watcher: RecommendedWatcher,
-    watched: Vec<PathBuf>,
-    /// Every wanted directory is watched (false after a watch error).
+    /// Watched directories, each with the identity it had when its watch
+    /// was added (`None`: could not tell).
+    watched: Vec<(PathBuf, Option<FileId>)>,
+    /// The held file's own watch: its `/proc/self/fd/N` path and identity.
+    held: Option<(PathBuf, FileId)>,
+    /// Every wanted watch is in place (false after a watch error).
     complete: bool,
     interest: Arc<Mutex<Interest>>,
 }
 
 /// Renamed-to names remembered at most (a writer may still write there).
 const MAX_RENAMED: usize = 8;
+/// Symlinks followed in a chain at most (Linux's own limit is 40).
+const MAX_LINKS: usize = 40;
 
 /// Which paths an event must name to concern the followed file.
 #[derive(Debug, Default)]
 struct Interest {
     /// The watched directories themselves (their removal or move matters).
     dirs: Vec<PathBuf>,
-    /// Paths under the watched directories that matter: the followed name,
-    /// the symlink's target, or the next component of a missing parent.
+    /// Paths under the watched directories that matter: every name in the
+    /// symlink chain, or the next component of a missing parent; and the
+    /// held file's `/proc/self/fd/N`.
     paths: Vec<PathBuf>,
     /// Where a path that matters was renamed to, newest last.
     renamed: VecDeque<PathBuf>,
+    /// Watched directories an event said were removed or moved away: their
+    /// watch is dead even if a new directory has the same name (and inode).
+    gone: Vec<PathBuf>,
 }
 
 impl Interest {
@@ -64,7 +96,8 @@ impl Interest {
             .any(|p| p == path)
     }
 
-    /// Whether `event` should wake the tailer; remembers rename targets.
+    /// Whether `event` should wake the tailer; remembers rename targets and
+    /// directories that went away.
     fn wakes(&mut self, event: &notify::Result<notify::Event>) -> bool {
         let event = match event {
             // An error may mean lost events: look.
@@ -88,6 +121,19 @@ impl Interest {
             }
             self.renamed.push_back(to.clone());
         }
+        // A watched directory removed (notify: `Remove`) or moved
+        // (`MOVE_SELF`, reported as a rename `From`).
+        if matches!(
+            event.kind,
+            EventKind::Remove(_)
+                | EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Any))
+        ) {
+            for path in &event.paths {
+                if self.dirs.contains(path) && !self.gone.contains(path) {
+                    self.gone.push(path.clone());
+                }
+            }
+        }
         event.paths.iter().any(|p| self.concerns(p))
     }
 }
@@ -106,55 +152,95 @@ impl DirWatcher {
         Ok(DirWatcher {
             watcher: RecommendedWatcher::new(handler, Config::default())?,
             watched: Vec::new(),
+            held: None,
             complete: true,
             interest,
         })
     }
 
-    /// False when a directory that matters could not be watched: the caller
+    /// False when a watch that matters could not be added: the caller
     /// should then look now and then instead of trusting events alone.
     pub fn complete(&self) -> bool {
         self.complete
     }
 
-    /// Makes the watched set the right one for `path` as it is now: call it
-    /// at start and whenever the path may have changed what it points to.
-    /// Returns whether the set of directories changed.
-    pub fn watch_for(&mut self, path: &Path) -> bool {
-        let (wanted, paths) = watch_plan(path);
-        {
+    /// Makes the watches the right ones for `path` as it is now, and for
+    /// `held`, the file held open while the path no longer names it: call it
+    /// at start and whenever either may have changed. Returns whether any
+    /// watch changed (then the caller must look again: a change made before
+    /// a watch was added reports nothing).
+    pub fn watch_for(&mut self, path: &Path, held: Option<(RawFd, FileId)>) -> bool {
+        let plan = watch_plan(path);
+        let held = held.map(|(fd, id)| (PathBuf::from(format!("/proc/self/fd/{fd}")), id));
+        let gone = {
             let mut interest = lock(&self.interest);
-            interest.dirs = wanted.clone();
-            interest.paths = paths;
-        }
-        if wanted == self.watched && self.complete {
-            return false;
-        }
-        for dir in &self.watched {
-            if !wanted.contains(dir) {
-                let _ = self.watcher.unwatch(dir);
+            interest.dirs.clone_from(&plan.dirs);
+            interest.paths.clone_from(&plan.paths);
+            interest.paths.extend(held.iter().map(|(p, _)| p.clone()));
+            std::mem::take(&mut interest.gone)
+        };
+        let was_complete = self.complete;
+        let mut complete = true;
+        let mut changed = false;
+
+        // Keep a directory's watch only while it is wanted and its name still
+        // names the directory the watch was added to.
+        let mut now = Vec::with_capacity(plan.dirs.len());
+        for (dir, id) in std::mem::take(&mut self.watched) {
+            let same = id.is_some() && !gone.contains(&dir) && FileId::of_path(&dir) == id;
+            if plan.dirs.contains(&dir) && same {
+                now.push((dir, id));
+            } else {
+                // Already gone from notify's table when the directory was removed.
+                let _ = self.watcher.unwatch(&dir);
+                changed = true;
             }
         }
-        let wanted_len = wanted.len();
-        let mut now = Vec::new();
-        for dir in wanted {
-            if self.watched.contains(&dir) {
-                now.push(dir);
+        for dir in &plan.dirs {
+            if now.iter().any(|(d, _)| d == dir) {
                 continue;
             }
-            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            // The identity before the watch: if the directory is replaced in
+            // between, the next call sees a mismatch and watches again.
+            let id = FileId::of_path(dir);
+            changed = true;
+            match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     tracing::debug!(dir = %dir.display(), "watching directory");
-                    now.push(dir);
+                    now.push((dir.clone(), id));
                 }
                 Err(err) => {
-                    tracing::warn!(dir = %dir.display(), "cannot watch directory: {err}; looking every second instead");
+                    complete = false;
+                    if was_complete {
+                        tracing::warn!(dir = %dir.display(), "cannot watch directory: {err}; looking every second instead");
+                    }
                 }
             }
         }
-        self.complete = now.len() == wanted_len;
         self.watched = now;
-        true
+
+        if self.held != held {
+            changed = true;
+            if let Some((old, _)) = self.held.take() {
+                let _ = self.watcher.unwatch(&old);
+            }
+            if let Some((proc_path, id)) = held {
+                match self.watcher.watch(&proc_path, RecursiveMode::NonRecursive) {
+                    Ok(()) => self.held = Some((proc_path, id)),
+                    Err(err) => {
+                        complete = false;
+                        if was_complete {
+                            tracing::warn!(
+                                "cannot watch the file held open ({}): {err}; looking every second instead",
+                                proc_path.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        self.complete = complete;
+        changed
     }
 }
 
@@ -162,90 +248,175 @@ fn lock(interest: &Mutex<Interest>) -> MutexGuard<'_, Interest> {
     interest.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The directories to watch for `path`, and the paths under them whose
-/// events matter.
-fn watch_plan(path: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let dirs = dirs_for(path);
-    let mut paths = Vec::with_capacity(3);
-    // The followed name, or (while its parent is missing) the component of
-    // it directly under the existing ancestor: notify reports `dir/name`.
-    let wanted = path.strip_prefix("./").unwrap_or(path);
-    let under = |dir: &Path| -> Option<PathBuf> {
-        let rest = if dir == Path::new(".") {
-            wanted
-        } else {
-            wanted.strip_prefix(dir).ok()?
-        };
-        Some(dir.join(rest.components().next()?))
-    };
-    paths.extend(under(&dirs[0]));
-    if let Ok(target) = std::fs::canonicalize(path) {
-        paths.push(target);
-    }
-    (dirs, paths)
+/// What to watch for one followed path.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    /// Directories to watch, each once (by identity, whatever its spelling).
+    dirs: Vec<PathBuf>,
+    /// Paths under them whose events matter, spelled under `dirs` as notify
+    /// reports them.
+    paths: Vec<PathBuf>,
 }
 
-/// The directories whose events can concern `path`.
-fn dirs_for(path: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::with_capacity(2);
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    // While the parent does not exist, its nearest existing ancestor tells us
-    // when it appears.
-    let mut dir = parent.as_path();
+/// For every name in `path`'s symlink chain: the directory to watch and the
+/// path under it that matters.
+fn watch_plan(path: &Path) -> Plan {
+    let mut plan = Plan::default();
+    let mut ids: Vec<Option<FileId>> = Vec::new();
+    for name in link_chain(path) {
+        let Some((dir, entry)) = nearest_watchable(&name) else {
+            continue;
+        };
+        let id = FileId::of_path(&dir);
+        // One directory under two spellings (`/var/run` and `/run`) is one
+        // inotify watch, reported under one spelling: use the first.
+        let known = plan
+            .dirs
+            .iter()
+            .zip(&ids)
+            .find(|(d, i)| **d == dir || (id.is_some() && **i == id))
+            .map(|(d, _)| d.clone());
+        let dir = match known {
+            Some(known) => known,
+            None => {
+                plan.dirs.push(dir.clone());
+                ids.push(id);
+                dir
+            }
+        };
+        let under = dir.join(entry);
+        if !plan.paths.contains(&under) {
+            plan.paths.push(under);
+        }
+    }
+    plan
+}
+
+/// `path`, then the path each symlink in the chain points to, for as long
+/// as the last one is a symlink (dangling or not).
+fn link_chain(path: &Path) -> Vec<PathBuf> {
+    let mut chain = vec![path.to_path_buf()];
+    while chain.len() <= MAX_LINKS {
+        let last = &chain[chain.len() - 1];
+        let Ok(target) = std::fs::read_link(last) else {
+            break;
+        };
+        // A relative target is relative to the link's directory.
+        let next = clean(&last.parent().unwrap_or(Path::new("/")).join(target));
+        if chain.contains(&next) {
+            break; // a loop: every name in it is already watched
+        }
+        chain.push(next);
+    }
+    chain
+}
+
+/// The directory to watch for `name` — its parent, or while that does not
+/// exist its nearest existing ancestor — and the entry in it that leads to
+/// `name`. `None` for the root itself.
+fn nearest_watchable(name: &Path) -> Option<(PathBuf, std::ffi::OsString)> {
+    let mut dir = name.parent()?;
     loop {
         if dir.is_dir() {
-            dirs.push(dir.to_path_buf());
             break;
         }
-        match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => dir = p,
-            _ => {
-                dirs.push(PathBuf::from("."));
-                break;
-            }
-        }
+        dir = dir.parent()?;
     }
-    if let Ok(target) = std::fs::canonicalize(path)
-        && let Some(target_dir) = target.parent()
-    {
-        let same = std::fs::canonicalize(&dirs[0]).is_ok_and(|d| d == target_dir);
-        if !same {
-            dirs.push(target_dir.to_path_buf());
-        }
+    let rest = name.strip_prefix(dir).ok()?;
+    match rest.components().next()? {
+        Component::Normal(entry) => Some((dir.to_path_buf(), entry.to_os_string())),
+        _ => None,
     }
-    dirs
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn root() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        (dir, root)
+    }
+
     #[test]
     fn watches_parent_and_symlink_target_dir() {
-        let root = tempfile::tempdir().unwrap();
-        let logs = root.path().join("logs");
-        let pods = root.path().join("pods");
+        let (_keep, root) = root();
+        let logs = root.join("logs");
+        let pods = root.join("pods");
         std::fs::create_dir_all(&logs).unwrap();
         std::fs::create_dir_all(&pods).unwrap();
         std::fs::write(pods.join("0.log"), b"").unwrap();
         let link = logs.join("app.log");
-        std::os::unix::fs::symlink(pods.join("0.log"), &link).unwrap();
-        let dirs = dirs_for(&link);
-        assert_eq!(dirs[0], logs);
-        assert_eq!(dirs[1], std::fs::canonicalize(&pods).unwrap());
+        // A relative target, as `ln -s ../pods/0.log logs/app.log` makes.
+        std::os::unix::fs::symlink("../pods/0.log", &link).unwrap();
+        let plan = watch_plan(&link);
+        assert_eq!(plan.dirs, [logs.clone(), pods.clone()]);
+        assert_eq!(plan.paths, [link, pods.join("0.log")]);
+    }
+
+    #[test]
+    fn a_dangling_link_is_waited_for_where_its_target_will_appear() {
+        let (_keep, root) = root();
+        let link = root.join("app.log");
+        std::os::unix::fs::symlink("pods/1.log", &link).unwrap();
+        // `pods` does not exist yet: its parent (the root) is watched for it.
+        let plan = watch_plan(&link);
+        assert_eq!(plan.dirs, std::slice::from_ref(&root));
+        assert_eq!(plan.paths, [link.clone(), root.join("pods")]);
+        std::fs::create_dir(root.join("pods")).unwrap();
+        let plan = watch_plan(&link);
+        assert_eq!(plan.dirs, [root.clone(), root.join("pods")]);
+        assert_eq!(plan.paths, [link, root.join("pods/1.log")]);
+    }
+
+    #[test]
+    fn a_chain_of_links_is_followed_and_a_loop_ends() {
+        let (_keep, root) = root();
+        std::fs::create_dir(root.join("a")).unwrap();
+        std::fs::create_dir(root.join("b")).unwrap();
+        std::os::unix::fs::symlink(root.join("a/x"), root.join("app.log")).unwrap();
+        std::os::unix::fs::symlink("../b/y", root.join("a/x")).unwrap();
+        let plan = watch_plan(&root.join("app.log"));
+        assert_eq!(plan.dirs, [root.clone(), root.join("a"), root.join("b")]);
+        assert_eq!(
+            plan.paths,
+            [root.join("app.log"), root.join("a/x"), root.join("b/y")]
+        );
+        std::os::unix::fs::symlink("../a/x", root.join("b/y")).unwrap();
+        assert_eq!(link_chain(&root.join("app.log")).len(), 3);
+    }
+
+    #[test]
+    fn one_directory_under_two_spellings_is_watched_once() {
+        let (_keep, root) = root();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("alias")).unwrap();
+        std::fs::write(root.join("real/0.log"), b"").unwrap();
+        let link = root.join("real/app.log");
+        std::os::unix::fs::symlink(root.join("alias/0.log"), &link).unwrap();
+        let plan = watch_plan(&link);
+        assert_eq!(plan.dirs, [root.join("real")]);
+        assert_eq!(plan.paths, [link, root.join("real/0.log")]);
+    }
+
+    #[test]
+    fn plan_names_the_component_under_a_missing_parent() {
+        let (_keep, root) = root();
+        let path = root.join("not/yet/app.log");
+        let plan = watch_plan(&path);
+        assert_eq!(plan.dirs, std::slice::from_ref(&root));
+        assert_eq!(plan.paths, [root.join("not")]);
     }
 
     #[test]
     fn events_that_concern_the_file_wake_others_do_not() {
-        use notify::event::{AccessKind, DataChange, Flag};
+        use notify::event::{AccessKind, DataChange, Flag, RemoveKind};
         let dir = PathBuf::from("/var/log");
         let mut interest = Interest {
             dirs: vec![dir.clone()],
-            paths: vec![dir.join("app.log")],
-            renamed: VecDeque::new(),
+            paths: vec![dir.join("app.log"), PathBuf::from("/proc/self/fd/7")],
+            ..Interest::default()
         };
         let event = |kind, paths: &[&str]| {
             let mut e = notify::Event::new(kind);
@@ -261,15 +432,21 @@ mod tests {
             EventKind::Access(AccessKind::Any),
             &["/var/log/app.log"]
         )));
-        assert!(interest.wakes(&event(
-            EventKind::Remove(notify::event::RemoveKind::Folder),
-            &["/var/log"]
-        )));
+        // The held file's own watch.
+        assert!(interest.wakes(&event(data(), &["/proc/self/fd/7"])));
         // Renamed away: the new name matters from now on (a writer may still write there).
         let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
         assert!(interest.wakes(&event(both, &["/var/log/app.log", "/var/log/app.log.1"])));
         assert!(interest.wakes(&event(data(), &["/var/log/app.log.1"])));
         assert!(!interest.wakes(&event(data(), &["/var/log/app.log.2"])));
+        assert!(interest.gone.is_empty());
+        // The watched directory removed, or moved: remembered as gone.
+        assert!(interest.wakes(&event(EventKind::Remove(RemoveKind::Folder), &["/var/log"])));
+        assert_eq!(interest.gone, std::slice::from_ref(&dir));
+        interest.gone.clear();
+        let moved = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        assert!(interest.wakes(&event(moved, &["/var/log"])));
+        assert_eq!(interest.gone, [dir]);
         // Queue overflow: no paths, flag Rescan; and errors.
         let rescan = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
         assert!(rescan.paths.is_empty());
@@ -277,21 +454,52 @@ mod tests {
         assert!(interest.wakes(&Err(notify::Error::generic("inotify read failed"))));
     }
 
+    /// The watcher itself, on a real inotify: a directory removed and made
+    /// again under the same name is watched again, and the held file's own
+    /// watch wakes on writes to a deleted file.
     #[test]
-    fn plan_names_the_component_under_a_missing_parent() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("not/yet/app.log");
-        let (dirs, paths) = watch_plan(&path);
-        assert_eq!(dirs, vec![root.path().to_path_buf()]);
-        assert_eq!(paths, vec![root.path().join("not")]);
-        let (_, paths) = watch_plan(Path::new("app.log"));
-        assert_eq!(paths[0], PathBuf::from("./app.log"));
-    }
+    fn a_recreated_directory_and_a_deleted_held_file_still_wake() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        use std::sync::mpsc::sync_channel;
+        use std::time::Duration;
 
-    #[test]
-    fn missing_parent_falls_back_to_an_existing_ancestor() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("not/yet/app.log");
-        assert_eq!(dirs_for(&path), vec![root.path().to_path_buf()]);
+        let (_keep, root) = root();
+        let logs = root.join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("app.log");
+        let (wake, woken) = sync_channel(1);
+        let mut watcher = DirWatcher::new(wake).unwrap();
+        assert!(watcher.watch_for(&path, None));
+        assert!(!watcher.watch_for(&path, None), "nothing changed");
+
+        // Removed and made again before the watcher is asked: the identity
+        // (or the removal event) tells the old watch is dead.
+        std::fs::remove_dir(&logs).unwrap();
+        std::fs::create_dir(&logs).unwrap();
+        assert!(woken.recv_timeout(Duration::from_secs(10)).is_ok());
+        assert!(watcher.watch_for(&path, None), "re-watched");
+        while woken.try_recv().is_ok() {}
+        std::fs::write(&path, b"x\n").unwrap();
+        assert!(
+            woken.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "no wake-up from the new directory"
+        );
+
+        // The held file, deleted: its own watch wakes on every write.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let id = FileId::of(&file.metadata().unwrap());
+        std::fs::remove_file(&path).unwrap();
+        assert!(watcher.watch_for(&path, Some((file.as_raw_fd(), id))));
+        while woken.try_recv().is_ok() {}
+        file.write_all(b"y\n").unwrap();
+        assert!(
+            woken.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "no wake-up for a write to the deleted file"
+        );
+        assert!(watcher.watch_for(&path, None), "held watch removed");
     }
 }

@@ -51,6 +51,14 @@ impl LogFile {
         LogFile { dir, path }
     }
 
+    /// A temp dir where the followed file is `DIR/rel` (e.g. `logs/app.log`); neither it
+    /// nor its directory exists yet.
+    pub fn at(rel: &str) -> LogFile {
+        let mut f = LogFile::missing();
+        f.path = f.dir.path().join(rel);
+        f
+    }
+
     /// A temp dir with `app.log` holding `bytes`.
     pub fn with_content(bytes: &[u8]) -> LogFile {
         let f = LogFile::missing();
@@ -119,9 +127,15 @@ impl LogFile {
             .expect("truncate log file");
     }
 
-    /// Renames the path to `DIR/name` (logrotate `create` step 1); returns the new path.
+    /// `name` in the followed file's own directory (`DIR/app.log.1`, or
+    /// `DIR/logs/app.log.1` for [`LogFile::at`]`("logs/app.log")`).
+    pub fn beside(&self, name: &str) -> PathBuf {
+        self.path.with_file_name(name)
+    }
+
+    /// Renames the path to `name` beside it (logrotate `create` step 1); returns the new path.
     pub fn rename_to(&self, name: &str) -> PathBuf {
-        let dest = self.sibling(name);
+        let dest = self.beside(name);
         fs::rename(&self.path, &dest).expect("rename log file");
         dest
     }
@@ -133,9 +147,9 @@ impl LogFile {
         dest
     }
 
-    /// logrotate `copytruncate`: copy the file to `DIR/dest`, then truncate it in place.
+    /// logrotate `copytruncate`: copy the file to `dest` beside it, then truncate it in place.
     pub fn copytruncate(&self, dest: &str) -> PathBuf {
-        let dest = self.sibling(dest);
+        let dest = self.beside(dest);
         fs::copy(&self.path, &dest).expect("copy log file");
         self.truncate();
         dest

@@ -59,6 +59,7 @@ pub struct ServerBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     no_port: bool,
+    cwd: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -86,6 +87,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs the server in `dir` (so a relative `--file` is relative to it, as when a
+    /// user types it in a shell there).
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
     /// Do not pass `--port 0` (the caller chooses the port, e.g. through `LOGTAIL_PORT`).
     pub fn no_port(mut self) -> Self {
         self.no_port = true;
@@ -104,6 +112,9 @@ impl ServerBuilder {
         cmd.args(&self.args);
         for (k, v) in &self.envs {
             cmd.env(k, v);
+        }
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
         }
         cmd
     }
