@@ -21,6 +21,9 @@ mod security;
 // The viewer page in headless Chromium (CDP): backlog, live, token, rotation, reconnect.
 mod browser;
 
+// The README's quick start, read from README.md and typed literally: websocat, curl -N, echo.
+mod quickstart;
+
 // Following by name: rotation, truncation, deletion, symlink swap, permissions, long lines,
 // each for inotify and --poll.
 mod rotation;

@@ -78,6 +78,10 @@ enum Case {
     DirRecreate,
     DanglingLink,
     LinkToMissing,
+    RenameOver,
+    ReplacedManyTimes,
+    DirAtStart,
+    DirOverPath,
 }
 
 /// How the followed path is typed on the command line; the server runs in the temp dir,
@@ -130,7 +134,12 @@ impl Case {
             Case::Lifecycle(spelling) => spelling,
             Case::DirRecreate => Spelling::Subdir,
             Case::DanglingLink | Case::LinkToMissing => Spelling::RelativeLink,
-            Case::DeletedKeepsWriting | Case::MovedAway => Spelling::Bare,
+            Case::DeletedKeepsWriting
+            | Case::MovedAway
+            | Case::RenameOver
+            | Case::ReplacedManyTimes
+            | Case::DirAtStart
+            | Case::DirOverPath => Spelling::Bare,
             _ => Spelling::Absolute,
         }
     }
@@ -142,6 +151,7 @@ impl Case {
             Case::LateFile
                 | Case::PermissionAtStart
                 | Case::DanglingLink
+                | Case::DirAtStart
                 | Case::Lifecycle(Spelling::MissingDir)
         )
     }
@@ -229,9 +239,21 @@ matrix_tests! {
     /// target's directory missing too); the target is created later.
     dangling_link => Case::DanglingLink;
     /// coreutils `symlink`, second case: a followed symlink is re-pointed to a target that
-    /// does not exist yet; the old target's writer goes on for a while (its lines arrive),
-    /// then the new target appears.
+    /// does not exist yet, in a directory that does not exist yet either; the old target's
+    /// writer goes on for a while (its lines arrive), then the new target appears.
     link_to_missing => Case::LinkToMissing;
+    /// coreutils `inotify-rotate`, `inotify-race2`: a file that already holds lines is
+    /// renamed over the path (`mv x app.log`): read from its first byte.
+    rename_over => Case::RenameOver;
+    /// coreutils `inotify-hash-abuse2`: `touch g; mv g app.log` 200 times while the old
+    /// writer goes on (empty files never end the old one), then the writer reopens.
+    replaced_many_times => Case::ReplacedManyTimes;
+    /// coreutils `retry`: the path is a directory at start (refused, waited on), then
+    /// `rmdir` and a file is created there.
+    dir_at_start => Case::DirAtStart;
+    /// `mv app.log app.log.1; mkdir app.log` while the writer goes on: a directory is not a
+    /// new file, so the old file is read on (nothing lost), until a file replaces it.
+    dir_over_path => Case::DirOverPath;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -967,13 +989,59 @@ fn plan(case: Case, c: &mut Ctx) {
             c.write(100);
             let link = c.log.sibling("current.log");
             let tmp = c.log.sibling(".current.log.tmp");
-            std::os::unix::fs::symlink("logs/next.log", &tmp).unwrap();
+            std::os::unix::fs::symlink("next/app.log", &tmp).unwrap();
             fs::rename(&tmp, &link).unwrap();
             c.wait_state("waiting");
             // The old target's writer goes on for a while.
             c.write_ending_partial(300);
             c.wait_all_but_partial();
-            c.file = open_append(&c.log.beside("next.log"), 0o644);
+            // The new container makes its directory and its file.
+            c.file = open_append(&c.log.sibling("next/app.log"), 0o644);
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::RenameOver => {
+            c.write_until_received(WARM);
+            c.write_ending_partial(100);
+            // The new file is written before it is moved over the path.
+            let staged = c.log.sibling("app.log.new");
+            let old = std::mem::replace(&mut c.file, open_append(&staged, 0o644));
+            c.mark("rotated");
+            c.write(100);
+            fs::rename(&staged, c.log.path()).unwrap();
+            drop(old);
+            c.write(AFTER);
+        }
+        Case::ReplacedManyTimes => {
+            c.write_until_received(WARM);
+            let g = c.log.sibling("g");
+            for _ in 0..200 {
+                File::create(&g).unwrap();
+                fs::rename(&g, c.log.path()).unwrap();
+                let b = burst_len(c.next);
+                c.burst(b, false);
+            }
+            c.write_ending_partial(50);
+            c.reopen();
+            c.mark("rotated");
+            c.write(AFTER);
+        }
+        Case::DirAtStart => {
+            fs::remove_dir(c.log.path()).unwrap();
+            c.reopen();
+            c.mark("following");
+            c.write(AFTER);
+        }
+        Case::DirOverPath => {
+            c.write_until_received(WARM);
+            c.write(100);
+            c.log.rename_to("app.log.1");
+            fs::create_dir(c.log.path()).unwrap();
+            c.wait_state("waiting");
+            c.write_ending_partial(200);
+            c.wait_all_but_partial();
+            fs::remove_dir(c.log.path()).unwrap();
+            c.reopen();
             c.mark("rotated");
             c.write(AFTER);
         }
@@ -1002,7 +1070,9 @@ async fn matrix(case: Case, watch: Watch) {
             if spelling == Spelling::RelativeLink {
                 std::os::unix::fs::symlink(spelling.file(), log.sibling("current.log")).unwrap();
             }
-            if !case.starts_waiting() {
+            if case == Case::DirAtStart {
+                fs::create_dir(log.path()).unwrap();
+            } else if !case.starts_waiting() {
                 fs::create_dir_all(log.path().parent().unwrap()).unwrap();
                 log.create_empty();
             }
@@ -1037,6 +1107,7 @@ async fn matrix(case: Case, watch: Watch) {
     });
     match case {
         Case::PermissionAtStart => srv.wait_log("Permission denied"),
+        Case::DirAtStart => srv.wait_log("it is a directory, not a regular file"),
         _ if case.starts_waiting() => srv.wait_log("waiting for"),
         _ => {}
     }
@@ -1052,7 +1123,14 @@ async fn matrix(case: Case, watch: Watch) {
     ];
 
     // A missing file is created by the writer's open, now that the clients listen.
-    let file = file.unwrap_or_else(|| open_append(log.path(), 0o644));
+    let file = file.unwrap_or_else(|| match case {
+        // The path is a directory: the writer has no file until the case removes it.
+        Case::DirAtStart => OpenOptions::new()
+            .append(true)
+            .open("/dev/null")
+            .expect("open /dev/null"),
+        _ => open_append(log.path(), 0o644),
+    });
     let ctx = Ctx {
         log: Arc::clone(&log),
         srv: Arc::clone(&srv),
@@ -1285,6 +1363,7 @@ fn check_json(
             | Case::MovedAway
             | Case::DirRecreate
             | Case::LinkToMissing
+            | Case::DirOverPath
     ) {
         assert!(
             state_events.contains(&"waiting"),
@@ -1372,4 +1451,94 @@ async fn json_events_mark_where_content_changes_inotify() {
 #[tokio::test]
 async fn json_events_mark_where_content_changes_poll() {
     json_events_exact(Watch::Poll).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// What the matrix cannot show: resources and file types.
+// ---------------------------------------------------------------------------------------
+
+/// The inotify watches the server holds now: `inotify wd:` lines in its fdinfo.
+fn inotify_watches(pid: u32) -> usize {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| fs::read_to_string(fd.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
+/// coreutils `inotify-rotate-resources`: twenty symlink swaps into new directories, each
+/// followed by a `create` rotation and a deletion, leave exactly the watches the path
+/// needs now (the link's directory and its target's), none behind.
+#[tokio::test]
+async fn rotations_and_swaps_leave_no_watch_behind() {
+    let log = LogFile::at("pods/0/0.log");
+    fs::create_dir_all(log.sibling("pods/0")).unwrap();
+    log.create_empty();
+    std::os::unix::fs::symlink("pods/0/0.log", log.sibling("app.log")).unwrap();
+    let server = Server::builder()
+        .cwd(log.dir())
+        .file("app.log")
+        .start()
+        .await;
+    let mut ws = WsClient::connect(&server.ws_url("/ws?backlog=0")).await;
+    server.wait_clients(1, PROMPT).await;
+    for i in 1..=20 {
+        // Re-pointed to a new directory whose file already holds a line.
+        fs::create_dir(log.sibling(&format!("pods/{i}"))).unwrap();
+        fs::write(
+            log.sibling(&format!("pods/{i}/0.log")),
+            format!("pod {i}\n"),
+        )
+        .unwrap();
+        let tmp = log.sibling(".app.log.tmp");
+        std::os::unix::fs::symlink(format!("pods/{i}/0.log"), &tmp).unwrap();
+        fs::rename(&tmp, log.sibling("app.log")).unwrap();
+        ws.expect_lines(&[&format!("pod {i}")]).await;
+        // logrotate `create` in that directory, then the file deleted and re-created.
+        let target = log.sibling(&format!("pods/{i}/0.log"));
+        fs::rename(&target, log.sibling(&format!("pods/{i}/0.log.1"))).unwrap();
+        fs::write(&target, format!("rotated {i}\n")).unwrap();
+        ws.expect_lines(&[&format!("rotated {i}")]).await;
+        fs::remove_file(&target).unwrap();
+        fs::write(&target, format!("recreated {i}\n")).unwrap();
+        ws.expect_lines(&[&format!("recreated {i}")]).await;
+    }
+    assert_eq!(
+        inotify_watches(server.pid()),
+        2,
+        "watches left: the link's directory and the target's, no more"
+    );
+}
+
+/// The path is a FIFO at start: `open(2)` would block until a writer came, before the
+/// server ever listened. It is refused (logged, waited on) instead, and a regular file that
+/// replaces it is followed from its first byte.
+#[tokio::test]
+async fn a_fifo_is_refused_without_blocking_start_up() {
+    let log = LogFile::missing();
+    let status = Command::new("mkfifo")
+        .arg(log.path())
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo: {status}");
+    let server = Server::builder()
+        .cwd(log.dir())
+        .file("app.log")
+        .start()
+        .await;
+    server
+        .wait_for_log("it is a FIFO, not a regular file", PROMPT)
+        .await;
+    assert_eq!(server.healthz().await["files"][0]["state"], "waiting");
+    let mut ws = WsClient::connect(&server.ws_url("/ws?backlog=0")).await;
+    server.wait_clients(1, PROMPT).await;
+    fs::remove_file(log.path()).unwrap();
+    log.append(b"a regular file now\n");
+    ws.expect_lines(&["a regular file now"]).await;
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::harness::{
-    LogFile, PROMPT, RawWs, Server, WsClient, http_get, numbered, strs, wait_until_async,
+    KillOnDrop, LogFile, PROMPT, RawWs, Server, WsClient, http_get, numbered, require_program,
+    strs, wait_until_async,
 };
 
 /// Live lines only.
@@ -361,35 +362,14 @@ async fn root_returns_html() {
     );
 }
 
-/// Finds `name` on PATH (or in ~/.cargo/bin).
-fn find_program(name: &str) -> Option<std::path::PathBuf> {
-    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
-    }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
-}
-
-/// Kills a child process (by its own PID) when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A stock CLI client (`websocat`) prints exactly the appended lines, one per line.
 #[tokio::test]
 async fn websocat_receives_exact_lines() {
-    let Some(websocat) = find_program("websocat") else {
-        if std::env::var_os("CI").is_some() {
-            panic!("websocat is not installed; CI must install it (cargo install websocat)");
-        }
-        eprintln!("note: websocat not on PATH; skipping websocat_receives_exact_lines");
+    let Some(websocat) = require_program(
+        "websocat",
+        "cargo install websocat",
+        "websocat_receives_exact_lines",
+    ) else {
         return;
     };
     let log = LogFile::new();

@@ -233,6 +233,17 @@ impl Follower {
                                 self.resume_following(of.offset());
                             }
                         }
+                        Ok(meta) if !meta.is_file() => {
+                            // A directory (or a FIFO…) where the file was: the
+                            // name names nothing to follow for now, so the old
+                            // file — its writer may go on — is read on.
+                            if !of.path_gone {
+                                of.path_gone = true;
+                                self.watch_dirty = true;
+                                tracing::info!(file = %self.display, "{} is now {}; reading what is left of the old file and waiting for a regular file", self.display, kind_of(&meta));
+                            }
+                            self.announce_waiting(of.offset());
+                        }
                         Ok(meta) if meta.len() == 0 => {
                             // A new, still empty file: its writer has not moved
                             // to it yet, so keep reading the old one.
@@ -298,15 +309,13 @@ impl Follower {
         }
     }
 
+    /// Opens the path if it names a regular file. Anything else is refused
+    /// before `open(2)`, which would block on a FIFO with no writer.
     fn open(&self) -> io::Result<(File, FileId, u64)> {
+        regular(&std::fs::metadata(&self.path)?)?;
         let file = File::open(&self.path)?;
         let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a directory",
-            ));
-        }
+        regular(&meta)?;
         Ok((file, FileId::of(&meta), meta.len()))
     }
 
@@ -416,6 +425,39 @@ impl Follower {
             })
             .collect();
         self.hub.publish_lines(lines);
+    }
+}
+
+/// `Ok` for a regular file; for anything else an error saying what it is.
+fn regular(meta: &std::fs::Metadata) -> io::Result<()> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    let kind = if meta.is_dir() {
+        io::ErrorKind::IsADirectory
+    } else {
+        io::ErrorKind::InvalidInput
+    };
+    Err(io::Error::new(
+        kind,
+        format!("it is {}, not a regular file", kind_of(meta)),
+    ))
+}
+
+/// What a non-regular file is, for logs.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "a regular file"
     }
 }
 
@@ -589,6 +631,47 @@ mod tests {
         writer(&path).write_all(b"b1\n").unwrap();
         f.poll();
         assert_eq!(seen(&mut client), ["<rotated>", "b1@0"]);
+    }
+
+    /// coreutils `wait`: the name a followed file was renamed to is not followed — a
+    /// file moved over that name later is someone else's.
+    #[test]
+    fn the_name_a_file_was_renamed_to_is_not_followed() {
+        let (dir, path, mut f, mut client) = setup();
+        writer(&path);
+        f.start();
+        writer(&path).write_all(b"a1\n").unwrap();
+        f.poll();
+        let l = dir.path().join("l");
+        std::fs::rename(&path, &l).unwrap();
+        File::create(&path).unwrap();
+        std::fs::rename(&path, &l).unwrap();
+        writer(&l).write_all(b"NO\n").unwrap();
+        f.poll();
+        writer(&path).write_all(b"yes\n").unwrap();
+        f.poll();
+        assert_eq!(
+            seen(&mut client),
+            ["a1@0", "<waiting>", "<rotated>", "<following>", "yes@0"]
+        );
+    }
+
+    /// A directory made where the file was is not a new file: the old one is read on.
+    #[test]
+    fn a_directory_over_the_path_does_not_end_the_old_file() {
+        let (dir, path, mut f, mut client) = setup();
+        let mut old = writer(&path);
+        f.start();
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        f.poll();
+        old.write_all(b"a1\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<waiting>", "a1@0"]);
+        std::fs::remove_dir(&path).unwrap();
+        writer(&path).write_all(b"b1\n").unwrap();
+        f.poll();
+        assert_eq!(seen(&mut client), ["<rotated>", "<following>", "b1@0"]);
     }
 
     #[test]

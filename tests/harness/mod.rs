@@ -4,6 +4,7 @@
 //! - [`LogFile`] is the followed file in a temp dir, with append and rotation helpers.
 //! - [`WsClient`] / [`RawWs`] are WebSocket clients (a well-behaved one and a stuck one).
 //! - [`http_get`] / [`SseStream`] are minimal raw HTTP/1.1 clients.
+//! - [`find_program`] / [`KillOnDrop`] find and end third-party programs (websocat, curl).
 //! - [`wait_until`] / [`wait_until_async`] wait for a condition with a deadline; tests never
 //!   sleep and hope.
 // Not every test module uses every helper.
@@ -12,11 +13,13 @@
 mod http;
 mod logfile;
 mod server;
+mod tools;
 mod ws;
 
 pub use http::{Response, SseStream, http_get, http_request};
 pub use logfile::{LogFile, Writer, join_lines};
 pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig};
+pub use tools::{KillOnDrop, find_program, require_program};
 pub use ws::{RawWs, Recv, WsClient};
 
 use std::future::Future;
