@@ -39,7 +39,11 @@ impl Sig {
 /// A `Command` for the binary with a clean environment: no inherited `LOGTAIL_*`,
 /// `RUST_LOG=info` unless the caller's environment sets it.
 fn base_command() -> Command {
-    let mut cmd = Command::new(BIN);
+    clean_command(Command::new(BIN))
+}
+
+/// `cmd` with the environment of [`base_command`].
+fn clean_command(mut cmd: Command) -> Command {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("LOGTAIL_") {
             cmd.env_remove(k);
@@ -59,6 +63,7 @@ pub struct ServerBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     no_port: bool,
+    nofile: Option<(u64, u64)>,
 }
 
 impl ServerBuilder {
@@ -92,9 +97,28 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs the server under util-linux's `prlimit --nofile=SOFT:HARD` (the same process:
+    /// prlimit sets the limit and execs it). Check [`prlimit_or_skip`] first.
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
+        self.nofile = Some((soft, hard));
+        self
+    }
+
     /// The command that [`start`](Self::start) would run.
     pub fn command(&self) -> Command {
-        let mut cmd = base_command();
+        let mut cmd = match self.nofile {
+            None => base_command(),
+            Some((soft, hard)) => {
+                let prlimit = find_prlimit().expect(
+                    "ServerBuilder::nofile needs util-linux's `prlimit` (check prlimit_or_skip)",
+                );
+                let mut cmd = clean_command(Command::new(prlimit));
+                cmd.arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(BIN);
+                cmd
+            }
+        };
         for f in &self.files {
             cmd.arg("--file").arg(f);
         }
@@ -150,6 +174,37 @@ impl ServerBuilder {
             ),
         }
     }
+}
+
+/// util-linux's `prlimit`, if installed.
+fn find_prlimit() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/bin", "/bin", "/usr/sbin"].map(PathBuf::from));
+    dirs.into_iter()
+        .map(|d| d.join("prlimit"))
+        .find(|p| p.is_file())
+}
+
+/// util-linux's `prlimit` for [`ServerBuilder::nofile`]; `None` after a note naming `test`
+/// when it is missing, so the test can skip. Under `CI` a missing `prlimit` fails instead:
+/// `.ci/run` installs util-linux.
+pub fn prlimit_or_skip(test: &str) -> Option<PathBuf> {
+    let found = find_prlimit();
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "prlimit is not installed but CI is set: {test} must run in CI \
+                 (apt-get install util-linux; .ci/run does it)"
+            );
+        }
+        eprintln!(
+            "note: util-linux's `prlimit` is not installed; skipping {test} \
+             (apt-get install util-linux to run it)"
+        );
+    }
+    found
 }
 
 /// Reads the child's stderr to EOF so the pipe never fills; reports the listen URL once.
