@@ -13,10 +13,13 @@
 //! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
 //!   and the checks in front of them (Origin, token, limits).
 //! - [`server`]: shared state, routes and the accept loop (TLS, timeouts).
+//! - [`fdlimit`]: the descriptor limit raised at start-up, the client
+//!   capacity it gives, and the spare descriptor behind the fast 503.
 //! - [`shutdown`]: signals → cancellation → Close 1001 to every client.
 //! - [`metrics`]: counters behind `/metrics` and `/healthz`.
 
 pub mod config;
+pub mod fdlimit;
 pub mod hub;
 pub mod metrics;
 pub mod server;

@@ -1,6 +1,8 @@
-//! The `logtail-ws` binary: parse the command line, set up logging, bind,
-//! and hand over to [`logtail_ws::run`]. Exit codes are decided here only:
-//! 2 for a bad command line (clap's own), 1 when the server cannot start.
+//! The `logtail-ws` binary: parse the command line, set up logging, raise
+//! the file descriptor limit, bind, and hand over to [`logtail_ws::run`].
+//! Exit codes are decided here only: 2 for a bad command line (clap's own),
+//! 1 when the server cannot start (a limit that cannot be raised is only a
+//! warning).
 
 use std::process::ExitCode;
 
@@ -28,6 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the runtime's threads: one process-wide limit, raised once.
+    match logtail_ws::fdlimit::raise_nofile() {
+        Ok(limit) => logtail_ws::fdlimit::log_capacity(&limit, config.max_clients),
+        Err(err) => tracing::warn!("cannot read the file descriptor limit: {err}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub truncations: AtomicU64,
     pub gaps: AtomicU64,
     pub rejected_requests: AtomicU64,
+    pub fd_refusals: AtomicU64,
 }
 
 impl Metrics {
@@ -32,7 +33,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self, history_lines: usize, history_bytes: u64) -> String {
-        let rows: [(&str, &str, &str, u64); 13] = [
+        let rows: [(&str, &str, &str, u64); 14] = [
             (
                 "logtail_lines_read_total",
                 "counter",
@@ -98,6 +99,12 @@ impl Metrics {
                 "counter",
                 "Requests refused (origin, token, limits, bad parameters).",
                 Self::get(&self.rejected_requests),
+            ),
+            (
+                "logtail_fd_refusals_total",
+                "counter",
+                "Connections answered 503 at accept because file descriptors ran out.",
+                Self::get(&self.fd_refusals),
             ),
             (
                 "logtail_history_lines",

@@ -5,7 +5,9 @@
 //! header size, TCP_NODELAY, a write timeout on every connection (so a client
 //! that stops reading cannot hold a task or memory forever, WebSocket or SSE
 //! alike) and connection tasks tracked for shutdown. It is the same
-//! hyper-util plumbing `axum::serve` uses, with those settings added.
+//! hyper-util plumbing `axum::serve` uses, with those settings added, and a
+//! fast 503 instead of a hang in the accept queue when file descriptors run
+//! out ([`crate::fdlimit`]).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,12 +20,13 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::fdlimit::{self, RateLimited, Spare};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::transport::{self, Rejection};
@@ -116,24 +120,78 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Accepts connections until `state.cancel` fires.
+///
+/// Out of file descriptors (`EMFILE`/`ENFILE`), a connection would wait in
+/// the accept queue until one frees; instead the spare descriptor is let go,
+/// the connection accepted, answered 503 and closed, and the spare taken
+/// back (see [`crate::fdlimit`]). Only when even that fails (another thread
+/// took the freed slot, or the spare could not be taken back) does the loop
+/// wait, for a connection of ours to close or 100 ms (`FD_BACKOFF`) at
+/// most, whichever is first: descriptors are also freed where no connection
+/// ends (a replay or a rotated file closed), and one `accept` per 100 ms
+/// costs nothing.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     state: AppState,
     tls: Option<TlsAcceptor>,
 ) {
+    let mut spare = Spare::new();
+    let mut fd_warn = RateLimited::new(WARN_EVERY);
+    let mut other_warn = RateLimited::new(WARN_EVERY);
+    // Told whenever a connection task ends (its descriptor is closed by then).
+    let closed = Arc::new(Notify::new());
     loop {
+        // A no-op unless the spare was let go and could not be taken back.
+        let _ = spare.take();
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = state.cancel.cancelled() => break,
         };
         let (tcp, peer) = match accepted {
             Ok(conn) => conn,
-            Err(err) => {
-                // Out of file descriptors and the like: not fatal, but do not spin.
-                tracing::warn!("accept failed: {err}");
+            Err(err) if fdlimit::is_exhaustion(&err) => {
+                match refuse_one(&listener, &mut spare, tls.is_none()) {
+                    Refused::One => {
+                        Metrics::add(&state.hub.metrics.fd_refusals, 1);
+                        if let Some(n) = fd_warn.hit() {
+                            tracing::warn!(
+                                "out of file descriptors (limit {}): answered {n} new \
+                                 connection(s) 503 since the last warning ({err})",
+                                fdlimit::current_soft()
+                            );
+                        }
+                        continue;
+                    }
+                    Refused::NoneWaiting => continue,
+                    Refused::Failed => {}
+                }
+                if let Some(n) = fd_warn.hit() {
+                    tracing::warn!(
+                        "out of file descriptors (limit {}), and not even the spare \
+                         descriptor let a connection be accepted and refused ({n} time(s) \
+                         since the last warning: {err}); waiting for a connection to close",
+                        fdlimit::current_soft()
+                    );
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    _ = closed.notified() => continue,
+                    _ = tokio::time::sleep(FD_BACKOFF) => continue,
+                    _ = state.cancel.cancelled() => break,
+                }
+            }
+            Err(err) if is_connection_error(&err) => {
+                // The peer gave up while queued: nothing to do but go on.
+                tracing::debug!("accept: {err}");
+                continue;
+            }
+            Err(err) => {
+                // ENOBUFS, ENOMEM and the like: not fatal, but do not spin.
+                if let Some(n) = other_warn.hit() {
+                    tracing::warn!("accept failed ({n} since the last warning): {err}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(FD_BACKOFF) => continue,
                     _ = state.cancel.cancelled() => break,
                 }
             }
@@ -144,6 +202,7 @@ pub async fn serve(
         let cancel = state.cancel.clone();
         let handshake = state.config.handshake_timeout;
         let tls = tls.clone();
+        let closed = Arc::clone(&closed);
         state.tracker.spawn(async move {
             match tls {
                 None => serve_connection(io, peer, router, cancel, handshake).await,
@@ -157,8 +216,58 @@ pub async fn serve(
                     }
                 }
             }
+            closed.notify_one();
         });
     }
+}
+
+/// The longest the accept loop waits, out of descriptors with no spare,
+/// before it tries again.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// At most one accept warning of each kind per this period.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What [`refuse_one`] did.
+enum Refused {
+    One,
+    /// The queue was empty after all (the peer gave up).
+    NoneWaiting,
+    /// No spare to let go, or `accept` failed even with it released.
+    Failed,
+}
+
+/// Out of descriptors: lets the spare go, accepts one waiting connection,
+/// refuses it ([`fdlimit::refuse`]) and takes the spare back.
+fn refuse_one(listener: &TcpListener, spare: &mut Spare, plain_http: bool) -> Refused {
+    if !spare.release() {
+        return Refused::Failed;
+    }
+    // One poll: the listener is still readable (an error does not clear
+    // tokio's readiness), so this is one `accept` call, never a wait.
+    let refused = match listener.accept().now_or_never() {
+        Some(Ok((tcp, peer))) => {
+            tracing::debug!(%peer, "out of file descriptors: refused with 503");
+            fdlimit::refuse(tcp, plain_http);
+            Refused::One
+        }
+        Some(Err(_)) => Refused::Failed,
+        None => Refused::NoneWaiting,
+    };
+    // The refused connection's descriptor is closed: its slot is free again.
+    let _ = spare.take();
+    refused
+}
+
+/// Errors about one queued connection, not about the listener.
+fn is_connection_error(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::Interrupted
+    )
 }
 
 async fn serve_connection<I>(

@@ -18,6 +18,9 @@ mod sse;
 mod ops;
 // Security: Origin (CSWSH), token, TLS, limits, slowloris, bad requests, loopback default.
 mod security;
+// File descriptors: the raised limit and capacity logged, a fast 503 (not a hang) when
+// they run out, recovery after.
+mod limits;
 // The viewer page in headless Chromium (CDP): backlog, live, token, rotation, reconnect.
 mod browser;
 

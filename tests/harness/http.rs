@@ -209,36 +209,53 @@ impl SseStream {
     /// Sends `GET path` with `Accept: text/event-stream` and `headers`, and reads the
     /// response head (10 s deadline). The body is left to the `read_*` methods.
     pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseStream {
+        Self::try_connect(addr, path, headers)
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
+    }
+
+    /// [`connect`](Self::connect), with what went wrong (connect failed, the connection
+    /// closed or was reset before a response head, a deadline passed) as an error.
+    pub async fn try_connect(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<SseStream, String> {
         let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
         all.extend_from_slice(headers);
         let mut stream = tokio::time::timeout(PROMPT, TcpStream::connect(addr))
             .await
-            .expect("connect timed out")
-            .expect("connect");
+            .map_err(|_| format!("connect timed out after {PROMPT:?}"))?
+            .map_err(|err| format!("connect: {err}"))?;
         stream
             .write_all(&request_bytes(addr, "GET", path, &all, b"", false))
             .await
-            .expect("send request");
+            .map_err(|err| format!("send request: {err}"))?;
         let mut raw = Vec::new();
         let read_head = async {
             let mut buf = [0u8; 4096];
             loop {
                 if let Some(i) = find(&raw, b"\r\n\r\n") {
-                    return i;
+                    return Ok(i);
                 }
-                let n = stream.read(&mut buf).await.expect("read response head");
-                if n == 0 {
-                    panic!(
-                        "GET {path}: connection closed before the response head: {:?}",
+                let n = stream.read(&mut buf).await.map_err(|err| {
+                    format!(
+                        "read response head: {err} after {:?}",
                         String::from_utf8_lossy(&raw)
-                    );
+                    )
+                })?;
+                if n == 0 {
+                    return Err(format!(
+                        "connection closed before the response head: {:?}",
+                        String::from_utf8_lossy(&raw)
+                    ));
                 }
                 raw.extend_from_slice(&buf[..n]);
             }
         };
         let split = tokio::time::timeout(PROMPT, read_head)
             .await
-            .expect("response head timed out");
+            .map_err(|_| format!("no response head within {PROMPT:?}"))??;
         let (status, headers) = parse_head(&raw[..split]);
         let chunked = find_header(&headers, "transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
@@ -252,7 +269,7 @@ impl SseStream {
             eof: false,
         };
         sse.push(&raw[split + 4..]);
-        sse
+        Ok(sse)
     }
 
     fn push(&mut self, bytes: &[u8]) {

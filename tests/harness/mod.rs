@@ -1,6 +1,7 @@
 //! Shared test harness: written once, used by every test module.
 //!
-//! - [`Server`] starts the real `logtail-ws` binary on a free port and reads its logs.
+//! - [`Server`] starts the real `logtail-ws` binary on a free port and reads its logs
+//!   (under a descriptor limit with [`ServerBuilder::nofile`], after [`prlimit_or_skip`]).
 //! - [`LogFile`] is the followed file in a temp dir, with append and rotation helpers.
 //! - [`WsClient`] / [`RawWs`] are WebSocket clients (a well-behaved one and a stuck one).
 //! - [`http_get`] / [`SseStream`] are minimal raw HTTP/1.1 clients.
@@ -18,7 +19,7 @@ mod ws;
 
 pub use http::{Response, SseStream, http_get, http_request};
 pub use logfile::{LogFile, Writer, join_lines};
-pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig};
+pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig, prlimit_or_skip};
 pub use tools::{KillOnDrop, find_program, require_program};
 pub use ws::{RawWs, Recv, WsClient};
 

@@ -39,7 +39,11 @@ impl Sig {
 /// A `Command` for the binary with a clean environment: no inherited `LOGTAIL_*`,
 /// `RUST_LOG=info` unless the caller's environment sets it.
 fn base_command() -> Command {
-    let mut cmd = Command::new(BIN);
+    clean_command(Command::new(BIN))
+}
+
+/// `cmd` with the environment of [`base_command`].
+fn clean_command(mut cmd: Command) -> Command {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("LOGTAIL_") {
             cmd.env_remove(k);
@@ -60,6 +64,7 @@ pub struct ServerBuilder {
     envs: Vec<(String, String)>,
     no_port: bool,
     cwd: Option<PathBuf>,
+    nofile: Option<(u64, u64)>,
 }
 
 impl ServerBuilder {
@@ -100,9 +105,28 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs the server under util-linux's `prlimit --nofile=SOFT:HARD` (the same process:
+    /// prlimit sets the limit and execs it). Check [`prlimit_or_skip`] first.
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
+        self.nofile = Some((soft, hard));
+        self
+    }
+
     /// The command that [`start`](Self::start) would run.
     pub fn command(&self) -> Command {
-        let mut cmd = base_command();
+        let mut cmd = match self.nofile {
+            None => base_command(),
+            Some((soft, hard)) => {
+                let prlimit = super::find_program("prlimit").expect(
+                    "ServerBuilder::nofile needs util-linux's `prlimit` (check prlimit_or_skip)",
+                );
+                let mut cmd = clean_command(Command::new(prlimit));
+                cmd.arg(format!("--nofile={soft}:{hard}"))
+                    .arg("--")
+                    .arg(BIN);
+                cmd
+            }
+        };
         for f in &self.files {
             cmd.arg("--file").arg(f);
         }
@@ -161,6 +185,13 @@ impl ServerBuilder {
             ),
         }
     }
+}
+
+/// util-linux's `prlimit` for [`ServerBuilder::nofile`]; `None` after a note naming `test`
+/// when it is missing, so the test can skip. Under `CI` a missing `prlimit` fails instead:
+/// `.ci/run` installs util-linux.
+pub fn prlimit_or_skip(test: &str) -> Option<PathBuf> {
+    super::require_program("prlimit", "apt-get install util-linux", test)
 }
 
 /// Reads the child's stderr to EOF so the pipe never fills; reports the listen URL once.
