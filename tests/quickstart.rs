@@ -106,16 +106,32 @@ fn spawn_client(
     (child, rx)
 }
 
-/// Waits for a line equal to `want` from a client; panics with what it printed instead.
+/// The next line a client prints that carries a log line — every line for websocat, the
+/// `data:` lines of unnamed events for curl (`id:`, `retry:`, blank lines and named events
+/// such as `event: following` are not log lines) — must be
+/// `want`: exactly, in order, nothing in between.
 async fn expect_line(rx: &mut UnboundedReceiver<String>, want: &str, who: &str) {
-    let mut seen = Vec::new();
+    let sse = who.starts_with("curl ");
+    let mut skipped = Vec::new();
+    // Inside a named SSE event (`event: rotated` …): its data is not a log line.
+    let mut in_event = false;
     let deadline = tokio::time::Instant::now() + PROMPT;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(line)) if line == want => return,
-            Ok(Some(line)) => seen.push(line),
-            Ok(None) => panic!("{who} exited before printing {want:?}; it printed {seen:?}"),
-            Err(_) => panic!("{who} did not print {want:?} within {PROMPT:?}; it printed {seen:?}"),
+            Ok(Some(line)) if sse && (in_event || !line.starts_with("data: ")) => {
+                if line.starts_with("event: ") {
+                    in_event = true;
+                } else if line.is_empty() {
+                    in_event = false;
+                }
+                skipped.push(line);
+            }
+            Ok(Some(line)) => {
+                assert_eq!(line, want, "{who} printed {line:?} where {want:?} was due");
+                return;
+            }
+            Ok(None) => panic!("{who} exited before printing {want:?} (after {skipped:?})"),
+            Err(_) => panic!("{who} did not print {want:?} within {PROMPT:?} (after {skipped:?})"),
         }
     }
 }
@@ -151,11 +167,46 @@ async fn quick_start_typed_literally() {
     ) else {
         return;
     };
+    run_quick_start(&websocat, None).await;
+}
+
+/// The same with an `app.log` that already holds lines: websocat and curl get its last
+/// lines as backlog (`-n 10`), then `hello` live.
+#[tokio::test]
+async fn quick_start_on_an_existing_file() {
+    let Some(websocat) = require_program(
+        "websocat",
+        "cargo install websocat",
+        "quick_start_on_an_existing_file",
+    ) else {
+        return;
+    };
+    let Some(_curl) = require_program(
+        "curl",
+        "apt-get install curl",
+        "quick_start_on_an_existing_file",
+    ) else {
+        return;
+    };
+    let old: Vec<String> = (1..=12).map(|i| format!("old {i}")).collect();
+    run_quick_start(&websocat, Some(&old)).await;
+}
+
+/// Runs the quick start in a fresh directory, `app.log` missing or holding `existing`
+/// lines; every client must print the last 10 of those, then `hello`, then `world`.
+async fn run_quick_start(websocat: &std::path::Path, existing: Option<&[String]>) {
     let quick = quick_start();
     let dir = tempfile::Builder::new()
         .prefix("logtail-ws-quickstart-")
         .tempdir()
         .expect("temp dir");
+    let mut backlog: Vec<String> = Vec::new();
+    if let Some(lines) = existing {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(dir.path().join("app.log"), text).expect("write app.log");
+        backlog = lines[lines.len().saturating_sub(10)..].to_vec();
+    }
 
     // The README's arguments, the port aside.
     let mut args = quick.server_args.clone();
@@ -203,12 +254,15 @@ async fn quick_start_typed_literally() {
     }
     for (command, _child, rx) in &mut clients {
         // websocat prints the line; curl prints the SSE field.
-        let want = if command.starts_with("curl ") {
-            "data: hello"
-        } else {
-            "hello"
-        };
-        expect_line(rx, want, command).await;
+        let sse = command.starts_with("curl ");
+        for line in backlog.iter().map(String::as_str).chain(["hello"]) {
+            let want = if sse {
+                format!("data: {line}")
+            } else {
+                line.to_owned()
+            };
+            expect_line(rx, &want, command).await;
+        }
     }
     let health = server.healthz().await;
     assert_eq!(health["files"][0]["state"], "following", "{health}");
