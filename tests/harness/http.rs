@@ -209,12 +209,34 @@ impl SseStream {
     /// Sends `GET path` with `Accept: text/event-stream` and `headers`, and reads the
     /// response head (10 s deadline). The body is left to the `read_*` methods.
     pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseStream {
-        let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
-        all.extend_from_slice(headers);
-        let mut stream = tokio::time::timeout(PROMPT, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(PROMPT, TcpStream::connect(addr))
             .await
             .expect("connect timed out")
             .expect("connect");
+        SseStream::request(stream, addr, path, headers).await
+    }
+
+    /// [`connect`](Self::connect) over a socket whose `SO_RCVBUF` is `rcvbuf` bytes, so
+    /// that when this client stops reading the server's writes block quickly (a stuck
+    /// client, until it reads again).
+    pub async fn connect_small_rcvbuf(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        rcvbuf: u32,
+    ) -> SseStream {
+        let stream = super::ws::small_rcvbuf_stream(addr, rcvbuf).await;
+        SseStream::request(stream, addr, path, headers).await
+    }
+
+    async fn request(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> SseStream {
+        let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
+        all.extend_from_slice(headers);
         stream
             .write_all(&request_bytes(addr, "GET", path, &all, b"", false))
             .await
@@ -284,6 +306,14 @@ impl SseStream {
     /// Whether the server closed the connection.
     pub fn eof(&self) -> bool {
         self.eof
+    }
+
+    /// Whether the body is complete: its last chunk arrived (or, unchunked, EOF).
+    pub fn body_complete(&self) -> bool {
+        match &self.chunked {
+            Some(d) => d.done,
+            None => self.eof,
+        }
     }
 
     /// Reads once, waiting at most until `deadline`; false on timeout or EOF.
