@@ -8,10 +8,16 @@
 //! hyper-util plumbing `axum::serve` uses, with those settings added, and a
 //! fast 503 instead of a hang in the accept queue when file descriptors run
 //! out ([`crate::fdlimit`]).
+//!
+//! Each connection's write timeout comes with a [`SendLimit`], shared with
+//! the handlers through each request's extensions, so a stream that has
+//! given up on a stuck client can still let it take what was in flight and a
+//! last word, within a grace rather than `--send-timeout`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,7 +33,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -197,7 +203,8 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let io = TimeoutIo::new(tcp, state.config.send_timeout);
+        let limit = SendLimit::default();
+        let io = TimeoutIo::new(tcp, state.config.send_timeout, limit.clone());
         let router = router.clone();
         let cancel = state.cancel.clone();
         let handshake = state.config.handshake_timeout;
@@ -205,11 +212,11 @@ pub async fn serve(
         let closed = Arc::clone(&closed);
         state.tracker.spawn(async move {
             match tls {
-                None => serve_connection(io, peer, router, cancel, handshake).await,
+                None => serve_connection(io, peer, limit, router, cancel, handshake).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake, acceptor.accept(io)).await {
                         Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, router, cancel, handshake).await
+                            serve_connection(stream, peer, limit, router, cancel, handshake).await
                         }
                         Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -273,6 +280,7 @@ fn is_connection_error(err: &std::io::Error) -> bool {
 async fn serve_connection<I>(
     io: I,
     peer: SocketAddr,
+    limit: SendLimit,
     router: Router,
     cancel: CancellationToken,
     handshake: Duration,
@@ -281,6 +289,7 @@ async fn serve_connection<I>(
 {
     let service = router.map_request(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(limit.clone());
         request.map(Body::new)
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -297,49 +306,179 @@ async fn serve_connection<I>(
             }
         }
         _ = cancel.cancelled() => {
+            // Bounded: a response still being written to a stuck client (an SSE
+            // stream in its grace) must not hold up the exit.
             connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, connection).await;
+        }
+    }
+}
+
+/// At shutdown, how long a connection may take to send its last bytes.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
+/// How long the writes on one connection may wait for the peer to accept
+/// anything: `--send-timeout` each, unless a grace is in force. Shared by the
+/// connection's [`TimeoutIo`] and the handler that streams on it, which finds
+/// it among the request's extensions.
+#[derive(Clone)]
+pub struct SendLimit(Arc<LimitState>);
+
+struct LimitState {
+    born: Instant,
+    /// While not 0: writes may wait until `born` + this many nanoseconds,
+    /// however long that is, and no longer.
+    until: AtomicU64,
+    /// The grace a stalled stream gets, in nanoseconds (0: none, a write
+    /// that waits past `--send-timeout` fails); see [`SendLimit::grace_on_stall`].
+    grace: AtomicU64,
+    /// Cancelled when the grace began.
+    stalled: CancellationToken,
+    /// Called when the grace begins.
+    on_stall: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Default for SendLimit {
+    /// No grace in force: `--send-timeout` for each write.
+    fn default() -> SendLimit {
+        SendLimit(Arc::new(LimitState {
+            born: Instant::now(),
+            until: AtomicU64::new(0),
+            grace: AtomicU64::new(0),
+            stalled: CancellationToken::new(),
+            on_stall: Mutex::new(None),
+        }))
+    }
+}
+
+impl SendLimit {
+    /// From now on writes may wait until `deadline`, instead of
+    /// `--send-timeout` each: for a stream that has given up on its client
+    /// (a write failed with `TimedOut`, or it fell behind) and only flushes
+    /// what is in flight and its last word.
+    pub fn wait_until(&self, deadline: Instant) {
+        let since = deadline.saturating_duration_since(self.0.born);
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.0.until.store(nanos, Ordering::Relaxed);
+    }
+
+    /// For a stream whose writes are not its own (SSE: hyper writes the
+    /// body, and a failed write ends the connection): the first write that
+    /// waits past `--send-timeout` does not fail but goes on waiting, until
+    /// `grace` from then. Then `on_stall` is called (from the write, since
+    /// the stream itself is not polled while hyper's buffer is full) and the
+    /// returned token is cancelled, so the stream can end with its last word
+    /// instead of further lines.
+    pub fn grace_on_stall(
+        &self,
+        grace: Duration,
+        on_stall: impl FnOnce() + Send + 'static,
+    ) -> CancellationToken {
+        *self
+            .0
+            .on_stall
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(on_stall));
+        let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.0.grace.store(nanos, Ordering::Relaxed);
+        self.0.stalled.clone()
+    }
+
+    /// The deadline set by [`wait_until`](Self::wait_until) or a stall, if any.
+    fn deadline(&self) -> Option<Instant> {
+        match self.0.until.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(self.0.born + Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Called when a write waited past its deadline: true if the grace
+    /// begins now (once per connection, and only if asked for), so the write
+    /// may wait on.
+    fn stall(&self) -> bool {
+        if self.deadline().is_some() {
+            return false;
+        }
+        match self.0.grace.swap(0, Ordering::Relaxed) {
+            0 => false,
+            grace => {
+                self.wait_until(Instant::now() + Duration::from_nanos(grace));
+                let on_stall = self
+                    .0
+                    .on_stall
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(on_stall) = on_stall {
+                    on_stall();
+                }
+                self.0.stalled.cancel();
+                true
+            }
         }
     }
 }
 
 /// A connection whose writes fail when the peer accepts nothing for
-/// `limit`: the server-wide defence against clients that stop reading.
+/// `--send-timeout` (or past the deadline of a grace, see [`SendLimit`]):
+/// the server-wide defence against clients that stop reading.
+///
+/// A failed write leaves the connection usable: that write wrote nothing,
+/// the deadline is disarmed, and the next write that has to wait gets the
+/// limit in force then. So a WebSocket writer that got `TimedOut` can still
+/// flush, within its grace, what was in flight and its Close frame.
 pub struct TimeoutIo<T> {
     inner: T,
-    limit: Duration,
+    timeout: Duration,
+    limit: SendLimit,
     /// Armed while a write is pending; created on first need.
     deadline: Option<Pin<Box<Sleep>>>,
     armed: bool,
 }
 
 impl<T> TimeoutIo<T> {
-    pub fn new(inner: T, limit: Duration) -> Self {
+    pub fn new(inner: T, timeout: Duration, limit: SendLimit) -> Self {
         TimeoutIo {
             inner,
+            timeout,
             limit,
             deadline: None,
             armed: false,
         }
     }
 
-    /// Called when a write is pending: arms the deadline, or reports that it passed.
+    /// Called when a write is pending: arms the deadline, or reports that it
+    /// passed (unless a grace begins instead, see [`SendLimit::grace_on_stall`]).
     fn pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let limit = self.limit;
+        let timeout = self.timeout;
+        let limit = &self.limit;
         let sleep = self
             .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if !self.armed {
-            sleep.as_mut().reset(tokio::time::Instant::now() + limit);
+            let at = limit.deadline().unwrap_or_else(|| Instant::now() + timeout);
+            sleep.as_mut().reset(at);
             self.armed = true;
         }
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "peer accepted nothing within the send timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
+        // At most twice round: a stall starts the grace once.
+        while sleep.as_mut().poll(cx).is_ready() {
+            let grace = if limit.stall() {
+                limit.deadline()
+            } else {
+                None
+            };
+            match grace {
+                Some(until) => sleep.as_mut().reset(until),
+                None => {
+                    self.armed = false;
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "peer accepted nothing within the send timeout",
+                    )));
+                }
+            }
         }
+        Poll::Pending
     }
 }
 

@@ -754,6 +754,73 @@ async fn tls_serves_wss_and_https_and_refuses_plaintext() {
     );
 }
 
+/// Over TLS too, a wss client whose socket accepts nothing for `--send-timeout` and that
+/// then reads again gets what was in flight (lines 1, 2, … as written) and then Close 1013:
+/// the write that timed out left the TLS stream intact, with nothing lost or repeated.
+#[tokio::test]
+async fn tls_stuck_client_that_reads_again_gets_what_was_in_flight_then_1013() {
+    let log = LogFile::new();
+    let (cert, key, der) = self_signed(&log, "");
+    let server = Server::start(
+        log.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--send-timeout",
+            "1",
+        ],
+    )
+    .await;
+    let config = trusting(der);
+    let mut healthy = wss_client(&server, &config, "/ws?backlog=0").await;
+    // Reads nothing until it is told to below.
+    let mut stuck = WsClient::connect_small_rcvbuf_with(
+        server.addr(),
+        &server.ws_url("/ws?backlog=0"),
+        4096,
+        Some(Connector::Rustls(Arc::clone(&config))),
+    )
+    .await;
+    wait_tls_clients(server.addr(), &config, 2).await;
+
+    // 32 KiB appends, each drained by the healthy client before the next, until the
+    // server gives up on the stuck one (bounded: 400 000 lines, about 40 MB).
+    let line = |i: usize| format!("{i:08} {}", "x".repeat(90));
+    let mut written = 0;
+    while !server
+        .stderr()
+        .contains("closing a client that is too slow")
+    {
+        assert!(
+            written < 400_000,
+            "the stuck client was not closed after {written} lines"
+        );
+        let chunk: Vec<String> = (written + 1..=written + 320).map(line).collect();
+        log.append_lines(&chunk);
+        healthy.expect_lines(&strs(&chunk)).await;
+        written += chunk.len();
+    }
+
+    // It wakes up.
+    let (got, code, reason) = stuck.read_until_close(PROMPT).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1013, "client too slow"),
+        "Close after {} lines",
+        got.len()
+    );
+    assert!(
+        !got.is_empty() && got.len() <= written,
+        "{} lines in flight, {written} written",
+        got.len()
+    );
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != line(i + 1)) {
+        panic!("line #{i}: expected {:?}, got {:?}", line(i + 1), got[i]);
+    }
+}
+
 /// A certificate or key that cannot be used (garbage, armour around junk, missing file,
 /// or a key of another certificate) makes the server exit 1, naming the file when a file
 /// is at fault, and never listen.

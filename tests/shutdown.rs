@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{LogFile, PROMPT, RawWs, Server, Sig, WsClient, strs};
+use crate::harness::{LogFile, PROMPT, RawWs, Server, Sig, SseStream, WsClient, strs};
 
 /// The contract's shutdown budget.
 const BUDGET: Duration = Duration::from_secs(2);
@@ -98,4 +98,44 @@ async fn sigterm_with_a_stuck_client_still_exits_within_2s() {
     );
     signal_and_expect_clean_exit(&mut server, Sig::Term, &mut healthy).await;
     drop(stuck);
+}
+
+/// Clients in the grace of being closed as too slow (a `/ws` and an `/events` client whose
+/// sockets accept nothing) do not hold up shutdown either: the healthy client gets its
+/// Close 1001, exit 0 within 2 s, and no connection is left behind unfinished.
+#[tokio::test]
+async fn sigterm_during_stuck_clients_grace_still_exits_within_2s() {
+    let log = LogFile::new();
+    let mut server = Server::start(log.path(), &["--send-timeout", "1"]).await;
+    let mut healthy = vec![WsClient::connect(&server.ws_url("/ws?backlog=0")).await];
+    let stuck_ws = RawWs::connect(server.addr(), "/ws?backlog=0").await;
+    let stuck_sse =
+        SseStream::connect_small_rcvbuf(server.addr(), "/events?backlog=0", &[], 4096).await;
+    server.wait_clients(3, PROMPT).await;
+    // Lines until the server has given up on both (bounded: 400 000 lines, about 40 MB).
+    let mut written = 0;
+    while server
+        .stderr()
+        .matches("closing a client that is too slow")
+        .count()
+        < 2
+    {
+        assert!(
+            written < 400_000,
+            "the stuck clients were not both closed after {written} lines"
+        );
+        let chunk: Vec<String> = (written + 1..=written + 320)
+            .map(|i| format!("{i:08} {}", "x".repeat(90)))
+            .collect();
+        log.append_lines(&chunk);
+        healthy[0].expect_lines(&strs(&chunk)).await;
+        written += chunk.len();
+    }
+    signal_and_expect_clean_exit(&mut server, Sig::Term, &mut healthy).await;
+    assert!(
+        !server.stderr().contains("did not finish in time"),
+        "stderr:\n{}",
+        server.stderr()
+    );
+    drop((stuck_ws, stuck_sse));
 }

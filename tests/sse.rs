@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{LogFile, PROMPT, Server, SseStream, XorShift, gline, join_lines};
+use crate::harness::{LogFile, PROMPT, Server, SseStream, XorShift, gline, join_lines, numbered};
 
 /// One SSE event: a block of fields ended by a blank line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -87,7 +87,11 @@ impl Events {
     /// `GET path` with `headers`; asserts 200 `text/event-stream` and that the first event
     /// is `retry: 1000` alone.
     async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Events {
-        let stream = SseStream::connect(addr, path, headers).await;
+        Events::over(SseStream::connect(addr, path, headers).await, path).await
+    }
+
+    /// [`open`](Self::open), on a stream already requested.
+    async fn over(stream: SseStream, path: &str) -> Events {
         assert_eq!(stream.status, 200, "GET {path}: {:?}", stream.headers);
         let ctype = stream.header("content-type").unwrap_or_default();
         assert!(
@@ -414,4 +418,89 @@ async fn sse_old_or_foreign_last_event_id_gets_gap_event() {
             events.expect_line(&e, seq, &wline(seq)).await;
         }
     }
+}
+
+/// A client whose socket accepts nothing for `--send-timeout` is closed as too slow, but
+/// its connection is kept for the grace with nothing more queued: when it reads again it
+/// gets what was in flight (lines 1, 2, … as written: no gap, no duplicate, nothing
+/// written after the timeout), then `event: closed` with `data: client too slow`, and
+/// the response ends. A healthy client meanwhile receives every line.
+#[tokio::test]
+async fn sse_stuck_client_that_reads_again_gets_what_was_in_flight_then_closed() {
+    const TOO_SLOW: &str = "closing a client that is too slow";
+    let fat = |i: u64| format!("{i:08} {}", "x".repeat(90));
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &["--send-timeout", "1"]).await;
+    let e = epoch_of(&server).await;
+    let mut healthy = Events::open(server.addr(), "/events?backlog=0", &[]).await;
+    // Reads nothing until it is told to below.
+    let path = "/events?backlog=0";
+    let stuck = SseStream::connect_small_rcvbuf(server.addr(), path, &[], 4096).await;
+    server.wait_clients(2, PROMPT).await;
+
+    // 32 KiB appends, each drained by the healthy client before the next, until the
+    // server gives up on the stuck one (bounded: 400 000 lines, about 40 MB).
+    let mut written = 0;
+    while !server.stderr().contains(TOO_SLOW) {
+        assert!(
+            written < 400_000,
+            "the stuck client was not closed after {written} lines"
+        );
+        log.append(&join_lines((written + 1..=written + 320).map(fat)));
+        for seq in written + 1..=written + 320 {
+            healthy.expect_line(&e, seq, &fat(seq)).await;
+        }
+        written += 320;
+    }
+    let after = numbered("after the timeout ", 1..=100);
+    log.append_lines(&after);
+    for (i, line) in after.iter().enumerate() {
+        healthy.expect_line(&e, written + 1 + i as u64, line).await;
+    }
+
+    // It wakes up.
+    let mut stuck = Events::over(stuck, path).await;
+    let mut seq = 0;
+    let closed = loop {
+        let ev = stuck.next(PROMPT).await;
+        if ev.event.is_some() {
+            break ev;
+        }
+        seq += 1;
+        assert!(
+            seq <= written,
+            "line {seq} was written after the timeout: {ev:?}"
+        );
+        assert_eq!(
+            ev.as_line(),
+            (e.clone(), seq, fat(seq)),
+            "expected line {seq}"
+        );
+    };
+    assert!(seq > 0, "nothing was in flight");
+    assert_eq!(
+        (closed.event.as_deref(), &closed.data[..]),
+        (Some("closed"), &["client too slow".to_owned()][..]),
+        "after {seq} lines"
+    );
+    let deadline = Instant::now() + PROMPT;
+    while !stuck.stream.body_complete() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            stuck.stream.read_more(left).await,
+            "the response did not end after `closed`; then: {:?}",
+            String::from_utf8_lossy(&stuck.stream.raw_so_far()[stuck.pos..])
+        );
+    }
+    assert_eq!(
+        stuck.stream.raw_so_far().len(),
+        stuck.pos,
+        "more after `closed`"
+    );
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["after the stuck client"]);
+    let last = written + after.len() as u64 + 1;
+    healthy
+        .expect_line(&e, last, "after the stuck client")
+        .await;
 }

@@ -4,12 +4,15 @@
 use std::time::Duration;
 
 use crate::harness::{
-    KillOnDrop, LogFile, PROMPT, RawWs, Server, WsClient, http_get, numbered, require_program,
-    strs, wait_until_async,
+    KillOnDrop, LogFile, PROMPT, RawWs, Recv, Server, WsClient, http_get, numbered,
+    require_program, strs, wait_until_async,
 };
 
 /// Live lines only.
 const LIVE: &str = "/ws?backlog=0";
+
+/// What the server logs when it closes a client as too slow.
+const TOO_SLOW: &str = "closing a client that is too slow";
 
 /// Connects `n` live-only clients and waits until the server counts them, so that lines
 /// appended afterwards are live lines for all of them.
@@ -232,8 +235,9 @@ async fn abrupt_disconnect_does_not_disturb_others() {
     }
 }
 
-/// A client that never reads is dropped after `--send-timeout`; a healthy client meanwhile
-/// receives every line.
+/// A client that never reads is closed as too slow after `--send-timeout`, and its
+/// connection ends with the grace (30 s) in which it could still have read its Close; a
+/// healthy client meanwhile receives every line.
 #[tokio::test]
 async fn stuck_client_is_dropped_and_others_get_every_line() {
     let log = LogFile::new();
@@ -254,15 +258,94 @@ async fn stuck_client_is_dropped_and_others_get_every_line() {
         healthy.expect_lines(&strs(chunk)).await;
     }
 
+    server.wait_for_log(TOO_SLOW, Duration::from_secs(20)).await;
+    log.append_lines(["after the stuck client"]);
+    healthy.expect_lines(&["after the stuck client"]).await;
     wait_until_async(
-        Duration::from_secs(20),
-        "/healthz counts 1 client (the stuck one dropped)",
+        Duration::from_secs(45),
+        "/healthz counts 1 client (the stuck one dropped at the end of the grace)",
         || async { server.client_count().await == 1 },
     )
     .await;
+    log.append_lines(["after the grace"]);
+    healthy.expect_lines(&["after the grace"]).await;
+    drop(stuck);
+}
+
+/// A client whose socket accepts nothing for `--send-timeout` is closed as too slow, but
+/// its connection is kept for the grace with nothing more queued: when it reads again it
+/// gets what was in flight (lines 1, 2, … as written: no gap, no duplicate, nothing
+/// written after the timeout), then Close 1013 `client too slow`. A healthy client
+/// meanwhile receives every line.
+#[tokio::test]
+async fn stuck_client_that_reads_again_gets_what_was_in_flight_then_1013() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &["--send-timeout", "1"]).await;
+    let mut healthy = WsClient::connect(&server.ws_url(LIVE)).await;
+    // Reads nothing until it is told to below.
+    let mut stuck = WsClient::connect_small_rcvbuf(server.addr(), &server.ws_url(LIVE), 4096).await;
+    server.wait_clients(2, PROMPT).await;
+
+    // 32 KiB appends, each drained by the healthy client before the next, until the
+    // server gives up on the stuck one (bounded: 400 000 lines, about 40 MB).
+    let mut written = Vec::new();
+    while !server.stderr().contains(TOO_SLOW) {
+        assert!(
+            written.len() < 400_000,
+            "the stuck client was not closed after {} lines",
+            written.len()
+        );
+        let chunk = fat_lines(written.len() + 1, 320);
+        log.append_lines(&chunk);
+        healthy.expect_lines(&strs(&chunk)).await;
+        written.extend(chunk);
+    }
+    assert_eq!(
+        server.client_count().await,
+        2,
+        "the stuck client's connection is not kept for the grace"
+    );
+    let after = fat_lines(written.len() + 1, 320);
+    log.append_lines(&after);
+    healthy.expect_lines(&strs(&after)).await;
+
+    // It wakes up.
+    let (got, code, reason) = stuck.read_until_close(PROMPT).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1013, "client too slow"),
+        "Close after {} lines",
+        got.len()
+    );
+    assert!(!got.is_empty(), "nothing was in flight");
+    assert_first_lines(&got, &written);
+    // Its answer (sent as it reads on) ends the connection.
+    match stuck.next_message(PROMPT).await {
+        Err(Recv::Ended) => {}
+        other => panic!("expected the connection to end after the Close, got {other:?}"),
+    }
+    server.wait_clients(1, PROMPT).await;
     log.append_lines(["after the stuck client"]);
     healthy.expect_lines(&["after the stuck client"]).await;
-    drop(stuck);
+}
+
+/// Asserts that `got` is `written[..got.len()]`, naming the first line that differs.
+fn assert_first_lines(got: &[String], written: &[String]) {
+    assert!(
+        got.len() <= written.len(),
+        "got {} lines, only {} were written before the timeout; first extra: {:?}",
+        got.len(),
+        written.len(),
+        got[written.len()]
+    );
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != written[i]) {
+        panic!(
+            "line #{i}: expected {:?}, got {:?} (previous: {:?})",
+            written[i],
+            got[i],
+            &got[i.saturating_sub(2)..i]
+        );
+    }
 }
 
 /// A client that reads, but more slowly than lines are written, stays more than

@@ -17,6 +17,7 @@ pub mod viewer;
 pub mod ws;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,12 @@ use std::net::SocketAddr;
 use crate::hub::{Cursor, Line, Start};
 use crate::metrics::Metrics;
 use crate::server::{AppState, ClientSlot};
+
+/// The grace of a stream that is closing a client (not at shutdown): the
+/// longest its connection is kept, with nothing more queued, for what was in
+/// flight and the last word (Close 1013, `event: closed`) to get through, so
+/// a stuck client that reads again within it learns that it must resume.
+pub const CLOSE_CAP: Duration = Duration::from_secs(30);
 
 /// A request refused before streaming: a status and a short reason.
 #[derive(Debug)]

@@ -12,28 +12,36 @@
 //! costs one `write(2)` per ~64 KiB instead of one per line, and bounds each
 //! write with `--send-timeout`: a client that stops reading is closed with
 //! 1013 instead of pinning memory or a task.
+//!
+//! Closing keeps the connection for a grace ([`CLOSE_CAP`]) with nothing
+//! more queued: what the socket was given but the client has not taken
+//! (the frames a timed-out write left in tungstenite's buffer included),
+//! then the Close frame, then the client's answer. So a stuck client that
+//! reads again within the grace (a laptop waking up) still gets what was in
+//! flight and then its 1013, and knows to resume with `since=`. It counts
+//! among `--max-clients` until the connection ends.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 
-use super::{Admitted, Format, RawParams, admit, frame};
+use super::{Admitted, CLOSE_CAP, Format, RawParams, admit, frame};
 use crate::hub::{Cursor, CursorError, Delivery, GapReason};
 use crate::metrics::Metrics;
-use crate::server::{AppState, ClientSlot};
+use crate::server::{AppState, ClientSlot, SHUTDOWN_FLUSH, SendLimit};
 
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
-/// The longest a slow client's Close frame may take to get through.
-const CLOSE_CAP: Duration = Duration::from_secs(30);
+/// At shutdown, how long the client's answer to the Close is waited for.
+const SHUTDOWN_ANSWER: Duration = Duration::from_millis(500);
 /// Bytes fed before a flush, at most.
 const FLUSH_BYTES: usize = 256 * 1024;
 
@@ -45,6 +53,7 @@ const TRY_AGAIN_LATER: u16 = 1013;
 pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    limit: Option<Extension<SendLimit>>,
     Query(raw): Query<RawParams>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -67,9 +76,12 @@ pub async fn handler(
         upgrade.set_selected_protocol(protocol);
     }
     let tracker = app.tracker.clone();
+    let limit = limit.map(|Extension(limit)| limit);
     upgrade
         .on_failed_upgrade(|err| tracing::debug!("websocket upgrade failed: {err}"))
-        .on_upgrade(move |socket| tracker.track_future(client(socket, cursor, format, app, slot)))
+        .on_upgrade(move |socket| {
+            tracker.track_future(client(socket, cursor, format, app, slot, limit))
+        })
 }
 
 /// Why a client's stream ended.
@@ -80,7 +92,7 @@ enum End {
     TooBig,
     /// The peer closed, vanished, or stayed silent past two ping periods.
     PeerGone,
-    /// A write failed or timed out.
+    /// A write timed out: the socket accepted nothing for `--send-timeout`.
     WriteFailed,
 }
 
@@ -96,12 +108,13 @@ async fn client(
     format: Format,
     app: AppState,
     slot: ClientSlot,
+    limit: Option<SendLimit>,
 ) {
     let (mut sink, stream) = socket.split();
     // One message at most, so a oneshot: polling it in every loop turn is one
     // atomic load (an mpsc receiver showed up in profiles).
     let (tell, mut told) = oneshot::channel();
-    let reader = tokio::spawn(read_client(stream, tell, app.config.ping_interval * 2));
+    let mut reader = tokio::spawn(read_client(stream, tell, app.config.ping_interval * 2));
     let end = write_lines(&mut sink, &mut cursor, format, &app, &mut told).await;
     let close = match end {
         End::Shutdown => Some((AWAY, "server shutting down")),
@@ -114,58 +127,114 @@ async fn client(
         Metrics::add(&app.hub.metrics.slow_client_drops, 1);
         tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
     }
+    // Nothing more is queued for this client.
+    drop(cursor);
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        // The frame queues behind what the socket already holds. A slow
-        // reader that still makes progress gets it (the connection's write
-        // timeout ends a stuck one), within a cap; at shutdown the cap is
-        // short, since the process exits within 2 s.
-        let limit = match end {
-            End::Shutdown => Duration::from_secs(1),
-            _ => CLOSE_CAP,
-        };
-        match timeout(limit, sink.send(Message::Close(Some(frame)))).await {
-            Ok(Ok(())) => {
-                // Give the peer a moment to answer the close, so the connection
-                // ends cleanly rather than with a reset that could lose the frame.
-                // (TooBig came from the reader: `told` is already spent.)
-                if end != End::TooBig {
-                    let _ = timeout(Duration::from_millis(500), &mut told).await;
+        if end == End::Shutdown {
+            // The process exits within 2 s: a short flush, a short wait.
+            let by = Instant::now() + SHUTDOWN_FLUSH;
+            if send_close(&mut sink, frame, by, &slot).await {
+                let _ = timeout(SHUTDOWN_ANSWER, &mut reader).await;
+            }
+        } else {
+            // The frame queues behind what the socket already holds, however
+            // long it has accepted nothing: a write that timed out left its
+            // bytes buffered, and from now on a write waits up to the grace
+            // instead of `--send-timeout`.
+            let deadline = Instant::now() + CLOSE_CAP;
+            if let Some(limit) = &limit {
+                limit.wait_until(deadline);
+            }
+            let goodbye = async {
+                if send_close(&mut sink, frame, deadline, &slot).await {
+                    let _ = timeout_at(deadline, &mut reader).await;
+                }
+            };
+            tokio::pin!(goodbye);
+            tokio::select! {
+                () = &mut goodbye => {}
+                // Shutdown cuts the grace short.
+                () = app.cancel.cancelled() => {
+                    let _ = timeout(SHUTDOWN_FLUSH, goodbye).await;
                 }
             }
-            Ok(Err(err)) => tracing::debug!(peer = %slot.peer, "close frame not sent: {err}"),
-            Err(_) => tracing::debug!(peer = %slot.peer, "close frame not taken within {limit:?}"),
         }
     }
     reader.abort();
     drop(slot);
 }
 
+/// Sends the Close frame after whatever the sink still holds, by `by`; true
+/// if it went out. Then the caller waits for the client's answer (the reader
+/// ends on its Close or EOF), bounded, so the connection ends cleanly rather
+/// than with a reset that could lose the frame.
+async fn send_close(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frame: CloseFrame,
+    by: Instant,
+    slot: &ClientSlot,
+) -> bool {
+    match timeout_at(by, sink.send(Message::Close(Some(frame)))).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::debug!(peer = %slot.peer, "close frame not sent: {err}");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(peer = %slot.peer, "close frame not taken in time");
+            false
+        }
+    }
+}
+
 /// Reads (and drops) what the client sends; reports an oversized message
 /// or a peer gone silent. Reading also lets tungstenite answer pings and
 /// close frames.
+///
+/// It ends on the client's Close, EOF or an error, not on silence: a client
+/// being closed is still read from (its answer, or pongs sent as it catches
+/// up) until the writer is done with it and aborts this task.
 async fn read_client(
     mut stream: SplitStream<WebSocket>,
     tell: oneshot::Sender<FromReader>,
     silence_limit: Duration,
 ) {
+    let mut tell = Some(tell);
     loop {
-        match timeout(silence_limit, stream.next()).await {
-            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Err(_) => break,
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(err))) => {
+        let next = if tell.is_some() {
+            match timeout(silence_limit, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    report(&mut tell, FromReader::Gone);
+                    continue;
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        match next {
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => {}
+            Some(Err(err)) => {
                 if is_too_big(&err) {
-                    let _ = tell.send(FromReader::TooBig);
-                    return;
+                    report(&mut tell, FromReader::TooBig);
                 }
                 break;
             }
         }
     }
-    let _ = tell.send(FromReader::Gone);
+    report(&mut tell, FromReader::Gone);
+}
+
+/// Tells the writer `what`, unless something was told already.
+fn report(tell: &mut Option<oneshot::Sender<FromReader>>, what: FromReader) {
+    if let Some(tell) = tell.take() {
+        let _ = tell.send(what);
+    }
 }
 
 /// `err` and every error beneath it.

@@ -221,12 +221,36 @@ impl SseStream {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<SseStream, String> {
-        let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
-        all.extend_from_slice(headers);
-        let mut stream = tokio::time::timeout(PROMPT, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(PROMPT, TcpStream::connect(addr))
             .await
             .map_err(|_| format!("connect timed out after {PROMPT:?}"))?
             .map_err(|err| format!("connect: {err}"))?;
+        SseStream::request(stream, addr, path, headers).await
+    }
+
+    /// [`connect`](Self::connect) over a socket whose `SO_RCVBUF` is `rcvbuf` bytes, so
+    /// that when this client stops reading the server's writes block quickly (a stuck
+    /// client, until it reads again).
+    pub async fn connect_small_rcvbuf(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        rcvbuf: u32,
+    ) -> SseStream {
+        let stream = super::ws::small_rcvbuf_stream(addr, rcvbuf).await;
+        SseStream::request(stream, addr, path, headers)
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
+    }
+
+    async fn request(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<SseStream, String> {
+        let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
+        all.extend_from_slice(headers);
         stream
             .write_all(&request_bytes(addr, "GET", path, &all, b"", false))
             .await
@@ -301,6 +325,14 @@ impl SseStream {
     /// Whether the server closed the connection.
     pub fn eof(&self) -> bool {
         self.eof
+    }
+
+    /// Whether the body is complete: its last chunk arrived (or, unchunked, EOF).
+    pub fn body_complete(&self) -> bool {
+        match &self.chunked {
+            Some(d) => d.done,
+            None => self.eof,
+        }
     }
 
     /// Reads once, waiting at most until `deadline`; false on timeout or EOF.

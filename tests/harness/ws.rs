@@ -105,10 +105,21 @@ impl WsClient {
     /// Connects over a socket whose `SO_RCVBUF` is `rcvbuf` bytes, so that when this client
     /// stops reading the server's writes block quickly (a slow client).
     pub async fn connect_small_rcvbuf(addr: SocketAddr, url: &str, rcvbuf: u32) -> WsClient {
+        WsClient::connect_small_rcvbuf_with(addr, url, rcvbuf, None).await
+    }
+
+    /// [`connect_small_rcvbuf`](Self::connect_small_rcvbuf) through a TLS `connector`
+    /// (`wss://`), or plain without one.
+    pub async fn connect_small_rcvbuf_with(
+        addr: SocketAddr,
+        url: &str,
+        rcvbuf: u32,
+        connector: Option<Connector>,
+    ) -> WsClient {
         let stream = small_rcvbuf_stream(addr, rcvbuf).await;
         let (ws, response) = tokio::time::timeout(
             PROMPT,
-            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)),
+            tokio_tungstenite::client_async_tls_with_config(url, stream, None, connector),
         )
         .await
         .expect("WebSocket handshake timed out")
@@ -309,7 +320,7 @@ impl WsClient {
 }
 
 /// A connected TCP stream whose receive buffer was set to `rcvbuf` before connecting.
-async fn small_rcvbuf_stream(addr: SocketAddr, rcvbuf: u32) -> TcpStream {
+pub(super) async fn small_rcvbuf_stream(addr: SocketAddr, rcvbuf: u32) -> TcpStream {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
