@@ -226,17 +226,25 @@ async fn out_of_descriptors_refuses_fast_and_recovers() {
     );
 }
 
+/// Whether `test` can start the server with 4096 descriptors: prlimit is there (or the
+/// test is skipped, see [`prlimit_or_skip`]) and our own hard limit allows it.
+fn can_run_with_4096_descriptors(test: &str) -> bool {
+    if prlimit_or_skip(test).is_none() {
+        return false;
+    }
+    if own_hard_limit() < 4096 {
+        eprintln!("note: hard descriptor limit below 4096; skipping {test}");
+        return false;
+    }
+    true
+}
+
 /// Started with soft limit 256 and hard 4096, the server raises the soft limit to 4096,
 /// logs that with the client capacity it gives (4096 less a reserve), and does not warn
 /// about a `--max-clients` below it.
 #[tokio::test]
 async fn startup_log_reports_the_raised_limit_and_capacity() {
-    let name = "startup_log_reports_the_raised_limit_and_capacity";
-    if prlimit_or_skip(name).is_none() {
-        return;
-    }
-    if own_hard_limit() < 4096 {
-        eprintln!("note: hard descriptor limit below 4096; skipping {name}");
+    if !can_run_with_4096_descriptors("startup_log_reports_the_raised_limit_and_capacity") {
         return;
     }
     let log = LogFile::new();
@@ -266,12 +274,7 @@ async fn startup_log_reports_the_raised_limit_and_capacity() {
 /// the limit and the way out; the server runs all the same.
 #[tokio::test]
 async fn max_clients_above_capacity_is_warned() {
-    let name = "max_clients_above_capacity_is_warned";
-    if prlimit_or_skip(name).is_none() {
-        return;
-    }
-    if own_hard_limit() < 4096 {
-        eprintln!("note: hard descriptor limit below 4096; skipping {name}");
+    if !can_run_with_4096_descriptors("max_clients_above_capacity_is_warned") {
         return;
     }
     let log = LogFile::new();

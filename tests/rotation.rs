@@ -682,39 +682,37 @@ impl Ctx {
         }
     }
 
-    /// Waits until `/healthz` says the tailer has read our file to its end (its partial
-    /// last line included, which no client can see yet).
-    fn wait_read_to_end(&self) {
-        let len = self.file.metadata().expect("fstat log file").len();
+    /// Waits until `/healthz` satisfies `ok`; panics naming `what` after [`STEP`].
+    fn wait_health(&self, what: &str, ok: impl Fn(&Value) -> bool) {
         let deadline = Instant::now() + STEP;
         loop {
             let health = healthz_blocking(self.srv.addr());
-            if health["files"][0]["offset"].as_u64() == Some(len) {
+            if ok(&health) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "the tailer did not read the file to its end ({len} bytes) within {STEP:?}: \
-                 {health}"
+                "{what} within {STEP:?}: {health}"
             );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
 
+    /// Waits until `/healthz` says the tailer has read our file to its end (its partial
+    /// last line included, which no client can see yet).
+    fn wait_read_to_end(&self) {
+        let len = self.file.metadata().expect("fstat log file").len();
+        self.wait_health(
+            &format!("the tailer did not read the file to its end ({len} bytes)"),
+            |h| h["files"][0]["offset"].as_u64() == Some(len),
+        );
+    }
+
     /// Waits until `/healthz` says the file's state is `state` (`waiting`, `following`).
     fn wait_state(&self, state: &str) {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let health = healthz_blocking(self.srv.addr());
-            if health["files"][0]["state"].as_str() == Some(state) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the file's state did not become {state:?} within {STEP:?}: {health}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.wait_health(&format!("the file's state did not become {state:?}"), |h| {
+            h["files"][0]["state"].as_str() == Some(state)
+        });
     }
 
     /// Waits (not writing, nothing else changing) until the client has every complete line
