@@ -6,6 +6,7 @@
 //! Data flows one way: **file → tailer → hub → transport → client**.
 //!
 //! - [`config`]: the command line and the validated settings.
+//! - [`lines`]: the shared line text type and the bytes → lines splitter.
 //! - [`tailer`]: follows the file by name (rotation, truncation, deletion),
 //!   splits what is appended into lines and publishes them to the hub.
 //! - [`hub`]: numbers lines, keeps the bounded history, fans lines out over a
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod fdlimit;
 pub mod hub;
+pub mod lines;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
@@ -76,11 +78,18 @@ pub async fn run(
 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
-    let state = server::AppState::new(hub, Arc::clone(&config), cancel.clone());
-    let router = server::app(state.clone());
+    let state = transport::AppState::new(hub, Arc::clone(&config), cancel.clone());
+    let options = server::ServeOptions {
+        cancel: cancel.clone(),
+        tracker: state.tracker.clone(),
+        send_timeout: config.send_timeout,
+        handshake_timeout: config.handshake_timeout,
+        metrics: Arc::clone(&state.hub.metrics),
+    };
+    let router = transport::router(state.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
-    server::serve(listener, router, state.clone(), tls).await;
+    server::serve(listener, router, options, tls).await;
 
     // Stopped accepting; every client is being told. Wait for them, bounded.
     state.tracker.close();

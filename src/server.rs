@@ -1,4 +1,6 @@
-//! The HTTP server: shared state, routes, and the accept loop.
+//! The HTTP server's plumbing: the accept loop and each connection's I/O.
+//! It knows nothing of the endpoints: it is handed a [`Router`] (built by
+//! [`crate::transport::router`]) and [`ServeOptions`].
 //!
 //! Why our own accept loop instead of `axum::serve`: we need what it does not
 //! offer — TLS, a deadline on reading request headers (slowloris), a bound on
@@ -24,108 +26,38 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
-use axum::routing::get;
+use axum::http::Request;
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::config::Config;
 use crate::fdlimit::{self, RateLimited, Spare};
-use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::transport::{self, Rejection};
 
-/// What every handler can reach.
+/// What the accept loop needs besides the router: plumbing only.
 #[derive(Clone)]
-pub struct AppState {
-    pub hub: Arc<Hub>,
-    pub config: Arc<Config>,
+pub struct ServeOptions {
+    /// Stop accepting (and ask each connection to finish) when cancelled.
     pub cancel: CancellationToken,
+    /// Every connection task is spawned on it, so shutdown can wait for them.
     pub tracker: TaskTracker,
-    clients: Arc<Semaphore>,
+    /// A write that waits this long for the peer fails (see [`TimeoutIo`]).
+    pub send_timeout: Duration,
+    /// Request headers (and a TLS handshake) must arrive within this.
+    pub handshake_timeout: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
-/// A streaming client's place among `--max-clients`; counted in the
-/// `clients` gauge while it lives.
-pub struct ClientSlot {
-    _permit: OwnedSemaphorePermit,
-    hub: Arc<Hub>,
-    pub peer: SocketAddr,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.hub
-            .metrics
-            .clients
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl AppState {
-    pub fn new(hub: Arc<Hub>, config: Arc<Config>, cancel: CancellationToken) -> AppState {
-        let clients = Arc::new(Semaphore::new(config.max_clients));
-        AppState {
-            hub,
-            config,
-            cancel,
-            tracker: TaskTracker::new(),
-            clients,
-        }
-    }
-
-    /// A slot for a new streaming client, or 503 when all are taken.
-    pub fn client_slot(&self, peer: SocketAddr) -> Result<ClientSlot, Rejection> {
-        match Arc::clone(&self.clients).try_acquire_owned() {
-            Ok(permit) => {
-                Metrics::add(&self.hub.metrics.clients, 1);
-                Metrics::add(&self.hub.metrics.clients_total, 1);
-                Ok(ClientSlot {
-                    _permit: permit,
-                    hub: Arc::clone(&self.hub),
-                    peer,
-                })
-            }
-            Err(_) => {
-                Metrics::add(&self.hub.metrics.rejected_requests, 1);
-                Err(Rejection {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    reason: format!(
-                        "too many clients (--max-clients {})",
-                        self.config.max_clients
-                    ),
-                })
-            }
-        }
-    }
-}
-
-/// The routes.
-pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/ws", get(transport::ws::handler))
-        .route("/events", get(transport::sse::handler))
-        .route("/", get(transport::viewer::index))
-        .route("/viewer.js", get(transport::viewer::script))
-        .route("/viewer.css", get(transport::viewer::style))
-        .route("/favicon.svg", get(transport::viewer::icon))
-        .route("/healthz", get(transport::ops::healthz))
-        .route("/metrics", get(transport::ops::metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .with_state(state)
-}
-
-/// Accepts connections until `state.cancel` fires.
+/// Accepts connections until `options.cancel` fires.
 ///
 /// Out of file descriptors (`EMFILE`/`ENFILE`), a connection would wait in
 /// the accept queue until one frees; instead the spare descriptor is let go,
@@ -139,9 +71,10 @@ pub fn app(state: AppState) -> Router {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    state: AppState,
+    options: ServeOptions,
     tls: Option<TlsAcceptor>,
 ) {
+    let state = options;
     let mut spare = Spare::new();
     let mut fd_warn = RateLimited::new(WARN_EVERY);
     let mut other_warn = RateLimited::new(WARN_EVERY);
@@ -159,7 +92,7 @@ pub async fn serve(
             Err(err) if fdlimit::is_exhaustion(&err) => {
                 match refuse_one(&listener, &mut spare, tls.is_none()) {
                     Refused::One => {
-                        Metrics::add(&state.hub.metrics.fd_refusals, 1);
+                        Metrics::add(&state.metrics.fd_refusals, 1);
                         if let Some(n) = fd_warn.hit() {
                             tracing::warn!(
                                 "out of file descriptors (limit {}): answered {n} new \
@@ -204,10 +137,10 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let limit = SendLimit::default();
-        let io = TimeoutIo::new(tcp, state.config.send_timeout, limit.clone());
+        let io = TimeoutIo::new(tcp, state.send_timeout, limit.clone());
         let router = router.clone();
         let cancel = state.cancel.clone();
-        let handshake = state.config.handshake_timeout;
+        let handshake = state.handshake_timeout;
         let tls = tls.clone();
         let closed = Arc::clone(&closed);
         state.tracker.spawn(async move {

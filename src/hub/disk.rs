@@ -27,7 +27,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Line;
-use crate::tailer::lines::{LineSplitter, RawLine, to_text};
+use crate::lines::{LineSplitter, RawLine, to_text};
 
 /// Bytes of lines between two index entries.
 pub const ENTRY_EVERY: u64 = 64 * 1024;
@@ -322,7 +322,7 @@ fn find_file(path: &Path, dev: u64, ino: u64) -> Option<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::extract::ws::Utf8Bytes;
+    use crate::lines::Text;
 
     fn lines(first_seq: u64, offset: u64, texts: &[&str]) -> Vec<Line> {
         let mut off = offset;
@@ -335,7 +335,7 @@ mod tests {
                     offset: off,
                     file: 0,
                     cost_end: 0,
-                    text: Utf8Bytes::from(*t),
+                    text: Text::from(*t),
                 };
                 off += t.len() as u64 + 1;
                 l

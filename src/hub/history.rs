@@ -107,7 +107,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::extract::ws::Utf8Bytes;
+    use crate::lines::Text;
 
     fn line(seq: u64, text: &str) -> Line {
         Line {
@@ -115,7 +115,7 @@ mod tests {
             offset: 0,
             file: 0,
             cost_end: 0,
-            text: Utf8Bytes::from(text),
+            text: Text::from(text),
         }
     }
 

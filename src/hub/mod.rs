@@ -18,7 +18,7 @@ pub mod history;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
+use crate::lines::Text;
 use tokio::sync::broadcast;
 
 pub use cursor::{Cursor, CursorError, Delivery, Gap, GapReason};
@@ -40,7 +40,7 @@ pub struct Line {
     /// this one: how far behind a client is, in bytes, is a subtraction.
     pub cost_end: u64,
     /// The line's text, shared by every client that sends it.
-    pub text: Utf8Bytes,
+    pub text: Text,
 }
 
 /// Something that happened to a followed file, told to JSON and SSE clients.
@@ -81,7 +81,7 @@ pub struct Batch {
     pub lines: Vec<Line>,
     /// The lines encoded once for every client that wants them encoded the
     /// same way (JSON frames): filled by the first client that sends them.
-    encoded: OnceLock<Vec<Utf8Bytes>>,
+    encoded: OnceLock<Vec<Text>>,
 }
 
 impl Batch {
@@ -95,7 +95,7 @@ impl Batch {
     /// Every line encoded by `encode`, computed by the first caller and
     /// shared by all others. There is one encoding per batch, so all callers
     /// must pass the same `encode` (the transports' JSON line frame).
-    pub fn encoded(&self, encode: impl Fn(&Line) -> Utf8Bytes) -> &[Utf8Bytes] {
+    pub fn encoded(&self, encode: impl Fn(&Line) -> Text) -> &[Text] {
         self.encoded
             .get_or_init(|| self.lines.iter().map(encode).collect())
     }
@@ -162,7 +162,7 @@ pub struct Hub {
     files: Vec<String>,
     status: Mutex<Vec<FileStatus>>,
     limits: HubLimits,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Hub {
@@ -194,7 +194,7 @@ impl Hub {
             files,
             status: Mutex::new(status),
             limits,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
         })
     }
 

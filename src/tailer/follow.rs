@@ -49,7 +49,7 @@ use std::sync::Arc;
 use crate::hub::{Hub, Line, NoticeKind};
 
 use super::identity::FileId;
-use super::lines::{LineSplitter, RawLine, to_text};
+use crate::lines::{LineSplitter, RawLine, to_text};
 
 /// How much is read per `read(2)`; also the most one broadcast batch carries.
 const CHUNK: usize = 128 * 1024;

@@ -18,13 +18,11 @@
 //!
 //! - [`path`]: what a typed path means (absolute, decided at start-up).
 //! - [`identity`]: a file's (device, inode).
-//! - [`lines`]: bytes → lines (pure).
 //! - [`follow`]: the `tail -F` state machine for one path.
 //! - [`watch`]: inotify on the relevant directories (and the held file) → wake-ups.
 
 pub mod follow;
 pub mod identity;
-pub mod lines;
 pub mod path;
 pub mod watch;
 

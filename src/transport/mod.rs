@@ -5,31 +5,40 @@
 //! - [`frame`]: how a line or an event is encoded, in one place.
 //! - [`viewer`]: `/`, the built-in viewer page and its static files.
 //! - [`ops`]: `/healthz` and `/metrics`.
+//! - [`params`]: the query parameters of the streams.
+//! - [`access`]: Host, Origin and token checks.
 //!
-//! This module holds what the streaming endpoints share and check *before*
-//! anything is streamed or upgraded: the query parameters, the Origin policy
-//! (cross-site WebSocket hijacking) and the bearer token.
+//! This module holds what every endpoint shares: [`AppState`], the routes
+//! ([`router`]), and [`admit`], the one front door of the streaming
+//! endpoints — every check *before* anything is streamed or upgraded, and the
+//! client's slot among `--max-clients`.
 
+pub mod access;
 pub mod frame;
 pub mod ops;
+pub mod params;
 pub mod sse;
 pub mod viewer;
 pub mod ws;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use regex::bytes::{Regex, RegexBuilder};
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
+use axum::routing::get;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use std::net::SocketAddr;
-
-use crate::hub::{Cursor, Line, Start};
+use crate::config::Config;
+use crate::hub::{Cursor, Hub};
 use crate::metrics::Metrics;
-use crate::server::{AppState, ClientSlot};
+
+pub use access::{Access, check_access};
+pub use params::{Format, RawParams, StreamParams};
 
 /// The grace of a stream that is closing a client (not at shutdown): the
 /// longest its connection is kept, with nothing more queued, for what was in
@@ -65,110 +74,84 @@ impl IntoResponse for Rejection {
     }
 }
 
-/// Query parameters of `/ws` and `/events`, as sent.
-#[derive(Debug, Default, Deserialize)]
-pub struct RawParams {
-    pub backlog: Option<String>,
-    pub since: Option<String>,
-    pub epoch: Option<String>,
-    pub grep: Option<String>,
-    pub format: Option<String>,
-    pub token: Option<String>,
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub config: Arc<Config>,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    clients: Arc<Semaphore>,
 }
 
-/// Frame format of `/ws`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
+/// A streaming client's place among `--max-clients`; counted in the
+/// `clients` gauge while it lives.
+pub struct ClientSlot {
+    _permit: OwnedSemaphorePermit,
+    hub: Arc<Hub>,
+    pub peer: SocketAddr,
 }
 
-/// A client's filter: the compiled `grep=` pattern.
-pub type Filter = crate::hub::LineFilter;
-
-/// Validated stream parameters.
-pub struct StreamParams {
-    pub start: Start,
-    pub format: Format,
-    pub filter: Option<Filter>,
-}
-
-/// The longest `grep=` pattern accepted, and how much memory compiling it may take.
-const MAX_PATTERN_LEN: usize = 1024;
-const MAX_REGEX_BYTES: usize = 1 << 20;
-
-impl StreamParams {
-    /// Validates the query; `last_event_id` (SSE's `Last-Event-ID`, `EPOCH:SEQ`)
-    /// wins over `backlog` and `since`.
-    pub fn parse(
-        raw: &RawParams,
-        default_backlog: usize,
-        last_event_id: Option<&str>,
-    ) -> Result<StreamParams, Rejection> {
-        let bad = |what: &str| Rejection::new(StatusCode::BAD_REQUEST, what.to_string());
-        let format = match raw.format.as_deref() {
-            None | Some("text") => Format::Text,
-            Some("json") => Format::Json,
-            Some(other) => return Err(bad(&format!("format must be text or json, not `{other}`"))),
-        };
-        let resumed = last_event_id.and_then(parse_event_id);
-        let start = if let Some((epoch, seq)) = resumed {
-            Start::Since {
-                seq,
-                epoch: Some(epoch),
-            }
-        } else if let Some(since) = &raw.since {
-            let seq = since
-                .parse()
-                .map_err(|_| bad(&format!("since must be a line number, not `{since}`")))?;
-            Start::Since {
-                seq,
-                epoch: raw.epoch.clone().filter(|e| !e.is_empty()),
-            }
-        } else {
-            let backlog = match &raw.backlog {
-                None => default_backlog,
-                Some(n) => n
-                    .parse()
-                    .map_err(|_| bad(&format!("backlog must be a number of lines, not `{n}`")))?,
-            };
-            Start::Backlog(backlog)
-        };
-        let filter = match raw.grep.as_deref() {
-            None | Some("") => None,
-            Some(pattern) => {
-                let regex =
-                    compile_grep(pattern).map_err(|reason| bad(&format!("grep: {reason}")))?;
-                let filter: Filter =
-                    Arc::new(move |line: &Line| regex.is_match(line.text.as_bytes()));
-                Some(filter)
-            }
-        };
-        Ok(StreamParams {
-            start,
-            format,
-            filter,
-        })
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.hub
+            .metrics
+            .clients
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// Compiles a client's pattern with bounded size: regex is linear-time, so
-/// the only risk left is compile-time memory, which the limits cap.
-pub fn compile_grep(pattern: &str) -> Result<Regex, String> {
-    if pattern.len() > MAX_PATTERN_LEN {
-        return Err(format!("pattern longer than {MAX_PATTERN_LEN} bytes"));
+impl AppState {
+    pub fn new(hub: Arc<Hub>, config: Arc<Config>, cancel: CancellationToken) -> AppState {
+        let clients = Arc::new(Semaphore::new(config.max_clients));
+        AppState {
+            hub,
+            config,
+            cancel,
+            tracker: TaskTracker::new(),
+            clients,
+        }
     }
-    RegexBuilder::new(pattern)
-        .size_limit(MAX_REGEX_BYTES)
-        .dfa_size_limit(MAX_REGEX_BYTES)
-        .build()
-        .map_err(|err| err.to_string().lines().collect::<Vec<_>>().join(" "))
+
+    /// A slot for a new streaming client, or 503 when all are taken.
+    pub fn client_slot(&self, peer: SocketAddr) -> Result<ClientSlot, Rejection> {
+        match Arc::clone(&self.clients).try_acquire_owned() {
+            Ok(permit) => {
+                Metrics::add(&self.hub.metrics.clients, 1);
+                Metrics::add(&self.hub.metrics.clients_total, 1);
+                Ok(ClientSlot {
+                    _permit: permit,
+                    hub: Arc::clone(&self.hub),
+                    peer,
+                })
+            }
+            Err(_) => {
+                Metrics::add(&self.hub.metrics.rejected_requests, 1);
+                Err(Rejection {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: format!(
+                        "too many clients (--max-clients {})",
+                        self.config.max_clients
+                    ),
+                })
+            }
+        }
+    }
 }
 
-/// `EPOCH:SEQ`, as this server writes SSE ids.
-fn parse_event_id(id: &str) -> Option<(String, u64)> {
-    let (epoch, seq) = id.trim().rsplit_once(':')?;
-    Some((epoch.to_string(), seq.parse().ok()?))
+/// The routes: every endpoint, one line each.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws::handler))
+        .route("/events", get(sse::handler))
+        .route("/", get(viewer::index))
+        .route("/viewer.js", get(viewer::script))
+        .route("/viewer.css", get(viewer::style))
+        .route("/favicon.svg", get(viewer::icon))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(state)
 }
 
 /// A streaming request that passed every check, subscribed to the hub.
@@ -202,191 +185,12 @@ pub fn admit(
     })
 }
 
-/// What a request proved about itself.
-#[derive(Debug, Default)]
-pub struct Access {
-    /// The WebSocket subprotocol to echo (`bearer.TOKEN`), when the token came that way.
-    pub protocol: Option<HeaderValue>,
-}
-
-/// The checks every request for log data (`/ws`, `/events`, `/metrics`)
-/// passes first: Host (DNS rebinding), Origin, then token.
-pub fn check_access(
-    app: &AppState,
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-) -> Result<Access, Rejection> {
-    let result = check_host(
-        headers,
-        &app.config.allow_origins,
-        app.config.listen.ip().is_loopback(),
-    )
-    .and_then(|()| check_origin(headers, &app.config.allow_origins))
-    .and_then(|()| check_token(app.config.token.as_deref(), headers, query_token));
-    if result.is_err() {
-        Metrics::add(&app.hub.metrics.rejected_requests, 1);
-    }
-    result
-}
-
-/// DNS rebinding protection for a server on loopback: a web page on
-/// `evil.example` whose name the attacker re-points at 127.0.0.1 is, to the
-/// browser, same-origin with this server — its `Origin` matches its `Host`,
-/// and a same-origin `EventSource` sends no `Origin` at all. What gives it
-/// away is the `Host` name. So when listening on loopback, a request must
-/// name the server by an IP address, `localhost`, or a host listed with
-/// `--allow-origin` (which is how a reverse proxy's name is allowed).
-pub fn check_host(
-    headers: &HeaderMap,
-    allowed: &[String],
-    loopback: bool,
-) -> Result<(), Rejection> {
-    if !loopback || allowed.iter().any(|a| a == "*") {
-        return Ok(());
-    }
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return Ok(()); // HTTP/1.0 without Host: not a browser
-    };
-    let name = host_name(host);
-    let local = name.eq_ignore_ascii_case("localhost")
-        || name.to_ascii_lowercase().ends_with(".localhost")
-        || name
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok();
-    let listed = allowed.iter().any(|origin| {
-        let authority = origin.split_once("://").map_or(origin.as_str(), |(_, a)| a);
-        host_name(authority).eq_ignore_ascii_case(name)
-    });
-    if local || listed {
-        return Ok(());
-    }
-    tracing::warn!(
-        host,
-        "refused a request for a non-local host name on a loopback server (DNS rebinding?)"
-    );
-    Err(Rejection::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "host {host} is not allowed: this server listens on loopback; \
-             to serve it under that name (e.g. behind a proxy) add --allow-origin https://{name}"
-        ),
-    ))
-}
-
-/// `name` of `name:port`, `[v6]:port` or `name`.
-fn host_name(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    authority
-        .rsplit_once(':')
-        .map_or(authority, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                authority
-            }
-        })
-}
-
-/// Allows requests without `Origin` (command-line clients), from the
-/// server's own origin (the `Host` the request was sent to, so it holds
-/// behind a proxy that keeps `Host`), and from `--allow-origin`.
-pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Rejection> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("");
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
-        return Ok(());
-    }
-    let own = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|host| {
-            let authority = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            authority.is_some_and(|a| !host.is_empty() && a.eq_ignore_ascii_case(host))
-        });
-    if own {
-        return Ok(());
-    }
-    tracing::warn!(
-        origin,
-        "refused a cross-origin request (allow it with --allow-origin)"
-    );
-    Err(Rejection::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "origin {origin} is not allowed (the server allows its own origin and --allow-origin)"
-        ),
-    ))
-}
-
-/// Checks the bearer token, from the first place it is found:
-/// `Authorization: Bearer`, the `bearer.TOKEN` WebSocket subprotocol, `?token=`.
-pub fn check_token(
-    expected: Option<&str>,
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-) -> Result<Access, Rejection> {
-    let Some(expected) = expected else {
-        // No token needed; a browser that offers one anyway (the viewer opened
-        // with `#token=`) must still see its subprotocol echoed, or it fails
-        // the handshake.
-        return Ok(Access {
-            protocol: offered_bearers(headers)
-                .next()
-                .map(|(protocol, _)| protocol),
-        });
-    };
-    let matches = |given: &str| bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
-    if let Some(auth) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(given) = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-        && matches(given.trim())
-    {
-        return Ok(Access::default());
-    }
-    if let Some((protocol, _)) = offered_bearers(headers).find(|(_, given)| matches(given)) {
-        return Ok(Access {
-            protocol: Some(protocol),
-        });
-    }
-    if query_token.is_some_and(matches) {
-        return Ok(Access::default());
-    }
-    Err(Rejection::new(
-        StatusCode::UNAUTHORIZED,
-        "a valid token is required (Authorization: Bearer, WebSocket subprotocol bearer.TOKEN, or ?token=)",
-    ))
-}
-
-/// Every `bearer.TOKEN` WebSocket subprotocol offered, with its token.
-fn offered_bearers(headers: &HeaderMap) -> impl Iterator<Item = (HeaderValue, &str)> {
-    headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or("").split(','))
-        .map(str::trim)
-        .filter_map(|protocol| {
-            let token = protocol.strip_prefix("bearer.")?;
-            Some((HeaderValue::from_str(protocol).ok()?, token))
-        })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::access::*;
+    use super::params::*;
     use super::*;
+    use crate::hub::Start;
     use proptest::prelude::*;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::AppState;
 use super::{RawParams, check_access};
 use crate::metrics::Metrics;
-use crate::server::AppState;
 
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let hub = &app.hub;

@@ -31,10 +31,11 @@ use futures_util::stream::{self, Stream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::{AppState, ClientSlot};
 use super::{CLOSE_CAP, RawParams, admit, frame};
 use crate::hub::{Cursor, CursorError, Delivery};
 use crate::metrics::Metrics;
-use crate::server::{AppState, ClientSlot, SendLimit};
+use crate::server::SendLimit;
 
 /// How often an idle stream carries a comment line.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -34,9 +34,10 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 
 use super::{Admitted, CLOSE_CAP, Format, RawParams, admit, frame};
+use super::{AppState, ClientSlot};
 use crate::hub::{Cursor, CursorError, Delivery, GapReason};
 use crate::metrics::Metrics;
-use crate::server::{AppState, ClientSlot, SHUTDOWN_FLUSH, SendLimit};
+use crate::server::{SHUTDOWN_FLUSH, SendLimit};
 
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;

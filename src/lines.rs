@@ -1,4 +1,7 @@
-//! The line splitter: turns the bytes read from a file into lines.
+//! Lines: the text type every stage shares, and the splitter that turns
+//! bytes read from a file into lines. Neutral ground: sources produce lines
+//! with it, the hub keeps them, transports send them; it imports none of
+//! them.
 //!
 //! It owns the read buffer, so a line handed out is a slice of the very
 //! allocation the kernel copied the file into (`BytesMut::split_to`): no
@@ -6,8 +9,16 @@
 //! reader fills [`LineSplitter::spare`] — so the edge cases (CRLF, lines cut
 //! across reads, over-long lines, invalid UTF-8) are tested here, in isolation.
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::{Bytes, BytesMut};
+
+/// A line's text: UTF-8, validated once when the line is read, then shared.
+///
+/// Why axum's WebSocket text type: it is `Bytes` that is known to be UTF-8,
+/// so a WebSocket Text frame is sent from the very buffer the file was read
+/// into (no copy, no second validation per client), and `Bytes::from(text)`
+/// is free for every other sink (SSE, brokers). Named here, once, so no
+/// other stage spells the transport's type.
+pub type Text = axum::extract::ws::Utf8Bytes;
 
 /// A complete line (or a piece of an over-long one) as found in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +33,10 @@ pub struct RawLine {
 ///
 /// Valid UTF-8 (the common case) keeps the same buffer; anything else is
 /// copied with U+FFFD in place of each invalid sequence, so no line is dropped.
-pub fn to_text(bytes: Bytes) -> Utf8Bytes {
-    match Utf8Bytes::try_from(bytes.clone()) {
+pub fn to_text(bytes: Bytes) -> Text {
+    match Text::try_from(bytes.clone()) {
         Ok(text) => text,
-        Err(_) => Utf8Bytes::from(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(_) => Text::from(String::from_utf8_lossy(&bytes).into_owned()),
     }
 }
 
