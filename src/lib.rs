@@ -52,6 +52,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
+    // One set of counters for every stage.
+    let metrics = Arc::new(metrics::Metrics::default());
     let hub = Hub::new(
         vec![config.file.display().to_string()],
         HubLimits {
@@ -60,6 +62,7 @@ pub async fn run(
             lag_grace: config.send_timeout,
             max_line_bytes: config.max_line_bytes,
         },
+        Arc::clone(&metrics),
     );
     let mode = match config.poll {
         Some(interval) => WatchMode::Poll(interval),
@@ -84,7 +87,7 @@ pub async fn run(
         tracker: state.tracker.clone(),
         send_timeout: config.send_timeout,
         handshake_timeout: config.handshake_timeout,
-        metrics: Arc::clone(&state.hub.metrics),
+        metrics,
     };
     let router = transport::router(state.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };

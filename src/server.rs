@@ -92,7 +92,7 @@ pub async fn serve(
             Err(err) if fdlimit::is_exhaustion(&err) => {
                 match refuse_one(&listener, &mut spare, tls.is_none()) {
                     Refused::One => {
-                        Metrics::add(&state.metrics.fd_refusals, 1);
+                        state.metrics.fd_refusal();
                         if let Some(n) = fd_warn.hit() {
                             tracing::warn!(
                                 "out of file descriptors (limit {}): answered {n} new \

@@ -166,8 +166,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub for the given files (their names as shown to clients).
-    pub fn new(files: Vec<String>, limits: HubLimits) -> Arc<Hub> {
+    /// A hub for the given files (their names as shown to clients), counting
+    /// what it does in `metrics`.
+    pub fn new(files: Vec<String>, limits: HubLimits, metrics: Arc<Metrics>) -> Arc<Hub> {
         // The channel holds pointers to batches of up to one read (128 KiB);
         // sized so that what a stuck receiver pins stays near its queue bound.
         // A receiver that lags past it recovers from the history, losing nothing.
@@ -194,7 +195,7 @@ impl Hub {
             files,
             status: Mutex::new(status),
             limits,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         })
     }
 
@@ -257,19 +258,16 @@ impl Hub {
         // receiver — never in neither. `send` fails only with no receivers.
         let _ = self.tx.send(Published::Lines(Arc::new(Batch::new(lines))));
         drop(shared);
-        self.metrics.lines_read.fetch_add(count, Ordering::Relaxed);
-        self.metrics
-            .bytes_read
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.metrics.lines_read(count, bytes as u64);
     }
 
     /// Tells clients what happened to file `file`, and records it for `/healthz`.
     pub fn publish_notice(&self, file: u32, kind: NoticeKind, offset: u64) {
         match kind {
-            NoticeKind::Rotated => self.metrics.rotations.fetch_add(1, Ordering::Relaxed),
-            NoticeKind::Truncated => self.metrics.truncations.fetch_add(1, Ordering::Relaxed),
-            _ => 0,
-        };
+            NoticeKind::Rotated => self.metrics.rotation(),
+            NoticeKind::Truncated => self.metrics.truncation(),
+            NoticeKind::Waiting | NoticeKind::Following => {}
+        }
         self.set_status(file, kind, offset);
         let mut shared = self.lock();
         let last = shared.next_seq - 1;

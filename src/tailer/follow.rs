@@ -500,6 +500,7 @@ mod tests {
                 lag_grace: std::time::Duration::from_secs(5),
                 max_line_bytes: 1 << 20,
             },
+            Default::default(),
         );
         let cursor = hub.subscribe(Start::Backlog(0), None);
         (dir, path.clone(), Follower::new(path, 0, hub), cursor)

@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, Rejection};
-use crate::metrics::Metrics;
 
 /// What a request proved about itself.
 #[derive(Debug, Default)]
@@ -30,7 +29,7 @@ pub fn check_access(
     .and_then(|()| check_origin(headers, &app.config.allow_origins))
     .and_then(|()| check_token(app.config.token.as_deref(), headers, query_token));
     if result.is_err() {
-        Metrics::add(&app.hub.metrics.rejected_requests, 1);
+        app.hub.metrics.request_rejected();
     }
     result
 }

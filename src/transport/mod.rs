@@ -35,7 +35,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::hub::{Cursor, Hub};
-use crate::metrics::Metrics;
 
 pub use access::{Access, check_access};
 pub use params::{Format, RawParams, StreamParams};
@@ -94,10 +93,7 @@ pub struct ClientSlot {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.hub
-            .metrics
-            .clients
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.hub.metrics.client_left();
     }
 }
 
@@ -117,8 +113,7 @@ impl AppState {
     pub fn client_slot(&self, peer: SocketAddr) -> Result<ClientSlot, Rejection> {
         match Arc::clone(&self.clients).try_acquire_owned() {
             Ok(permit) => {
-                Metrics::add(&self.hub.metrics.clients, 1);
-                Metrics::add(&self.hub.metrics.clients_total, 1);
+                self.hub.metrics.client_admitted();
                 Ok(ClientSlot {
                     _permit: permit,
                     hub: Arc::clone(&self.hub),
@@ -126,7 +121,7 @@ impl AppState {
                 })
             }
             Err(_) => {
-                Metrics::add(&self.hub.metrics.rejected_requests, 1);
+                self.hub.metrics.request_rejected();
                 Err(Rejection {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     reason: format!(

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::AppState;
 use super::{RawParams, check_access};
-use crate::metrics::Metrics;
 
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let hub = &app.hub;
@@ -20,7 +19,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "status": "ok",
         "epoch": hub.epoch(),
         "seq": hub.last_seq(),
-        "clients": Metrics::get(&hub.metrics.clients),
+        "clients": hub.metrics.clients_now(),
         "files": hub.file_status(),
         "history": { "lines": history_lines, "bytes": history_bytes, "limit": hub.limits().history_bytes },
     }))

@@ -34,7 +34,6 @@ use tokio_util::sync::CancellationToken;
 use super::{AppState, ClientSlot};
 use super::{CLOSE_CAP, RawParams, admit, frame};
 use crate::hub::{Cursor, CursorError, Delivery};
-use crate::metrics::Metrics;
 use crate::server::SendLimit;
 
 /// How often an idle stream carries a comment line.
@@ -56,7 +55,7 @@ pub async fn handler(
     let stalled = limit.as_ref().map(|limit| {
         let hub = Arc::clone(&app.hub);
         limit.grace_on_stall(CLOSE_CAP, move || {
-            Metrics::add(&hub.metrics.slow_client_drops, 1);
+            hub.metrics.slow_client_closed();
             tracing::info!(%peer, "closing a client that is too slow");
         })
     });
@@ -114,7 +113,7 @@ fn events(state: Client) -> impl Stream<Item = Result<Event, Infallible>> {
             match delivery {
                 Ok(delivery) => state.queue(&delivery),
                 Err(CursorError::TooSlow) => {
-                    Metrics::add(&state.app.hub.metrics.slow_client_drops, 1);
+                    state.app.hub.metrics.slow_client_closed();
                     tracing::info!(peer = %state.slot.peer, lag_bytes = state.cursor.lag_bytes(), "closing a client that is too slow");
                     // Its last bytes get the grace too (and a stall now is
                     // no second drop).
@@ -150,7 +149,7 @@ impl Client {
         match delivery {
             Delivery::Notice(notice) => self.pending.push_back(frame::notice_event(hub, notice)),
             Delivery::Gap(gap) => {
-                Metrics::add(&hub.metrics.gaps, 1);
+                hub.metrics.gap_sent();
                 self.pending.push_back(frame::gap_event(gap));
             }
             Delivery::Live { .. } | Delivery::Replay(_) => {
@@ -163,8 +162,7 @@ impl Client {
                         self.pending.push_back(frame::line_event(hub.epoch(), line));
                     }
                 }
-                Metrics::add(&hub.metrics.lines_sent, lines);
-                Metrics::add(&hub.metrics.bytes_sent, bytes);
+                hub.metrics.lines_sent(lines, bytes);
             }
         }
     }

@@ -36,7 +36,6 @@ use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
 use super::{Admitted, CLOSE_CAP, Format, RawParams, admit, frame};
 use super::{AppState, ClientSlot};
 use crate::hub::{Cursor, CursorError, Delivery, GapReason};
-use crate::metrics::Metrics;
 use crate::server::{SHUTDOWN_FLUSH, SendLimit};
 
 /// Largest message a client may send.
@@ -125,7 +124,7 @@ async fn client(
         End::PeerGone => None,
     };
     if matches!(end, End::TooSlow | End::WriteFailed) {
-        Metrics::add(&app.hub.metrics.slow_client_drops, 1);
+        app.hub.metrics.slow_client_closed();
         tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
     }
     // Nothing more is queued for this client.
@@ -358,7 +357,7 @@ async fn feed(
         }
         Delivery::Notice(_) => {}
         Delivery::Gap(gap) => {
-            Metrics::add(&hub.metrics.gaps, 1);
+            hub.metrics.gap_sent();
             if json {
                 sink.feed(Message::Text(frame::gap_json(gap).into()))
                     .await
@@ -398,7 +397,6 @@ async fn feed(
         }
     }
     *started = true;
-    Metrics::add(&app.hub.metrics.lines_sent, lines);
-    Metrics::add(&app.hub.metrics.bytes_sent, bytes as u64);
+    app.hub.metrics.lines_sent(lines, bytes as u64);
     Ok(bytes.max(1))
 }
