@@ -7,10 +7,12 @@
 //!
 //! - [`config`]: the command line and the validated settings.
 //! - [`lines`]: the shared line text type and the bytes → lines splitter.
+//! - [`encode`]: how lines and events look on the wire (text, JSON, SSE).
 //! - [`tailer`]: follows the file by name (rotation, truncation, deletion),
 //!   splits what is appended into lines and publishes them to the hub.
 //! - [`hub`]: numbers lines, keeps the bounded history, fans lines out over a
 //!   broadcast channel; each client reads through its own cursor.
+//! - [`pump`]: the one delivery loop, cursor → encoded frames → a sink.
 //! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
 //!   and the checks in front of them (Origin, token, limits).
 //! - [`server`]: shared state, routes and the accept loop (TLS, timeouts).
@@ -20,10 +22,12 @@
 //! - [`metrics`]: counters behind `/metrics` and `/healthz`.
 
 pub mod config;
+pub mod encode;
 pub mod fdlimit;
 pub mod hub;
 pub mod lines;
 pub mod metrics;
+pub mod pump;
 pub mod server;
 pub mod shutdown;
 pub mod tailer;

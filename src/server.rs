@@ -12,14 +12,15 @@
 //! out ([`crate::fdlimit`]).
 //!
 //! Each connection's write timeout comes with a [`SendLimit`], shared with
-//! the handlers through each request's extensions, so a stream that has
-//! given up on a stuck client can still let it take what was in flight and a
-//! last word, within a grace rather than `--send-timeout`.
+//! the handlers through each request's extensions: a stream bounds its own
+//! writes (the delivery loop's deadline works for any transport), and when
+//! it gives up on a stuck client it sets one deadline for what was in
+//! flight and its last word.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use futures_util::FutureExt;
+use futures_util::task::AtomicWaker;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -251,9 +253,17 @@ async fn serve_connection<I>(
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
 /// How long the writes on one connection may wait for the peer to accept
-/// anything: `--send-timeout` each, unless a grace is in force. Shared by the
-/// connection's [`TimeoutIo`] and the handler that streams on it, which finds
-/// it among the request's extensions.
+/// anything: `--send-timeout` each, unless the stream on the connection
+/// bounds its writes itself. Shared by the connection's [`TimeoutIo`] and
+/// the handler that streams on it, which finds it among the request's
+/// extensions.
+///
+/// A streaming handler ([`crate::pump`] bounds every feed and flush) calls
+/// [`stream_owned`](Self::stream_owned): the socket then waits as long as
+/// the stream lets it. When the stream gives up on a stuck client and only
+/// its last bytes remain (the Close 1013, `event: closed`), it sets a
+/// deadline for them with [`wait_until`](Self::wait_until), which wakes a
+/// write already waiting so that the deadline applies to it too.
 #[derive(Clone)]
 pub struct SendLimit(Arc<LimitState>);
 
@@ -262,92 +272,48 @@ struct LimitState {
     /// While not 0: writes may wait until `born` + this many nanoseconds,
     /// however long that is, and no longer.
     until: AtomicU64,
-    /// The grace a stalled stream gets, in nanoseconds (0: none, a write
-    /// that waits past `--send-timeout` fails); see [`SendLimit::grace_on_stall`].
-    grace: AtomicU64,
-    /// Cancelled when the grace began.
-    stalled: CancellationToken,
-    /// Called when the grace begins.
-    on_stall: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The stream on this connection bounds its own writes.
+    stream_owned: AtomicBool,
+    /// A write waiting with no deadline of its own (stream-owned): woken
+    /// when a deadline is set.
+    waiting: AtomicWaker,
 }
 
 impl Default for SendLimit {
-    /// No grace in force: `--send-timeout` for each write.
+    /// `--send-timeout` for each write.
     fn default() -> SendLimit {
         SendLimit(Arc::new(LimitState {
             born: Instant::now(),
             until: AtomicU64::new(0),
-            grace: AtomicU64::new(0),
-            stalled: CancellationToken::new(),
-            on_stall: Mutex::new(None),
+            stream_owned: AtomicBool::new(false),
+            waiting: AtomicWaker::new(),
         }))
     }
 }
 
 impl SendLimit {
-    /// From now on writes may wait until `deadline`, instead of
-    /// `--send-timeout` each: for a stream that has given up on its client
-    /// (a write failed with `TimedOut`, or it fell behind) and only flushes
-    /// what is in flight and its last word.
+    /// The stream on this connection bounds its own writes from now on: a
+    /// write here waits as long as the stream lets it, unless
+    /// [`wait_until`](Self::wait_until) sets a deadline.
+    pub fn stream_owned(&self) {
+        self.0.stream_owned.store(true, Ordering::Relaxed);
+    }
+
+    /// From now on writes may wait until `deadline` and no longer: for a
+    /// stream that has given up on its client and only flushes what is in
+    /// flight and its last word.
     pub fn wait_until(&self, deadline: Instant) {
         let since = deadline.saturating_duration_since(self.0.born);
         let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX).max(1);
-        self.0.until.store(nanos, Ordering::Relaxed);
+        self.0.until.store(nanos, Ordering::Release);
+        self.0.waiting.wake();
     }
 
-    /// For a stream whose writes are not its own (SSE: hyper writes the
-    /// body, and a failed write ends the connection): the first write that
-    /// waits past `--send-timeout` does not fail but goes on waiting, until
-    /// `grace` from then. Then `on_stall` is called (from the write, since
-    /// the stream itself is not polled while hyper's buffer is full) and the
-    /// returned token is cancelled, so the stream can end with its last word
-    /// instead of further lines.
-    pub fn grace_on_stall(
-        &self,
-        grace: Duration,
-        on_stall: impl FnOnce() + Send + 'static,
-    ) -> CancellationToken {
-        *self
-            .0
-            .on_stall
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(on_stall));
-        let nanos = u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX).max(1);
-        self.0.grace.store(nanos, Ordering::Relaxed);
-        self.0.stalled.clone()
-    }
-
-    /// The deadline set by [`wait_until`](Self::wait_until) or a stall, if any.
+    /// The deadline set by [`wait_until`](Self::wait_until), if any.
     fn deadline(&self) -> Option<Instant> {
-        match self.0.until.load(Ordering::Relaxed) {
+        match self.0.until.load(Ordering::Acquire) {
             0 => None,
             nanos => Some(self.0.born + Duration::from_nanos(nanos)),
-        }
-    }
-
-    /// Called when a write waited past its deadline: true if the grace
-    /// begins now (once per connection, and only if asked for), so the write
-    /// may wait on.
-    fn stall(&self) -> bool {
-        if self.deadline().is_some() {
-            return false;
-        }
-        match self.0.grace.swap(0, Ordering::Relaxed) {
-            0 => false,
-            grace => {
-                self.wait_until(Instant::now() + Duration::from_nanos(grace));
-                let on_stall = self
-                    .0
-                    .on_stall
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                if let Some(on_stall) = on_stall {
-                    on_stall();
-                }
-                self.0.stalled.cancel();
-                true
-            }
         }
     }
 }
@@ -381,35 +347,39 @@ impl<T> TimeoutIo<T> {
     }
 
     /// Called when a write is pending: arms the deadline, or reports that it
-    /// passed (unless a grace begins instead, see [`SendLimit::grace_on_stall`]).
+    /// passed.
     fn pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let timeout = self.timeout;
-        let limit = &self.limit;
-        let sleep = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if !self.armed {
-            let at = limit.deadline().unwrap_or_else(|| Instant::now() + timeout);
+            let at = match self.limit.deadline() {
+                Some(at) => at,
+                None if self.limit.0.stream_owned.load(Ordering::Relaxed) => {
+                    // The stream bounds its writes itself: wait as the inner
+                    // write does (its waker is registered), and be woken if a
+                    // deadline is set meanwhile.
+                    self.limit.0.waiting.register(cx.waker());
+                    if self.limit.deadline().is_none() {
+                        return Poll::Pending;
+                    }
+                    return self.pending(cx);
+                }
+                None => Instant::now() + self.timeout,
+            };
+            let timeout = self.timeout;
+            let sleep = self
+                .deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
             sleep.as_mut().reset(at);
             self.armed = true;
         }
-        // At most twice round: a stall starts the grace once.
-        while sleep.as_mut().poll(cx).is_ready() {
-            let grace = if limit.stall() {
-                limit.deadline()
-            } else {
-                None
-            };
-            match grace {
-                Some(until) => sleep.as_mut().reset(until),
-                None => {
-                    self.armed = false;
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "peer accepted nothing within the send timeout",
-                    )));
-                }
-            }
+        let Some(sleep) = self.deadline.as_mut() else {
+            return Poll::Pending;
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.armed = false;
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "peer accepted nothing within the send timeout",
+            )));
         }
         Poll::Pending
     }

@@ -504,3 +504,17 @@ async fn sse_stuck_client_that_reads_again_gets_what_was_in_flight_then_closed()
         .expect_line(&e, last, "after the stuck client")
         .await;
 }
+
+/// An SSE response ends its connection when its stream ends (too slow, shutdown): the
+/// connection's write limits belonged to that stream, so a client must not reuse it for
+/// the next request (it would inherit them). `EventSource` reconnects afresh anyway.
+#[tokio::test]
+async fn sse_response_does_not_keep_its_connection_alive() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let sse = SseStream::connect(server.addr(), "/events", &[]).await;
+    assert_eq!(sse.status, 200);
+    assert_eq!(sse.header("connection"), Some("close"));
+    assert_eq!(sse.header("content-type"), Some("text/event-stream"));
+    assert_eq!(sse.header("cache-control"), Some("no-cache"));
+}

@@ -18,6 +18,7 @@ pub mod history;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use crate::encode::Encoding;
 use crate::lines::Text;
 use tokio::sync::broadcast;
 
@@ -79,25 +80,26 @@ pub struct Notice {
 #[derive(Debug)]
 pub struct Batch {
     pub lines: Vec<Line>,
-    /// The lines encoded once for every client that wants them encoded the
-    /// same way (JSON frames): filled by the first client that sends them.
-    encoded: OnceLock<Vec<Text>>,
+    /// The lines encoded once per shared encoding (JSON, SSE), for every
+    /// client that wants them that way: filled by the first client that
+    /// sends them, one slot per encoding.
+    encoded: [OnceLock<Vec<Text>>; Encoding::SHARED],
 }
 
 impl Batch {
     fn new(lines: Vec<Line>) -> Batch {
         Batch {
             lines,
-            encoded: OnceLock::new(),
+            encoded: Default::default(),
         }
     }
 
-    /// Every line encoded by `encode`, computed by the first caller and
-    /// shared by all others. There is one encoding per batch, so all callers
-    /// must pass the same `encode` (the transports' JSON line frame).
-    pub fn encoded(&self, encode: impl Fn(&Line) -> Text) -> &[Text] {
-        self.encoded
-            .get_or_init(|| self.lines.iter().map(encode).collect())
+    /// Every line encoded as `encoding` by `encode`, computed by the first
+    /// caller and shared by all others asking for the same encoding; `None`
+    /// for an encoding that is not shared (text: the line is its own frame).
+    pub fn encoded(&self, encoding: Encoding, encode: impl Fn(&Line) -> Text) -> Option<&[Text]> {
+        let slot = self.encoded.get(encoding.shared_slot()?)?;
+        Some(slot.get_or_init(|| self.lines.iter().map(encode).collect()))
     }
 }
 

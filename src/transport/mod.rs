@@ -2,7 +2,6 @@
 //!
 //! - [`ws`]: `/ws`, WebSocket, one message per line (text or JSON frames).
 //! - [`sse`]: `/events`, Server-Sent Events with resumable ids.
-//! - [`frame`]: how a line or an event is encoded, in one place.
 //! - [`viewer`]: `/`, the built-in viewer page and its static files.
 //! - [`ops`]: `/healthz` and `/metrics`.
 //! - [`params`]: the query parameters of the streams.
@@ -14,7 +13,6 @@
 //! client's slot among `--max-clients`.
 
 pub mod access;
-pub mod frame;
 pub mod ops;
 pub mod params;
 pub mod sse;

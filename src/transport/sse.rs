@@ -1,43 +1,48 @@
 //! `/events`: the Server-Sent Events stream.
 //!
-//! The same cursor as `/ws`, encoded as SSE: `id: EPOCH:SEQ` and `data: LINE`
-//! per line, file events and gaps as named events. A reconnecting
-//! `EventSource` sends back the last id as `Last-Event-ID` and resumes
-//! exactly where it stopped. The stream starts with `retry: 1000` and a
-//! `: keep-alive` comment goes out every 15 s so proxies keep it open.
+//! The same cursor and the same delivery loop ([`crate::pump`]) as `/ws`,
+//! encoded as SSE ([`Encoding::Sse`]): `id: EPOCH:SEQ` and `data: LINE` per
+//! line, file events and gaps as named events. A reconnecting `EventSource`
+//! sends back the last id as `Last-Event-ID` and resumes exactly where it
+//! stopped. The stream starts with `retry: 1000` and a `: keep-alive`
+//! comment goes out every 15 s so proxies keep it open.
 //!
-//! A client that falls more than `--client-queue` behind, or whose socket
-//! accepts nothing for `--send-timeout`, gets a final `event: closed` (data
-//! `client too slow`) and the stream ends; the connection is kept for the
-//! grace ([`CLOSE_CAP`]) while that goes out. hyper writes the body, and a
-//! failed write would end the connection at once, so the stuck case is not
-//! a write error: the connection's [`SendLimit`] marks it stalled instead and
-//! lets the writes wait on for the grace. The stream then queues nothing but
-//! `closed`, so a client that reads again within the grace gets what was in
-//! flight, then `closed`. (Its slot among `--max-clients` is released when
-//! the stream ends, which may be before hyper has written `closed`.)
+//! The response body is a small bounded channel of chunks that the pump
+//! fills through an [`SseSink`] (one chunk per flush, so a burst is one
+//! write, not one per line) and hyper drains. A client whose socket accepts
+//! nothing fills it: the pump's next feed waits, and after `--send-timeout`
+//! the client is too slow, as one more than `--client-queue` behind for
+//! longer than the grace is. Either way it gets a final `event: closed`
+//! (data `client too slow`) after what was in flight, within a grace
+//! ([`CLOSE_CAP`]): a client that reads again within it (a laptop waking up)
+//! learns that it must resume.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout_at};
 
-use super::{AppState, ClientSlot};
-use super::{CLOSE_CAP, RawParams, admit, frame};
-use crate::hub::{Cursor, CursorError, Delivery};
+use super::{AppState, CLOSE_CAP, ClientSlot, RawParams, admit};
+use crate::encode::{self, Encoding};
+use crate::hub::Cursor;
+use crate::lines::Text;
+use crate::pump::{PeerEnd, PumpOptions, Sink, SinkGone, pump};
 use crate::server::SendLimit;
 
 /// How often an idle stream carries a comment line.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Bytes of lines fed before a flush, at most; also the largest chunk.
+const FLUSH_BYTES: usize = 64 * 1024;
+/// Chunks queued between the pump and hyper: a little slack, not a queue
+/// (a client's backlog is its cursor's lag, which costs no memory).
+const CHUNKS: usize = 4;
 
 pub async fn handler(
     State(app): State<AppState>,
@@ -52,118 +57,124 @@ pub async fn handler(
         Err(rejection) => return rejection.into_response(),
     };
     let limit = limit.map(|Extension(limit)| limit);
-    let stalled = limit.as_ref().map(|limit| {
-        let hub = Arc::clone(&app.hub);
-        limit.grace_on_stall(CLOSE_CAP, move || {
-            hub.metrics.slow_client_closed();
-            tracing::info!(%peer, "closing a client that is too slow");
-        })
-    });
-    let first = Event::default().retry(Duration::from_millis(1000));
-    let state = Client {
-        cursor: admitted.cursor,
-        app,
-        pending: VecDeque::from([first]),
-        done: false,
-        stalled,
-        limit,
-        slot: admitted.slot,
-    };
-    let mut response = Sse::new(events(state))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
-        .into_response();
-    // Tell nginx-style proxies not to buffer the stream.
-    response.headers_mut().insert(
-        "x-accel-buffering",
-        axum::http::HeaderValue::from_static("no"),
+    // The pump bounds every write; the socket's own timeout would race it.
+    if let Some(limit) = &limit {
+        limit.stream_owned();
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS);
+    let tracker = app.tracker.clone();
+    tracker.spawn(client(admitted.cursor, tx, app, admitted.slot, limit));
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    }));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
     );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell nginx-style proxies not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // A stream that ended (too slow, shutdown) ends its connection too: the
+    // connection's write limits were the stream's, and a client reusing it
+    // should start afresh. `EventSource` reconnects with a new one anyway.
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
-struct Client {
-    cursor: Cursor,
+/// One SSE client: the pump, then its last word.
+async fn client(
+    mut cursor: Cursor,
+    tx: mpsc::Sender<Bytes>,
     app: AppState,
-    pending: VecDeque<Event>,
-    done: bool,
-    /// Cancelled when the socket accepted nothing for `--send-timeout`.
-    stalled: Option<CancellationToken>,
-    limit: Option<SendLimit>,
     slot: ClientSlot,
-}
-
-fn events(state: Client) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(event) = state.pending.pop_front() {
-                return Some((Ok(event), state));
-            }
-            if state.done {
-                return None;
-            }
-            let delivery = tokio::select! {
-                biased;
-                _ = state.app.cancel.cancelled() => return None,
-                // Counted and logged when the stall began.
-                () = stalled(state.stalled.as_ref()) => {
-                    state.last_word();
-                    continue;
-                }
-                delivery = state.cursor.next() => delivery,
-            };
-            match delivery {
-                Ok(delivery) => state.queue(&delivery),
-                Err(CursorError::TooSlow) => {
-                    state.app.hub.metrics.slow_client_closed();
-                    tracing::info!(peer = %state.slot.peer, lag_bytes = state.cursor.lag_bytes(), "closing a client that is too slow");
-                    // Its last bytes get the grace too (and a stall now is
-                    // no second drop).
-                    if let Some(limit) = &state.limit {
-                        limit.wait_until(Instant::now() + CLOSE_CAP);
-                    }
-                    state.last_word();
-                }
-                Err(CursorError::Closed) => return None,
-            }
+    limit: Option<SendLimit>,
+) {
+    let mut sink = SseSink {
+        tx,
+        chunk: BytesMut::new(),
+    };
+    let options = PumpOptions {
+        encoding: Encoding::Sse,
+        send_timeout: app.config.send_timeout,
+        keep_alive: Some(KEEP_ALIVE),
+        flush_bytes: FLUSH_BYTES,
+    };
+    let end = pump(
+        &mut cursor,
+        &mut sink,
+        &options,
+        &app.cancel,
+        &app.hub.metrics,
+    )
+    .await;
+    if end.too_slow() {
+        app.hub.metrics.slow_client_closed();
+        tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
+        drop(cursor);
+        // What was in flight, then `closed`, within the grace; hyper's own
+        // writes of those last bytes are bounded by the same deadline.
+        let deadline = Instant::now() + CLOSE_CAP;
+        if let Some(limit) = &limit {
+            limit.wait_until(deadline);
         }
-    })
+        let last = encode::sse_event("closed", "client too slow");
+        let goodbye = async {
+            sink.chunk.extend_from_slice(last.as_bytes());
+            sink.send_chunk().await
+        };
+        tokio::select! {
+            _ = timeout_at(deadline, goodbye) => {}
+            () = app.cancel.cancelled() => {}
+        }
+    }
+    // Otherwise (shutdown, the peer gone) the body just ends: dropping the
+    // sender lets hyper finish the response.
+    drop(slot);
 }
 
-/// Resolves when `stalled` is cancelled; never without one.
-async fn stalled(stalled: Option<&CancellationToken>) {
-    match stalled {
-        Some(stalled) => stalled.cancelled().await,
-        None => std::future::pending().await,
+/// The response body as the pump's [`Sink`]: frames are gathered into a
+/// chunk, and a flush hands the chunk to hyper through the channel.
+struct SseSink {
+    tx: mpsc::Sender<Bytes>,
+    chunk: BytesMut,
+}
+
+impl SseSink {
+    async fn send_chunk(&mut self) -> Result<(), SinkGone> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.chunk.split().freeze();
+        self.tx.send(chunk).await.map_err(|_| SinkGone)
     }
 }
 
-impl Client {
-    /// The last word, after what is already queued: `event: closed`.
-    fn last_word(&mut self) {
-        self.pending
-            .push_back(Event::default().event("closed").data("client too slow"));
-        self.done = true;
+impl Sink for SseSink {
+    async fn feed(&mut self, frame: Text) -> Result<(), SinkGone> {
+        self.chunk.extend_from_slice(frame.as_bytes());
+        if self.chunk.len() >= FLUSH_BYTES {
+            self.send_chunk().await?;
+        }
+        Ok(())
     }
 
-    fn queue(&mut self, delivery: &Delivery) {
-        let hub = self.cursor.hub();
-        match delivery {
-            Delivery::Notice(notice) => self.pending.push_back(frame::notice_event(hub, notice)),
-            Delivery::Gap(gap) => {
-                hub.metrics.gap_sent();
-                self.pending.push_back(frame::gap_event(gap));
-            }
-            Delivery::Live { .. } | Delivery::Replay(_) => {
-                let mut lines = 0u64;
-                let mut bytes = 0u64;
-                for line in delivery.lines() {
-                    if self.cursor.matches(line) {
-                        lines += 1;
-                        bytes += line.text.len() as u64;
-                        self.pending.push_back(frame::line_event(hub.epoch(), line));
-                    }
-                }
-                hub.metrics.lines_sent(lines, bytes);
-            }
-        }
+    async fn flush(&mut self) -> Result<(), SinkGone> {
+        self.send_chunk().await
+    }
+
+    async fn keep_alive(&mut self) -> Result<(), SinkGone> {
+        self.chunk
+            .extend_from_slice(encode::SSE_KEEP_ALIVE.as_bytes());
+        Ok(())
+    }
+
+    async fn peer_end(&mut self) -> PeerEnd {
+        // hyper dropped the body: the client is gone.
+        self.tx.closed().await;
+        PeerEnd::Gone
     }
 }

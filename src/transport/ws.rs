@@ -7,11 +7,14 @@
 //!
 //! After the upgrade the socket is split: a reader task reads and ignores
 //! what the client sends (bounded: 4 KiB messages, or close 1009), answers
-//! pings and notices a silent peer; the writer — this task — sends lines.
-//! The writer feeds every line that is ready and flushes once, so a burst
-//! costs one `write(2)` per ~64 KiB instead of one per line, and bounds each
-//! write with `--send-timeout`: a client that stops reading is closed with
-//! 1013 instead of pinning memory or a task.
+//! pings and notices a silent peer; the writer — this task — is the
+//! delivery loop ([`crate::pump`]) over a [`WsSink`]: every line that is
+//! ready is fed and flushed once, so a burst costs one `write(2)` per
+//! ~64 KiB instead of one per line, and a client whose socket accepts
+//! nothing for `--send-timeout` is closed with 1013 instead of pinning
+//! memory or a task. That deadline is the pump's; the connection's own
+//! socket timeout is turned off for a WebSocket ([`SendLimit::stream_owned`]),
+//! so the two never race.
 //!
 //! Closing keeps the connection for a grace ([`CLOSE_CAP`]) with nothing
 //! more queued: what the socket was given but the client has not taken
@@ -24,18 +27,20 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
-use tokio::time::{Instant, MissedTickBehavior, timeout, timeout_at};
+use tokio::time::{Instant, timeout, timeout_at};
 
-use super::{Admitted, CLOSE_CAP, Format, RawParams, admit, frame};
-use super::{AppState, ClientSlot};
-use crate::hub::{Cursor, CursorError, Delivery, GapReason};
+use super::{Admitted, AppState, CLOSE_CAP, ClientSlot, Format, RawParams, admit};
+use crate::encode::Encoding;
+use crate::hub::Cursor;
+use crate::lines::Text;
+use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone, pump};
 use crate::server::{SHUTDOWN_FLUSH, SendLimit};
 
 /// Largest message a client may send.
@@ -84,18 +89,6 @@ pub async fn handler(
         })
 }
 
-/// Why a client's stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Shutdown,
-    TooSlow,
-    TooBig,
-    /// The peer closed, vanished, or stayed silent past two ping periods.
-    PeerGone,
-    /// A write timed out: the socket accepted nothing for `--send-timeout`.
-    WriteFailed,
-}
-
 /// What the reader task tells the writer.
 enum FromReader {
     TooBig,
@@ -110,29 +103,50 @@ async fn client(
     slot: ClientSlot,
     limit: Option<SendLimit>,
 ) {
-    let (mut sink, stream) = socket.split();
+    // The pump bounds every write; the socket's own timeout would race it.
+    if let Some(limit) = &limit {
+        limit.stream_owned();
+    }
+    let (sink, stream) = socket.split();
     // One message at most, so a oneshot: polling it in every loop turn is one
     // atomic load (an mpsc receiver showed up in profiles).
-    let (tell, mut told) = oneshot::channel();
+    let (tell, told) = oneshot::channel();
     let mut reader = tokio::spawn(read_client(stream, tell, app.config.ping_interval * 2));
-    let end = write_lines(&mut sink, &mut cursor, format, &app, &mut told).await;
-    let close = match end {
-        End::Shutdown => Some((AWAY, "server shutting down")),
-        End::TooSlow => Some((TRY_AGAIN_LATER, "client too slow")),
-        End::TooBig => Some((TOO_BIG, "message too big")),
-        End::WriteFailed => Some((TRY_AGAIN_LATER, "client too slow")),
-        End::PeerGone => None,
+    let mut ws = WsSink { sink, told };
+    let options = PumpOptions {
+        encoding: match format {
+            Format::Text => Encoding::Text,
+            Format::Json => Encoding::Json,
+        },
+        send_timeout: app.config.send_timeout,
+        keep_alive: Some(app.config.ping_interval),
+        flush_bytes: FLUSH_BYTES,
     };
-    if matches!(end, End::TooSlow | End::WriteFailed) {
+    let end = pump(
+        &mut cursor,
+        &mut ws,
+        &options,
+        &app.cancel,
+        &app.hub.metrics,
+    )
+    .await;
+    let close = match end {
+        End::Shutdown | End::SourceClosed => Some((AWAY, "server shutting down")),
+        End::Behind | End::Stuck => Some((TRY_AGAIN_LATER, "client too slow")),
+        End::Peer(PeerEnd::TooBig) => Some((TOO_BIG, "message too big")),
+        End::Peer(PeerEnd::Gone) => None,
+    };
+    if end.too_slow() {
         app.hub.metrics.slow_client_closed();
         tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
     }
     // Nothing more is queued for this client.
     drop(cursor);
+    let mut sink = ws.sink;
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
             code,
-            reason: Utf8Bytes::from_static(reason),
+            reason: Text::from_static(reason),
         };
         if end == End::Shutdown {
             // The process exits within 2 s: a short flush, a short wait.
@@ -142,13 +156,9 @@ async fn client(
             }
         } else {
             // The frame queues behind what the socket already holds, however
-            // long it has accepted nothing: a write that timed out left its
-            // bytes buffered, and from now on a write waits up to the grace
-            // instead of `--send-timeout`.
+            // long it has accepted nothing: a feed the pump gave up on left
+            // its bytes buffered, and they go first, within the grace.
             let deadline = Instant::now() + CLOSE_CAP;
-            if let Some(limit) = &limit {
-                limit.wait_until(deadline);
-            }
             let goodbye = async {
                 if send_close(&mut sink, frame, deadline, &slot).await {
                     let _ = timeout_at(deadline, &mut reader).await;
@@ -166,6 +176,40 @@ async fn client(
     }
     reader.abort();
     drop(slot);
+}
+
+/// The WebSocket as the pump's [`Sink`]: frames become Text messages, the
+/// keep-alive a Ping; the reader task tells how the peer ended.
+struct WsSink {
+    sink: SplitSink<WebSocket, Message>,
+    told: oneshot::Receiver<FromReader>,
+}
+
+impl Sink for WsSink {
+    async fn feed(&mut self, frame: Text) -> Result<(), SinkGone> {
+        self.sink
+            .feed(Message::Text(frame))
+            .await
+            .map_err(|_| SinkGone)
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkGone> {
+        self.sink.flush().await.map_err(|_| SinkGone)
+    }
+
+    async fn keep_alive(&mut self) -> Result<(), SinkGone> {
+        self.sink
+            .feed(Message::Ping(Default::default()))
+            .await
+            .map_err(|_| SinkGone)
+    }
+
+    async fn peer_end(&mut self) -> PeerEnd {
+        match (&mut self.told).await {
+            Ok(FromReader::TooBig) => PeerEnd::TooBig,
+            Ok(FromReader::Gone) | Err(_) => PeerEnd::Gone,
+        }
+    }
 }
 
 /// Sends the Close frame after whatever the sink still holds, by `by`; true
@@ -251,152 +295,4 @@ fn is_too_big(err: &axum::Error) -> bool {
             Some(tungstenite::Error::Capacity(_))
         )
     })
-}
-
-async fn write_lines(
-    sink: &mut SplitSink<WebSocket, Message>,
-    cursor: &mut Cursor,
-    format: Format,
-    app: &AppState,
-    told: &mut oneshot::Receiver<FromReader>,
-) -> End {
-    let json = format == Format::Json;
-    // Every write below is bounded by the connection's `TimeoutIo`: a socket
-    // that accepts nothing for `--send-timeout` fails the write (`TimedOut`),
-    // whatever the size of the batch, so a slow reader that makes progress is
-    // judged by its lag, and only a stuck one by the timeout.
-    if json {
-        let hello = frame::hello_json(cursor.hub().epoch(), cursor.subscribed_at());
-        if let Err(err) = sink.send(Message::Text(hello.into())).await {
-            return write_failed(&err);
-        }
-    }
-    let period = app.config.ping_interval;
-    let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut started = false;
-    // Created once: a fresh `cancelled()` per turn registers and drops a
-    // waiter each time.
-    let cancelled = app.cancel.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = &mut cancelled => return End::Shutdown,
-            from_reader = &mut *told => {
-                return match from_reader {
-                    Ok(FromReader::TooBig) => End::TooBig,
-                    Ok(FromReader::Gone) | Err(_) => End::PeerGone,
-                };
-            }
-            _ = ping.tick() => {
-                match sink.send(Message::Ping(Default::default())).await {
-                    Ok(()) => continue,
-                    Err(err) => return write_failed(&err),
-                }
-            }
-            delivery = cursor.next() => delivery,
-        };
-        let mut fed = 0usize;
-        let mut next = Some(first);
-        while let Some(delivery) = next.take() {
-            match delivery {
-                Ok(delivery) => {
-                    match feed(sink, cursor, &delivery, json, &mut started, app).await {
-                        Ok(bytes) => fed += bytes,
-                        Err(end) => return end,
-                    }
-                }
-                Err(CursorError::TooSlow) => return End::TooSlow,
-                Err(CursorError::Closed) => return End::Shutdown,
-            }
-            if fed < FLUSH_BYTES {
-                next = cursor.try_next().transpose();
-            }
-        }
-        if let Err(err) = sink.flush().await {
-            return write_failed(&err);
-        }
-    }
-}
-
-/// A failed write: too slow when the socket accepted nothing for the send
-/// timeout (`TimeoutIo`'s `TimedOut`), otherwise the peer went away.
-fn write_failed(err: &axum::Error) -> End {
-    let timed_out = causes(err).any(|e| {
-        let io = match e.downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Io(io)) => Some(io),
-            _ => e.downcast_ref::<std::io::Error>(),
-        };
-        io.is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    });
-    if timed_out {
-        End::WriteFailed
-    } else {
-        End::PeerGone
-    }
-}
-
-/// Feeds one delivery into the sink (no flush); returns the bytes fed.
-async fn feed(
-    sink: &mut SplitSink<WebSocket, Message>,
-    cursor: &Cursor,
-    delivery: &Delivery,
-    json: bool,
-    started: &mut bool,
-    app: &AppState,
-) -> Result<usize, End> {
-    let hub = cursor.hub();
-    let mut bytes = 0usize;
-    let mut lines = 0u64;
-    match delivery {
-        Delivery::Notice(notice) if json => {
-            sink.feed(Message::Text(frame::notice_json(hub, notice).into()))
-                .await
-                .map_err(|err| write_failed(&err))?;
-        }
-        Delivery::Notice(_) => {}
-        Delivery::Gap(gap) => {
-            hub.metrics.gap_sent();
-            if json {
-                sink.feed(Message::Text(frame::gap_json(gap).into()))
-                    .await
-                    .map_err(|err| write_failed(&err))?;
-            } else if *started && gap.reason == GapReason::Evicted {
-                // A text client cannot be told about a gap in its stream:
-                // close it as too slow, so it knows to resume.
-                return Err(End::TooSlow);
-            }
-        }
-        Delivery::Live { batch, start } if json => {
-            // Encoded once per batch for all JSON clients (the viewer's
-            // format), then shared like the text itself.
-            let frames = batch.encoded(|line| frame::line_json(hub, line).into());
-            for (line, encoded) in batch.lines.iter().zip(frames).skip(*start) {
-                if !cursor.matches(line) {
-                    continue;
-                }
-                bytes += line.text.len();
-                lines += 1;
-                sink.feed(Message::Text(encoded.clone()))
-                    .await
-                    .map_err(|err| write_failed(&err))?;
-            }
-        }
-        Delivery::Live { .. } | Delivery::Replay(_) => {
-            for line in delivery.lines() {
-                if !cursor.matches(line) {
-                    continue;
-                }
-                bytes += line.text.len();
-                lines += 1;
-                sink.feed(frame::line_message(hub, line, json))
-                    .await
-                    .map_err(|err| write_failed(&err))?;
-            }
-        }
-    }
-    *started = true;
-    app.hub.metrics.lines_sent(lines, bytes as u64);
-    Ok(bytes.max(1))
 }
