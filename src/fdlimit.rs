@@ -37,6 +37,20 @@ use tokio::net::TcpStream;
 /// replays and descriptors inherited from the parent.
 pub const RESERVED_FDS: u64 = 64;
 
+/// The top descriptors no client connection may take: a connection whose
+/// descriptor number is this close to the soft limit is refused at once
+/// (descriptors are numbered lowest first, so the number tells how many are
+/// open). They stay for what must not fail for want of a descriptor: a
+/// file that appears or rotates, the old file held while it drains, a
+/// replay from disk. Part of [`RESERVED_FDS`], which also covers what is
+/// open before any client (about 15).
+pub const KEPT_FOR_FILES: u64 = 32;
+
+/// The lowest descriptor number a client connection may not have.
+pub fn client_ceiling(soft: u64) -> u64 {
+    soft.saturating_sub(KEPT_FOR_FILES).max(1)
+}
+
 /// What a connection accepted with the spare descriptor is told.
 pub const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\

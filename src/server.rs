@@ -18,6 +18,7 @@
 //! flight and its last word.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,6 +79,9 @@ pub async fn serve(
 ) {
     let state = options;
     let mut spare = Spare::new();
+    // Descriptors are numbered lowest first, so a connection's number is about
+    // how many are open: past this one, the reserve for files is being eaten.
+    let ceiling = fdlimit::client_ceiling(fdlimit::current_soft());
     let mut fd_warn = RateLimited::new(WARN_EVERY);
     let mut other_warn = RateLimited::new(WARN_EVERY);
     // Told whenever a connection task ends (its descriptor is closed by then).
@@ -137,6 +141,23 @@ pub async fn serve(
                 }
             }
         };
+        if u64::try_from(tcp.as_raw_fd()).unwrap_or(u64::MAX) >= ceiling {
+            // Not out of descriptors yet, but into the reserve that followed
+            // files, replays and rotations need: refused like one that
+            // could not be accepted at all.
+            tracing::debug!(%peer, "past the client capacity of {ceiling} descriptors: refused with 503");
+            fdlimit::refuse(tcp, tls.is_none());
+            state.metrics.fd_refusal();
+            if let Some(n) = fd_warn.hit() {
+                tracing::warn!(
+                    "out of file descriptors (limit {}, the last {} kept for files): \
+                     answered {n} new connection(s) 503 since the last warning",
+                    fdlimit::current_soft(),
+                    fdlimit::KEPT_FOR_FILES
+                );
+            }
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let limit = SendLimit::default();
         let io = TimeoutIo::new(tcp, state.send_timeout, limit.clone());

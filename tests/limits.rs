@@ -180,6 +180,12 @@ async fn out_of_descriptors_refuses_fast_and_recovers() {
         assert!(text.contains("still streaming"), "client #{i}");
     }
 
+    // The descriptors kept for files are still there: a rotation, whose new file the
+    // tailer must open, is followed.
+    log.rename_create("app.log.1");
+    log.append_lines(["after rotation"]);
+    ws.expect_lines(&["after rotation"]).await;
+
     // One rate-limited warning for all those refusals (one per 10 s at most).
     let stderr = server.stderr();
     let warnings = stderr.matches("out of file descriptors (limit").count();

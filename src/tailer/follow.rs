@@ -309,11 +309,15 @@ impl Follower {
         }
     }
 
-    /// Opens the path if it names a regular file. Anything else is refused
-    /// before `open(2)`, which would block on a FIFO with no writer.
+    /// Opens the path if it names a regular file; anything else is refused.
+    /// `O_NONBLOCK`, because `open(2)` of a FIFO with no writer would block
+    /// until one came (a regular file's reads ignore the flag).
     fn open(&self) -> io::Result<(File, FileId, u64)> {
-        regular(&std::fs::metadata(&self.path)?)?;
-        let file = File::open(&self.path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path)?;
         let meta = file.metadata()?;
         regular(&meta)?;
         Ok((file, FileId::of(&meta), meta.len()))

@@ -86,8 +86,12 @@ impl Tailer {
             watcher.watch_for(&path, None);
         }
         follower.start();
-        if let Some(watcher) = &mut watcher {
-            watcher.watch_for(&path, follower.held());
+        if let Some(watcher) = &mut watcher
+            && watcher.watch_for(&path, follower.held())
+        {
+            // The watches changed after the first look (a parent directory
+            // appeared meanwhile): the thread's first pass looks again.
+            let _ = wake.try_send(());
         }
         follower.watch_dirty = false;
         std::thread::Builder::new()
@@ -119,8 +123,19 @@ impl Tailer {
                     // reports nothing.
                     let mut dirty = std::mem::take(&mut follower.watch_dirty);
                     if let Some(watcher) = &mut watcher {
+                        // Bounded: each round is a look and a re-watch, and the
+                        // watches change only as fast as someone changes
+                        // directories and links under us; 32 rounds is far
+                        // more than any real sequence needs before things
+                        // hold still (the next wake-up carries on).
                         for _ in 0..32 {
-                            if !dirty && follower.is_settled() {
+                            // A watch that failed is retried at each pass
+                            // (every second while incomplete).
+                            if !dirty
+                                && follower.is_settled()
+                                && watcher.complete()
+                                && !watcher.stale()
+                            {
                                 break;
                             }
                             if !(watcher.watch_for(&path, follower.held()) || dirty) {

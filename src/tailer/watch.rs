@@ -17,11 +17,16 @@
 //! and re-watched when its name names another directory, or when an event
 //! said it was removed or moved (the inode may be reused).
 //!
-//! While the followed name no longer names the file we hold open (deleted,
-//! or renamed out of every watched directory), we also watch that file
-//! itself through `/proc/self/fd/N`, so a writer that never reopens still
-//! wakes us at once. While the name does name it, the directory's events
-//! already do, and a second watch would only double them.
+//! A directory on the way that is itself a symlink (`current/log/app.log`
+//! with `current -> releases/2`, as deploy tools do) is watched in its own
+//! parent, so re-pointing it wakes us.
+//!
+//! While the followed name does not name the file we hold open (deleted,
+//! renamed, or replaced by a new file that is still empty), we also watch
+//! that file itself through `/proc/self/fd/N`, so a writer that never
+//! reopens still wakes us at once, wherever the file went. While the name
+//! does name it, the directory's events already do, and a second watch would
+//! only double them.
 //!
 //! This is inotify only: `--poll` needs no watcher (see the parent module).
 //!
@@ -164,6 +169,14 @@ impl DirWatcher {
         self.complete
     }
 
+    /// Whether an event said a watched directory went away since the last
+    /// [`watch_for`](Self::watch_for): its watch is dead (notify drops it when
+    /// it handles the removal — possibly after a watch we added again under
+    /// the same name, which it then drops instead), so watch again.
+    pub fn stale(&self) -> bool {
+        !lock(&self.interest).gone.is_empty()
+    }
+
     /// Makes the watches the right ones for `path` as it is now, and for
     /// `held`, the file held open while the path no longer names it: call it
     /// at start and whenever either may have changed. Returns whether any
@@ -258,15 +271,24 @@ struct Plan {
     paths: Vec<PathBuf>,
 }
 
-/// For every name in `path`'s symlink chain: the directory to watch and the
-/// path under it that matters.
+/// For every name in `path`'s symlink chain, and every symlinked directory
+/// on the way to it: the directory to watch and the path under it that
+/// matters.
 fn watch_plan(path: &Path) -> Plan {
     let mut plan = Plan::default();
     let mut ids: Vec<Option<FileId>> = Vec::new();
+    let mut wanted = Vec::new();
     for name in link_chain(path) {
-        let Some((dir, entry)) = nearest_watchable(&name) else {
-            continue;
-        };
+        // A directory on the way that is a symlink (`current -> releases/2`)
+        // is re-pointed in its own parent: watch it there.
+        for link in symlinked_ancestors(&name) {
+            if let (Some(dir), Some(entry)) = (link.parent(), link.file_name()) {
+                wanted.push((dir.to_path_buf(), entry.to_os_string()));
+            }
+        }
+        wanted.extend(nearest_watchable(&name));
+    }
+    for (dir, entry) in wanted {
         let id = FileId::of_path(&dir);
         // One directory under two spellings (`/var/run` and `/run`) is one
         // inotify watch, reported under one spelling: use the first.
@@ -301,14 +323,32 @@ fn link_chain(path: &Path) -> Vec<PathBuf> {
         let Ok(target) = std::fs::read_link(last) else {
             break;
         };
-        // A relative target is relative to the link's directory.
-        let next = clean(&last.parent().unwrap_or(Path::new("/")).join(target));
+        // A relative target is relative to the directory the link is in —
+        // the real one: `..` leaves it as the kernel's lookup does, even when
+        // the link was reached through a symlinked directory.
+        let parent = last.parent().unwrap_or(Path::new("/"));
+        let base = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+        let next = clean(&base.join(target));
         if chain.contains(&next) {
             break; // a loop: every name in it is already watched
         }
         chain.push(next);
     }
     chain
+}
+
+/// The directories on the way to `name` (not `name` itself) that are
+/// symlinks, nearest the root first.
+fn symlinked_ancestors(name: &Path) -> Vec<PathBuf> {
+    let mut links: Vec<PathBuf> = name
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.parent().is_some())
+        .filter(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+        .map(Path::to_path_buf)
+        .collect();
+    links.reverse();
+    links
 }
 
 /// The directory to watch for `name` — its parent, or while that does not
@@ -371,6 +411,30 @@ mod tests {
     }
 
     #[test]
+    fn a_symlinked_directory_on_the_way_is_watched_where_it_can_be_re_pointed() {
+        let (_keep, root) = root();
+        std::fs::create_dir_all(root.join("releases/2/log")).unwrap();
+        std::os::unix::fs::symlink("releases/2", root.join("current")).unwrap();
+        let path = root.join("current/log/app.log");
+        let plan = watch_plan(&path);
+        assert_eq!(plan.dirs, [root.clone(), root.join("current/log")]);
+        assert_eq!(plan.paths, [root.join("current"), path]);
+    }
+
+    #[test]
+    fn a_relative_target_is_taken_from_the_real_directory_of_its_link() {
+        let (_keep, root) = root();
+        // logs -> deep/logs; deep/logs/app.log -> ../pods/0.log, which the
+        // kernel finds in deep/pods, not in pods.
+        std::fs::create_dir_all(root.join("deep/logs")).unwrap();
+        std::fs::create_dir_all(root.join("deep/pods")).unwrap();
+        std::os::unix::fs::symlink("deep/logs", root.join("logs")).unwrap();
+        std::os::unix::fs::symlink("../pods/0.log", root.join("deep/logs/app.log")).unwrap();
+        let chain = link_chain(&root.join("logs/app.log"));
+        assert_eq!(chain[1], root.join("deep/pods/0.log"));
+    }
+
+    #[test]
     fn a_chain_of_links_is_followed_and_a_loop_ends() {
         let (_keep, root) = root();
         std::fs::create_dir(root.join("a")).unwrap();
@@ -396,8 +460,13 @@ mod tests {
         let link = root.join("real/app.log");
         std::os::unix::fs::symlink(root.join("alias/0.log"), &link).unwrap();
         let plan = watch_plan(&link);
-        assert_eq!(plan.dirs, [root.join("real")]);
-        assert_eq!(plan.paths, [link, root.join("real/0.log")]);
+        // `real` once, whichever way it is spelled; the root too, where the
+        // `alias` link could be re-pointed.
+        assert_eq!(plan.dirs, [root.join("real"), root.clone()]);
+        assert_eq!(
+            plan.paths,
+            [link, root.join("alias"), root.join("real/0.log")]
+        );
     }
 
     #[test]
