@@ -822,10 +822,11 @@ async fn tls_stuck_client_that_reads_again_gets_what_was_in_flight_then_1013() {
 }
 
 /// A certificate or key that cannot be used (garbage, armour around junk, missing file,
-/// or a key of another certificate) makes the server exit 1, naming the file when a file
+/// or a key of another certificate) makes the server exit 2 — the files the command line
+/// names are at fault, as with a bad flag (`src/error.rs`) — naming the file when a file
 /// is at fault, and never listen.
 #[test]
-fn bad_tls_files_exit_1_naming_the_file() {
+fn bad_tls_files_exit_2_naming_the_file() {
     let log = LogFile::new();
     let (cert, key, _) = self_signed(&log, "");
     let (_, other_key, _) = self_signed(&log, "other-");
@@ -870,7 +871,7 @@ fn bad_tls_files_exit_1_naming_the_file() {
             c.file_name().unwrap().to_string_lossy(),
             k.file_name().unwrap().to_string_lossy()
         );
-        if out.code != Some(1) {
+        if out.code != Some(2) {
             failures.push(format!(
                 "{what}: exit {:?}, stderr: {}",
                 out.code, out.stderr
