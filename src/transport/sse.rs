@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Extension, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
@@ -45,10 +45,11 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
     Query(raw): Query<RawParams>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let admitted = match admit(&app, peer, &raw, &headers, last_event_id) {
+    let admitted = match admit(&app, peer, &raw, &uri, &headers, last_event_id) {
         Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -56,6 +56,7 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
     Query(raw): Query<RawParams>,
+    uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -64,7 +65,7 @@ pub async fn handler(
         format,
         cursor,
         slot,
-    } = match admit(&app, peer, &raw, &headers, None) {
+    } = match admit(&app, peer, &raw, &uri, &headers, None) {
         Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };
