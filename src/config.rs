@@ -2,13 +2,16 @@
 //! and the validated settings the rest of the program works with.
 //!
 //! Parsing and validation only: no I/O happens here (reading `--token-file`
-//! is done by `main`), so every rule is unit tested.
+//! is done by `main`), so every rule is unit tested. A rule broken is an
+//! [`Error::Config`] (exit 2).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+use crate::error::Error;
 
 /// Follow a log file like `tail -F` and stream every new line, live, to
 /// WebSocket and Server-Sent Events clients.
@@ -164,24 +167,26 @@ pub struct Config {
 impl Config {
     /// Validates the command line. `token_from_file` is the content of
     /// `--token-file`, read by the caller.
-    pub fn from_cli(cli: Cli, token_from_file: Option<String>) -> Result<Config, String> {
+    pub fn from_cli(cli: Cli, token_from_file: Option<String>) -> Result<Config, Error> {
         let token = match (cli.token, token_from_file) {
             (Some(t), _) | (None, Some(t)) => Some(t.trim().to_string()),
             (None, None) => None,
         };
         if token.as_deref() == Some("") {
-            return Err("the token is empty".into());
+            return Err(Error::Config("the token is empty".into()));
         }
         if let Some(t) = &token
             && !t.bytes().all(|b| b.is_ascii_graphic())
         {
-            return Err("the token must be printable ASCII without spaces".into());
+            return Err(Error::Config(
+                "the token must be printable ASCII without spaces".into(),
+            ));
         }
         if cli.max_line_bytes == 0 {
-            return Err("--max-line-bytes must be at least 1".into());
+            return Err(Error::Config("--max-line-bytes must be at least 1".into()));
         }
         if cli.client_queue == 0 {
-            return Err("--client-queue must be at least 1".into());
+            return Err(Error::Config("--client-queue must be at least 1".into()));
         }
         Ok(Config {
             file: cli.file,

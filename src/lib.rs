@@ -6,6 +6,8 @@
 //! Data flows one way: **file → tailer → hub → transport → client**.
 //!
 //! - [`config`]: the command line and the validated settings.
+//! - [`error`]: why the server could not start or stopped, and the one rule
+//!   from an error to an exit code.
 //! - [`lines`]: the shared line text type and the bytes → lines splitter.
 //! - [`encode`]: how lines and events look on the wire (text, JSON, SSE).
 //! - [`tailer`]: follows the file by name (rotation, truncation, deletion),
@@ -23,6 +25,7 @@
 
 pub mod config;
 pub mod encode;
+pub mod error;
 pub mod fdlimit;
 pub mod hub;
 pub mod lines;
@@ -40,6 +43,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Config};
+pub use error::Error;
 use hub::{Hub, HubLimits};
 use tailer::{Tailer, WatchMode};
 
@@ -54,7 +58,7 @@ pub async fn run(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> Result<(), Error> {
     let config = Arc::new(config);
     // One set of counters for every stage.
     let metrics = Arc::new(metrics::Metrics::default());
@@ -75,13 +79,19 @@ pub async fn run(
     let tailer_hub = Arc::clone(&hub);
     // Decided once: the path followed from now on (see `tailer::path`).
     // Clients and logs keep the name as typed.
-    let path = tailer::path::absolute(&config.file)?;
+    let watch_error = |source| Error::Watch {
+        path: config.file.clone(),
+        source,
+    };
+    let path = tailer::path::absolute(&config.file).map_err(watch_error)?;
     if path != config.file {
         tracing::info!(file = %config.file.display(), path = %path.display(), "{} resolves to {}", config.file.display(), path.display());
     }
     let _tailer = tokio::task::spawn_blocking(move || Tailer::start(path, 0, tailer_hub, mode))
         .await
-        .map_err(std::io::Error::other)??;
+        .map_err(std::io::Error::other)
+        .and_then(|started| started)
+        .map_err(watch_error)?;
 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
@@ -95,7 +105,11 @@ pub async fn run(
     };
     let router = transport::router(state.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!("listening on {scheme}://{}", listener.local_addr()?);
+    let local = listener.local_addr().map_err(|source| Error::Io {
+        what: "reading the listener's address",
+        source,
+    })?;
+    tracing::info!("listening on {scheme}://{local}");
     server::serve(listener, router, options, tls).await;
 
     // Stopped accepting; every client is being told. Wait for them, bounded.

@@ -1,69 +1,76 @@
-//! The `logtail-ws` binary: parse the command line, set up logging, raise
-//! the file descriptor limit, bind, and hand over to [`logtail_ws::run`].
-//! Exit codes are decided here only: 2 for a bad command line (clap's own),
-//! 1 when the server cannot start (a limit that cannot be raised is only a
-//! warning).
+//! The `logtail-ws` binary: parse the command line, set up logging, check
+//! the files the flags name, raise the file descriptor limit, bind, and hand
+//! over to [`logtail_ws::run`].
+//!
+//! Exit codes are decided here only, from [`Error::exit_code`] (the rule is
+//! in [`logtail_ws::error`]): 2 for a bad command line (clap's own, a bad
+//! flag value or combination, an unreadable or unusable `--token-file`,
+//! `--tls-cert` or `--tls-key`), 1 when the server cannot start or fails (a
+//! limit that cannot be raised is only a warning). A command-line error is
+//! printed as `error: …` on stderr, before anything starts, as clap prints
+//! its own; a server failure goes to the log (JSON with `--log-format json`).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
+use logtail_ws::Error;
 use logtail_ws::config::{Cli, Config, LogFormat};
+use tokio_rustls::TlsAcceptor;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let token_from_file = match &cli.token_file {
-        None => None,
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(text.lines().next().unwrap_or("").to_string()),
-            Err(err) => {
-                eprintln!("error: --token-file {}: {err}", path.display());
-                return ExitCode::from(2);
+    match try_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if err.exit_code() == 2 {
+                eprintln!("error: {err}");
+            } else {
+                tracing::error!("{err}");
             }
-        },
-    };
-    let config = match Config::from_cli(cli, token_from_file) {
-        Ok(config) => config,
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            return ExitCode::from(2);
+            ExitCode::from(err.exit_code())
         }
+    }
+}
+
+fn try_main(cli: Cli) -> Result<(), Error> {
+    // Everything the command line names is read first, so a mistake in it
+    // is reported before anything is bound or watched.
+    let token_from_file = cli.token_file.as_deref().map(read_token_file).transpose()?;
+    let config = Config::from_cli(cli, token_from_file)?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(logtail_ws::server::tls_acceptor(cert, key)?),
+        None => None,
     };
     // Before the runtime's threads: one process-wide limit, raised once.
     match logtail_ws::fdlimit::raise_nofile() {
         Ok(limit) => logtail_ws::fdlimit::log_capacity(&limit, config.max_clients),
         Err(err) => tracing::warn!("cannot read the file descriptor limit: {err}"),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(start(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            tracing::error!("{msg}");
-            ExitCode::from(1)
-        }
+        .map_err(Error::Runtime)?;
+    runtime.block_on(start(config, tls))
+}
+
+/// The first line of `--token-file` (validated with the rest of the flags).
+fn read_token_file(path: &Path) -> Result<String, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.lines().next().unwrap_or("").to_string()),
+        Err(source) => Err(Error::TokenFile {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
-async fn start(config: Config) -> Result<(), String> {
-    let tls = match &config.tls {
-        Some((cert, key)) => Some(logtail_ws::server::tls_acceptor(cert, key)?),
-        None => None,
-    };
-    let listener = listen(config.listen)
-        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
-    logtail_ws::run(config, listener, tls, logtail_ws::shutdown::signal())
-        .await
-        .map_err(|err| err.to_string())
+async fn start(config: Config, tls: Option<TlsAcceptor>) -> Result<(), Error> {
+    let addr = config.listen;
+    let listener = listen(addr).map_err(|source| Error::Bind { addr, source })?;
+    logtail_ws::run(config, listener, tls, logtail_ws::shutdown::signal()).await
 }
 
 /// Binds with a deep accept queue: tokio's default of 128 drops SYNs when

@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::error::{Error, TlsFileError};
 use crate::fdlimit::{self, RateLimited, Spare};
 use crate::metrics::Metrics;
 
@@ -467,30 +468,45 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
     }
 }
 
-/// Loads a PEM certificate chain and key into a TLS acceptor (http/1.1 only).
-pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+/// Loads a PEM certificate chain and key into a TLS acceptor (http/1.1
+/// only). A file that cannot be read or used is named with its flag
+/// ([`Error::TlsFile`], [`Error::TlsPair`]): the command line is at fault.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let file_error = |flag, path: &std::path::Path, reason| Error::TlsFile {
+        flag,
+        path: path.to_path_buf(),
+        reason,
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|iter| iter.collect())
-        .map_err(|err| format!("cannot read certificate {}: {err}", cert.display()))?;
+        .map_err(|err| {
+            file_error(
+                "--tls-cert",
+                cert,
+                TlsFileError::from_pem(err, "certificate"),
+            )
+        })?;
     if certs.is_empty() {
-        return Err(format!("no certificate found in {}", cert.display()));
+        return Err(file_error(
+            "--tls-cert",
+            cert,
+            TlsFileError::Missing("certificate"),
+        ));
     }
     let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|err| format!("cannot read private key {}: {err}", key.display()))?;
+        .map_err(|err| file_error("--tls-key", key, TlsFileError::from_pem(err, "private key")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|err| format!("TLS setup failed: {err}"))?
+        .map_err(Error::Tls)?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|err| {
-            format!(
-                "certificate {} and key {} do not work together: {err}",
-                cert.display(),
-                key.display()
-            )
+        .map_err(|source| Error::TlsPair {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            source,
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))

@@ -114,3 +114,69 @@ async fn env_file_and_port_replace_the_flags() {
     log.append_lines(["live"]);
     client.expect_lines(&["live"]).await;
 }
+
+/// The exit-code rule (`src/error.rs`): a file a flag names that cannot be read is a
+/// command-line error, like a bad flag value: `--token-file`, `--tls-cert` and
+/// `--tls-key` alike exit 2, before anything is bound, with `error: FLAG PATH: reason`
+/// on stderr. (A port that cannot be bound is the server failing: exit 1, above.)
+#[test]
+fn unreadable_token_file_and_tls_files_exit_2_naming_flag_and_path() {
+    let log = LogFile::new();
+    let file = log.path().to_str().unwrap();
+    let missing = log.sibling("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let dir = log.dir().to_str().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_pem = log.write_sibling("cert.pem", cert.cert.pem().as_bytes());
+    let cert_pem = cert_pem.to_str().unwrap();
+    // (the flags after --file and --port, the flag and path the message must name, why)
+    let cases: [(&[&str], &str, &str, &str); 5] = [
+        (
+            &["--token-file", missing],
+            "--token-file",
+            missing,
+            "no such file",
+        ),
+        (&["--token-file", dir], "--token-file", dir, "directory"),
+        (
+            &["--tls-cert", missing, "--tls-key", cert_pem],
+            "--tls-cert",
+            missing,
+            "no such file",
+        ),
+        (
+            &["--tls-cert", dir, "--tls-key", cert_pem],
+            "--tls-cert",
+            dir,
+            "directory",
+        ),
+        (
+            &["--tls-cert", cert_pem, "--tls-key", missing],
+            "--tls-key",
+            missing,
+            "no such file",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (flags, flag, path, reason) in cases {
+        let mut args = vec!["--file", file, "--port", "0"];
+        args.extend_from_slice(flags);
+        let out = Server::spawn_raw(&args, &[]).finish(EXIT);
+        let named = format!("error: {flag} {path}: ");
+        let line = out.stderr.lines().find(|l| l.starts_with(&named));
+        if out.code != Some(2) {
+            failures.push(format!(
+                "{flags:?}: exit {:?}, stderr: {}",
+                out.code, out.stderr
+            ));
+        } else if out.stderr.contains("listening on") {
+            failures.push(format!("{flags:?}: listened first; stderr: {}", out.stderr));
+        } else if !line.is_some_and(|l| l.to_lowercase().contains(reason)) {
+            failures.push(format!(
+                "{flags:?}: no line `{named}…{reason}…`; stderr: {}",
+                out.stderr.trim()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

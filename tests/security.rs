@@ -383,6 +383,85 @@ async fn allow_origin_star_admits_any_origin() {
     }
 }
 
+/// The name a request was sent to comes from its URI first, `Host` second (HTTP/2's
+/// `:authority` is the URI's authority in hyper). Over HTTP/1.1 an absolute-form target
+/// (`GET http://127.0.0.1:PORT/ws`) reaches the handlers as the URI, so its authority is
+/// the one checked and a contradicting `Host` is ignored (RFC 9112 §3.2.2): by the
+/// DNS-rebinding guard on `/ws` and `/events`, and as the server's own origin.
+#[tokio::test]
+async fn absolute_form_target_authority_is_checked_not_host() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let addr = server.addr();
+    let local = format!("http://{addr}/ws");
+    let rebound = format!("http://evil.example:{}/ws", addr.port());
+    let foreign_host = ("Host", "evil.example");
+
+    let r = ws_status(addr, &local, &[foreign_host]).await;
+    assert_eq!(r.status, 101, "local URI, foreign Host: {r:?}");
+    let r = ws_status(addr, &rebound, &[("Host", &addr.to_string())]).await;
+    assert_eq!(r.status, 403, "rebound URI, local Host: {r:?}");
+    assert!(r.text().contains("evil.example"), "{:?}", r.text());
+    let r = sse_status(addr, &format!("http://{addr}/events"), &[foreign_host]).await;
+    assert_eq!(r.status, 200, "/events local URI, foreign Host: {r:?}");
+    let r = sse_status(
+        addr,
+        &format!("http://evil.example:{}/events", addr.port()),
+        &[("Host", &addr.to_string())],
+    )
+    .await;
+    assert_eq!(r.status, 403, "/events rebound URI, local Host: {r:?}");
+
+    // The own origin is the URI's: Origin matching it passes whatever Host says, Origin
+    // matching only Host does not.
+    let localhost = format!("localhost:{}", addr.port());
+    let r = ws_status(
+        addr,
+        &local,
+        &[("Host", &localhost), ("Origin", &format!("http://{addr}"))],
+    )
+    .await;
+    assert_eq!(r.status, 101, "Origin = URI authority: {r:?}");
+    let r = ws_status(
+        addr,
+        &local,
+        &[
+            ("Host", &localhost),
+            ("Origin", &format!("http://{localhost}")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 403, "Origin = Host only: {r:?}");
+}
+
+/// A request naming no host at all (HTTP/1.0 without `Host`) is a command-line client and
+/// passes the DNS-rebinding guard; with an `Origin` it is not waved through: a browser
+/// always names the host, so a loopback server refuses it.
+#[tokio::test]
+async fn no_host_passes_only_without_origin() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let addr = server.addr();
+    // hyper answers an HTTP/1.0 request with an HTTP/1.0 status line.
+    let status = |raw: Option<Vec<u8>>| {
+        let raw = raw?;
+        let text = String::from_utf8_lossy(&raw);
+        text.strip_prefix("HTTP/1.0 ")?
+            .get(..3)?
+            .parse::<u16>()
+            .ok()
+    };
+    let plain = send_and_read_to_close(addr, b"GET /metrics HTTP/1.0\r\n\r\n", PROMPT).await;
+    assert_eq!(status(plain), Some(200), "HTTP/1.0 without Host or Origin");
+    let with_origin = format!("GET /metrics HTTP/1.0\r\nOrigin: http://{addr}\r\n\r\n");
+    let refused = send_and_read_to_close(addr, with_origin.as_bytes(), PROMPT).await;
+    assert_eq!(
+        status(refused),
+        Some(403),
+        "HTTP/1.0 without Host, with Origin"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Token
 // ---------------------------------------------------------------------------------------
@@ -822,10 +901,11 @@ async fn tls_stuck_client_that_reads_again_gets_what_was_in_flight_then_1013() {
 }
 
 /// A certificate or key that cannot be used (garbage, armour around junk, missing file,
-/// or a key of another certificate) makes the server exit 1, naming the file when a file
+/// or a key of another certificate) makes the server exit 2 — the files the command line
+/// names are at fault, as with a bad flag (`src/error.rs`) — naming the file when a file
 /// is at fault, and never listen.
 #[test]
-fn bad_tls_files_exit_1_naming_the_file() {
+fn bad_tls_files_exit_2_naming_the_file() {
     let log = LogFile::new();
     let (cert, key, _) = self_signed(&log, "");
     let (_, other_key, _) = self_signed(&log, "other-");
@@ -870,7 +950,7 @@ fn bad_tls_files_exit_1_naming_the_file() {
             c.file_name().unwrap().to_string_lossy(),
             k.file_name().unwrap().to_string_lossy()
         );
-        if out.code != Some(1) {
+        if out.code != Some(2) {
             failures.push(format!(
                 "{what}: exit {:?}, stderr: {}",
                 out.code, out.stderr

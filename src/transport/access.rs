@@ -1,8 +1,30 @@
 //! Who may read: the checks every request for log data passes before
-//! anything is streamed or upgraded — the Host name (DNS rebinding), the
-//! Origin (cross-site WebSocket hijacking) and the bearer token.
+//! anything is streamed or upgraded — the authority it was sent to (DNS
+//! rebinding), the Origin (cross-site WebSocket hijacking) and the bearer
+//! token.
+//!
+//! # Which authority
+//!
+//! The name the request was sent to ([`Authority::of`]) is taken from the
+//! request's URI first, and from `Host` only when the URI has none:
+//!
+//! - HTTP/2 sends it as `:authority`, which hyper makes the URI's authority,
+//!   usually with no `Host` header at all; reading only `Host` would turn
+//!   the DNS-rebinding guard off and never match the server's own origin.
+//! - HTTP/1.1 usually sends an origin-form target (`GET /ws`), so the URI has
+//!   no authority and `Host` is used. When the target is absolute-form
+//!   (`GET http://127.0.0.1:8080/ws`), hyper passes it through and RFC 9112
+//!   §3.2.2 says the server must ignore `Host` and use the target's: the URI
+//!   wins when the two disagree (RFC 9113 §8.3.1 says the same of
+//!   `:authority` over `Host`).
+//! - A `Host` that cannot be read (not visible ASCII, or sent twice) names
+//!   nothing checkable: it never matches (RFC 9112 §3.2 wants a 400 for it).
+//! - Neither: an HTTP/1.0 client without `Host` (curl `-0`, scripts). It is
+//!   not a browser, so on a loopback listener it is let through *unless it
+//!   carries an `Origin`* — a browser always names the host, so an Origin
+//!   without one is refused rather than waved past the guard.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use subtle::ConstantTimeEq;
 
 use super::{AppState, Rejection};
@@ -14,19 +36,52 @@ pub struct Access {
     pub protocol: Option<HeaderValue>,
 }
 
+/// The authority (`host[:port]`) a request was sent to, as the checks see
+/// it; see the module doc for where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority<'a> {
+    /// From the URI (HTTP/2 `:authority`, an absolute-form target), else `Host`.
+    Named(&'a str),
+    /// A `Host` header that cannot be read, and no authority in the URI.
+    Unreadable,
+    /// Neither: an HTTP/1.0 request without `Host`.
+    Missing,
+}
+
+impl<'a> Authority<'a> {
+    /// The URI's authority (without any `user@`), else the one `Host` header.
+    pub fn of(uri: &'a Uri, headers: &'a HeaderMap) -> Authority<'a> {
+        if let Some(authority) = uri.authority() {
+            let authority = authority.as_str();
+            return Authority::Named(authority.rsplit_once('@').map_or(authority, |(_, a)| a));
+        }
+        let mut hosts = headers.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) => Authority::Missing,
+            (Some(host), None) => host
+                .to_str()
+                .map_or(Authority::Unreadable, Authority::Named),
+            (Some(_), Some(_)) => Authority::Unreadable,
+        }
+    }
+}
+
 /// The checks every request for log data (`/ws`, `/events`, `/metrics`)
-/// passes first: Host (DNS rebinding), Origin, then token.
+/// passes first: its authority (DNS rebinding), Origin, then token.
 pub fn check_access(
     app: &AppState,
+    uri: &Uri,
     headers: &HeaderMap,
     query_token: Option<&str>,
 ) -> Result<Access, Rejection> {
+    let authority = Authority::of(uri, headers);
     let result = check_host(
+        authority,
         headers,
         &app.config.allow_origins,
         app.config.listen.ip().is_loopback(),
     )
-    .and_then(|()| check_origin(headers, &app.config.allow_origins))
+    .and_then(|()| check_origin(authority, headers, &app.config.allow_origins))
     .and_then(|()| check_token(app.config.token.as_deref(), headers, query_token));
     if result.is_err() {
         app.hub.metrics.request_rejected();
@@ -38,10 +93,13 @@ pub fn check_access(
 /// `evil.example` whose name the attacker re-points at 127.0.0.1 is, to the
 /// browser, same-origin with this server — its `Origin` matches its `Host`,
 /// and a same-origin `EventSource` sends no `Origin` at all. What gives it
-/// away is the `Host` name. So when listening on loopback, a request must
-/// name the server by an IP address, `localhost`, or a host listed with
-/// `--allow-origin` (which is how a reverse proxy's name is allowed).
+/// away is the name it was sent to (`authority`). So when listening on
+/// loopback, a request must name the server by an IP address, `localhost`,
+/// or a host listed with `--allow-origin` (which is how a reverse proxy's
+/// name is allowed). A request naming nothing passes only without `Origin`
+/// (see the module doc).
 pub fn check_host(
+    authority: Authority<'_>,
     headers: &HeaderMap,
     allowed: &[String],
     loopback: bool,
@@ -49,8 +107,20 @@ pub fn check_host(
     if !loopback || allowed.iter().any(|a| a == "*") {
         return Ok(());
     }
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return Ok(()); // HTTP/1.0 without Host: not a browser
+    let host = match authority {
+        Authority::Named(host) => host,
+        // HTTP/1.0 without Host: not a browser.
+        Authority::Missing if !headers.contains_key(header::ORIGIN) => return Ok(()),
+        Authority::Missing | Authority::Unreadable => {
+            tracing::warn!(
+                "refused a request that names no readable host on a loopback server (DNS rebinding?)"
+            );
+            return Err(Rejection::new(
+                StatusCode::FORBIDDEN,
+                "this server listens on loopback: a browser request must name the host \
+                 (a readable Host header, or the URI's authority)",
+            ));
+        }
     };
     let name = host_name(host);
     let local = name.eq_ignore_ascii_case("localhost")
@@ -97,9 +167,13 @@ pub(super) fn host_name(authority: &str) -> &str {
 }
 
 /// Allows requests without `Origin` (command-line clients), from the
-/// server's own origin (the `Host` the request was sent to, so it holds
+/// server's own origin (the `authority` the request was sent to, so it holds
 /// behind a proxy that keeps `Host`), and from `--allow-origin`.
-pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Rejection> {
+pub fn check_origin(
+    authority: Authority<'_>,
+    headers: &HeaderMap,
+    allowed: &[String],
+) -> Result<(), Rejection> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -110,15 +184,15 @@ pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Rejec
     {
         return Ok(());
     }
-    let own = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|host| {
-            let authority = origin
+    let own = match authority {
+        Authority::Named(host) => {
+            let from = origin
                 .strip_prefix("http://")
                 .or_else(|| origin.strip_prefix("https://"));
-            authority.is_some_and(|a| !host.is_empty() && a.eq_ignore_ascii_case(host))
-        });
+            from.is_some_and(|a| !host.is_empty() && a.eq_ignore_ascii_case(host))
+        }
+        Authority::Unreadable | Authority::Missing => false,
+    };
     if own {
         return Ok(());
     }

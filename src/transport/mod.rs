@@ -5,7 +5,7 @@
 //! - [`viewer`]: `/`, the built-in viewer page and its static files.
 //! - [`ops`]: `/healthz` and `/metrics`.
 //! - [`params`]: the query parameters of the streams.
-//! - [`access`]: Host, Origin and token checks.
+//! - [`access`]: authority (`Host` or HTTP/2 `:authority`), Origin and token checks.
 //!
 //! This module holds what every endpoint shares: [`AppState`], the routes
 //! ([`router`]), and [`admit`], the one front door of the streaming
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::hub::{Cursor, Hub};
 
-pub use access::{Access, check_access};
+pub use access::{Access, Authority, check_access};
 pub use params::{Format, RawParams, StreamParams};
 
 /// The grace of a stream that is closing a client (not at shutdown): the
@@ -155,18 +155,19 @@ pub struct Admitted {
     pub slot: ClientSlot,
 }
 
-/// Everything `/ws` and `/events` check before they stream, in order: Host
-/// and Origin, token, parameters, a client slot (`--max-clients`); then the
+/// Everything `/ws` and `/events` check before they stream, in order: the
+/// authority (from `uri`, else `Host`) and Origin, token, parameters, a client slot (`--max-clients`); then the
 /// subscription, taken now so that a line appended after the client got its
 /// response is a live line for it.
 pub fn admit(
     app: &AppState,
     peer: SocketAddr,
     raw: &RawParams,
+    uri: &Uri,
     headers: &HeaderMap,
     last_event_id: Option<&str>,
 ) -> Result<Admitted, Rejection> {
-    let access = check_access(app, headers, raw.token.as_deref())?;
+    let access = check_access(app, uri, headers, raw.token.as_deref())?;
     let params = StreamParams::parse(raw, app.config.backlog, last_event_id)?;
     let slot = app.client_slot(peer)?;
     let cursor = app.hub.subscribe(params.start, params.filter);
@@ -194,43 +195,80 @@ mod tests {
         h
     }
 
+    /// The authority checks of one request with an origin-form target
+    /// (`GET /ws`, as HTTP/1.1 sends it): from `Host`, if any.
+    fn host_checks(
+        pairs: &[(&'static str, &str)],
+        allowed: &[String],
+    ) -> [Result<(), StatusCode>; 3] {
+        decide(&Uri::from_static("/ws"), &headers(pairs), allowed)
+    }
+
+    /// `check_host` on loopback, off loopback, and `check_origin`, as statuses.
+    fn decide(uri: &Uri, headers: &HeaderMap, allowed: &[String]) -> [Result<(), StatusCode>; 3] {
+        let authority = Authority::of(uri, headers);
+        let status = |r: Result<(), Rejection>| r.map_err(|rej| rej.status);
+        [
+            status(check_host(authority, headers, allowed, true)),
+            status(check_host(authority, headers, allowed, false)),
+            status(check_origin(authority, headers, allowed)),
+        ]
+    }
+
+    fn origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), Rejection> {
+        check_origin(
+            Authority::of(&Uri::from_static("/ws"), headers),
+            headers,
+            allowed,
+        )
+    }
+
+    fn host(headers: &HeaderMap, allowed: &[String], loopback: bool) -> Result<(), Rejection> {
+        check_host(
+            Authority::of(&Uri::from_static("/ws"), headers),
+            headers,
+            allowed,
+            loopback,
+        )
+    }
+
     #[test]
     fn origin_policy() {
         let none: Vec<String> = vec![];
-        assert!(check_origin(&headers(&[("host", "127.0.0.1:8080")]), &none).is_ok());
+        assert!(origin(&headers(&[("host", "127.0.0.1:8080")]), &none).is_ok());
         let same = headers(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:8080"),
         ]);
-        assert!(check_origin(&same, &none).is_ok());
+        assert!(origin(&same, &none).is_ok());
         let proxied = headers(&[
             ("host", "logs.example.com"),
             ("origin", "https://logs.example.com"),
         ]);
-        assert!(check_origin(&proxied, &none).is_ok());
+        assert!(origin(&proxied, &none).is_ok());
         let evil = headers(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "https://evil.example"),
         ]);
         assert_eq!(
-            check_origin(&evil, &none).unwrap_err().status,
+            origin(&evil, &none).unwrap_err().status,
             StatusCode::FORBIDDEN
         );
         let null = headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
-        assert!(check_origin(&null, &none).is_err());
+        assert!(origin(&null, &none).is_err());
         let port = headers(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:9999"),
         ]);
-        assert!(check_origin(&port, &none).is_err());
-        assert!(check_origin(&evil, &["https://evil.example".into()]).is_ok());
-        assert!(check_origin(&evil, &["*".into()]).is_ok());
+        assert!(origin(&port, &none).is_err());
+        assert!(origin(&evil, &["https://evil.example".into()]).is_ok());
+        assert!(origin(&evil, &["*".into()]).is_ok());
     }
 
     #[test]
     fn host_guard_on_loopback() {
         let none: Vec<String> = vec![];
-        for host in [
+        for name in [
             "127.0.0.1:8080",
             "localhost:8080",
             "[::1]:8080",
@@ -238,23 +276,136 @@ mod tests {
             "10.0.0.5",
         ] {
             assert!(
-                check_host(&headers(&[("host", host)]), &none, true).is_ok(),
-                "{host}"
+                host(&headers(&[("host", name)]), &none, true).is_ok(),
+                "{name}"
             );
         }
         let rebound = headers(&[("host", "evil.example:8080")]);
         assert_eq!(
-            check_host(&rebound, &none, true).unwrap_err().status,
+            host(&rebound, &none, true).unwrap_err().status,
             StatusCode::FORBIDDEN
         );
         assert!(
-            check_host(&rebound, &none, false).is_ok(),
+            host(&rebound, &none, false).is_ok(),
             "not on loopback: no guard"
         );
-        assert!(check_host(&rebound, &["https://evil.example".into()], true).is_ok());
-        assert!(check_host(&rebound, &["*".into()], true).is_ok());
+        assert!(host(&rebound, &["https://evil.example".into()], true).is_ok());
+        assert!(host(&rebound, &["*".into()], true).is_ok());
         assert_eq!(host_name("[::1]:80"), "::1");
         assert_eq!(host_name("a.b:99"), "a.b");
+    }
+
+    /// The requests of the two tests above, each sent once with `Host` and
+    /// once as HTTP/2 sends it (`:authority`, i.e. the URI's authority, and
+    /// no `Host`): every check decides the same.
+    #[test]
+    fn authority_from_the_uri_alone_decides_as_host_does() {
+        let none: Vec<String> = vec![];
+        let listed: Vec<String> = vec!["https://evil.example".into()];
+        let cases: [(&str, Option<&str>); 10] = [
+            ("127.0.0.1:8080", None),
+            ("127.0.0.1:8080", Some("http://127.0.0.1:8080")),
+            ("127.0.0.1:8080", Some("http://127.0.0.1:9999")),
+            ("127.0.0.1:8080", Some("https://evil.example")),
+            ("127.0.0.1:8080", Some("null")),
+            ("logs.example.com", Some("https://logs.example.com")),
+            ("localhost:8080", Some("http://localhost:8080")),
+            ("[::1]:8080", None),
+            ("evil.example:8080", None),
+            ("evil.example:8080", Some("http://evil.example:8080")),
+        ];
+        for (authority, origin) in cases {
+            let mut with_host = vec![("host", authority)];
+            let mut h2 = vec![];
+            if let Some(origin) = origin {
+                with_host.push(("origin", origin));
+                h2.push(("origin", origin));
+            }
+            let uri: Uri = format!("https://{authority}/ws").parse().unwrap();
+            for allowed in [&none, &listed] {
+                assert_eq!(
+                    decide(&uri, &headers(&h2), allowed),
+                    host_checks(&with_host, allowed),
+                    "{authority} {origin:?} {allowed:?}"
+                );
+            }
+        }
+    }
+
+    /// When the URI has an authority and `Host` says otherwise, the URI's is
+    /// checked: hyper sets it from HTTP/2's `:authority`, or from an HTTP/1.1
+    /// absolute-form target, where RFC 9112 §3.2.2 says to ignore `Host`.
+    #[test]
+    fn the_uri_authority_wins_over_host() {
+        let none: Vec<String> = vec![];
+        let forbidden = Err(StatusCode::FORBIDDEN);
+        // A rebinding name in the URI is refused whatever Host claims.
+        let uri = Uri::from_static("http://evil.example:8080/ws");
+        let h = headers(&[("host", "127.0.0.1:8080")]);
+        assert_eq!(decide(&uri, &h, &none)[0], forbidden);
+        // A local URI passes the guard with a foreign Host.
+        let uri = Uri::from_static("http://127.0.0.1:8080/ws");
+        let h = headers(&[("host", "evil.example")]);
+        assert_eq!(decide(&uri, &h, &none), [Ok(()), Ok(()), Ok(())]);
+        // The own origin is the URI's, not Host's.
+        let h = headers(&[
+            ("host", "evil.example:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ]);
+        assert_eq!(decide(&uri, &h, &none)[2], Ok(()));
+        let h = headers(&[
+            ("host", "evil.example:8080"),
+            ("origin", "http://evil.example:8080"),
+        ]);
+        assert_eq!(decide(&uri, &h, &none)[2], forbidden);
+        // `user@` in an absolute-form target is not part of the name.
+        let uri = Uri::from_static("http://evil.example@127.0.0.1:8080/ws");
+        assert_eq!(
+            Authority::of(&uri, &HeaderMap::new()),
+            Authority::Named("127.0.0.1:8080")
+        );
+    }
+
+    /// No authority at all: an HTTP/1.0 command-line client passes; with an
+    /// Origin (a browser always names the host) it does not, on loopback.
+    /// A `Host` that cannot be read, or two of them, names nothing.
+    #[test]
+    fn requests_naming_no_host() {
+        let none: Vec<String> = vec![];
+        let forbidden = Err(StatusCode::FORBIDDEN);
+        assert_eq!(host_checks(&[], &none), [Ok(()), Ok(()), Ok(())]);
+        let with_origin = [("origin", "http://127.0.0.1:8080")];
+        assert_eq!(
+            host_checks(&with_origin, &none),
+            [forbidden, Ok(()), forbidden]
+        );
+        let listed = vec!["http://127.0.0.1:8080".to_string()];
+        assert_eq!(
+            host_checks(&with_origin, &listed),
+            [forbidden, Ok(()), Ok(())]
+        );
+        assert_eq!(
+            host_checks(&with_origin, &["*".into()]),
+            [Ok(()), Ok(()), Ok(())]
+        );
+
+        let mut unreadable = HeaderMap::new();
+        unreadable.insert(
+            header::HOST,
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        let uri = Uri::from_static("/ws");
+        assert_eq!(Authority::of(&uri, &unreadable), Authority::Unreadable);
+        assert_eq!(
+            decide(&uri, &unreadable, &none),
+            [forbidden, Ok(()), Ok(())]
+        );
+        let twice = headers(&[("host", "127.0.0.1:8080"), ("host", "evil.example")]);
+        assert_eq!(Authority::of(&uri, &twice), Authority::Unreadable);
+        assert_eq!(decide(&uri, &twice, &none)[0], forbidden);
+        // The URI's authority still counts when Host is unreadable.
+        let uri = Uri::from_static("http://127.0.0.1:8080/ws");
+        assert_eq!(decide(&uri, &twice, &none), [Ok(()), Ok(()), Ok(())]);
     }
 
     #[test]

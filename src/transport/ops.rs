@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -29,11 +29,12 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
 pub async fn metrics(
     State(app): State<AppState>,
     Query(raw): Query<RawParams>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     // The same gate as the streams (counts its refusals too): Prometheus
     // sends no Origin, and a browser page from elsewhere has no business here.
-    if let Err(rejection) = check_access(&app, &headers, raw.token.as_deref()) {
+    if let Err(rejection) = check_access(&app, &uri, &headers, raw.token.as_deref()) {
         return rejection.into_response();
     }
     let (lines, bytes) = app.hub.history_usage();

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
@@ -49,10 +49,11 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
     Query(raw): Query<RawParams>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let admitted = match admit(&app, peer, &raw, &headers, last_event_id) {
+    let admitted = match admit(&app, peer, &raw, &uri, &headers, last_event_id) {
         Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -60,6 +60,7 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
     Query(raw): Query<RawParams>,
+    uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -68,7 +69,7 @@ pub async fn handler(
         format,
         cursor,
         slot,
-    } = match admit(&app, peer, &raw, &headers, None) {
+    } = match admit(&app, peer, &raw, &uri, &headers, None) {
         Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };
