@@ -2,10 +2,12 @@
 //! DevTools Protocol (CDP) with tokio-tungstenite, opens `/` and the tests read what the page
 //! shows (`body[data-state]`, `#log .line[data-seq] .text`, `.sep.event[data-event]`).
 //!
-//! Chromium is found on `PATH` (`chromium`, or `chromium-browser`). Without it the tests
-//! print a note and pass, unless `CI` is set: then they fail, as CI installs it.
+//! Chromium is found on `PATH` (`chromium`, or `chromium-browser`) as the tests are built;
+//! without it they are ignored with the reason (`#[needs::tools(chromium)]`; CI installs
+//! it and runs them all the same).
 
 use std::fs::{self, File};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,11 +16,10 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{LogFile, PROMPT, Server, WsClient, numbered, strs};
+use crate::harness::{LogFile, PROMPT, Server, WsClient, http_open, numbered, strs};
 
 /// How long Chromium gets to start and write `DevToolsActivePort` (slow on a busy CI box).
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,14 +42,6 @@ fn target_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // Chromium
 
-/// `chromium` (Debian) or `chromium-browser` (Ubuntu) on `PATH`.
-fn find_chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|p| p.is_file())
-}
-
 /// A headless Chromium in its own process group with a throwaway profile; the group is
 /// terminated on drop.
 struct Chromium {
@@ -60,21 +53,9 @@ struct Chromium {
 }
 
 impl Chromium {
-    /// Launches Chromium; `None` (after a note) when it is not installed and `CI` is unset.
-    async fn launch() -> Option<Chromium> {
-        let Some(exe) = find_chromium() else {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "chromium is not on PATH but CI is set: the browser tests must run in CI \
-                     (apt-get install chromium; .ci/run does it)"
-                );
-            }
-            eprintln!(
-                "note: chromium is not on PATH; skipping this browser test \
-                 (install Debian's `chromium` package to run it)"
-            );
-            return None;
-        };
+    /// Launches Chromium (`chromium`, Debian, or `chromium-browser`, Ubuntu).
+    async fn launch() -> Chromium {
+        let exe = needs::program!(chromium);
         let dir = tempfile::Builder::new()
             .prefix("logtail-ws-chromium-")
             .tempdir()
@@ -113,7 +94,7 @@ impl Chromium {
             port: 0,
         };
         chromium.port = chromium.wait_devtools_port(&profile).await;
-        Some(chromium)
+        chromium
     }
 
     /// Waits for `<profile>/DevToolsActivePort` and returns the port on its first line.
@@ -179,39 +160,14 @@ impl Chromium {
     /// `GET /json/list` on the DevTools port, parsed. (Chromium keeps the connection open
     /// after the response, so the body is read by its Content-Length.)
     async fn json_list(&self) -> Value {
-        let exchange = async {
-            let mut stream = TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .expect("connect to the DevTools port");
-            let req = format!(
-                "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-                self.port
-            );
-            stream.write_all(req.as_bytes()).await.expect("send");
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 8192];
-            loop {
-                if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-                    assert!(head.starts_with("http/1.1 200"), "/json/list: {head}");
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or_else(|| panic!("/json/list without Content-Length: {head}"));
-                    if raw.len() >= end + 4 + len {
-                        return raw[end + 4..end + 4 + len].to_vec();
-                    }
-                }
-                let n = stream.read(&mut buf).await.expect("read /json/list");
-                assert!(n > 0, "/json/list: connection closed early: {raw:?}");
-                raw.extend_from_slice(&buf[..n]);
-            }
-        };
-        let body = tokio::time::timeout(PROMPT, exchange)
-            .await
-            .expect("/json/list: no response within 10 s");
-        serde_json::from_slice(&body).expect("/json/list is JSON")
+        let devtools = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let (resp, _) = http_open(devtools, "GET", "/json/list", &[("Connection", "close")]).await;
+        assert_eq!(resp.status, 200, "/json/list: {resp:?}");
+        assert!(
+            resp.header("content-length").is_some(),
+            "/json/list without Content-Length: {resp:?}"
+        );
+        serde_json::from_slice(&resp.body).expect("/json/list is JSON")
     }
 
     /// Sends `sig` to Chromium's process group (and only that group).
@@ -559,11 +515,10 @@ fn base64_decodes_padded_input() {
 
 /// The page shows the last 10 lines (the default backlog) with their seqs, goes live, then
 /// shows appended lines as literal text: markup in a line is never parsed (no XSS).
+#[needs::tools(chromium)]
 #[tokio::test]
 async fn viewer_shows_backlog_then_live_lines_as_text() {
-    let Some(browser) = Chromium::launch().await else {
-        return;
-    };
+    let browser = Chromium::launch().await;
     let log = LogFile::with_lines(numbered("line ", 1..=20));
     let server = Server::start(log.path(), &[]).await;
     let mut page = browser.page().await;
@@ -609,11 +564,10 @@ async fn viewer_shows_backlog_then_live_lines_as_text() {
 /// With `--token s3cret` the page opened at `/` (no token) or with a wrong token never goes
 /// live, shows no line and tells the reader why; with `#token=s3cret` in the fragment (set
 /// later: no reload needed; or loaded fresh) it goes live and shows the lines.
+#[needs::tools(chromium)]
 #[tokio::test]
 async fn viewer_takes_the_token_from_the_fragment() {
-    let Some(browser) = Chromium::launch().await else {
-        return;
-    };
+    let browser = Chromium::launch().await;
     let log = LogFile::with_lines(["secret 1", "secret 2"]);
     let server = Server::start(log.path(), &["--token", "s3cret"]).await;
     let mut page = browser.page().await;
@@ -681,11 +635,10 @@ async fn viewer_takes_the_token_from_the_fragment() {
 
 /// Leaving the page closes its socket, so the server stops counting the reader; coming back
 /// (back button, served from the back/forward cache) resumes the stream.
+#[needs::tools(chromium)]
 #[tokio::test]
 async fn viewer_closes_its_socket_when_left() {
-    let Some(browser) = Chromium::launch().await else {
-        return;
-    };
+    let browser = Chromium::launch().await;
     let log = LogFile::with_lines(["before"]);
     let server = Server::start(log.path(), &[]).await;
     let mut page = browser.page().await;
@@ -712,11 +665,10 @@ async fn viewer_closes_its_socket_when_left() {
 
 /// After `mv app.log app.log.1` and a new `app.log`, the page shows a `rotated` event row,
 /// then the new file's line: nothing lost or repeated, seqs continue.
+#[needs::tools(chromium)]
 #[tokio::test]
 async fn viewer_shows_rotation_then_the_new_file() {
-    let Some(browser) = Chromium::launch().await else {
-        return;
-    };
+    let browser = Chromium::launch().await;
     let log = LogFile::with_lines(["old 1", "old 2"]);
     let server = Server::start(log.path(), &[]).await;
     let mut page = browser.page().await;
@@ -761,11 +713,10 @@ async fn viewer_shows_rotation_then_the_new_file() {
 
 /// When the page's socket drops, the viewer reconnects with `since=`/`epoch=`: lines
 /// appended while it was disconnected appear exactly once, in seq order, with no gap.
+#[needs::tools(chromium)]
 #[tokio::test]
 async fn viewer_reconnects_without_loss() {
-    let Some(browser) = Chromium::launch().await else {
-        return;
-    };
+    let browser = Chromium::launch().await;
     let log = LogFile::with_lines(numbered("boot ", 1..=5));
     let server = Server::start(log.path(), &[]).await;
     let mut page = browser.page().await;
@@ -855,11 +806,10 @@ async fn viewer_reconnects_without_loss() {
 /// Screenshots of the viewer with typical content (levels, a long line, a rotation), light
 /// and dark, written to `target/viewer-screenshot.png` and `viewer-screenshot-dark.png` for
 /// humans to look at; only checked to be PNGs.
+#[needs::tools(chromium)]
 #[tokio::test]
 async fn viewer_screenshot() {
-    let Some(browser) = Chromium::launch().await else {
-        return;
-    };
+    let browser = Chromium::launch().await;
     let log = LogFile::with_lines([
         "2026-11-25T18:00:00.012Z INFO  api: listening on 0.0.0.0:8080",
         "2026-11-25T18:00:01.347Z DEBUG db: pool ready (8 connections)",

@@ -1,6 +1,9 @@
 //! The integration tests: one binary that starts the real `logtail-ws` (black box).
 
-// Shared harness: Server, LogFile, WsClient/RawWs, http_get/SseStream, wait_until.
+// Shared harness, one file per thing (its mod.rs lists them): Server, LogFile,
+// WsClient/RawWs, the raw HTTP client and SseStream, the exactly-once resume run, tools,
+// wait_until. Tests that drive a third-party program are marked #[needs::tools(...)]
+// (tests/needs/): ignored, with the reason, where it is missing.
 mod harness;
 
 // Command line: --help, bad flags (exit 2), bind failure (exit 1), LOGTAIL_* env vars.

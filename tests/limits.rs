@@ -2,13 +2,14 @@
 //! capacity logged, `--max-clients` above it warned about, and — when descriptors run
 //! out anyway — a fast 503 for new connections instead of a hang in the accept queue.
 //!
-//! The server runs under util-linux's `prlimit` ([`ServerBuilder::nofile`]); without it
-//! these tests skip with a note (CI installs it).
+//! The server runs under util-linux's `prlimit` ([`ServerBuilder::nofile`]); where it is
+//! missing these tests are ignored with the reason (`#[needs::tools(prlimit)]`; CI installs
+//! it).
 
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    LogFile, PROMPT, Server, ServerBuilder, SseStream, WsClient, http_get, prlimit_or_skip, strs,
+    LogFile, PROMPT, Server, ServerBuilder, SseStream, WsClient, http_get, skipped, strs,
 };
 
 /// The descriptor limit of the exhaustion test: small enough to fill quickly.
@@ -92,12 +93,10 @@ fn refusal_time(r: &Refusal) -> Duration {
 /// descriptors" at once — also 20 at a time — instead of hanging in the accept queue;
 /// the connected clients (SSE and WebSocket) keep receiving lines; the warning is
 /// rate-limited; and once some clients leave, a new one is served again.
+#[needs::tools(prlimit)]
 #[tokio::test]
 async fn out_of_descriptors_refuses_fast_and_recovers() {
     let name = "out_of_descriptors_refuses_fast_and_recovers";
-    if prlimit_or_skip(name).is_none() {
-        return;
-    }
     let started = Instant::now();
     let log = LogFile::new();
     let server = Server::builder()
@@ -232,14 +231,15 @@ async fn out_of_descriptors_refuses_fast_and_recovers() {
     );
 }
 
-/// Whether `test` can start the server with 4096 descriptors: prlimit is there (or the
-/// test is skipped, see [`prlimit_or_skip`]) and our own hard limit allows it.
+/// Whether `test` can start the server with 4096 descriptors: our own hard limit allows
+/// it (otherwise the test is [`skipped`]: no install fixes that).
 fn can_run_with_4096_descriptors(test: &str) -> bool {
-    if prlimit_or_skip(test).is_none() {
-        return false;
-    }
-    if own_hard_limit() < 4096 {
-        eprintln!("note: hard descriptor limit below 4096; skipping {test}");
+    let hard = own_hard_limit();
+    if hard < 4096 {
+        skipped(
+            test,
+            &format!("the hard descriptor limit is {hard}, below 4096"),
+        );
         return false;
     }
     true
@@ -248,6 +248,7 @@ fn can_run_with_4096_descriptors(test: &str) -> bool {
 /// Started with soft limit 256 and hard 4096, the server raises the soft limit to 4096,
 /// logs that with the client capacity it gives (4096 less a reserve), and does not warn
 /// about a `--max-clients` below it.
+#[needs::tools(prlimit)]
 #[tokio::test]
 async fn startup_log_reports_the_raised_limit_and_capacity() {
     if !can_run_with_4096_descriptors("startup_log_reports_the_raised_limit_and_capacity") {
@@ -278,6 +279,7 @@ async fn startup_log_reports_the_raised_limit_and_capacity() {
 
 /// `--max-clients 5000` with only 4096 descriptors: a start-up warning names the flag,
 /// the limit and the way out; the server runs all the same.
+#[needs::tools(prlimit)]
 #[tokio::test]
 async fn max_clients_above_capacity_is_warned() {
     if !can_run_with_4096_descriptors("max_clients_above_capacity_is_warned") {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use crate::harness::{KillOnDrop, PROMPT, Server, require_program};
+use crate::harness::{KillOnDrop, PROMPT, Server};
 
 const README: &str = include_str!("../README.md");
 /// The port the README's commands use.
@@ -151,50 +151,26 @@ fn the_readme_quick_start_is_what_this_test_runs() {
 
 /// The quick start: a relative `--file app.log` that does not exist yet, websocat and
 /// `curl -N …/events` connected, `echo hello >> app.log` in a shell: both print `hello`.
+#[needs::tools(websocat, curl)]
 #[tokio::test]
 async fn quick_start_typed_literally() {
-    let Some(websocat) = require_program(
-        "websocat",
-        "cargo install websocat",
-        "quick_start_typed_literally",
-    ) else {
-        return;
-    };
-    let Some(_curl) = require_program(
-        "curl",
-        "apt-get install curl",
-        "quick_start_typed_literally",
-    ) else {
-        return;
-    };
-    run_quick_start(&websocat, None).await;
+    run_quick_start(None).await;
 }
 
 /// The same with an `app.log` that already holds lines: websocat and curl get its last
 /// lines as backlog (`-n 10`), then `hello` live.
+#[needs::tools(websocat, curl)]
 #[tokio::test]
 async fn quick_start_on_an_existing_file() {
-    let Some(websocat) = require_program(
-        "websocat",
-        "cargo install websocat",
-        "quick_start_on_an_existing_file",
-    ) else {
-        return;
-    };
-    let Some(_curl) = require_program(
-        "curl",
-        "apt-get install curl",
-        "quick_start_on_an_existing_file",
-    ) else {
-        return;
-    };
     let old: Vec<String> = (1..=12).map(|i| format!("old {i}")).collect();
-    run_quick_start(&websocat, Some(&old)).await;
+    run_quick_start(Some(&old)).await;
 }
 
 /// Runs the quick start in a fresh directory, `app.log` missing or holding `existing`
-/// lines; every client must print the last 10 of those, then `hello`, then `world`.
-async fn run_quick_start(websocat: &std::path::Path, existing: Option<&[String]>) {
+/// lines; every client must print the last 10 of those, then `hello`, then `world`. The
+/// test needs websocat and curl.
+async fn run_quick_start(existing: Option<&[String]>) {
+    let websocat = needs::program!(websocat);
     let quick = quick_start();
     let dir = tempfile::Builder::new()
         .prefix("logtail-ws-quickstart-")

@@ -7,14 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    LogFile, PROMPT, Server, WsClient, XorShift, gline, http_get, join_lines, strs,
+    FIXED_LINE_LEN, LogFile, PROMPT, ResumingClient, Server, WsClient,
+    exactly_once_across_disconnects, fixed_line, gline, http_get, join_lines, strs,
 };
-
-/// A fixed-width numbered line (11 bytes, 12 with its `\n`): line `i` starts at byte
-/// `(i - 1) * 12` of a file that holds lines 1.. in order.
-fn wline(i: u64) -> String {
-    format!("line {i:06}")
-}
 
 /// A line frame of a `format=json` stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +106,6 @@ async fn ws_since_resume_is_exactly_once_through_disk_replay() {
 /// `tiny_history`: `--history-bytes 4096`, and at least 3 resumes more than 100 lines
 /// behind (older than the 54 lines in memory).
 async fn ws_exactly_once_across_disconnects(tiny_history: bool, seed: u64) {
-    const TOTAL: u64 = 20_000;
-    const ROUNDS: usize = 20;
     let log = LogFile::new();
     let args: &[&str] = if tiny_history {
         &["--history-bytes", "4096"]
@@ -120,98 +113,66 @@ async fn ws_exactly_once_across_disconnects(tiny_history: bool, seed: u64) {
         &[]
     };
     let server = Server::start(log.path(), args).await;
-    let file = shown(&log);
-    let mut rng = XorShift::new(seed);
-
     // since=0 on an empty file: from the very first line, whenever the writer starts.
     let mut client = WsClient::connect(&server.ws_url("/ws?format=json&since=0")).await;
     let (epoch, _) = expect_hello(&mut client).await;
-    // Paced (~4000 lines/s) so that disconnects fall mid-stream.
-    let writer_thread = log
-        .writer()
-        .spawn_paced(TOTAL, 40, Duration::from_millis(10), wline);
-
-    let mut received: Vec<JLine> = Vec::with_capacity(TOTAL as usize);
-    let mut reconnects = 0;
-    let mut replayed = 0;
-    let mut far_behind = 0;
-    loop {
-        let left = TOTAL - received.len() as u64;
-        let take = if reconnects < ROUNDS && left > 1 {
-            rng.range(1, 1600).min(left - 1)
-        } else {
-            left
-        };
-        for _ in 0..take {
-            let got = next_line(&mut client, PROMPT).await;
-            let want = received.len() as u64 + 1;
-            let expected = JLine {
-                seq: want,
-                offset: (want - 1) * 12,
-                file: file.clone(),
-                line: wline(want),
-            };
-            assert_eq!(
-                got,
-                expected,
-                "after {reconnects} reconnects and {} lines",
-                received.len()
-            );
-            received.push(got);
-        }
-        if received.len() as u64 == TOTAL {
-            break;
-        }
-        // Every other round the server first gets ahead of what was read, so lines are in
-        // flight when the connection drops and the resume must replay them from history.
-        if reconnects % 2 == 0 {
-            let ahead = (received.len() as u64 + rng.range(1, 400)).min(TOTAL);
-            server.wait_seq_at_least(ahead, PROMPT).await;
-        }
-        client.abort();
-        reconnects += 1;
-        let last = received.len();
-        client = WsClient::connect(
-            &server.ws_url(&format!("/ws?format=json&since={last}&epoch={epoch}")),
-        )
-        .await;
-        let (again, newest) = expect_hello(&mut client).await;
-        assert_eq!(again, epoch, "the epoch changed within one server life");
-        if newest > last as u64 {
-            replayed += 1;
-        }
-        if newest > last as u64 + 100 {
-            far_behind += 1;
-        }
-    }
-    writer_thread.join().expect("writer thread panicked");
-    assert_eq!(reconnects, ROUNDS);
+    let resuming = WsResuming {
+        server: &server,
+        client,
+        epoch,
+        file: shown(&log),
+    };
+    let resumes = exactly_once_across_disconnects(&server, &log, resuming, seed).await;
+    let behind_by_more_than = |lines: u64| {
+        resumes
+            .iter()
+            .filter(|r| r.newest.expect("the hello's seq") > r.after + lines)
+            .count()
+    };
+    let replayed = behind_by_more_than(0);
     assert!(
-        replayed >= ROUNDS / 2,
+        replayed >= resumes.len() / 2,
         "only {replayed} resumes had lines to replay"
     );
+    let far_behind = behind_by_more_than(100);
     assert!(
         !tiny_history || far_behind >= 3,
         "only {far_behind} resumes were older than the history"
     );
+}
 
-    // Nothing after the last line but what comes next: no late duplicate.
-    log.append_lines(["marker"]);
-    let got = next_line(&mut client, PROMPT).await;
-    assert_eq!((got.seq, got.line.as_str()), (TOTAL + 1, "marker"));
+/// A `format=json` client of `/ws` resuming with `since=LAST&epoch=E`, for
+/// [`exactly_once_across_disconnects`].
+struct WsResuming<'a> {
+    server: &'a Server,
+    client: WsClient,
+    epoch: String,
+    /// The file name every line frame must carry.
+    file: String,
+}
 
-    let seqs: Vec<u64> = received.iter().map(|l| l.seq).collect();
-    assert!(
-        seqs.iter().copied().eq(1..=TOTAL),
-        "seq values are not 1..={TOTAL}"
-    );
-    assert!(
-        received
-            .iter()
-            .map(|l| l.line.clone())
-            .eq((1..=TOTAL).map(wline)),
-        "line texts are not every written line exactly once in order"
-    );
+impl ResumingClient for WsResuming<'_> {
+    async fn next_line(&mut self) -> (u64, String) {
+        let got = next_line(&mut self.client, PROMPT).await;
+        assert_eq!(
+            (got.offset, got.file.as_str()),
+            ((got.seq - 1) * FIXED_LINE_LEN, self.file.as_str()),
+            "offset and file of {got:?}"
+        );
+        (got.seq, got.line)
+    }
+
+    async fn resume(self, last: u64) -> (Self, Option<u64>) {
+        self.client.abort();
+        let path = format!("/ws?format=json&since={last}&epoch={}", self.epoch);
+        let mut client = WsClient::connect(&self.server.ws_url(&path)).await;
+        let (again, newest) = expect_hello(&mut client).await;
+        assert_eq!(
+            again, self.epoch,
+            "the epoch changed within one server life"
+        );
+        (WsResuming { client, ..self }, Some(newest))
+    }
 }
 
 /// `since=` older than anything replayable: lines 1..=1000 are gone (the file was
@@ -223,11 +184,11 @@ async fn ws_exactly_once_across_disconnects(tiny_history: bool, seed: u64) {
 async fn old_since_gets_exact_gap_then_retained_lines_then_live() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "4096"]).await;
-    append_range(&log, 1, 1000, 100, wline);
+    append_range(&log, 1, 1000, 100, fixed_line);
     server.wait_seq(1000, PROMPT).await;
     // Shorter than before, so the truncation cannot be missed whatever the timing.
     log.truncate();
-    append_range(&log, 1001, 1100, 50, wline);
+    append_range(&log, 1001, 1100, 50, fixed_line);
     let health = server.wait_seq(1100, PROMPT).await;
     let epoch = health["epoch"].as_str().unwrap().to_owned();
     // Accounting is 11 bytes + 64 per line: 54 lines fit in 4096 bytes.
@@ -257,25 +218,25 @@ async fn old_since_gets_exact_gap_then_retained_lines_then_live() {
     );
     assert_eq!(
         (after_gap.line, after_gap.offset),
-        (wline(first), 0),
+        (fixed_line(first), 0),
         "first line after the truncation"
     );
     for seq in first + 1..=1100 {
         let got = next_line(&mut json_client, PROMPT).await;
         assert_eq!(
             (got.seq, got.line, got.offset),
-            (seq, wline(seq), (seq - first) * 12)
+            (seq, fixed_line(seq), (seq - first) * FIXED_LINE_LEN)
         );
     }
-    let retained_lines: Vec<String> = (first..=1100).map(wline).collect();
+    let retained_lines: Vec<String> = (first..=1100).map(fixed_line).collect();
     text_client.expect_lines(&strs(&retained_lines)).await;
 
-    append_range(&log, 1101, 1110, 5, wline);
+    append_range(&log, 1101, 1110, 5, fixed_line);
     for seq in 1101..=1110 {
         let got = next_line(&mut json_client, PROMPT).await;
-        assert_eq!((got.seq, got.line), (seq, wline(seq)));
+        assert_eq!((got.seq, got.line), (seq, fixed_line(seq)));
     }
-    let live: Vec<String> = (1101..=1110).map(wline).collect();
+    let live: Vec<String> = (1101..=1110).map(fixed_line).collect();
     text_client.expect_lines(&strs(&live)).await;
 }
 
@@ -285,7 +246,7 @@ async fn old_since_gets_exact_gap_then_retained_lines_then_live() {
 async fn epoch_mismatch_gets_epoch_gap_then_oldest_retained() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "4096"]).await;
-    append_range(&log, 1, 1000, 100, wline);
+    append_range(&log, 1, 1000, 100, fixed_line);
     let health = server.wait_seq(1000, PROMPT).await;
     let epoch = health["epoch"].as_str().unwrap().to_owned();
     let first = 1000 - health["history"]["lines"].as_u64().unwrap() + 1;
@@ -310,7 +271,7 @@ async fn epoch_mismatch_gets_epoch_gap_then_oldest_retained() {
     );
     for seq in first..=1000 {
         let got = next_line(&mut client, PROMPT).await;
-        assert_eq!((got.seq, got.line), (seq, wline(seq)));
+        assert_eq!((got.seq, got.line), (seq, fixed_line(seq)));
     }
     log.append_lines(["live"]);
     let got = next_line(&mut client, PROMPT).await;

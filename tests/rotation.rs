@@ -15,21 +15,28 @@
 //! Nothing is synchronised by sleeping: the writer waits on conditions with deadlines (the
 //! client has received line N; `/healthz` says the tailer has read to the end of the file;
 //! the server logged something). The writer's only sleep paces its bursts.
+//!
+//! The writer is a plain thread (`spawn_blocking`); it asks the server through the
+//! harness's async [`Server`] methods, run with the runtime's [`Handle::block_on`].
 
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::runtime::Handle;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{LogFile, PROMPT, Server, ServerBuilder, WsClient, http_get};
+use crate::harness::{
+    LogFile, PROMPT, Server, Sig, WsClient, fixed_line, fixed_line_number, join_lines, poll,
+    poll_async, wait_until,
+};
 
 /// How long one step of a case may take (a line arriving, the tailer catching up).
 const STEP: Duration = Duration::from_secs(30);
@@ -163,17 +170,21 @@ impl Case {
     }
 }
 
+/// A module per case with a test per watcher; `case => Case::X, attr(...);` puts
+/// `#[attr(...)]` on both tests.
 macro_rules! matrix_tests {
-    ($($(#[$doc:meta])* $name:ident => $case:expr;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident => $case:expr $(, $attr:meta)*;)*) => {$(
         $(#[$doc])*
         mod $name {
             use super::*;
 
+            $(#[$attr])*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn inotify() {
                 matrix($case, Watch::Inotify).await;
             }
 
+            $(#[$attr])*
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn poll() {
                 matrix($case, Watch::Poll).await;
@@ -217,10 +228,10 @@ matrix_tests! {
     long_line => Case::LongLine;
     /// Mode 000 at start (the server runs without CAP_DAC_OVERRIDE when we are root):
     /// logged, retried, and read from offset 0 once a chmod makes it readable.
-    permission_at_start => Case::PermissionAtStart;
+    permission_at_start => Case::PermissionAtStart, needs::tools(setpriv);
     /// After a rotation the new file is mode 000: old file finished, `waiting`, then the
     /// new file read from offset 0 once it is made readable.
-    permission_after_rotation => Case::PermissionAfterRotation;
+    permission_after_rotation => Case::PermissionAfterRotation, needs::tools(setpriv);
 
     /// Issue 9, the quick start's spellings: each relative form of the path (the server's
     /// working directory is the temp dir) through one file's whole life under a continuous
@@ -267,221 +278,29 @@ matrix_tests! {
 }
 
 // ---------------------------------------------------------------------------------------
-// The server: the harness's, or the same command run without the DAC capabilities.
+// The server, frozen.
 // ---------------------------------------------------------------------------------------
-
-/// Whether this process runs as root (uid of `/proc/self`).
-fn running_as_root() -> bool {
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// A server started from a harness [`ServerBuilder`]'s command, wrapped (when we are
-/// root) in util-linux's `setpriv` so that it runs without `CAP_DAC_OVERRIDE` and
-/// `CAP_DAC_READ_SEARCH`: root without them is refused a mode-000 file like anyone else.
-/// Not root: the command runs as is, and file modes already apply.
-struct Restricted {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    addr: SocketAddr,
-}
-
-impl Restricted {
-    async fn start(builder: ServerBuilder) -> Restricted {
-        let inner = builder.command();
-        let mut cmd = if running_as_root() {
-            let setpriv = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
-                .into_iter()
-                .find(|p| Path::new(p).is_file())
-                .expect(
-                    "running as root: the permission tests need util-linux's `setpriv` to run \
-                     the server without CAP_DAC_OVERRIDE (apt-get install util-linux)",
-                );
-            let mut cmd = Command::new(setpriv);
-            cmd.args([
-                "--bounding-set=-dac_override,-dac_read_search",
-                "--inh-caps=-dac_override,-dac_read_search",
-                "--",
-            ]);
-            cmd.arg(inner.get_program());
-            cmd
-        } else {
-            Command::new(inner.get_program())
-        };
-        cmd.args(inner.get_args());
-        if let Some(dir) = inner.get_current_dir() {
-            cmd.current_dir(dir);
-        }
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn the restricted server");
-        let pipe = child.stderr.take().expect("stderr piped");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let captured = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut s = captured.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let mut server = Restricted {
-            child,
-            stderr,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let deadline = Instant::now() + STEP;
-        loop {
-            let found = parse_listening(&server.stderr.lock().unwrap());
-            if let Some(addr) = found {
-                server.addr = addr;
-                return server;
-            }
-            if Instant::now() >= deadline || server.child.try_wait().ok().flatten().is_some() {
-                panic!(
-                    "the restricted server did not log `listening on`;\nstderr:\n{}",
-                    server.stderr.lock().unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// The address in a `listening on http://ADDR` log line.
-fn parse_listening(logs: &str) -> Option<SocketAddr> {
-    let rest = &logs[logs.find("listening on http://")? + "listening on http://".len()..];
-    let end = rest.find(|c: char| c.is_whitespace())?;
-    rest[..end].trim_end_matches('/').parse().ok()
-}
-
-impl Drop for Restricted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- restricted logtail-ws stderr ----\n{}---- end ----",
-                self.stderr.lock().unwrap()
-            );
-        }
-    }
-}
-
-enum Srv {
-    Plain(Server),
-    Restricted(Restricted),
-}
-
-impl Srv {
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Srv::Plain(s) => s.addr(),
-            Srv::Restricted(s) => s.addr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        match self {
-            Srv::Plain(s) => s.pid(),
-            Srv::Restricted(s) => s.child.id(),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        match self {
-            Srv::Plain(s) => s.stderr(),
-            Srv::Restricted(s) => s.stderr.lock().unwrap().clone(),
-        }
-    }
-
-    fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr())
-    }
-
-    /// Blocks until the server's stderr contains `needle`.
-    fn wait_log(&self, needle: &str) {
-        let deadline = Instant::now() + STEP;
-        while !self.stderr().contains(needle) {
-            if Instant::now() >= deadline {
-                panic!(
-                    "the server did not log {needle:?} within {STEP:?};\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    async fn wait_clients(&self, n: u64) {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let health = http_get(self.addr(), "/healthz", &[]).await.json();
-            if health["clients"].as_u64() == Some(n) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/healthz does not count {n} clients: {health}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// `GET /healthz` from a plain thread (the writer's), parsed.
-fn healthz_blocking(addr: SocketAddr) -> Value {
-    let mut s = TcpStream::connect_timeout(&addr, PROMPT).expect("connect for /healthz");
-    s.set_read_timeout(Some(PROMPT)).expect("read timeout");
-    write!(
-        s,
-        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send /healthz request");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read /healthz response");
-    let text = String::from_utf8_lossy(&buf);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("/healthz body {body:?}: {e}"))
-}
 
 /// Stops the server with SIGSTOP until dropped (SIGCONT), so a file change is surely made
 /// "before the tailer looked". Waits until every thread of it is stopped.
-struct Frozen(u32);
+struct Frozen(Arc<Server>);
 
 impl Frozen {
-    fn new(pid: u32) -> Frozen {
-        signal(pid, "STOP");
-        let frozen = Frozen(pid);
-        let deadline = Instant::now() + STEP;
-        while !all_threads_stopped(pid) {
-            assert!(Instant::now() < deadline, "server {pid} did not stop");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    fn new(server: Arc<Server>) -> Frozen {
+        server.signal(Sig::Stop);
+        let pid = server.pid();
+        let frozen = Frozen(server);
+        wait_until(STEP, &format!("server {pid} is stopped"), || {
+            all_threads_stopped(pid)
+        });
         frozen
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        signal(self.0, "CONT");
+        self.0.signal(Sig::Cont);
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -s {sig} {pid}: {status}");
 }
 
 /// Every task of `pid` is in state `T` (stopped).
@@ -521,7 +340,7 @@ impl Received {
         } else {
             Some(frame.clone())
         };
-        if let Some(n) = text.as_deref().and_then(line_number) {
+        if let Some(n) = text.as_deref().and_then(fixed_line_number) {
             self.last.fetch_max(n, Ordering::AcqRel);
         }
         self.frames.lock().unwrap().push(frame);
@@ -541,16 +360,6 @@ impl Received {
             self.ended.lock().unwrap()
         )
     }
-}
-
-/// `line 000123` → 123.
-fn line_number(text: &str) -> Option<u64> {
-    let digits = text.strip_prefix("line ")?;
-    (digits.len() == 6).then(|| digits.parse().ok()).flatten()
-}
-
-fn line(n: u64) -> String {
-    format!("line {n:06}")
 }
 
 /// Reads `ws` until it ends, recording every Text message.
@@ -587,7 +396,9 @@ struct Boundary {
 /// clients to receive.
 struct Ctx {
     log: Arc<LogFile>,
-    srv: Arc<Srv>,
+    srv: Arc<Server>,
+    /// The test's runtime, to wait on the server's async methods from this thread.
+    rt: Handle,
     /// The text client's reception (the writer waits on it).
     client: Arc<Received>,
     file: File,
@@ -624,7 +435,7 @@ impl Ctx {
     fn burst(&mut self, count: u64, partial: bool) {
         let mut buf = Vec::with_capacity(count as usize * 12);
         for _ in 0..count {
-            let l = line(self.next);
+            let l = fixed_line(self.next);
             self.next += 1;
             buf.extend_from_slice(l.as_bytes());
             buf.push(b'\n');
@@ -681,31 +492,29 @@ impl Ctx {
 
     /// Waits (not writing) until the client has received line `n`.
     fn wait_received(&self, n: u64) {
-        let deadline = Instant::now() + STEP;
-        while self.client.last.load(Ordering::Acquire) < n {
-            assert!(
-                Instant::now() < deadline,
+        let received = || {
+            (self.client.last.load(Ordering::Acquire) >= n)
+                .then_some(())
+                .ok_or(())
+        };
+        poll(STEP, received).unwrap_or_else(|()| {
+            panic!(
                 "the client did not receive line {n} within {STEP:?}: {}",
                 self.client.describe()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            )
+        });
     }
 
     /// Waits until `/healthz` satisfies `ok`; panics naming `what` after [`STEP`].
     fn wait_health(&self, what: &str, ok: impl Fn(&Value) -> bool) {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let health = healthz_blocking(self.srv.addr());
-            if ok(&health) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} within {STEP:?}: {health}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
+        if let Err(health) = self.rt.block_on(self.srv.wait_health(STEP, ok)) {
+            panic!("{what} within {STEP:?}: {health}");
         }
+    }
+
+    /// Waits until the server's stderr contains `needle`.
+    fn wait_log(&self, needle: &str) {
+        self.rt.block_on(self.srv.wait_for_log(needle, STEP));
     }
 
     /// Waits until `/healthz` says the tailer has read our file to its end (its partial
@@ -744,7 +553,7 @@ impl Ctx {
     fn mark(&mut self, kind: &'static str) {
         self.boundaries.push(Boundary {
             kind,
-            first: line(self.next),
+            first: fixed_line(self.next),
         });
     }
 
@@ -815,7 +624,7 @@ fn plan(case: Case, c: &mut Ctx) {
             c.wait_read_to_end();
             if case == Case::CopyTruncate {
                 let copy = c.log.copytruncate("app.log.1");
-                let mut want = crate::harness::join_lines((1..=last).map(line));
+                let mut want = join_lines((1..=last).map(fixed_line));
                 want.pop();
                 assert!(
                     fs::read(copy).unwrap() == want,
@@ -834,7 +643,7 @@ fn plan(case: Case, c: &mut Ctx) {
             let old_len = c.file.metadata().unwrap().len();
             {
                 // The tailer cannot look between the truncate and the rewrite.
-                let _frozen = Frozen::new(c.srv.pid());
+                let _frozen = Frozen::new(Arc::clone(&c.srv));
                 c.log.truncate();
                 c.mark("truncated");
                 let lines = old_len / 12 + 100;
@@ -852,7 +661,7 @@ fn plan(case: Case, c: &mut Ctx) {
             // Those lines arrive with nothing else happening in the directory.
             c.wait_all_but_partial();
             // The path stays missing until the server has noticed.
-            c.srv.wait_log("was removed or renamed");
+            c.wait_log("was removed or renamed");
             c.reopen();
             c.mark("rotated");
             c.write(AFTER);
@@ -913,7 +722,7 @@ fn plan(case: Case, c: &mut Ctx) {
             c.reopen_with_mode(0o000);
             c.mark("rotated");
             c.write(WARM);
-            c.srv.wait_log("Permission denied");
+            c.wait_log("Permission denied");
             c.log.chmod(0o644);
             c.write(AFTER);
         }
@@ -1127,24 +936,28 @@ async fn matrix(case: Case, watch: Watch) {
     if case == Case::LongLine {
         builder = builder.args(&["--max-line-bytes", &MAX_LINE.to_string()]);
     }
-    let srv = Arc::new(match case {
-        Case::PermissionAtStart | Case::PermissionAfterRotation => {
-            Srv::Restricted(Restricted::start(builder).await)
-        }
-        _ => Srv::Plain(builder.start().await),
-    });
-    match case {
-        Case::PermissionAtStart => srv.wait_log("Permission denied"),
-        Case::DirAtStart => srv.wait_log("it is a directory, not a regular file"),
-        _ if case.starts_waiting() => srv.wait_log("waiting for"),
-        _ => {}
+    if matches!(
+        case,
+        Case::PermissionAtStart | Case::PermissionAfterRotation
+    ) {
+        builder = builder.without_dac_override();
+    }
+    let srv = Arc::new(builder.start().await);
+    let logged = match case {
+        Case::PermissionAtStart => Some("Permission denied"),
+        Case::DirAtStart => Some("it is a directory, not a regular file"),
+        _ if case.starts_waiting() => Some("waiting for"),
+        _ => None,
+    };
+    if let Some(needle) = logged {
+        srv.wait_for_log(needle, STEP).await;
     }
 
     let text = Arc::new(Received::default());
     let json = Arc::new(Received::default());
     let text_ws = WsClient::connect(&srv.ws_url("/ws?backlog=0")).await;
     let json_ws = WsClient::connect(&srv.ws_url("/ws?backlog=0&format=json")).await;
-    srv.wait_clients(2).await;
+    srv.wait_clients(2, STEP).await;
     let collectors = [
         tokio::spawn(collect(text_ws, Arc::clone(&text), false)),
         tokio::spawn(collect(json_ws, Arc::clone(&json), true)),
@@ -1162,6 +975,7 @@ async fn matrix(case: Case, watch: Watch) {
     let ctx = Ctx {
         log: Arc::clone(&log),
         srv: Arc::clone(&srv),
+        rt: Handle::current(),
         client: Arc::clone(&text),
         file,
         next: 1,
@@ -1204,17 +1018,18 @@ async fn matrix(case: Case, watch: Watch) {
     }
 }
 
-/// Waits until `rx` holds `n` frames that `counts`, or a deadline; returns all frames.
+/// Waits until `rx` holds `n` frames that `counts`, or its stream ended, or a deadline;
+/// returns all frames.
 async fn wait_frames(rx: &Received, n: usize, counts: impl Fn(&str) -> bool) -> Vec<String> {
-    let deadline = Instant::now() + STEP;
-    loop {
+    let enough = || {
         let frames = rx.frames();
-        let have = frames.iter().filter(|f| counts(f)).count();
-        if have >= n || Instant::now() >= deadline || rx.ended.lock().unwrap().is_some() {
-            return frames;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        let done =
+            frames.iter().filter(|f| counts(f)).count() >= n || rx.ended.lock().unwrap().is_some();
+        std::future::ready(if done { Ok(frames) } else { Err(frames) })
+    };
+    poll_async(STEP, enough)
+        .await
+        .unwrap_or_else(|frames| frames)
 }
 
 /// `None` if `got == want`; otherwise a readable account of the difference.
@@ -1463,14 +1278,9 @@ async fn json_events_exact(watch: Watch) {
 
 /// Waits until `/healthz` says file 0 has been read up to `offset`.
 async fn wait_offset(server: &Server, offset: u64) {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let health = server.healthz().await;
-        if health["files"][0]["offset"].as_u64() == Some(offset) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "offset never {offset}: {health}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let read_to = |h: &Value| h["files"][0]["offset"].as_u64() == Some(offset);
+    if let Err(health) = server.wait_health(STEP, read_to).await {
+        panic!("offset never {offset}: {health}");
     }
 }
 
@@ -1567,11 +1377,10 @@ async fn a_fifo_is_refused_without_blocking_start_up_poll() {
 
 async fn fifo_refused(watch: Watch) {
     let log = LogFile::missing();
-    let status = Command::new("mkfifo")
-        .arg(log.path())
-        .status()
-        .expect("run mkfifo");
-    assert!(status.success(), "mkfifo: {status}");
+    let path = CString::new(log.path().as_os_str().as_bytes()).expect("a path without NUL");
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    let made = unsafe { libc::mkfifo(path.as_ptr(), 0o644) };
+    assert_eq!(made, 0, "mkfifo: {}", std::io::Error::last_os_error());
     let server = Server::builder()
         .cwd(log.dir())
         .file("app.log")

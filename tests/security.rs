@@ -3,8 +3,8 @@
 //! client messages, slowloris connections, bad methods, paths and headers, serving only the
 //! configured file, and listening on loopback by default.
 //!
-//! Exact status codes come from hand-made requests ([`raw_request`], [`ws_handshake`]), so
-//! that nothing between the test and the server interprets the answer.
+//! Exact status codes come from the harness's hand-made requests ([`http_open`],
+//! [`ws_handshake`]), so that nothing between the test and the server interprets the answer.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::Connector;
@@ -22,8 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::harness::{
-    LogFile, PROMPT, Server, SseStream, WsClient, http_get, http_request, numbered, strs,
-    wait_until_async,
+    LogFile, PROMPT, Response, Server, SseStream, UPGRADE, WsClient, http_exchange, http_get,
+    http_open, http_request, numbered, send_until_close, status_code, strs, wait_until_async,
 };
 
 /// The token used by the token tests.
@@ -36,118 +36,9 @@ const LIVE: &str = "/ws?backlog=0";
 /// the 5 s handshake timeout plus scheduling slack.
 const SLOW_CLOSE: Duration = Duration::from_secs(8);
 
-/// The headers of a WebSocket upgrade request (the RFC 6455 sample key).
-const UPGRADE: [(&str, &str); 4] = [
-    ("Connection", "Upgrade"),
-    ("Upgrade", "websocket"),
-    ("Sec-WebSocket-Version", "13"),
-    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-];
-
 // ---------------------------------------------------------------------------------------
 // Raw HTTP helpers
 // ---------------------------------------------------------------------------------------
-
-/// A response read by hand: status, head and (for responses with a `Content-Length`) the
-/// body. A streaming response (101, SSE) stops after the head.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    /// The first header named `name` (case-insensitive).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head
-            .split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Sends `METHOD path HTTP/1.1` with `Host: addr` (unless given) and exactly `headers`,
-/// reads the response head and, if it has a `Content-Length`, the body (10 s deadline).
-/// Returns the connection too, so that an accepted stream (101, SSE 200) stays open as long
-/// as the caller keeps it.
-async fn raw_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (Reply, TcpStream) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .expect("send request");
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let split = loop {
-            if let Some(i) = find(&raw, b"\r\n\r\n") {
-                break i;
-            }
-            let n = stream.read(&mut buf).await.expect("read response head");
-            assert!(
-                n > 0,
-                "{method} {path}: connection closed before the response head: {:?}",
-                String::from_utf8_lossy(&raw)
-            );
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut body = raw[split + 4..].to_vec();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{method} {path}: bad status line in {head:?}"));
-        let mut reply = Reply {
-            status,
-            head,
-            body: Vec::new(),
-        };
-        if status != 101
-            && let Some(len) = reply
-                .header("content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-        {
-            while body.len() < len {
-                let n = stream.read(&mut buf).await.expect("read response body");
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&buf[..n]);
-            }
-            body.truncate(len);
-        }
-        reply.body = body;
-        (reply, stream)
-    };
-    tokio::time::timeout(PROMPT, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no response head within {PROMPT:?}"))
-}
 
 /// A WebSocket upgrade of `path` by hand with extra `headers`; the connection is returned
 /// open (a 101 holds a client slot until it is dropped).
@@ -155,71 +46,36 @@ async fn ws_handshake(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
-) -> (Reply, TcpStream) {
+) -> (Response, TcpStream) {
     let mut all: Vec<(&str, &str)> = UPGRADE.to_vec();
     all.extend_from_slice(headers);
-    raw_request(addr, "GET", path, &all).await
+    http_open(addr, "GET", path, &all).await
 }
 
 /// The status of a WebSocket upgrade of `path` (the connection is dropped).
-async fn ws_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+async fn ws_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     ws_handshake(addr, path, headers).await.0
 }
 
 /// The status of `GET path` as an EventSource sends it (the connection is dropped).
-async fn sse_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+async fn sse_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
     all.extend_from_slice(headers);
-    raw_request(addr, "GET", path, &all).await.0
-}
-
-/// Sends `request` (write errors tolerated: the server may close early) and reads until the
-/// server closes or `timeout` passes. `Some(bytes)` if the server closed (EOF or reset),
-/// `None` if it kept the connection open that long.
-async fn send_and_read_to_close(
-    addr: SocketAddr,
-    request: &[u8],
-    timeout: Duration,
-) -> Option<Vec<u8>> {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let _ = stream.write_all(request).await;
-    let mut raw = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(timeout, read).await.ok().map(|()| raw)
-}
-
-/// The status of a raw response (`None` when there was no complete status line).
-fn status_of(raw: &[u8]) -> Option<u16> {
-    let text = String::from_utf8_lossy(raw);
-    let line = text.lines().next()?;
-    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    http_open(addr, "GET", path, &all).await.0
 }
 
 /// Waits until one line of the server's stderr contains every one of `needles`.
 async fn wait_for_log_line(server: &Server, needles: &[&str]) {
     let found = || {
-        server
-            .stderr()
-            .lines()
-            .any(|l| needles.iter().all(|n| l.contains(n)))
+        let stderr = server.stderr();
+        std::future::ready(
+            stderr
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n))),
+        )
     };
-    let deadline = Instant::now() + PROMPT;
-    while !found() {
-        assert!(
-            Instant::now() < deadline,
-            "no stderr line contains all of {needles:?} within {PROMPT:?};\nstderr:\n{}",
-            server.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("one stderr line contains all of {needles:?}");
+    wait_until_async(PROMPT, &what, found).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -470,7 +326,7 @@ async fn no_host_passes_only_without_origin() {
 async fn guarded_statuses(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> [u16; 3] {
     let ws = ws_status(addr, &format!("/ws{query}"), headers).await;
     let sse = sse_status(addr, &format!("/events{query}"), headers).await;
-    let metrics = raw_request(addr, "GET", &format!("/metrics{query}"), headers)
+    let metrics = http_open(addr, "GET", &format!("/metrics{query}"), headers)
         .await
         .0;
     for r in [&ws, &sse, &metrics] {
@@ -670,18 +526,6 @@ fn trusting(cert: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
-/// Reads everything until EOF or an error (a peer that skips close_notify).
-async fn read_all_lenient(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return raw,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// `GET path` over TLS (`Connection: close`); returns the status and the body text.
 async fn https_get(
     addr: SocketAddr,
@@ -694,24 +538,12 @@ async fn https_get(
             .connect(ServerName::from(addr.ip()), tcp)
             .await
             .expect("TLS handshake");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        tls.write_all(req.as_bytes()).await.expect("send request");
-        read_all_lenient(&mut tls).await
+        http_exchange(&mut tls, addr, "GET", path, &[], b"").await
     };
-    let raw = tokio::time::timeout(PROMPT, exchange)
+    let resp = tokio::time::timeout(PROMPT, exchange)
         .await
         .unwrap_or_else(|_| panic!("https GET {path}: no response within {PROMPT:?}"));
-    let split = find(&raw, b"\r\n\r\n").unwrap_or_else(|| {
-        panic!(
-            "https GET {path}: no head in {:?}",
-            String::from_utf8_lossy(&raw)
-        )
-    });
-    let status = status_of(&raw).unwrap_or_else(|| panic!("no status in {raw:?}"));
-    (
-        status,
-        String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
-    )
+    (resp.status, resp.text())
 }
 
 /// `/healthz`'s client count over TLS.
@@ -772,7 +604,7 @@ async fn tls_serves_wss_and_https_and_refuses_plaintext() {
     // A TCP connection that never starts the TLS handshake is dropped in time.
     let silent = tokio::spawn(async move {
         let start = Instant::now();
-        send_and_read_to_close(addr, b"", SLOW_CLOSE)
+        send_until_close(addr, b"", SLOW_CLOSE)
             .await
             .map(|_| start.elapsed())
     });
@@ -802,7 +634,7 @@ async fn tls_serves_wss_and_https_and_refuses_plaintext() {
         Ok(Err(e)) => eprintln!("plain ws:// failed after {:?}: {e}", started.elapsed()),
     }
     // Plain HTTP: never an HTTP answer, and the connection is closed promptly.
-    let raw = send_and_read_to_close(
+    let raw = send_until_close(
         addr,
         format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
         SLOW_CLOSE,
@@ -1300,7 +1132,7 @@ async fn bad_paths_methods_and_oversized_headers() {
         let r = http_request(addr, "POST", path, &[], b"x=1").await;
         assert_eq!(r.status, 405, "POST {path}: {r:?}");
     }
-    let r = raw_request(addr, "POST", "/ws", &UPGRADE).await.0;
+    let r = http_open(addr, "POST", "/ws", &UPGRADE).await.0;
     assert_eq!(r.status, 405, "POST /ws with upgrade headers: {r:?}");
 
     let big = format!(
@@ -1314,10 +1146,10 @@ async fn bad_paths_methods_and_oversized_headers() {
             .collect::<String>()
     );
     for (what, req) in [("a 64 KiB header", big), ("500 headers", many)] {
-        let raw = send_and_read_to_close(addr, req.as_bytes(), PROMPT)
+        let raw = send_until_close(addr, req.as_bytes(), PROMPT)
             .await
             .unwrap_or_else(|| panic!("{what}: connection still open after {PROMPT:?}"));
-        let status = status_of(&raw);
+        let status = status_code(&raw);
         assert!(
             status.is_none() || status == Some(431),
             "{what}: expected 431 or a closed connection, got {:?}",

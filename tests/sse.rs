@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{LogFile, PROMPT, Server, SseStream, XorShift, gline, join_lines, numbered};
+use crate::harness::{
+    LogFile, PROMPT, ResumingClient, Server, SseStream, exactly_once_across_disconnects,
+    fixed_line, gline, join_lines, numbered,
+};
 
 /// One SSE event: a block of fields ended by a blank line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -151,11 +154,6 @@ async fn epoch_of(server: &Server) -> String {
         .to_owned()
 }
 
-/// A fixed-width numbered line.
-fn wline(i: u64) -> String {
-    format!("line {i:06}")
-}
-
 /// `Last-Event-ID: E:LAST` resume: about 20 abrupt disconnects at random points (seeded)
 /// while a writer appends 20 000 lines; the ids and data received are every line exactly
 /// once, in order. Every reconnect also asks `backlog=5`: `Last-Event-ID` wins.
@@ -173,71 +171,42 @@ async fn sse_last_event_id_resume_is_exactly_once_through_disk_replay() {
 
 /// See [`sse_last_event_id_resume_is_exactly_once_across_random_disconnects`].
 async fn sse_exactly_once_across_disconnects(args: &[&str], seed: u64) {
-    const TOTAL: u64 = 20_000;
-    const ROUNDS: usize = 20;
     let log = LogFile::new();
     let server = Server::start(log.path(), args).await;
     let epoch = epoch_of(&server).await;
-    let mut rng = XorShift::new(seed);
-
     // since=0 on an empty file: from the very first line, whenever the writer starts.
-    let mut events = Events::open(server.addr(), "/events?since=0", &[]).await;
-    // Paced (~4000 lines/s) so that disconnects fall mid-stream.
-    let writer_thread = log
-        .writer()
-        .spawn_paced(TOTAL, 40, Duration::from_millis(10), wline);
+    let events = Events::open(server.addr(), "/events?since=0", &[]).await;
+    let resuming = SseResuming {
+        addr: server.addr(),
+        events,
+        epoch,
+    };
+    exactly_once_across_disconnects(&server, &log, resuming, seed).await;
+}
 
-    let mut received: Vec<(u64, String)> = Vec::with_capacity(TOTAL as usize);
-    let mut reconnects = 0;
-    loop {
-        let left = TOTAL - received.len() as u64;
-        let take = if reconnects < ROUNDS && left > 1 {
-            rng.range(1, 1600).min(left - 1)
-        } else {
-            left
-        };
-        for _ in 0..take {
-            let (e, seq, data) = events.next(PROMPT).await.as_line();
-            let want = received.len() as u64 + 1;
-            assert_eq!(
-                (e.as_str(), seq, data.as_str()),
-                (epoch.as_str(), want, wline(want).as_str()),
-                "after {reconnects} reconnects"
-            );
-            received.push((seq, data));
-        }
-        if received.len() as u64 == TOTAL {
-            break;
-        }
-        // Every other round the server first gets ahead of what was read, so lines are in
-        // flight when the connection drops and the resume must replay them from history.
-        if reconnects % 2 == 0 {
-            let ahead = (received.len() as u64 + rng.range(1, 400)).min(TOTAL);
-            server.wait_seq_at_least(ahead, PROMPT).await;
-        }
-        let _ = events.stream.stream().set_zero_linger();
-        drop(events);
-        reconnects += 1;
-        let id = format!("{epoch}:{}", received.len());
-        events = Events::open(
-            server.addr(),
-            "/events?backlog=5",
-            &[("Last-Event-ID", &id)],
-        )
-        .await;
+/// An `/events` client resuming with `Last-Event-ID: E:LAST` (and `backlog=5`, which the
+/// header must win over), for [`exactly_once_across_disconnects`].
+struct SseResuming {
+    addr: SocketAddr,
+    events: Events,
+    epoch: String,
+}
+
+impl ResumingClient for SseResuming {
+    async fn next_line(&mut self) -> (u64, String) {
+        let (epoch, seq, data) = self.events.next(PROMPT).await.as_line();
+        assert_eq!(epoch, self.epoch, "the epoch of line {seq}");
+        (seq, data)
     }
-    writer_thread.join().expect("writer thread panicked");
-    assert_eq!(reconnects, ROUNDS);
 
-    log.append_lines(["marker"]);
-    events.expect_line(&epoch, TOTAL + 1, "marker").await;
-    assert!(
-        received
-            .iter()
-            .cloned()
-            .eq((1..=TOTAL).map(|i| (i, wline(i)))),
-        "not every written line exactly once in order"
-    );
+    async fn resume(mut self, last: u64) -> (Self, Option<u64>) {
+        let _ = self.events.stream.stream().set_zero_linger();
+        drop(self.events);
+        let id = format!("{}:{last}", self.epoch);
+        let headers = [("Last-Event-ID", id.as_str())];
+        let events = Events::open(self.addr, "/events?backlog=5", &headers).await;
+        (SseResuming { events, ..self }, None)
+    }
 }
 
 /// The exact bytes of a stream (content-type `text/event-stream`): `retry: 1000`, two
@@ -379,7 +348,7 @@ async fn sse_grep_sends_only_matching_lines_with_global_ids() {
 async fn sse_old_or_foreign_last_event_id_gets_gap_event() {
     let log = LogFile::new();
     let server = Server::start(log.path(), &["--history-bytes", "4096"]).await;
-    let append = |from: u64, to: u64| log.append(&join_lines((from..=to).map(wline)));
+    let append = |from: u64, to: u64| log.append(&join_lines((from..=to).map(fixed_line)));
     for n in 0..10 {
         append(n * 100 + 1, n * 100 + 100);
     }
@@ -415,7 +384,7 @@ async fn sse_old_or_foreign_last_event_id_gets_gap_event() {
             "Last-Event-ID {id}"
         );
         for seq in first..=1100 {
-            events.expect_line(&e, seq, &wline(seq)).await;
+            events.expect_line(&e, seq, &fixed_line(seq)).await;
         }
     }
 }

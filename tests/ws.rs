@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::harness::{
-    KillOnDrop, LogFile, PROMPT, RawWs, Recv, Server, WsClient, http_get, numbered,
-    require_program, strs, wait_until_async,
+    KillOnDrop, LogFile, PROMPT, RawWs, Recv, Server, WsClient, http_get, numbered, strs,
+    wait_until_async,
 };
 
 /// Live lines only.
@@ -446,15 +446,10 @@ async fn root_returns_html() {
 }
 
 /// A stock CLI client (`websocat`) prints exactly the appended lines, one per line.
+#[needs::tools(websocat)]
 #[tokio::test]
 async fn websocat_receives_exact_lines() {
-    let Some(websocat) = require_program(
-        "websocat",
-        "cargo install websocat",
-        "websocat_receives_exact_lines",
-    ) else {
-        return;
-    };
+    let websocat = needs::program!(websocat);
     let log = LogFile::new();
     let server = Server::start(log.path(), &[]).await;
     // stdin stays open (and unused) so websocat does not close the connection on EOF.

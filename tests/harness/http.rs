@@ -1,10 +1,15 @@
-//! A minimal raw HTTP/1.1 client: whole responses ([`http_get`]) and a streaming reader
-//! for Server-Sent Events ([`SseStream`]).
+//! The one raw HTTP/1.1 client of the tests: hand-made requests, so that nothing between
+//! the test and the server interprets the answer. Over any stream (a `TcpStream`, a TLS
+//! stream): whole responses ([`http_exchange`]; [`http_get`] / [`http_request`] over a new
+//! TCP connection), a response head with the connection kept open ([`http_open`]: a 101, an
+//! SSE 200, a peer that keeps the connection alive), raw bytes ([`send_until_close`],
+//! [`status_code`]), and a streaming reader for Server-Sent Events ([`SseStream`]).
 
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::PROMPT;
@@ -44,8 +49,10 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .map(|(_, v)| v.as_str())
 }
 
+/// `METHOD path HTTP/1.1` with `Host: host` (unless `headers` has one), exactly `headers`,
+/// `Connection: close` if `close`, and `Content-Length` with the body if there is one.
 fn request_bytes(
-    addr: SocketAddr,
+    host: impl Display,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -54,7 +61,7 @@ fn request_bytes(
 ) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
+        req.push_str(&format!("Host: {host}\r\n"));
     }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -71,16 +78,20 @@ fn request_bytes(
     bytes
 }
 
+/// The status code of a raw response: `HTTP/1.x NNN` at its start; `None` when there is no
+/// complete status code.
+pub fn status_code(raw: &[u8]) -> Option<u16> {
+    let rest = raw.strip_prefix(b"HTTP/1.")?.get(1..)?.strip_prefix(b" ")?;
+    let code = rest.get(..3)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
 /// Parses a response head (`HTTP/1.1 200 OK\r\nName: value\r\n...`, without the blank line).
 fn parse_head(head: &[u8]) -> (u16, Vec<(String, String)>) {
-    let head = String::from_utf8_lossy(head);
-    let mut lines = head.split("\r\n");
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let status = status_code(head).unwrap_or_else(|| panic!("bad status line {status_line:?}"));
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -92,12 +103,67 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Sends a request head (see [`request_bytes`], without `Connection: close`) and reads the
+/// response head, byte by byte so that nothing after it is consumed: the returned
+/// [`Response`] has no body yet. Errors say what went wrong (a failed write, the connection
+/// closed or reset before a complete head).
+pub(super) async fn send_and_read_head(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    host: impl Display,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
+    stream
+        .write_all(&request_bytes(host, method, path, headers, b"", false))
+        .await
+        .map_err(|err| format!("send request: {err}"))?;
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.map_err(|err| {
+            format!(
+                "read response head: {err} after {:?}",
+                String::from_utf8_lossy(&raw)
+            )
+        })?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed before the response head: {:?}",
+                String::from_utf8_lossy(&raw)
+            ));
+        }
+        raw.push(byte[0]);
+    }
+    let (status, headers) = parse_head(&raw[..raw.len() - 4]);
+    Ok(Response {
+        status,
+        headers,
+        body: Vec::new(),
+    })
+}
+
+/// Reads until the peer closes. A TLS peer that closes without `close_notify` ends the
+/// stream with `UnexpectedEof`, which counts as the close; any other error panics.
+async fn read_to_close(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw).await {
+        Ok(_) => raw,
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => raw,
+        Err(err) => panic!(
+            "read response: {err} after {:?}",
+            String::from_utf8_lossy(&raw)
+        ),
+    }
+}
+
 /// `GET path` with `Connection: close`; reads the whole response (10 s deadline).
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     http_request(addr, "GET", path, headers, b"").await
 }
 
-/// Any method, with an optional body; `Connection: close`; reads the whole response.
+/// Any method, with an optional body, over a new TCP connection: [`http_exchange`] within
+/// 10 s.
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -107,17 +173,29 @@ pub async fn http_request(
 ) -> Response {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        stream
-            .write_all(&request_bytes(addr, method, path, headers, body, true))
-            .await
-            .expect("send request");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read response");
-        raw
+        http_exchange(&mut stream, addr, method, path, headers, body).await
     };
-    let raw = tokio::time::timeout(PROMPT, exchange)
+    tokio::time::timeout(PROMPT, exchange)
         .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no complete response within {PROMPT:?}"));
+        .unwrap_or_else(|_| panic!("{method} {path}: no complete response within {PROMPT:?}"))
+}
+
+/// One request with `Connection: close` over `stream` (TCP, TLS, …), `Host: host` unless
+/// `headers` has one; reads the whole response (de-chunked, or as long as its
+/// `Content-Length`). No deadline of its own: the caller's covers its connect too.
+pub async fn http_exchange(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    host: impl Display,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    stream
+        .write_all(&request_bytes(host, method, path, headers, body, true))
+        .await
+        .expect("send request");
+    let raw = read_to_close(stream).await;
     let split = find(&raw, b"\r\n\r\n").unwrap_or_else(|| {
         panic!(
             "{method} {path}: no response head in {:?}",
@@ -142,6 +220,62 @@ pub async fn http_request(
         headers,
         body,
     }
+}
+
+/// `METHOD path` with exactly `headers` (and `Host: addr` unless given) over a new TCP
+/// connection; reads the response head and, unless it is a 101, a body as long as its
+/// `Content-Length` (none without one: a stream's body is left unread). Returns the
+/// connection too, so that an accepted stream (101, SSE 200) stays open as long as the
+/// caller keeps it. 10 s deadline.
+pub async fn http_open(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Response, TcpStream) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut resp = send_and_read_head(&mut stream, addr, method, path, headers)
+            .await
+            .unwrap_or_else(|err| panic!("{method} {path}: {err}"));
+        if resp.status != 101
+            && let Some(len) = resp.header("content-length").and_then(|v| v.parse().ok())
+        {
+            resp.body = vec![0; len];
+            stream
+                .read_exact(&mut resp.body)
+                .await
+                .unwrap_or_else(|err| panic!("{method} {path}: read the body: {err}"));
+        }
+        (resp, stream)
+    };
+    tokio::time::timeout(PROMPT, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no response head within {PROMPT:?}"))
+}
+
+/// Sends `request` as raw bytes over a new TCP connection (write errors tolerated: the
+/// server may close early) and reads until the server closes or `timeout` passes.
+/// `Some(bytes)` if the server closed (EOF or reset), `None` if it kept the connection open
+/// that long.
+pub async fn send_until_close(
+    addr: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(request).await;
+    let mut raw = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read).await.ok().map(|()| raw)
 }
 
 /// Incremental decoder for `Transfer-Encoding: chunked`.
@@ -251,49 +385,24 @@ impl SseStream {
     ) -> Result<SseStream, String> {
         let mut all: Vec<(&str, &str)> = vec![("Accept", "text/event-stream")];
         all.extend_from_slice(headers);
-        stream
-            .write_all(&request_bytes(addr, "GET", path, &all, b"", false))
-            .await
-            .map_err(|err| format!("send request: {err}"))?;
-        let mut raw = Vec::new();
-        let read_head = async {
-            let mut buf = [0u8; 4096];
-            loop {
-                if let Some(i) = find(&raw, b"\r\n\r\n") {
-                    return Ok(i);
-                }
-                let n = stream.read(&mut buf).await.map_err(|err| {
-                    format!(
-                        "read response head: {err} after {:?}",
-                        String::from_utf8_lossy(&raw)
-                    )
-                })?;
-                if n == 0 {
-                    return Err(format!(
-                        "connection closed before the response head: {:?}",
-                        String::from_utf8_lossy(&raw)
-                    ));
-                }
-                raw.extend_from_slice(&buf[..n]);
-            }
-        };
-        let split = tokio::time::timeout(PROMPT, read_head)
-            .await
-            .map_err(|_| format!("no response head within {PROMPT:?}"))??;
-        let (status, headers) = parse_head(&raw[..split]);
-        let chunked = find_header(&headers, "transfer-encoding")
+        let head = tokio::time::timeout(
+            PROMPT,
+            send_and_read_head(&mut stream, addr, "GET", path, &all),
+        )
+        .await
+        .map_err(|_| format!("no response head within {PROMPT:?}"))??;
+        let chunked = head
+            .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
             .then(Dechunker::default);
-        let mut sse = SseStream {
+        Ok(SseStream {
             stream,
-            status,
-            headers,
+            status: head.status,
+            headers: head.headers,
             chunked,
             body: Vec::new(),
             eof: false,
-        };
-        sse.push(&raw[split + 4..]);
-        Ok(sse)
+        })
     }
 
     fn push(&mut self, bytes: &[u8]) {

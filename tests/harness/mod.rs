@@ -1,27 +1,42 @@
-//! Shared test harness: written once, used by every test module.
+//! Shared test harness: written once, used by every test module. Each file owns one thing:
 //!
-//! - [`Server`] starts the real `logtail-ws` binary on a free port and reads its logs
-//!   (under a descriptor limit with [`ServerBuilder::nofile`], after [`prlimit_or_skip`]).
-//! - [`LogFile`] is the followed file in a temp dir, with append and rotation helpers.
-//! - [`WsClient`] / [`RawWs`] are WebSocket clients (a well-behaved one and a stuck one).
-//! - [`http_get`] / [`SseStream`] are minimal raw HTTP/1.1 clients.
-//! - [`find_program`] / [`KillOnDrop`] find and end third-party programs (websocat, curl).
-//! - [`wait_until`] / [`wait_until_async`] wait for a condition with a deadline; tests never
-//!   sleep and hope.
+//! - `server.rs`: [`Server`] starts the real `logtail-ws` binary on a free port and reads
+//!   its logs, `/healthz` and exit; [`ServerBuilder`] sets its arguments and what it runs
+//!   under (a descriptor limit, no root file-permission override).
+//! - `logfile.rs`: [`LogFile`] is the followed file in a temp dir, with append and rotation
+//!   helpers; [`Writer`] a logger's open handle.
+//! - `ws.rs`: [`WsClient`] / [`RawWs`] are WebSocket clients (a well-behaved one and a
+//!   stuck one).
+//! - `http.rs`: the one raw HTTP/1.1 client, over any stream (TCP or TLS): whole responses
+//!   ([`http_get`], [`http_exchange`]), a response head with the connection kept open
+//!   ([`http_open`]), raw bytes ([`send_until_close`]), and [`SseStream`].
+//! - `resume.rs`: [`exactly_once_across_disconnects`], the random-disconnect resume run,
+//!   over any [`ResumingClient`] (WebSocket `since=`/`epoch=`, SSE `Last-Event-ID`).
+//! - `tools.rs`: third-party programs (websocat, curl, Chromium, prlimit, setpriv): a test
+//!   needing one runs where it is installed and is reported ignored, with the reason,
+//!   where it is not (`#[needs::tools(...)]`); [`KillOnDrop`] ends them.
+//! - here: [`wait_until`] / [`poll`] and their async forms wait for a condition with a
+//!   deadline (tests never sleep and hope), and the numbered lines tests write
+//!   ([`fixed_line`], [`numbered`], [`gline`]).
 // Not every test module uses every helper.
 #![allow(dead_code, unused_imports)]
 
 mod http;
 mod logfile;
+mod resume;
 mod server;
 mod tools;
 mod ws;
 
-pub use http::{Response, SseStream, http_get, http_request};
+pub use http::{
+    Response, SseStream, http_exchange, http_get, http_open, http_request, send_until_close,
+    status_code,
+};
 pub use logfile::{LogFile, Writer, join_lines};
-pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig, prlimit_or_skip};
-pub use tools::{KillOnDrop, find_program, require_program};
-pub use ws::{RawWs, Recv, WsClient};
+pub use resume::{Resume, ResumingClient, exactly_once_across_disconnects};
+pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig, running_as_root};
+pub use tools::{KillOnDrop, skipped};
+pub use ws::{RawWs, Recv, UPGRADE, WsClient};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -32,18 +47,40 @@ pub const PROMPT: Duration = Duration::from_secs(10);
 /// Poll interval inside the waiting loops below (not a synchronisation sleep).
 const POLL: Duration = Duration::from_millis(10);
 
-/// Blocks until `cond()` is true; panics naming `what` after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+/// Calls `probe` every [`POLL`] until it returns `Ok`, and returns that; once `timeout` has
+/// passed, returns its last `Err` instead (for the caller's panic message).
+pub fn poll<T, E>(timeout: Duration, mut probe: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     let deadline = Instant::now() + timeout;
     loop {
-        if cond() {
-            return;
+        match probe() {
+            Ok(done) => return Ok(done),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => std::thread::sleep(POLL),
         }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        std::thread::sleep(POLL);
     }
+}
+
+/// Async [`poll`]: awaits `probe()` every [`POLL`] until it is `Ok`, or its last `Err`
+/// once `timeout` has passed.
+pub async fn poll_async<T, E, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(done) => return Ok(done),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// Blocks until `cond()` is true; panics naming `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    poll(timeout, || cond().then_some(()).ok_or(()))
+        .unwrap_or_else(|()| panic!("timed out after {timeout:?} waiting until {what}"));
 }
 
 /// Async [`wait_until`]: polls `cond().await` until it is true; panics naming `what` after
@@ -53,16 +90,27 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond().await {
-            return;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    poll_async(timeout, || {
+        let done = cond();
+        async move { done.await.then_some(()).ok_or(()) }
+    })
+    .await
+    .unwrap_or_else(|()| panic!("timed out after {timeout:?} waiting until {what}"));
+}
+
+/// Bytes of a [`fixed_line`] with its `\n`.
+pub const FIXED_LINE_LEN: u64 = 12;
+
+/// `line 000123`: a fixed-width numbered line ([`FIXED_LINE_LEN`] bytes with its `\n`), so
+/// that line `i` of a file holding lines 1.. in order starts at byte `(i - 1) * 12`.
+pub fn fixed_line(i: u64) -> String {
+    format!("line {i:06}")
+}
+
+/// The `i` of a [`fixed_line`] (`line 000123` → 123); `None` for any other text.
+pub fn fixed_line_number(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("line ")?;
+    (digits.len() == 6).then(|| digits.parse().ok()).flatten()
 }
 
 /// `["{prefix}{i}" for i in range]`, e.g. `numbered("line ", 1..=3)` → `line 1`, `line 2`, `line 3`.

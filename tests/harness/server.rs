@@ -1,13 +1,19 @@
-//! Starting the real `logtail-ws` binary and watching its stderr.
+//! Starting the real `logtail-ws` binary ([`ServerBuilder`]: its arguments, environment and
+//! working directory, and the wrappers it may run under — util-linux's `prlimit` for a
+//! descriptor limit, `setpriv` to drop root's file-permission override), then watching it
+//! ([`Server`]: its stderr, `/healthz`, signals, exit). [`Server::spawn_raw`] runs it for
+//! exit codes and messages only.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::strip_ansi;
+use super::{poll, poll_async, strip_ansi, wait_until_async};
 
 /// How long [`ServerBuilder::start`] waits for `listening on`.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,18 +28,28 @@ pub enum Sig {
     Int,
     Hup,
     Kill,
+    /// Stops every thread of the server until [`Sig::Cont`].
+    Stop,
+    Cont,
 }
 
 impl Sig {
-    /// `TERM`, `INT`, `HUP`, `KILL`.
+    /// `TERM`, `INT`, `HUP`, `KILL`, `STOP`, `CONT`.
     pub fn name(self) -> &'static str {
         match self {
             Sig::Term => "TERM",
             Sig::Int => "INT",
             Sig::Hup => "HUP",
             Sig::Kill => "KILL",
+            Sig::Stop => "STOP",
+            Sig::Cont => "CONT",
         }
     }
+}
+
+/// Whether the tests run as root (the owner of `/proc/self`).
+pub fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// A `Command` for the binary with a clean environment: no inherited `LOGTAIL_*`,
@@ -65,10 +81,12 @@ pub struct ServerBuilder {
     no_port: bool,
     cwd: Option<PathBuf>,
     nofile: Option<(u64, u64)>,
+    without_dac_override: bool,
 }
 
 impl ServerBuilder {
-    /// Adds `--file PATH` (repeatable).
+    /// Adds `--file PATH`; each call adds one more. The server takes one `--file` today
+    /// (a second one is a usage error, exit 2); issue 11 makes the flag repeatable.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.files.push(path.as_ref().to_path_buf());
         self
@@ -106,27 +124,44 @@ impl ServerBuilder {
     }
 
     /// Runs the server under util-linux's `prlimit --nofile=SOFT:HARD` (the same process:
-    /// prlimit sets the limit and execs it). Check [`prlimit_or_skip`] first.
+    /// prlimit sets the limit and execs it). The test needs `#[needs::tools(prlimit)]`.
     pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
         self.nofile = Some((soft, hard));
         self
     }
 
-    /// The command that [`start`](Self::start) would run.
+    /// Runs the server without `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH` when the tests
+    /// run as root, through util-linux's `setpriv` (which drops them and execs it): root
+    /// without them is refused a mode-000 file like anyone else. Not root: nothing to drop,
+    /// file modes already apply, and the command is unchanged. The test needs
+    /// `#[needs::tools(setpriv)]` (which asks for it only as root).
+    pub fn without_dac_override(mut self) -> Self {
+        self.without_dac_override = true;
+        self
+    }
+
+    /// The command that [`start`](Self::start) would run: the binary, behind the wrappers
+    /// asked for (each execs the next).
     pub fn command(&self) -> Command {
-        let mut cmd = match self.nofile {
-            None => base_command(),
-            Some((soft, hard)) => {
-                let prlimit = super::find_program("prlimit").expect(
-                    "ServerBuilder::nofile needs util-linux's `prlimit` (check prlimit_or_skip)",
-                );
-                let mut cmd = clean_command(Command::new(prlimit));
-                cmd.arg(format!("--nofile={soft}:{hard}"))
-                    .arg("--")
-                    .arg(BIN);
-                cmd
-            }
-        };
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some((soft, hard)) = self.nofile {
+            argv.push(needs::program!(prlimit).into());
+            argv.extend([format!("--nofile={soft}:{hard}").into(), "--".into()]);
+        }
+        if self.without_dac_override && running_as_root() {
+            argv.push(needs::program!(setpriv).into());
+            argv.extend(
+                [
+                    "--bounding-set=-dac_override,-dac_read_search",
+                    "--inh-caps=-dac_override,-dac_read_search",
+                    "--",
+                ]
+                .map(OsString::from),
+            );
+        }
+        argv.push(BIN.into());
+        let mut cmd = clean_command(Command::new(&argv[0]));
+        cmd.args(&argv[1..]);
         for f in &self.files {
             cmd.arg("--file").arg(f);
         }
@@ -185,13 +220,6 @@ impl ServerBuilder {
             ),
         }
     }
-}
-
-/// util-linux's `prlimit` for [`ServerBuilder::nofile`]; `None` after a note naming `test`
-/// when it is missing, so the test can skip. Under `CI` a missing `prlimit` fails instead:
-/// `.ci/run` installs util-linux.
-pub fn prlimit_or_skip(test: &str) -> Option<PathBuf> {
-    super::require_program("prlimit", "apt-get install util-linux", test)
 }
 
 /// Reads the child's stderr to EOF so the pipe never fills; reports the listen URL once.
@@ -322,29 +350,13 @@ impl Server {
 
     /// Waits up to `timeout` for the process to exit; `None` if it is still running.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_exit() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        poll_async(timeout, || std::future::ready(self.try_exit().ok_or(())))
+            .await
+            .ok()
     }
 
     fn wait_exit_blocking(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_exit() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        poll(timeout, || self.try_exit().ok_or(())).ok()
     }
 
     fn try_exit(&mut self) -> Option<ExitStatus> {
@@ -354,21 +366,11 @@ impl Server {
         self.exit
     }
 
-    /// Waits until the server's stderr contains `needle`; panics with the stderr otherwise.
+    /// Waits until the server's stderr contains `needle`; panics otherwise (and the
+    /// server's stderr is printed as it is dropped).
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.stderr.lock().unwrap().contains(needle) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "server did not log {needle:?} within {timeout:?};\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let logged = || std::future::ready(self.stderr.lock().unwrap().contains(needle));
+        wait_until_async(timeout, &format!("the server logs {needle:?}"), logged).await;
     }
 
     /// `GET /healthz` parsed as JSON (panics unless 200 with valid JSON).
@@ -396,52 +398,52 @@ impl Server {
         what: &str,
         ok: impl Fn(u64) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let h = self.healthz().await;
-            if h["seq"].as_u64().is_some_and(&ok) {
-                return h;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/healthz seq did not become {what} within {timeout:?}: {h}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.wait_health(timeout, |h| h["seq"].as_u64().is_some_and(&ok))
+            .await
+            .unwrap_or_else(|h| {
+                panic!("/healthz seq did not become {what} within {timeout:?}: {h}")
+            })
     }
 
-    /// The `clients` count from `/healthz` (a number, or an object with `total`, or the sum
-    /// of an object's numeric fields).
+    /// Polls `/healthz` until `ok` accepts it, and returns it; after `timeout`, the last
+    /// `/healthz` as the error.
+    pub async fn wait_health(
+        &self,
+        timeout: Duration,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        poll_async(timeout, || async {
+            let health = self.healthz().await;
+            if ok(&health) { Ok(health) } else { Err(health) }
+        })
+        .await
+    }
+
+    /// The number of connected clients: `/healthz`'s `clients`, which must be a number
+    /// (src/transport/ops.rs).
     pub async fn client_count(&self) -> u64 {
-        let health = self.healthz().await;
-        match &health["clients"] {
-            serde_json::Value::Number(n) => n.as_u64().expect("clients is a u64"),
-            serde_json::Value::Object(m) => match m.get("total").and_then(|v| v.as_u64()) {
-                Some(total) => total,
-                None => m.values().filter_map(|v| v.as_u64()).sum(),
-            },
-            other => panic!("/healthz has no usable `clients` field ({other}): {health}"),
-        }
+        clients(&self.healthz().await)
     }
 
     /// Waits until `/healthz` reports exactly `n` clients. Use it after connecting clients
     /// and before appending lines that must reach them as live lines.
     pub async fn wait_clients(&self, n: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.client_count().await;
-            if got == n {
-                return;
-            }
-            if Instant::now() >= deadline {
+        self.wait_health(timeout, |h| clients(h) == n)
+            .await
+            .unwrap_or_else(|h| {
                 panic!(
-                    "/healthz reports {got} clients, expected {n}, after {timeout:?}: {}",
-                    self.healthz().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+                    "/healthz reports {} clients, expected {n}, after {timeout:?}: {h}",
+                    clients(&h)
+                )
+            });
     }
+}
+
+/// `/healthz`'s `clients`; panics unless it is a number.
+fn clients(health: &serde_json::Value) -> u64 {
+    health["clients"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("/healthz `clients` is not a number: {health}"))
 }
 
 impl Drop for Server {
@@ -510,18 +512,14 @@ impl RawProcess {
     /// Waits up to `timeout` for exit and returns status and output; panics (after killing
     /// the process) if it is still running then.
     pub fn finish(mut self, timeout: Duration) -> RawOutput {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
-                panic!("logtail-ws still running after {timeout:?};\nstderr:\n{stderr}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let exited = poll(timeout, || {
+            self.child.try_wait().expect("try_wait").ok_or(())
+        });
+        let Ok(status) = exited else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
+            panic!("logtail-ws still running after {timeout:?};\nstderr:\n{stderr}");
         };
         RawOutput {
             status,

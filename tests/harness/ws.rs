@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::Uri;
@@ -15,6 +14,7 @@ use tokio_tungstenite::tungstenite::{ClientRequestBuilder, Error as WsError, Mes
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::PROMPT;
+use super::http::{Response, send_and_read_head};
 
 /// The client stream type.
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -334,22 +334,29 @@ pub(super) async fn small_rcvbuf_stream(addr: SocketAddr, rcvbuf: u32) -> TcpStr
         .expect("connect")
 }
 
+/// The headers of a WebSocket upgrade request (the RFC 6455 sample key), for upgrades
+/// made by hand.
+pub const UPGRADE: [(&str, &str); 4] = [
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
+
 /// A WebSocket upgraded by hand over a socket with a small `SO_RCVBUF`, that never reads
 /// after the handshake: the "stuck client". Dropping it closes the socket.
 #[derive(Debug)]
 pub struct RawWs {
     stream: TcpStream,
-    /// The response head (status line and headers) as received.
-    pub head: String,
-    /// The response status code.
-    pub status: u16,
+    /// The response head (status and headers; no body is read).
+    pub head: Response,
 }
 
 impl RawWs {
     /// Upgrades `path` (e.g. `/ws?backlog=0`) with a 4 KiB receive buffer; panics unless 101.
     pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
         let ws = RawWs::connect_with(addr, path, &[], 4096).await;
-        assert_eq!(ws.status, 101, "upgrade refused:\n{}", ws.head);
+        assert_eq!(ws.head.status, 101, "upgrade refused: {:?}", ws.head);
         ws
     }
 
@@ -362,43 +369,16 @@ impl RawWs {
         rcvbuf: u32,
     ) -> RawWs {
         let mut stream = small_rcvbuf_stream(addr, rcvbuf).await;
-        let mut req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .expect("send upgrade");
-        // Byte by byte up to the blank line, so no frame bytes are consumed.
-        let mut head = Vec::new();
-        let read_head = async {
-            let mut b = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                if stream.read(&mut b).await.expect("read upgrade response") == 0 {
-                    break;
-                }
-                head.push(b[0]);
-            }
-        };
-        tokio::time::timeout(PROMPT, read_head)
-            .await
-            .expect("upgrade response timed out");
-        let head = String::from_utf8_lossy(&head).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in upgrade response {head:?}"));
-        RawWs {
-            stream,
-            head,
-            status,
-        }
+        let mut all = UPGRADE.to_vec();
+        all.extend_from_slice(headers);
+        let head = tokio::time::timeout(
+            PROMPT,
+            send_and_read_head(&mut stream, addr, "GET", path, &all),
+        )
+        .await
+        .expect("upgrade response timed out")
+        .unwrap_or_else(|err| panic!("upgrade of {path}: {err}"));
+        RawWs { stream, head }
     }
 
     /// The socket (e.g. to start reading after all, or to shut it down).
