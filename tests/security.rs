@@ -299,18 +299,11 @@ async fn no_host_passes_only_without_origin() {
     let server = Server::start(log.path(), &[]).await;
     let addr = server.addr();
     // hyper answers an HTTP/1.0 request with an HTTP/1.0 status line.
-    let status = |raw: Option<Vec<u8>>| {
-        let raw = raw?;
-        let text = String::from_utf8_lossy(&raw);
-        text.strip_prefix("HTTP/1.0 ")?
-            .get(..3)?
-            .parse::<u16>()
-            .ok()
-    };
-    let plain = send_and_read_to_close(addr, b"GET /metrics HTTP/1.0\r\n\r\n", PROMPT).await;
+    let status = |raw: Option<Vec<u8>>| raw.as_deref().and_then(status_code);
+    let plain = send_until_close(addr, b"GET /metrics HTTP/1.0\r\n\r\n", PROMPT).await;
     assert_eq!(status(plain), Some(200), "HTTP/1.0 without Host or Origin");
     let with_origin = format!("GET /metrics HTTP/1.0\r\nOrigin: http://{addr}\r\n\r\n");
-    let refused = send_and_read_to_close(addr, with_origin.as_bytes(), PROMPT).await;
+    let refused = send_until_close(addr, with_origin.as_bytes(), PROMPT).await;
     assert_eq!(
         status(refused),
         Some(403),
