@@ -77,6 +77,9 @@ pub struct Cursor {
     hub: Arc<Hub>,
     rx: broadcast::Receiver<Published>,
     next_seq: u64,
+    /// The `id` of the next notice this cursor may hand out: each is handed
+    /// out once, whether it came live or from the history.
+    next_notice: u64,
     /// The newest `seq` when the client subscribed.
     subscribed_at: u64,
     replaying: bool,
@@ -105,21 +108,38 @@ enum Step {
     Idle,
 }
 
+/// Where a new cursor starts, as [`Hub::subscribe`] decided it.
+pub(super) struct StartAt {
+    pub next_seq: u64,
+    /// The first notice it may hand out (see [`Notice::id`]).
+    pub next_notice: u64,
+    /// The newest `seq` when it subscribed.
+    pub subscribed_at: u64,
+    /// Accounting bytes published when it subscribed.
+    pub baseline_cost: u64,
+    pub gap: Option<Gap>,
+}
+
 impl Cursor {
     pub(super) fn new(
         hub: Arc<Hub>,
         rx: broadcast::Receiver<Published>,
-        next_seq: u64,
-        subscribed_at: u64,
-        baseline_cost: u64,
-        gap: Option<Gap>,
+        at: StartAt,
         matches: Option<LineFilter>,
     ) -> Cursor {
+        let StartAt {
+            next_seq,
+            next_notice,
+            subscribed_at,
+            baseline_cost,
+            gap,
+        } = at;
         Cursor {
             hub,
             rx,
-            replaying: next_seq <= subscribed_at,
+            replaying: next_seq <= subscribed_at || next_notice == 0,
             next_seq,
+            next_notice,
             subscribed_at,
             baseline_cost,
             delivered_cost: baseline_cost,
@@ -225,10 +245,20 @@ impl Cursor {
 
     /// One step of history replay; `None` once caught up.
     fn replay_step(&mut self) -> Option<Step> {
+        // A notice kept after the line before `next_seq` comes first; lines
+        // are replayed only up to the next one.
+        let mut max_lines = REPLAY_LINES;
+        if let Some(notice) = self.hub.next_notice(self.next_notice, self.next_seq) {
+            if notice.after_seq + 1 == self.next_seq {
+                self.next_notice = notice.id + 1;
+                return Some(Step::Ready(Delivery::Notice(notice)));
+            }
+            max_lines = max_lines.min((notice.after_seq + 1 - self.next_seq) as usize);
+        }
         let mut lines = Vec::new();
-        let Some((first, last)) =
+        let Some((first, _)) =
             self.hub
-                .read_history(self.next_seq, REPLAY_LINES, REPLAY_BYTES, &mut lines)
+                .read_history(self.next_seq, max_lines, REPLAY_BYTES, &mut lines)
         else {
             self.replaying = false;
             return None;
@@ -266,9 +296,8 @@ impl Cursor {
         };
         self.next_seq = newest.seq + 1;
         self.delivered_cost = newest.cost_end;
-        if newest.seq >= last {
-            self.replaying = false;
-        }
+        // Caught up only when a step finds nothing: a notice after the
+        // newest line is still to come.
         Some(Step::Ready(Delivery::Replay(lines)))
     }
 
@@ -344,10 +373,16 @@ impl Cursor {
                 Ok(Some(Delivery::Live { batch, start }))
             }
             Ok(Published::Notice(notice)) => {
+                if notice.id < self.next_notice {
+                    return Ok(None); // already handed out from the history
+                }
                 if notice.after_seq + 1 == self.next_seq {
+                    self.next_notice = notice.id + 1;
                     Ok(Some(Delivery::Notice(notice)))
                 } else {
                     if notice.after_seq + 1 > self.next_seq {
+                        // Lines before it were missed: the history has
+                        // both, in order.
                         self.replaying = true;
                     }
                     Ok(None)

@@ -1,14 +1,26 @@
-//! The history: a byte-bounded ring of the most recent lines.
+//! The history: a byte-bounded ring of the most recent lines, and the file
+//! events (notices) placed among them.
 //!
 //! It is what makes backlog, resume (`since=`) and recovery from a lagging
 //! broadcast receiver possible without a per-client queue: every client reads
 //! the same shared lines. Its size is bounded by `--history-bytes`, counted as
 //! the lines' bytes plus a fixed per-line overhead, so memory stays bounded
 //! whatever the line sizes.
+//!
+//! Notices are kept beside the lines for as long as the line before them is
+//! (at most [`MAX_NOTICES`]), so a client that replays from the history — a
+//! backlog, a resume, a receiver that lagged — gets `rotated`, `truncated`,
+//! `waiting` and `following` where they happened, not only clients that
+//! were live at the time.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use super::Line;
+use super::{Line, Notice};
+
+/// Notices kept at most (a file flapping between waiting and following
+/// with no line in between must not grow memory).
+pub const MAX_NOTICES: usize = 4096;
 
 /// Bookkeeping bytes counted for each line on top of its text, so that a
 /// flood of empty lines is bounded too.
@@ -25,6 +37,8 @@ pub struct History {
     lines: VecDeque<Line>,
     bytes: u64,
     limit: u64,
+    /// In publishing order (so by `id` and by `after_seq`).
+    notices: VecDeque<Arc<Notice>>,
 }
 
 impl History {
@@ -33,6 +47,7 @@ impl History {
             lines: VecDeque::new(),
             bytes: 0,
             limit,
+            notices: VecDeque::new(),
         }
     }
 
@@ -47,6 +62,33 @@ impl History {
                 self.bytes -= line_cost(old.text.len());
             }
         }
+        // A notice after an evicted line can no longer be placed in a replay.
+        let first = self.first_seq().unwrap_or(0);
+        while self
+            .notices
+            .front()
+            .is_some_and(|n| n.after_seq + 1 < first)
+        {
+            self.notices.pop_front();
+        }
+    }
+
+    /// Keeps a notice (published after the newest line).
+    pub fn push_notice(&mut self, notice: Arc<Notice>) {
+        if self.notices.len() == MAX_NOTICES {
+            self.notices.pop_front();
+        }
+        self.notices.push_back(notice);
+    }
+
+    /// The first notice kept with `id >= min_id` that sits at or after
+    /// `seq` (its `after_seq + 1 >= seq`): the next one a replay from `seq`
+    /// must hand out, before the lines after it.
+    pub fn next_notice(&self, min_id: u64, seq: u64) -> Option<Arc<Notice>> {
+        self.notices
+            .iter()
+            .find(|n| n.id >= min_id && n.after_seq + 1 >= seq)
+            .cloned()
     }
 
     /// Accounting bytes held now (never above the limit, except for a single

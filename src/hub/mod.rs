@@ -14,6 +14,8 @@
 mod cursor;
 pub mod disk;
 pub mod history;
+#[cfg(test)]
+mod model_tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -71,6 +73,9 @@ impl NoticeKind {
 /// A file event, placed in the stream of lines: it follows line `after_seq`.
 #[derive(Debug, Clone)]
 pub struct Notice {
+    /// Numbers notices from 0 in publishing order, so a cursor hands each
+    /// out once whether it came live or from the history.
+    pub id: u64,
     pub kind: NoticeKind,
     pub file: u32,
     pub after_seq: u64,
@@ -151,6 +156,7 @@ struct Shared {
     index: disk::DiskIndex,
     next_seq: u64,
     cost_total: u64,
+    next_notice: u64,
 }
 
 /// The hub. Cheap to share (`Arc<Hub>`); see the module docs.
@@ -190,6 +196,7 @@ impl Hub {
                 index: disk::DiskIndex::default(),
                 next_seq: 1,
                 cost_total: 0,
+                next_notice: 0,
             }),
             tx,
             cost_total: AtomicU64::new(0),
@@ -278,12 +285,16 @@ impl Hub {
             NoticeKind::Truncated => shared.index.truncated(last),
             _ => {}
         }
-        let notice = Notice {
+        let notice = Arc::new(Notice {
+            id: shared.next_notice,
             kind,
             file,
             after_seq: shared.next_seq - 1,
-        };
-        let _ = self.tx.send(Published::Notice(Arc::new(notice)));
+        });
+        shared.next_notice += 1;
+        shared.history.push_notice(Arc::clone(&notice));
+        // Under the lock, as lines are: see `publish_lines`.
+        let _ = self.tx.send(Published::Notice(notice));
     }
 
     /// The tailer opened a file (at start-up, after a rotation, or when it
@@ -336,6 +347,7 @@ impl Hub {
         let last = shared.next_seq - 1;
         let first = shared.history.first_seq().unwrap_or(shared.next_seq);
         let baseline = shared.cost_total;
+        let notices_now = shared.next_notice;
         let mut gap = None;
         let next_seq = match &start {
             Start::Backlog(0) => last + 1,
@@ -365,7 +377,20 @@ impl Hub {
             }
             _ => next_seq,
         };
-        Cursor::new(Arc::clone(self), rx, next_seq, last, baseline, gap, matches)
+        // Live only: only notices from now on. Any other start replays, and
+        // the notices kept among the replayed lines come with them.
+        let first_notice = match start {
+            Start::Backlog(0) => notices_now,
+            _ => 0,
+        };
+        let at = cursor::StartAt {
+            next_seq,
+            next_notice: first_notice,
+            subscribed_at: last,
+            baseline_cost: baseline,
+            gap,
+        };
+        Cursor::new(Arc::clone(self), rx, at, matches)
     }
 
     /// The `seq` from which the last `n` lines matching `matches` (up to
@@ -392,6 +417,12 @@ impl Hub {
             }
             before = oldest;
         }
+    }
+
+    /// The next kept notice a replay from `seq` must hand out (see
+    /// [`History::next_notice`]).
+    pub(crate) fn next_notice(&self, min_id: u64, seq: u64) -> Option<Arc<Notice>> {
+        self.lock().history.next_notice(min_id, seq)
     }
 
     /// Copies history lines from `seq` on (bounded) into `out`; returns the
