@@ -63,6 +63,20 @@ impl Delivery {
     }
 }
 
+/// What a cursor does about a subscriber that falls behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LagPolicy {
+    /// A client: more than `--client-queue` behind for longer than the
+    /// grace, it is too slow ([`CursorError::TooSlow`]) and is closed, to
+    /// resume with `since=`.
+    #[default]
+    Close,
+    /// A publisher to a broker (or anything that must not lose lines while
+    /// the server can still give them): never too slow; it replays from the
+    /// history (or the file) however far behind it is.
+    Replay,
+}
+
 /// Why a cursor stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CursorError {
@@ -98,6 +112,7 @@ pub struct Cursor {
     disk_gap_end: u64,
     /// Since when the client has been more than `client_queue` behind.
     behind_since: Option<Instant>,
+    lag_policy: LagPolicy,
 }
 
 /// What a step without the receiver found.
@@ -150,7 +165,14 @@ impl Cursor {
             disk_stop: 0,
             disk_gap_end: 0,
             behind_since: None,
+            lag_policy: LagPolicy::Close,
         }
+    }
+
+    /// Sets what happens when this subscriber falls behind (a client is
+    /// closed; a broker publisher replays).
+    pub fn set_lag_policy(&mut self, policy: LagPolicy) {
+        self.lag_policy = policy;
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -227,7 +249,9 @@ impl Cursor {
             return Ok(Step::Ready(Delivery::Gap(gap)));
         }
         let limits = self.hub.limits();
-        if self.lag_bytes() > limits.client_queue {
+        if self.lag_policy == LagPolicy::Replay {
+            self.behind_since = None;
+        } else if self.lag_bytes() > limits.client_queue {
             let since = *self.behind_since.get_or_insert_with(Instant::now);
             if since.elapsed() > limits.lag_grace {
                 return Err(CursorError::TooSlow);

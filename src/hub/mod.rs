@@ -24,7 +24,7 @@ use crate::encode::Encoding;
 use crate::lines::Text;
 use tokio::sync::broadcast;
 
-pub use cursor::{Cursor, CursorError, Delivery, Gap, GapReason};
+pub use cursor::{Cursor, CursorError, Delivery, Gap, GapReason, LagPolicy};
 pub use history::History;
 
 use crate::metrics::Metrics;

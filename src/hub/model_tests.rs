@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::{Cursor, Delivery, Hub, HubLimits, Line, NoticeKind, Start};
+use super::{Cursor, CursorError, Delivery, Hub, HubLimits, LagPolicy, Line, NoticeKind, Start};
 use crate::lines::Text;
 use crate::metrics::Metrics;
 
@@ -186,4 +186,34 @@ proptest! {
             prop_assert_eq!(&client.seen, &want, "client starting at {}", client.start);
         }
     }
+}
+
+/// A subscriber far behind for longer than the grace: a client is too slow,
+/// a broker publisher (`LagPolicy::Replay`) never is, and gets every line.
+#[test]
+fn lag_policy_closes_a_client_and_never_a_publisher() {
+    let hub = Hub::new(
+        vec!["app.log".into()],
+        HubLimits {
+            history_bytes: 1 << 30,
+            client_queue: 1024,
+            lag_grace: Duration::ZERO,
+            max_line_bytes: 1 << 20,
+        },
+        Arc::new(Metrics::default()),
+    );
+    let mut client = hub.subscribe(Start::Backlog(0), None);
+    let mut publisher = hub.subscribe(Start::Backlog(0), None);
+    publisher.set_lag_policy(LagPolicy::Replay);
+    for _ in 0..100 {
+        hub.publish_lines(lines(10));
+    }
+    // The grace is zero: the first look past the queue finds it too slow
+    // (any time at all has passed since it fell behind).
+    assert!(matches!(client.try_next(), Err(CursorError::TooSlow)));
+    let mut seqs = Vec::new();
+    while let Ok(Some(delivery)) = publisher.try_next() {
+        seqs.extend(delivery.lines().iter().map(|l| l.seq));
+    }
+    assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
 }
