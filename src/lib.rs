@@ -3,14 +3,17 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: **file → tailer → hub → transport → client**.
+//! Data flows one way: **source → hub → transport → client**.
 //!
 //! - [`config`]: the command line and the validated settings.
 //! - [`lines`]: the shared line text type and the bytes → lines splitter.
-//! - [`tailer`]: follows the file by name (rotation, truncation, deletion),
-//!   splits what is appended into lines and publishes them to the hub.
+//! - [`source`]: where lines come from, and the narrow door to the hub
+//!   (`Publisher`). [`source::file`] follows files by name (rotation,
+//!   truncation, deletion), splits what is appended into lines, publishes
+//!   them, reports each file's state and replays old lines from disk.
 //! - [`hub`]: numbers lines, keeps the bounded history, fans lines out over a
-//!   broadcast channel; each client reads through its own cursor.
+//!   broadcast channel; each client reads through its own cursor, which asks
+//!   the source's replay for lines older than the history.
 //! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
 //!   and the checks in front of them (Origin, token, limits).
 //! - [`server`]: shared state, routes and the accept loop (TLS, timeouts).
@@ -26,7 +29,7 @@ pub mod lines;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
-pub mod tailer;
+pub mod source;
 pub mod transport;
 
 use std::sync::Arc;
@@ -37,7 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, Config};
 use hub::{Hub, HubLimits};
-use tailer::{Tailer, WatchMode};
+use source::file::follow::ReadLimits;
+use source::file::replay::{FileReplay, ReplayIndex};
+use source::file::{Tailer, WatchMode};
+use source::{Publisher, Status};
 
 /// Runs the server on an already bound listener until `shutdown` resolves,
 /// then tells every client and returns within the grace period.
@@ -68,20 +74,31 @@ pub async fn run(
         Some(interval) => WatchMode::Poll(interval),
         None => WatchMode::Events,
     };
-    let tailer_hub = Arc::clone(&hub);
-    // Decided once: the path followed from now on (see `tailer::path`).
+    let display = config.file.display().to_string();
+    let status = Status::default();
+    status.add(0, display.clone());
+    let publisher = Publisher::new(Arc::clone(&hub), status.clone());
+    let index = ReplayIndex::new(config.max_line_bytes);
+    publisher.serve_replay(Arc::new(FileReplay::new(Arc::clone(&index))));
+    let limits = ReadLimits {
+        max_line_bytes: config.max_line_bytes,
+        backlog_bytes: config.history_bytes,
+    };
+    // Decided once: the path followed from now on (see `source::file::path`).
     // Clients and logs keep the name as typed.
-    let path = tailer::path::absolute(&config.file)?;
+    let path = source::file::path::absolute(&config.file)?;
     if path != config.file {
         tracing::info!(file = %config.file.display(), path = %path.display(), "{} resolves to {}", config.file.display(), path.display());
     }
-    let _tailer = tokio::task::spawn_blocking(move || Tailer::start(path, 0, tailer_hub, mode))
-        .await
-        .map_err(std::io::Error::other)??;
+    let _tailer = tokio::task::spawn_blocking(move || {
+        Tailer::start(path, display, 0, publisher, index, limits, mode)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
-    let state = transport::AppState::new(hub, Arc::clone(&config), cancel.clone());
+    let state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone());
     let options = server::ServeOptions {
         cancel: cancel.clone(),
         tracker: state.tracker.clone(),

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::hub::{Cursor, Hub};
+use crate::source::Status;
 
 pub use access::{Access, check_access};
 pub use params::{Format, RawParams, StreamParams};
@@ -77,6 +78,8 @@ impl IntoResponse for Rejection {
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    /// What each followed file is doing, written by the source.
+    pub status: Status,
     pub config: Arc<Config>,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -98,10 +101,16 @@ impl Drop for ClientSlot {
 }
 
 impl AppState {
-    pub fn new(hub: Arc<Hub>, config: Arc<Config>, cancel: CancellationToken) -> AppState {
+    pub fn new(
+        hub: Arc<Hub>,
+        status: Status,
+        config: Arc<Config>,
+        cancel: CancellationToken,
+    ) -> AppState {
         let clients = Arc::new(Semaphore::new(config.max_clients));
         AppState {
             hub,
+            status,
             config,
             cancel,
             tracker: TaskTracker::new(),
