@@ -3,17 +3,20 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: **file → tailer → hub → transport → client**.
+//! Data flows one way: **source → hub → transport → client**.
 //!
 //! - [`config`]: the command line and the validated settings.
 //! - [`error`]: why the server could not start or stopped, and the one rule
 //!   from an error to an exit code.
 //! - [`lines`]: the shared line text type and the bytes → lines splitter.
 //! - [`encode`]: how lines and events look on the wire (text, JSON, SSE).
-//! - [`tailer`]: follows the file by name (rotation, truncation, deletion),
-//!   splits what is appended into lines and publishes them to the hub.
+//! - [`source`]: where lines come from, and the narrow door to the hub
+//!   (`Publisher`). [`source::file`] follows files by name (rotation,
+//!   truncation, deletion), splits what is appended into lines, publishes
+//!   them, reports each file's state and replays old lines from disk.
 //! - [`hub`]: numbers lines, keeps the bounded history, fans lines out over a
-//!   broadcast channel; each client reads through its own cursor.
+//!   broadcast channel; each client reads through its own cursor, which asks
+//!   the source's replay for lines older than the history.
 //! - [`pump`]: the one delivery loop, cursor → encoded frames → a sink.
 //! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
 //!   and the checks in front of them (Origin, token, limits).
@@ -33,7 +36,7 @@ pub mod metrics;
 pub mod pump;
 pub mod server;
 pub mod shutdown;
-pub mod tailer;
+pub mod source;
 pub mod transport;
 
 use std::sync::Arc;
@@ -45,7 +48,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Cli, Config};
 pub use error::Error;
 use hub::{Hub, HubLimits};
-use tailer::{Tailer, WatchMode};
+use source::file::follow::ReadLimits;
+use source::file::replay::{FileReplay, ReplayIndex};
+use source::file::{Tailer, WatchMode};
+use source::{Publisher, Status};
 
 /// Runs the server on an already bound listener until `shutdown` resolves,
 /// then tells every client and returns within the grace period.
@@ -76,26 +82,37 @@ pub async fn run(
         Some(interval) => WatchMode::Poll(interval),
         None => WatchMode::Events,
     };
-    let tailer_hub = Arc::clone(&hub);
-    // Decided once: the path followed from now on (see `tailer::path`).
+    let display = config.file.display().to_string();
+    let status = Status::default();
+    status.add(0, display.clone());
+    let publisher = Publisher::new(Arc::clone(&hub), status.clone());
+    let index = ReplayIndex::new(config.max_line_bytes);
+    publisher.serve_replay(Arc::new(FileReplay::new(Arc::clone(&index))));
+    let limits = ReadLimits {
+        max_line_bytes: config.max_line_bytes,
+        backlog_bytes: config.history_bytes,
+    };
+    // Decided once: the path followed from now on (see `source::file::path`).
     // Clients and logs keep the name as typed.
     let watch_error = |source| Error::Watch {
         path: config.file.clone(),
         source,
     };
-    let path = tailer::path::absolute(&config.file).map_err(watch_error)?;
+    let path = source::file::path::absolute(&config.file).map_err(watch_error)?;
     if path != config.file {
         tracing::info!(file = %config.file.display(), path = %path.display(), "{} resolves to {}", config.file.display(), path.display());
     }
-    let _tailer = tokio::task::spawn_blocking(move || Tailer::start(path, 0, tailer_hub, mode))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|started| started)
-        .map_err(watch_error)?;
+    let _tailer = tokio::task::spawn_blocking(move || {
+        Tailer::start(path, display, 0, publisher, index, limits, mode)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|started| started)
+    .map_err(watch_error)?;
 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
-    let state = transport::AppState::new(hub, Arc::clone(&config), cancel.clone());
+    let state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone());
     let options = server::ServeOptions {
         cancel: cancel.clone(),
         tracker: state.tracker.clone(),

@@ -653,7 +653,9 @@ async fn viewer_closes_its_socket_when_left() {
     server.wait_clients(0, PROMPT).await;
     log.append_lines(["while away"]);
 
-    page.eval("history.back(); true").await;
+    // The navigation may tear down the page's context before the answer comes back
+    // ("Execution context was destroyed"): what counts is the page that shows next.
+    let _ = page.try_eval("history.back(); true").await;
     let v = page
         .wait_view("the page is back and live", SHOW, |v| {
             v.is_live() && v.has_line("while away")

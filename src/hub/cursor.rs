@@ -5,7 +5,8 @@
 //! and slices of the history whenever it does not (backlog, `since=`, a
 //! `Lagged` receiver, a batch that does not follow on). Lines are identified
 //! by `seq`, so the seam between history and live lines can have neither a
-//! gap nor a duplicate. It also decides when a client is too slow: when the
+//! gap nor a duplicate. Lines older than the history come from the source's
+//! [`Replay`](super::Replay), read on the blocking pool. It also decides when a client is too slow: when the
 //! newest line has been more than `--client-queue` bytes ahead of it for
 //! longer than the grace period (`--send-timeout`).
 
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
-use super::disk::{DiskReplay, ReplayStart};
+use super::replay::{Gone, ReplayReader};
 use super::{Batch, Hub, Line, LineFilter, Notice, Published};
 
 /// Lines replayed from the history per step: bounds both the time the hub
@@ -103,13 +104,10 @@ pub struct Cursor {
     delivered_cost: u64,
     pending_gap: Option<Gap>,
     matches: Option<LineFilter>,
-    /// Disk replay in progress (lines older than the history), or where to start one.
-    disk: Option<Box<DiskReplay>>,
-    disk_start: Option<ReplayStart>,
+    /// The source's replay in progress (lines older than the history).
+    disk: Option<Box<dyn ReplayReader>>,
     /// Disk replay must stop before this `seq` (the history has it).
     disk_stop: u64,
-    /// Where a gap ends if the disk replay being started fails.
-    disk_gap_end: u64,
     /// Since when the client has been more than `client_queue` behind.
     behind_since: Option<Instant>,
     lag_policy: LagPolicy,
@@ -161,9 +159,7 @@ impl Cursor {
             pending_gap: gap,
             matches,
             disk: None,
-            disk_start: None,
             disk_stop: 0,
-            disk_gap_end: 0,
             behind_since: None,
             lag_policy: LagPolicy::Close,
         }
@@ -271,48 +267,42 @@ impl Cursor {
     fn replay_step(&mut self) -> Option<Step> {
         // A notice kept after the line before `next_seq` comes first; lines
         // are replayed only up to the next one.
-        let mut max_lines = REPLAY_LINES;
-        if let Some(notice) = self.hub.next_notice(self.next_notice, self.next_seq) {
+        let due = self.hub.next_notice(self.next_notice, self.next_seq);
+        let mut stop = u64::MAX;
+        if let Some(notice) = &due {
             if notice.after_seq + 1 == self.next_seq {
                 self.next_notice = notice.id + 1;
-                return Some(Step::Ready(Delivery::Notice(notice)));
+                return Some(Step::Ready(Delivery::Notice(Arc::clone(notice))));
             }
-            max_lines = max_lines.min((notice.after_seq + 1 - self.next_seq) as usize);
+            stop = notice.after_seq;
         }
         let mut lines = Vec::new();
         let Some((first, _)) =
             self.hub
-                .read_history(self.next_seq, max_lines, REPLAY_BYTES, &mut lines)
+                .read_history(self.next_seq, REPLAY_LINES, REPLAY_BYTES, &mut lines)
         else {
             self.replaying = false;
             return None;
         };
+        // By `seq`, not by count: preserved upstream numbering may skip.
+        let copied = !lines.is_empty();
+        lines.retain(|line| line.seq <= stop);
         if self.next_seq < first {
-            // Older than the history: from disk if the file still has it.
+            // Older than the history: from the source, if it still has them.
             self.disk_stop = first;
-            if self
-                .disk
-                .as_ref()
-                .is_some_and(|d| d.next_seq() <= self.next_seq && !d.finished())
-            {
+            if self.hub.replay().is_some() {
                 return Some(Step::Disk);
             }
-            self.disk = None;
-            if let Some(start) = self.hub.disk_locate(self.next_seq)
-                && start.seq < first
-            {
-                if start.seq <= self.next_seq {
-                    // Should this generation turn out to be gone, only its
-                    // lines are a gap: the next one may still be on disk.
-                    self.disk_gap_end = start.next_start.map_or(first, |n| n.min(first));
-                    self.disk_start = Some(start);
-                    return Some(Step::Disk);
-                }
-                // The index starts after what is wanted: the lines before it are gone.
-                let gap = self.gap_until(start.seq);
-                return Some(Step::Ready(gap));
-            }
             return Some(Step::Ready(self.gap_until(first)));
+        }
+        if let Some(notice) = due
+            && copied
+            && lines.is_empty()
+        {
+            // No line left before the notice (numbering skipped over it).
+            self.next_seq = notice.after_seq + 1;
+            self.next_notice = notice.id + 1;
+            return Some(Step::Ready(Delivery::Notice(notice)));
         }
         let Some(newest) = lines.last() else {
             self.replaying = false;
@@ -337,39 +327,36 @@ impl Cursor {
     }
 
     /// One step of disk replay, run on the blocking pool: old lines, or a
-    /// gap when the file no longer holds them.
+    /// gap when the source no longer holds them.
     async fn read_disk(&mut self) -> Delivery {
         let from = self.next_seq;
         let stop = self.disk_stop;
-        let disk = self.disk.take();
-        let start = self.disk_start.take();
-        let file = 0;
-        let max_line = self.hub.limits().max_line_bytes;
+        let reader = match (self.disk.take(), self.hub.replay()) {
+            (Some(reader), _) if reader.next_seq() == from => reader,
+            (_, Some(replay)) => replay.open(from),
+            (_, None) => return self.gap_until(stop),
+        };
         let work = tokio::task::spawn_blocking(move || {
-            let mut disk = match disk {
-                Some(disk) => disk,
-                None => Box::new(DiskReplay::open(start.as_ref()?, file, max_line)?),
-            };
-            let mut lines = Vec::new();
-            let ok = disk.step(from, stop, &mut lines);
-            ok.then_some((disk, lines))
+            let mut reader = reader;
+            let got = reader.read(stop);
+            (reader, got)
         });
-        match work.await.ok().flatten() {
-            Some((disk, lines)) if !lines.is_empty() => {
-                if let Some(newest) = lines.last() {
+        match work.await {
+            Ok((reader, Ok(lines))) => match lines.last() {
+                Some(newest) if newest.seq >= from && newest.seq < stop => {
                     self.next_seq = newest.seq + 1;
+                    self.disk = Some(reader);
+                    Delivery::Replay(lines)
                 }
-                self.disk = Some(disk);
-                Delivery::Replay(lines)
+                _ => self.gap_until(stop),
+            },
+            // Not on disk after all (deleted, rewritten, shorter): a gap, honestly.
+            Ok((_, Err(Gone { until }))) => {
+                self.gap_until(until.clamp(from + 1, stop.max(from + 1)))
             }
-            _ => {
-                // Not on disk after all (deleted, rewritten, shorter): a gap, honestly.
-                let end = if self.disk_gap_end > from {
-                    self.disk_gap_end
-                } else {
-                    stop
-                };
-                self.gap_until(end.max(from + 1))
+            Err(err) => {
+                tracing::warn!("replay from disk failed: {err}; sending a gap instead");
+                self.gap_until(stop.max(from + 1))
             }
         }
     }
@@ -391,7 +378,8 @@ impl Cursor {
                     self.replaying = true; // something was missed: the history has it
                     return Ok(None);
                 }
-                let start = (self.next_seq - first.seq) as usize;
+                // By `seq`, not by subtraction: preserved numbers may skip.
+                let start = batch.lines.partition_point(|l| l.seq < self.next_seq);
                 self.next_seq = last.seq + 1;
                 self.delivered_cost = last.cost_end;
                 Ok(Some(Delivery::Live { batch, start }))

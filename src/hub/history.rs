@@ -31,7 +31,8 @@ pub fn line_cost(text_len: usize) -> u64 {
     text_len as u64 + LINE_OVERHEAD
 }
 
-/// Recent lines, contiguous in `seq`.
+/// Recent lines, increasing in `seq` (contiguous, unless the source
+/// numbers lines itself and skips some).
 #[derive(Debug)]
 pub struct History {
     lines: VecDeque<Line>,
@@ -39,6 +40,8 @@ pub struct History {
     limit: u64,
     /// In publishing order (so by `id` and by `after_seq`).
     notices: VecDeque<Arc<Notice>>,
+    /// The `seq` of the newest line evicted (0: none yet).
+    evicted: u64,
 }
 
 impl History {
@@ -48,18 +51,20 @@ impl History {
             bytes: 0,
             limit,
             notices: VecDeque::new(),
+            evicted: 0,
         }
     }
 
-    /// Appends a line (its `seq` must follow the last one), evicting the oldest
-    /// lines past the limit. The newest line is always kept.
+    /// Appends a line (its `seq` must be above the last one), evicting the
+    /// oldest lines past the limit. The newest line is always kept.
     pub fn push(&mut self, line: Line) {
-        debug_assert!(self.lines.back().is_none_or(|l| l.seq + 1 == line.seq));
+        debug_assert!(self.lines.back().is_none_or(|l| l.seq < line.seq));
         self.bytes += line_cost(line.text.len());
         self.lines.push_back(line);
         while self.bytes > self.limit && self.lines.len() > 1 {
             if let Some(old) = self.lines.pop_front() {
                 self.bytes -= line_cost(old.text.len());
+                self.evicted = old.seq;
             }
         }
         // A notice after an evicted line can no longer be placed in a replay.
@@ -110,16 +115,40 @@ impl History {
         self.lines.front().map(|l| l.seq)
     }
 
+    /// The lowest `seq` the history still answers for: one above the newest
+    /// line evicted. The same as [`first_seq`](Self::first_seq) when numbers
+    /// are contiguous; below it when they skip, so that numbers never
+    /// published are not mistaken for lines lost.
+    pub fn owed_from(&self) -> u64 {
+        self.evicted + 1
+    }
+
     /// The newest retained `seq`, if any.
     pub fn last_seq(&self) -> Option<u64> {
         self.lines.back().map(|l| l.seq)
     }
 
-    /// Index of `seq` in the ring, clamped to what is retained.
+    /// The `seq` of the `n`th newest line (1: the newest), or of the oldest
+    /// when fewer are retained; `None` when empty or `n` is 0.
+    pub fn nth_last_seq(&self, n: usize) -> Option<u64> {
+        if n == 0 {
+            return None;
+        }
+        self.lines
+            .get(self.lines.len().saturating_sub(n))
+            .map(|l| l.seq)
+    }
+
+    /// Index in the ring of the first line at or after `seq`.
     fn index_of(&self, seq: u64) -> usize {
-        match self.first_seq() {
-            Some(first) if seq > first => ((seq - first) as usize).min(self.lines.len()),
-            _ => 0,
+        match (self.first_seq(), self.last_seq()) {
+            (Some(first), _) if seq <= first => 0,
+            (_, Some(last)) if seq > last => self.lines.len(),
+            // Contiguous numbering (the usual case): a subtraction.
+            (Some(first), Some(last)) if last - first + 1 == self.lines.len() as u64 => {
+                (seq - first) as usize
+            }
+            _ => self.lines.partition_point(|l| l.seq < seq),
         }
     }
 

@@ -1,22 +1,29 @@
-//! The fan-out hub: where the tailer publishes lines and every client reads them.
+//! The fan-out hub: where sources publish lines and every client reads them.
 //!
-//! Lines flow one way: the tailer calls [`Hub::publish_lines`], which numbers
-//! them (`seq`), appends them to the [`History`] and broadcasts the batch on a
-//! tokio `broadcast` channel. Each client holds a [`Cursor`]: it reads live
-//! batches from its broadcast receiver and, when it has fallen behind (a
-//! `Lagged` receiver, a backlog, a `since=` resume), reads from the history
-//! instead. So a client never has a queue of its own: every line exists once
-//! in memory, shared by reference count, whatever the number of clients.
+//! It numbers, keeps, fans out — and asks. A source (through its
+//! `source::Publisher`) calls [`Hub::publish_lines`], which numbers the lines
+//! (`seq`, per [`Numbering`]), appends them to the [`History`] and broadcasts
+//! the batch on a tokio `broadcast` channel. Each client holds a [`Cursor`]:
+//! it reads live batches from its broadcast receiver and, when it has fallen
+//! behind (a `Lagged` receiver, a backlog, a `since=` resume), reads from the
+//! history instead — and, for lines older than the history, asks the
+//! source's [`Replay`]. So a client never has a queue of its own: every line
+//! exists once in memory, shared by reference count, whatever the number of
+//! clients.
+//!
+//! The hub knows nothing of files: not their identity, not their state, not
+//! how old lines are found again. Those belong to the file source.
 //!
 //! The hub's one lock guards the history; it is held only to append a batch or
 //! to copy a bounded slice of references, never across an `.await`.
 
 mod cursor;
-pub mod disk;
 pub mod history;
 #[cfg(test)]
 mod model_tests;
+pub mod replay;
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -26,6 +33,7 @@ use tokio::sync::broadcast;
 
 pub use cursor::{Cursor, CursorError, Delivery, Gap, GapReason, LagPolicy};
 pub use history::History;
+pub use replay::{Gone, Replay, ReplayReader};
 
 use crate::metrics::Metrics;
 
@@ -33,7 +41,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub struct Line {
     /// Position in the server's stream of lines: from 1, never reused, across
-    /// rotations and truncations.
+    /// rotations and truncations. Assigned by the hub ([`Numbering::Assign`]),
+    /// or given by the source ([`Numbering::Preserve`]).
     pub seq: u64,
     /// Byte offset of the line's first byte in its file.
     pub offset: u64,
@@ -128,13 +137,19 @@ pub enum Start {
     Since { seq: u64, epoch: Option<String> },
 }
 
-/// State of a followed file, for `/healthz`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FileStatus {
-    pub path: String,
-    pub state: &'static str,
-    /// Offset read up to in the current file.
-    pub offset: u64,
+/// Who numbers the lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Numbering {
+    /// The hub does: `seq` from 1, one more per line, and a random epoch per
+    /// server life. What a server that reads its own files uses.
+    Assign,
+    /// The source did: an edge node fed from a broker keeps the broker's
+    /// sequence and the stream's epoch, so a client can resume on any edge.
+    /// Each line's `seq` is taken as given and must increase; a line at or
+    /// below the last one kept (a redelivery) is dropped. Upstream numbers
+    /// may skip (another subject's lines): a cursor then catches up through
+    /// the history at each skip, losing nothing.
+    Preserve { epoch: String },
 }
 
 /// Sizes the hub works with.
@@ -153,7 +168,7 @@ pub struct HubLimits {
 
 struct Shared {
     history: History,
-    index: disk::DiskIndex,
+    /// One more than the newest `seq` published (1 before the first line).
     next_seq: u64,
     cost_total: u64,
     next_notice: u64,
@@ -167,42 +182,52 @@ pub struct Hub {
     /// measure how far behind they are.
     cost_total: AtomicU64,
     epoch: String,
+    numbering: Numbering,
     files: Vec<String>,
-    status: Mutex<Vec<FileStatus>>,
+    /// Where lines older than the history are asked for; set once by the
+    /// source that owns them.
+    replay: OnceLock<Arc<dyn Replay>>,
     limits: HubLimits,
     pub metrics: Arc<Metrics>,
 }
 
 impl Hub {
-    /// A hub for the given files (their names as shown to clients), counting
-    /// what it does in `metrics`.
+    /// A hub for the given files (their names as shown to clients) that
+    /// numbers lines itself ([`Numbering::Assign`]), counting what it does
+    /// in `metrics`.
     pub fn new(files: Vec<String>, limits: HubLimits, metrics: Arc<Metrics>) -> Arc<Hub> {
+        Hub::with_numbering(files, limits, metrics, Numbering::Assign)
+    }
+
+    /// A hub whose lines are numbered as `numbering` says.
+    pub fn with_numbering(
+        files: Vec<String>,
+        limits: HubLimits,
+        metrics: Arc<Metrics>,
+        numbering: Numbering,
+    ) -> Arc<Hub> {
         // The channel holds pointers to batches of up to one read (128 KiB);
         // sized so that what a stuck receiver pins stays near its queue bound.
         // A receiver that lags past it recovers from the history, losing nothing.
         let capacity = (limits.client_queue / (128 * 1024)).clamp(16, 4096) as usize;
         let (tx, _) = broadcast::channel(capacity);
-        let status = files
-            .iter()
-            .map(|path| FileStatus {
-                path: path.clone(),
-                state: "starting",
-                offset: 0,
-            })
-            .collect();
+        let epoch = match &numbering {
+            Numbering::Assign => new_epoch(),
+            Numbering::Preserve { epoch } => epoch.clone(),
+        };
         Arc::new(Hub {
             shared: Mutex::new(Shared {
                 history: History::new(limits.history_bytes),
-                index: disk::DiskIndex::default(),
                 next_seq: 1,
                 cost_total: 0,
                 next_notice: 0,
             }),
             tx,
             cost_total: AtomicU64::new(0),
-            epoch: new_epoch(),
+            epoch,
+            numbering,
             files,
-            status: Mutex::new(status),
+            replay: OnceLock::new(),
             limits,
             metrics,
         })
@@ -214,8 +239,9 @@ impl Hub {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The random id of this server's life; `seq` values are meaningful
-    /// only together with it.
+    /// The id of the stream `seq` values belong to (with [`Numbering::Assign`],
+    /// random per server life); `seq` values are meaningful only together
+    /// with it.
     pub fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -244,23 +270,47 @@ impl Hub {
         self.cost_total.load(Ordering::Acquire)
     }
 
-    /// Numbers `lines` (their `seq` and `cost_end` are filled in here), keeps
-    /// them in the history and sends them to every client.
-    pub fn publish_lines(&self, mut lines: Vec<Line>) {
-        if lines.is_empty() {
-            return;
+    /// Numbers `lines` (their `seq` — unless [`Numbering::Preserve`] — and
+    /// `cost_end` are filled in here), keeps them in the history and sends
+    /// them to every client. Returns the `seq` range they were given, so the
+    /// source can index its own lines afterwards, outside this lock; with
+    /// [`Numbering::Assign`] it holds exactly one `seq` per line, in order.
+    pub fn publish_lines(&self, mut lines: Vec<Line>) -> Range<u64> {
+        let mut shared = self.lock();
+        if let Numbering::Preserve { .. } = self.numbering {
+            let mut last = shared.next_seq - 1;
+            lines.retain(|line| {
+                let keep = line.seq > last;
+                if keep {
+                    last = line.seq;
+                } else {
+                    tracing::debug!(
+                        seq = line.seq,
+                        last,
+                        "dropping a line numbered at or below the last one kept"
+                    );
+                }
+                keep
+            });
         }
+        let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
+            return shared.next_seq..shared.next_seq;
+        };
+        let (first, last) = match self.numbering {
+            Numbering::Assign => (shared.next_seq, shared.next_seq + lines.len() as u64 - 1),
+            Numbering::Preserve { .. } => (first.seq, last.seq),
+        };
         let bytes: usize = lines.iter().map(|l| l.text.len()).sum();
         let count = lines.len() as u64;
-        let mut shared = self.lock();
-        for line in &mut lines {
-            line.seq = shared.next_seq;
-            shared.next_seq += 1;
+        for (n, line) in lines.iter_mut().enumerate() {
+            if self.numbering == Numbering::Assign {
+                line.seq = first + n as u64;
+            }
             shared.cost_total += history::line_cost(line.text.len());
             line.cost_end = shared.cost_total;
             shared.history.push(line.clone());
         }
-        shared.index.on_lines(&lines);
+        shared.next_seq = last + 1;
         self.cost_total.store(shared.cost_total, Ordering::Release);
         // Sent while holding the lock, so that a subscriber (which takes the
         // lock to subscribe) sees every batch either in the history or in its
@@ -268,23 +318,18 @@ impl Hub {
         let _ = self.tx.send(Published::Lines(Arc::new(Batch::new(lines))));
         drop(shared);
         self.metrics.lines_read(count, bytes as u64);
+        first..last + 1
     }
 
-    /// Tells clients what happened to file `file`, and records it for `/healthz`.
-    pub fn publish_notice(&self, file: u32, kind: NoticeKind, offset: u64) {
+    /// Tells clients what happened to file `file`, after the last line
+    /// published.
+    pub fn publish_notice(&self, file: u32, kind: NoticeKind) {
         match kind {
             NoticeKind::Rotated => self.metrics.rotation(),
             NoticeKind::Truncated => self.metrics.truncation(),
             NoticeKind::Waiting | NoticeKind::Following => {}
         }
-        self.set_status(file, kind, offset);
         let mut shared = self.lock();
-        let last = shared.next_seq - 1;
-        match kind {
-            NoticeKind::Rotated => shared.index.end(last),
-            NoticeKind::Truncated => shared.index.truncated(last),
-            _ => {}
-        }
         let notice = Arc::new(Notice {
             id: shared.next_notice,
             kind,
@@ -297,46 +342,15 @@ impl Hub {
         let _ = self.tx.send(Published::Notice(notice));
     }
 
-    /// The tailer opened a file (at start-up, after a rotation, or when it
-    /// appeared): lines published from now on are read from this file,
-    /// identified by (`dev`, `ino`), and can be replayed from it later.
-    pub fn begin_file(&self, path: &std::path::Path, dev: u64, ino: u64) {
-        let mut shared = self.lock();
-        let last = shared.next_seq - 1;
-        shared.index.begin(path, dev, ino, last);
+    /// Where cursors ask for lines older than the history from now on. Set
+    /// once, by the source that owns the lines; a second call is ignored
+    /// (and returns false).
+    pub fn set_replay(&self, replay: Arc<dyn Replay>) -> bool {
+        self.replay.set(replay).is_ok()
     }
 
-    /// Where disk replay of `seq` could start, if anywhere.
-    pub(crate) fn disk_locate(&self, seq: u64) -> Option<disk::ReplayStart> {
-        self.lock().index.locate(seq)
-    }
-
-    /// Records the state of file `file` without telling clients.
-    pub fn set_status(&self, file: u32, kind: NoticeKind, offset: u64) {
-        let state = match kind {
-            NoticeKind::Waiting => "waiting",
-            _ => "following",
-        };
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = status.get_mut(file as usize) {
-            s.state = state;
-            s.offset = offset;
-        }
-    }
-
-    /// Records how far file `file` has been read.
-    pub fn set_offset(&self, file: u32, offset: u64) {
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = status.get_mut(file as usize) {
-            s.offset = offset;
-        }
-    }
-
-    pub fn file_status(&self) -> Vec<FileStatus> {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub(crate) fn replay(&self) -> Option<&Arc<dyn Replay>> {
+        self.replay.get()
     }
 
     /// A cursor for a new client. `matches` is the client's line filter
@@ -351,7 +365,9 @@ impl Hub {
         let mut gap = None;
         let next_seq = match &start {
             Start::Backlog(0) => last + 1,
-            Start::Backlog(n) if matches.is_none() => last.saturating_sub(*n as u64 - 1).max(first),
+            Start::Backlog(n) if matches.is_none() => {
+                shared.history.nth_last_seq(*n).unwrap_or(first)
+            }
             Start::Backlog(_) => first, // refined below, outside the lock
             Start::Since { seq, epoch } => {
                 if epoch.as_deref().is_some_and(|e| e != self.epoch) {
@@ -395,7 +411,7 @@ impl Hub {
 
     /// The `seq` from which the last `n` lines matching `matches` (up to
     /// `last`) begin. Walks the history backwards in steps, holding the lock
-    /// only to copy each step, so a costly filter never stalls the tailer.
+    /// only to copy each step, so a costly filter never stalls a source.
     fn backlog_start(&self, last: u64, n: usize, matches: &dyn Fn(&Line) -> bool) -> u64 {
         const STEP: usize = 4096;
         let mut before = last + 1;
@@ -426,7 +442,8 @@ impl Hub {
     }
 
     /// Copies history lines from `seq` on (bounded) into `out`; returns the
-    /// oldest retained `seq` and the newest.
+    /// oldest `seq` the history can still answer for (below it, lines were
+    /// evicted) and the newest.
     pub(crate) fn read_history(
         &self,
         seq: u64,
@@ -435,7 +452,7 @@ impl Hub {
         out: &mut Vec<Line>,
     ) -> Option<(u64, u64)> {
         let shared = self.lock();
-        let first = shared.history.first_seq()?;
+        let first = shared.history.owed_from();
         let last = shared.history.last_seq()?;
         shared.history.copy_from(seq, max_lines, max_bytes, out);
         Some((first, last))
@@ -453,4 +470,133 @@ fn new_epoch() -> String {
         bytes = (nanos ^ u64::from(std::process::id()) << 32).to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> HubLimits {
+        HubLimits {
+            history_bytes: 1 << 20,
+            client_queue: 1 << 20,
+            lag_grace: std::time::Duration::from_secs(5),
+            max_line_bytes: 1 << 20,
+        }
+    }
+
+    fn line(seq: u64, text: &str) -> Line {
+        Line {
+            seq,
+            offset: 0,
+            file: 0,
+            cost_end: 0,
+            text: Text::from(text.to_string()),
+        }
+    }
+
+    /// Every line a cursor has ready now: `seq` per line, `gap A-B` per gap.
+    fn drain(cursor: &mut Cursor) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(delivery) = cursor.try_next().unwrap() {
+            match &delivery {
+                Delivery::Gap(g) => out.push(format!("gap {}-{}", g.from, g.to)),
+                d => out.extend(d.lines().iter().map(|l| l.seq.to_string())),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn assign_numbers_from_one_and_returns_the_range() {
+        let hub = Hub::new(vec!["a".into()], limits(), Default::default());
+        assert_eq!(hub.epoch().len(), 16);
+        // The source's numbers are ignored.
+        assert_eq!(hub.publish_lines(vec![line(7, "a"), line(7, "b")]), 1..3);
+        assert_eq!(hub.publish_lines(Vec::new()), 3..3);
+        assert_eq!(hub.publish_lines(vec![line(0, "c")]), 3..4);
+        let mut cursor = hub.subscribe(Start::Backlog(2), None);
+        assert_eq!(drain(&mut cursor), ["2", "3"]);
+    }
+
+    /// An edge fed from a broker keeps the broker's numbers and epoch; a
+    /// redelivered line is dropped, and numbers that skip are no gap.
+    #[test]
+    fn preserve_keeps_upstream_numbers_and_drops_repeats() {
+        let hub = Hub::with_numbering(
+            vec!["a".into()],
+            limits(),
+            Default::default(),
+            Numbering::Preserve {
+                epoch: "LOGTAIL@2026-01-01T00:00:00Z".into(),
+            },
+        );
+        assert_eq!(hub.epoch(), "LOGTAIL@2026-01-01T00:00:00Z");
+        let mut live = hub.subscribe(Start::Backlog(0), None);
+        assert_eq!(hub.publish_lines(vec![line(5, "a"), line(6, "b")]), 5..7);
+        assert_eq!(drain(&mut live), ["5", "6"]);
+        // At or below the last one kept: dropped, also within one batch.
+        let batch = vec![
+            line(6, "again"),
+            line(4, "old"),
+            line(9, "c"),
+            line(9, "c'"),
+        ];
+        assert_eq!(hub.publish_lines(batch), 9..10);
+        assert_eq!(hub.publish_lines(vec![line(2, "old")]), 10..10);
+        assert_eq!(hub.last_seq(), 9);
+        hub.publish_lines(vec![line(12, "d"), line(13, "e")]);
+        assert_eq!(drain(&mut live), ["9", "12", "13"]);
+        // Late subscribers find lines by number, with no gap for numbers
+        // that were never published here.
+        let mut since = hub.subscribe(
+            Start::Since {
+                seq: 6,
+                epoch: Some(hub.epoch().to_string()),
+            },
+            None,
+        );
+        assert_eq!(drain(&mut since), ["9", "12", "13"]);
+        let mut backlog = hub.subscribe(Start::Backlog(3), None);
+        assert_eq!(drain(&mut backlog), ["9", "12", "13"]);
+        let mut from_start = hub.subscribe(
+            Start::Since {
+                seq: 0,
+                epoch: None,
+            },
+            None,
+        );
+        assert_eq!(drain(&mut from_start), ["5", "6", "9", "12", "13"]);
+        // The notice follows the last line kept.
+        hub.publish_notice(0, NoticeKind::Rotated);
+        match live.try_next().unwrap() {
+            Some(Delivery::Notice(n)) => assert_eq!(n.after_seq, 13),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// With preserved numbers, lines evicted from the history are still a
+    /// gap for a cursor that wanted them.
+    #[test]
+    fn preserve_reports_evicted_lines_as_a_gap() {
+        let mut small = limits();
+        small.history_bytes = 2 * history::line_cost(1);
+        let hub = Hub::with_numbering(
+            vec!["a".into()],
+            small,
+            Default::default(),
+            Numbering::Preserve { epoch: "e".into() },
+        );
+        for seq in [10, 20, 30, 40] {
+            hub.publish_lines(vec![line(seq, "x")]);
+        }
+        let mut cursor = hub.subscribe(
+            Start::Since {
+                seq: 15,
+                epoch: None,
+            },
+            None,
+        );
+        assert_eq!(drain(&mut cursor), ["gap 16-20", "30", "40"]);
+    }
 }

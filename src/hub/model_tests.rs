@@ -139,7 +139,7 @@ proptest! {
                     }
                 }
                 Op::Notice => {
-                    hub.publish_notice(0, NoticeKind::Rotated, 0);
+                    hub.publish_notice(0, NoticeKind::Rotated);
                     published.push(Seen::N(notices, last_seq));
                     notices += 1;
                 }

@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::hub::{Cursor, Hub};
+use crate::source::Status;
 
 pub use access::{Access, Authority, check_access};
 pub use params::{Format, RawParams, StreamParams};
@@ -75,6 +76,8 @@ impl IntoResponse for Rejection {
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    /// What each followed file is doing, written by the source.
+    pub status: Status,
     pub config: Arc<Config>,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -96,10 +99,16 @@ impl Drop for ClientSlot {
 }
 
 impl AppState {
-    pub fn new(hub: Arc<Hub>, config: Arc<Config>, cancel: CancellationToken) -> AppState {
+    pub fn new(
+        hub: Arc<Hub>,
+        status: Status,
+        config: Arc<Config>,
+        cancel: CancellationToken,
+    ) -> AppState {
         let clients = Arc::new(Semaphore::new(config.max_clients));
         AppState {
             hub,
+            status,
             config,
             cancel,
             tracker: TaskTracker::new(),

@@ -20,7 +20,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "epoch": hub.epoch(),
         "seq": hub.last_seq(),
         "clients": hub.metrics.clients_now(),
-        "files": hub.file_status(),
+        "files": app.status.files(),
         "history": { "lines": history_lines, "bytes": history_bytes, "limit": hub.limits().history_bytes },
     }))
     .into_response()

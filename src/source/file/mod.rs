@@ -1,8 +1,8 @@
-//! The tailer: one thread per followed file, turning file changes into
-//! published lines.
+//! The file source: followed files, turning file changes into published
+//! lines. One thread per followed file.
 //!
 //! Why a thread and not a tokio task: all of its work is blocking file I/O
-//! (`read`, `fstat`, `pread`), and [`Hub::publish_lines`] is synchronous, so a
+//! (`read`, `fstat`, `pread`), and publishing is synchronous, so a
 //! plain thread avoids a `spawn_blocking` hop per call and never occupies a
 //! runtime worker that clients need. It sleeps in `recv` on a one-slot wake-up
 //! channel fed by [`watch`] (inotify): no timer, no polling, no CPU while
@@ -20,10 +20,13 @@
 //! - [`identity`]: a file's (device, inode).
 //! - [`follow`]: the `tail -F` state machine for one path.
 //! - [`watch`]: inotify on the relevant directories (and the held file) → wake-ups.
+//! - [`replay`]: the index from `seq` to file offsets, and the hub's
+//!   [`Replay`](crate::hub::Replay) that reads old lines back with it.
 
 pub mod follow;
 pub mod identity;
 pub mod path;
+pub mod replay;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -31,9 +34,10 @@ use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
-use crate::hub::Hub;
+use crate::source::Publisher;
 
-use follow::Follower;
+use follow::{Follower, ReadLimits};
+use replay::ReplayIndex;
 use watch::DirWatcher;
 
 /// How to watch a file.
@@ -59,15 +63,19 @@ pub struct Tailer {
 
 impl Tailer {
     /// Starts following `path` — absolute, as [`path::absolute`] makes it —
-    /// publishing into `hub` as file `index`.
+    /// shown as `display`, publishing into `out` as file `index` and
+    /// indexing its lines for replay in `replay`.
     ///
     /// Returns once the file is open (positioned at its end, history filled)
     /// or known to be missing, and the watch is in place: a line appended
     /// after this returns is a live line.
     pub fn start(
         path: PathBuf,
+        display: String,
         index: u32,
-        hub: Arc<Hub>,
+        out: Publisher,
+        replay: Arc<ReplayIndex>,
+        limits: ReadLimits,
         mode: WatchMode,
     ) -> std::io::Result<Tailer> {
         let (wake, woken) = sync_channel::<()>(1);
@@ -80,7 +88,7 @@ impl Tailer {
             }
             WatchMode::Poll(interval) => (None, Some(interval)),
         };
-        let mut follower = Follower::new(path.clone(), index, hub);
+        let mut follower = Follower::new(path.clone(), display, index, out, replay, limits);
         // The watch first, then the first look: a change in between wakes us.
         if let Some(watcher) = &mut watcher {
             watcher.watch_for(&path, None);
@@ -93,10 +101,11 @@ impl Tailer {
             // appeared meanwhile): the thread's first pass looks again.
             let _ = wake.try_send(());
         }
-        follower.watch_dirty = false;
         std::thread::Builder::new()
             .name(format!("tailer-{index}"))
             .spawn(move || {
+                // The last pass stopped before the end: go on without waiting.
+                let mut more = false;
                 loop {
                     let every = every.or_else(|| {
                         watcher
@@ -104,24 +113,26 @@ impl Tailer {
                             .filter(|w| !w.complete())
                             .map(|_| FALLBACK_POLL)
                     });
-                    let go_on = match every {
-                        Some(every) => !matches!(
-                            woken.recv_timeout(every),
-                            Err(RecvTimeoutError::Disconnected)
-                        ),
-                        None => woken.recv().is_ok(),
-                    };
+                    let go_on = more
+                        || match every {
+                            Some(every) => !matches!(
+                                woken.recv_timeout(every),
+                                Err(RecvTimeoutError::Disconnected)
+                            ),
+                            None => woken.recv().is_ok(),
+                        };
                     if !go_on {
                         break;
                     }
-                    follower.poll();
+                    let pass = follower.catch_up();
+                    more = pass.more;
                     // Until the path names the file we read, the watches can
                     // change under us (a missing parent directory appears,
                     // then its child; a link is re-pointed; a directory is
                     // made anew): re-watch and look again until they hold
                     // still, since a change made before its watch was added
                     // reports nothing.
-                    let mut dirty = std::mem::take(&mut follower.watch_dirty);
+                    let mut dirty = pass.rewatch;
                     if let Some(watcher) = &mut watcher {
                         // Bounded: each round is a look and a re-watch, and the
                         // watches change only as fast as someone changes
@@ -143,8 +154,9 @@ impl Tailer {
                             }
                             // A change between the look and the new watch
                             // would be unseen: look once more.
-                            follower.poll();
-                            dirty = std::mem::take(&mut follower.watch_dirty);
+                            let pass = follower.catch_up();
+                            more |= pass.more;
+                            dirty = pass.rewatch;
                         }
                     }
                 }

@@ -1,7 +1,7 @@
 //! What a followed path means, decided once at start-up.
 //!
 //! The user types `app.log`, `./app.log`, `logs/app.log` or `logs/../app.log`;
-//! the tailer follows one absolute, lexically clean path from then on: the
+//! the file source follows one absolute, lexically clean path from then on: the
 //! working directory at start-up joined with what was typed, with `.`
 //! components dropped and each `..` removing the component before it (as
 //! `realpath --no-symlinks` does). Nothing is resolved through the file
@@ -15,7 +15,7 @@
 //! leave through the link's target; we do not: the path is what was typed.)
 //!
 //! Why absolute: inotify reports events with the path of the watched
-//! directory, which notify makes absolute; the tailer compares those with
+//! directory, which notify makes absolute; the watcher compares those with
 //! the paths it cares about, so both must be spelled the same way. And the
 //! working directory of the process is then never consulted again.
 

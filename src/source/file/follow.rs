@@ -35,9 +35,13 @@
 //! alternate, and a rotation with no wait in between is just `rotated`.
 //!
 //! Writes to a file the path no longer names (deleted, or rotated into
-//! another directory) wake the tailer through a watch on that file itself
+//! another directory) wake the follower through a watch on that file itself
 //! ([`super::watch`]), for as long as we hold it; `--poll` reads them at its
 //! next look.
+//!
+//! A pass reads at most [`PASS_BYTES`] (then says there is [`Pass::more`]),
+//! so a file written faster than it is read cannot keep a reader thread
+//! from the other files.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -46,23 +50,49 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::hub::{Hub, Line, NoticeKind};
+use crate::hub::{Line, NoticeKind};
+use crate::source::{FileState, Publisher};
 
-use super::identity::FileId;
+use super::identity::{FileId, PathNow, kind_of, path_now};
+use super::replay::{Recorder, ReplayIndex};
 use crate::lines::{LineSplitter, RawLine, to_text};
 
 /// How much is read per `read(2)`; also the most one broadcast batch carries.
 const CHUNK: usize = 128 * 1024;
+/// How much one pass reads at most before letting other files have a turn.
+pub const PASS_BYTES: usize = 8 * CHUNK;
 /// How many bytes before our offset are compared to detect a rewrite.
 const FINGERPRINT: usize = 64;
+/// The budget of a read that must reach the end (the history at start-up,
+/// the old file at a rotation).
+const UNBOUNDED: usize = usize::MAX;
+
+/// Sizes a follower reads with.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// A longer line is handed out in pieces (`--max-line-bytes`).
+    pub max_line_bytes: usize,
+    /// How much of the file's end is read at start-up, for the history.
+    pub backlog_bytes: u64,
+}
+
+/// What a pass found out, for whoever drives the follower.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// What the path leads to may have changed: plan the watches again.
+    pub rewatch: bool,
+    /// The pass stopped at [`PASS_BYTES`] (or after many switches): there is
+    /// more to read now, so give it another pass soon.
+    pub more: bool,
+}
 
 /// The file we hold open and where we are in it.
 struct OpenFile {
     file: File,
     id: FileId,
     splitter: LineSplitter,
-    /// The last bytes read (up to [`FINGERPRINT`]), ending at our offset.
-    recent: Vec<u8>,
+    /// The last bytes read, ending at our offset.
+    recent: Fingerprint,
     /// The path no longer names this file (or anything).
     path_gone: bool,
 }
@@ -73,7 +103,7 @@ impl OpenFile {
             file,
             id,
             splitter: LineSplitter::new(offset, max_line),
-            recent: Vec::with_capacity(FINGERPRINT),
+            recent: Fingerprint::default(),
             path_gone: false,
         }
     }
@@ -83,28 +113,56 @@ impl OpenFile {
     }
 }
 
+/// The last bytes read from a file (up to [`FINGERPRINT`]), ending at our
+/// offset: compared with what the file holds there to detect a rewrite.
+#[derive(Debug, Default)]
+struct Fingerprint(Vec<u8>);
+
+impl Fingerprint {
+    /// Takes in bytes just read, so the fingerprint ends at the new offset.
+    fn remember(&mut self, read: &[u8]) {
+        let n = read.len();
+        if n >= FINGERPRINT {
+            self.0.clear();
+            self.0.extend_from_slice(&read[n - FINGERPRINT..]);
+        } else if n > 0 {
+            let keep = (FINGERPRINT - n).min(self.0.len());
+            self.0.drain(..self.0.len() - keep);
+            self.0.extend_from_slice(read);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 enum State {
     /// The file does not exist or cannot be opened yet.
     Waiting,
     Open(OpenFile),
 }
 
-/// Follows one path. Owned by the tailer thread; all I/O is blocking.
+/// Follows one path. Driven by one reader thread at a time; all I/O is blocking.
 pub struct Follower {
     path: PathBuf,
+    /// The name clients see, for logs.
     display: String,
-    index: u32,
-    hub: Arc<Hub>,
-    max_line: usize,
+    /// The file index its lines carry.
+    file: u32,
+    out: Publisher,
+    recorder: Recorder,
+    limits: ReadLimits,
     state: State,
     /// The last open error reported, so a retry that fails the same way is
     /// not logged again.
     reported: Option<io::ErrorKind>,
     /// A `waiting` event was published and no `following` since.
     waiting: bool,
-    /// What the path points to may have changed: re-check the watched
-    /// directories.
-    pub watch_dirty: bool,
     /// Test hook, run in a pass between reading the open file and looking at
     /// the path, where a writer's move to a new file can race with us.
     #[cfg(test)]
@@ -112,21 +170,29 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn new(path: PathBuf, index: u32, hub: Arc<Hub>) -> Follower {
-        // Logs name the file as clients see it (as typed), not by the
-        // absolute path it was resolved to.
-        let display = hub.file_name(index).to_string();
-        let max_line = hub.limits().max_line_bytes;
+    /// A follower of `path` (absolute, as [`super::path::absolute`] makes
+    /// it), shown as `display`, publishing as file `file` into `out` and
+    /// indexing what it publishes in `index`.
+    pub fn new(
+        path: PathBuf,
+        display: String,
+        file: u32,
+        out: Publisher,
+        index: Arc<ReplayIndex>,
+        limits: ReadLimits,
+    ) -> Follower {
         Follower {
             path,
+            // Logs name the file as clients see it (as typed), not by the
+            // absolute path it was resolved to.
             display,
-            index,
-            hub,
-            max_line,
+            file,
+            out,
+            recorder: Recorder::new(index, file),
+            limits,
             state: State::Waiting,
             reported: None,
             waiting: false,
-            watch_dirty: true,
             #[cfg(test)]
             between_read_and_stat: None,
         }
@@ -137,17 +203,18 @@ impl Follower {
     pub fn start(&mut self) {
         match self.open() {
             Ok((file, id, len)) => {
-                let history = self.hub.limits().history_bytes.min(len);
+                let history = self.limits.backlog_bytes.min(len);
                 let from = len - history;
-                self.hub.begin_file(&self.path, id.dev, id.ino);
-                let mut of = OpenFile::new(file, id, from, self.max_line);
+                self.recorder.begin(&self.path, id);
+                let mut of = OpenFile::new(file, id, from, self.limits.max_line_bytes);
                 if let Err(err) = of.file.seek(SeekFrom::Start(from)) {
                     tracing::warn!(file = %self.display, "cannot seek: {err}");
                 }
                 // Fill the history from the tail of the file; the first line is
                 // probably cut by our starting point, so it is skipped.
                 let mut skip_first = from > 0 && !self.byte_before_is_newline(&of, from);
-                self.read_to_eof(&mut of, Some(len), &mut skip_first);
+                let mut unbounded = UNBOUNDED;
+                self.read_to_eof(&mut of, Some(len), &mut skip_first, &mut unbounded);
                 if of.recent.is_empty() && len > 0 {
                     let n = (len as usize).min(FINGERPRINT);
                     let mut tail = [0u8; FINGERPRINT];
@@ -156,12 +223,13 @@ impl Follower {
                         .read_exact_at(&mut tail[..n], len - n as u64)
                         .is_ok()
                     {
-                        of.recent.extend_from_slice(&tail[..n]);
+                        of.recent.remember(&tail[..n]);
                     }
                 }
                 tracing::info!(file = %self.display, offset = of.offset(), "following {}", self.display);
-                self.hub
-                    .set_status(self.index, NoticeKind::Following, of.offset());
+                self.out
+                    .status()
+                    .set(self.file, FileState::Following, of.offset());
                 self.state = State::Open(of);
             }
             Err(err) => {
@@ -194,7 +262,9 @@ impl Follower {
     }
 
     /// One pass: whatever happened since the last one, catch up with it.
-    pub fn poll(&mut self) {
+    pub fn catch_up(&mut self) -> Pass {
+        let mut pass = Pass::default();
+        let mut budget = PASS_BYTES;
         // Bounded: each iteration either returns or switches to another file,
         // and a switch needs the path to name a new file with data.
         for _ in 0..16 {
@@ -203,97 +273,103 @@ impl Follower {
                     Ok((file, id, _)) => {
                         tracing::info!(file = %self.display, "following {} from its start", self.display);
                         self.reported = None;
-                        self.watch_dirty = true;
+                        pass.rewatch = true;
                         self.resume_following(0);
-                        self.hub.begin_file(&self.path, id.dev, id.ino);
-                        let mut of = OpenFile::new(file, id, 0, self.max_line);
-                        self.read_to_eof(&mut of, None, &mut false);
+                        self.recorder.begin(&self.path, id);
+                        let mut of = OpenFile::new(file, id, 0, self.limits.max_line_bytes);
+                        self.read_to_eof(&mut of, None, &mut false, &mut budget);
                         self.state = State::Open(of);
                         continue;
                     }
                     Err(err) => {
                         self.report_open_error(&err);
                         self.announce_waiting(0);
-                        return;
+                        return pass;
                     }
                 },
                 State::Open(mut of) => {
-                    self.read_to_eof(&mut of, None, &mut false);
+                    let drained = self.read_to_eof(&mut of, None, &mut false, &mut budget);
                     #[cfg(test)]
                     if let Some(hook) = &mut self.between_read_and_stat {
                         hook();
                     }
-                    match std::fs::metadata(&self.path) {
-                        Ok(meta) if FileId::of(&meta) == of.id => {
+                    match path_now(&self.path, of.id) {
+                        PathNow::Same => {
                             if of.path_gone {
                                 // Back under its name (renamed back, or a
                                 // symlink pointed at it again).
                                 of.path_gone = false;
-                                self.watch_dirty = true;
+                                pass.rewatch = true;
                                 self.resume_following(of.offset());
                             }
                         }
-                        Ok(meta) if !meta.is_file() => {
+                        PathNow::NotAFile(kind) => {
                             // A directory (or a FIFO…) where the file was: the
                             // name names nothing to follow for now, so the old
                             // file — its writer may go on — is read on.
                             if !of.path_gone {
                                 of.path_gone = true;
-                                self.watch_dirty = true;
-                                tracing::info!(file = %self.display, "{} is now {}; reading what is left of the old file and waiting for a regular file", self.display, kind_of(&meta));
+                                pass.rewatch = true;
+                                tracing::info!(file = %self.display, "{} is now {kind}; reading what is left of the old file and waiting for a regular file", self.display);
                             }
                             self.announce_waiting(of.offset());
                         }
-                        Ok(meta) if meta.len() == 0 => {
+                        PathNow::NewEmpty => {
                             // A new, still empty file: its writer has not moved
                             // to it yet, so keep reading the old one.
                             if !of.path_gone {
                                 of.path_gone = true;
-                                self.watch_dirty = true;
+                                pass.rewatch = true;
                             }
                         }
-                        Ok(_) => {
+                        PathNow::Replaced => {
                             // The new file has data, so its writer has moved to
                             // it — possibly after writing more to the old one
                             // since our read above: read the old one to its end
                             // now, then switch.
-                            self.read_to_eof(&mut of, None, &mut false);
+                            let mut unbounded = UNBOUNDED;
+                            self.read_to_eof(&mut of, None, &mut false, &mut unbounded);
                             self.finish(&mut of);
                             tracing::info!(file = %self.display, "{} was rotated; following the new file", self.display);
-                            self.hub.publish_notice(self.index, NoticeKind::Rotated, 0);
-                            self.watch_dirty = true;
+                            self.out.notice(self.file, NoticeKind::Rotated, 0);
+                            self.recorder.end();
+                            pass.rewatch = true;
                             self.state = State::Waiting;
                             continue;
                         }
-                        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        PathNow::Gone => {
                             if !of.path_gone {
                                 of.path_gone = true;
-                                self.watch_dirty = true;
+                                pass.rewatch = true;
                                 tracing::info!(file = %self.display, "{} was removed or renamed; reading what is left of it and waiting for it to come back", self.display);
                             }
                             self.announce_waiting(of.offset());
                         }
-                        Err(err) => {
+                        PathNow::Unknown(err) => {
                             if self.reported != Some(err.kind()) {
                                 tracing::warn!(file = %self.display, "cannot stat {}: {err}", self.display);
                                 self.reported = Some(err.kind());
                             }
                         }
                     }
-                    self.hub.set_offset(self.index, of.offset());
+                    self.out.status().set_offset(self.file, of.offset());
                     self.state = State::Open(of);
-                    return;
+                    pass.more = !drained;
+                    return pass;
                 }
             }
         }
+        // Sixteen switches in one pass (a name swapped over and over): look
+        // again soon rather than trust that an event is still to come.
+        pass.more = true;
+        pass
     }
 
     /// Tells clients the file cannot be read for now, once per wait.
     fn announce_waiting(&mut self, offset: u64) {
         if !self.waiting {
             self.waiting = true;
-            self.hub
-                .publish_notice(self.index, NoticeKind::Waiting, offset);
+            self.out.notice(self.file, NoticeKind::Waiting, offset);
         }
     }
 
@@ -301,11 +377,11 @@ impl Follower {
     fn resume_following(&mut self, offset: u64) {
         if self.waiting {
             self.waiting = false;
-            self.hub
-                .publish_notice(self.index, NoticeKind::Following, offset);
+            self.out.notice(self.file, NoticeKind::Following, offset);
         } else {
-            self.hub
-                .set_status(self.index, NoticeKind::Following, offset);
+            self.out
+                .status()
+                .set(self.file, FileState::Following, offset);
         }
     }
 
@@ -347,8 +423,8 @@ impl Follower {
         } else {
             tracing::info!(file = %self.display, was, now, "{} was truncated and rewritten past our offset; reading it again from its start", self.display);
         }
-        self.hub
-            .publish_notice(self.index, NoticeKind::Truncated, 0);
+        self.out.notice(self.file, NoticeKind::Truncated, 0);
+        self.recorder.truncated();
         of.splitter.reset(0);
         of.recent.clear();
         if let Err(err) = of.file.seek(SeekFrom::Start(0)) {
@@ -356,18 +432,29 @@ impl Follower {
         }
     }
 
-    /// Reads from our offset to end of file (or to `limit`), publishing a
-    /// batch of lines per read; restarts at 0 when a read shows the file was
-    /// truncated or rewritten under us (see the module docs).
-    fn read_to_eof(&mut self, of: &mut OpenFile, limit: Option<u64>, skip_first: &mut bool) {
+    /// Reads from our offset to end of file (or to `limit`), at most
+    /// `budget` bytes (counted down), publishing a batch of lines per read;
+    /// restarts at 0 when a read shows the file was truncated or rewritten
+    /// under us (see the module docs). Returns whether it reached the end.
+    fn read_to_eof(
+        &mut self,
+        of: &mut OpenFile,
+        limit: Option<u64>,
+        skip_first: &mut bool,
+        budget: &mut usize,
+    ) -> bool {
         let mut lines = Vec::new();
         loop {
-            let want = match limit {
-                Some(limit) => CHUNK.min(limit.saturating_sub(of.offset()) as usize),
+            let left = match limit {
+                Some(limit) => limit.saturating_sub(of.offset()) as usize,
                 None => CHUNK,
             };
+            if left == 0 {
+                return true;
+            }
+            let want = CHUNK.min(left).min(*budget);
             if want == 0 {
-                break;
+                return false;
             }
             let before = of.offset();
             let spare = of.splitter.spare(want);
@@ -379,24 +466,17 @@ impl Follower {
                     0
                 }
             };
-            if before > 0 && !still_there(&of.file, before, &of.recent) {
+            if before > 0 && !still_there(&of.file, before, &of.recent.0) {
                 of.splitter.commit(want, 0);
                 self.restart(of, before);
                 *skip_first = false;
                 continue;
             }
-            // Keep the fingerprint: the last bytes read, ending at the new offset.
-            if n >= FINGERPRINT {
-                of.recent.clear();
-                of.recent.extend_from_slice(&spare[n - FINGERPRINT..n]);
-            } else if n > 0 {
-                let keep = (FINGERPRINT - n).min(of.recent.len());
-                of.recent.drain(..of.recent.len() - keep);
-                of.recent.extend_from_slice(&spare[..n]);
-            }
+            of.recent.remember(&spare[..n]);
             of.splitter.commit(want, n);
+            *budget -= n;
             if n == 0 {
-                break;
+                return true;
             }
             of.splitter.drain(&mut lines);
             if *skip_first && !lines.is_empty() {
@@ -414,21 +494,25 @@ impl Follower {
         self.publish(lines);
     }
 
-    fn publish(&self, raw: Vec<RawLine>) {
+    /// Publishes one read's lines, then indexes them for replay (outside
+    /// the hub's lock: only the `seq` range comes back).
+    fn publish(&mut self, raw: Vec<RawLine>) {
         if raw.is_empty() {
             return;
         }
-        let lines = raw
+        let lines: Vec<Line> = raw
             .into_iter()
             .map(|raw| Line {
                 seq: 0,
                 offset: raw.offset,
-                file: self.index,
+                file: self.file,
                 cost_end: 0,
                 text: to_text(raw.bytes),
             })
             .collect();
-        self.hub.publish_lines(lines);
+        let prepared = self.recorder.prepare(&lines);
+        let seqs = self.out.publish_lines(lines);
+        self.recorder.record(seqs, prepared);
     }
 }
 
@@ -446,23 +530,6 @@ fn regular(meta: &std::fs::Metadata) -> io::Result<()> {
         kind,
         format!("it is {}, not a regular file", kind_of(meta)),
     ))
-}
-
-/// What a non-regular file is, for logs.
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else {
-        "a regular file"
-    }
 }
 
 /// Whether the file still holds `recent` — the last bytes we read from it —
@@ -490,7 +557,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::hub::{Cursor, Delivery, HubLimits, Start};
+    use crate::hub::{Cursor, Delivery, Hub, HubLimits, Start};
+    use crate::source::Status;
 
     /// A follower for `DIR/app.log` and a live client of its hub.
     fn setup() -> (tempfile::TempDir, PathBuf, Follower, Cursor) {
@@ -507,7 +575,21 @@ mod tests {
             Default::default(),
         );
         let cursor = hub.subscribe(Start::Backlog(0), None);
-        (dir, path.clone(), Follower::new(path, 0, hub), cursor)
+        let status = Status::default();
+        status.add(0, "app.log".into());
+        let limits = ReadLimits {
+            max_line_bytes: 1 << 20,
+            backlog_bytes: 1 << 20,
+        };
+        let follower = Follower::new(
+            path.clone(),
+            "app.log".into(),
+            0,
+            Publisher::new(hub, status),
+            ReplayIndex::new(limits.max_line_bytes),
+            limits,
+        );
+        (dir, path, follower, cursor)
     }
 
     /// What the client got since the last call: `text@offset` per line,
@@ -541,7 +623,7 @@ mod tests {
         let mut old = writer(&path);
         f.start();
         old.write_all(b"a1\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["a1@0"]);
 
         std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
@@ -552,7 +634,7 @@ mod tests {
             old.write_all(b"a2\na3-part").unwrap();
             writer(&new_path).write_all(b"b1\n").unwrap();
         }));
-        f.poll();
+        f.catch_up();
         assert_eq!(
             seen(&mut client),
             ["a2@3", "a3-part@6", "<rotated>", "b1@0"]
@@ -565,11 +647,11 @@ mod tests {
         writer(&path);
         f.start();
         writer(&path).write_all(b"line 1\nline 2\npart").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["line 1@0", "line 2@7"]);
         // Truncated and rewritten past our offset (18) before we look.
         std::fs::write(&path, b"rewritten 1\nrewritten 2\nrewritten 3\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(
             seen(&mut client),
             [
@@ -588,10 +670,10 @@ mod tests {
         writer(&path);
         f.start();
         writer(&path).write_all(b"aaaa\nbbbb\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["aaaa@0", "bbbb@5"]);
         std::fs::write(&path, b"cccc\ndddd\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<truncated>", "cccc@0", "dddd@5"]);
     }
 
@@ -601,22 +683,22 @@ mod tests {
         let mut w = writer(&path);
         f.start();
         w.write_all(b"one\ntwo\n").unwrap();
-        f.poll();
+        f.catch_up();
         OpenOptions::new()
             .write(true)
             .open(&path)
             .unwrap()
             .set_len(0)
             .unwrap();
-        f.poll();
+        f.catch_up();
         w.write_all(b"three\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(
             seen(&mut client),
             ["one@0", "two@4", "<truncated>", "three@0"]
         );
         // Nothing new: nothing happens.
-        f.poll();
+        f.catch_up();
         assert!(seen(&mut client).is_empty());
     }
 
@@ -626,15 +708,15 @@ mod tests {
         let mut old = writer(&path);
         f.start();
         old.write_all(b"a1\n").unwrap();
-        f.poll();
+        f.catch_up();
         std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
         File::create(&path).unwrap();
-        f.poll();
+        f.catch_up();
         old.write_all(b"a2\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["a1@0", "a2@3"]);
         writer(&path).write_all(b"b1\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<rotated>", "b1@0"]);
     }
 
@@ -646,15 +728,15 @@ mod tests {
         writer(&path);
         f.start();
         writer(&path).write_all(b"a1\n").unwrap();
-        f.poll();
+        f.catch_up();
         let l = dir.path().join("l");
         std::fs::rename(&path, &l).unwrap();
         File::create(&path).unwrap();
         std::fs::rename(&path, &l).unwrap();
         writer(&l).write_all(b"NO\n").unwrap();
-        f.poll();
+        f.catch_up();
         writer(&path).write_all(b"yes\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(
             seen(&mut client),
             ["a1@0", "<waiting>", "<rotated>", "<following>", "yes@0"]
@@ -669,13 +751,13 @@ mod tests {
         f.start();
         std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
         std::fs::create_dir(&path).unwrap();
-        f.poll();
+        f.catch_up();
         old.write_all(b"a1\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<waiting>", "a1@0"]);
         std::fs::remove_dir(&path).unwrap();
         writer(&path).write_all(b"b1\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<rotated>", "<following>", "b1@0"]);
     }
 
@@ -683,17 +765,17 @@ mod tests {
     fn waiting_and_following_alternate() {
         let (dir, path, mut f, mut client) = setup();
         f.start();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<waiting>"]);
         writer(&path).write_all(b"a1\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<following>", "a1@0"]);
         std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
-        f.poll();
-        f.poll();
+        f.catch_up();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<waiting>"]);
         writer(&path).write_all(b"b1\n").unwrap();
-        f.poll();
+        f.catch_up();
         assert_eq!(seen(&mut client), ["<rotated>", "<following>", "b1@0"]);
     }
 }

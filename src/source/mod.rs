@@ -1,0 +1,81 @@
+//! Sources: where lines come from, and the narrow door through which they
+//! reach the hub.
+//!
+//! A source (today [`file`], the followed files; later stdin or a broker)
+//! owns everything about its data that the hub must not know: what it
+//! reads, in what state each input is ([`Status`], for `/healthz`), and how
+//! old lines are found again ([`Replay`](crate::hub::Replay), which it
+//! implements and hands to the hub). It feeds the hub only through a
+//! [`Publisher`]: lines, notices, and the replay — never the hub itself.
+//!
+//! - [`Publisher`]: lines and notices in, `seq` ranges out; the status handle.
+//! - [`Source`]: what the server holds for each running source.
+//! - [`status`]: each input's state and offset.
+//! - [`file`]: any number of files followed by name (`tail -F`).
+
+pub mod file;
+pub mod status;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::hub::{Hub, Line, NoticeKind, Replay};
+
+pub use status::{FileState, FileStatus, Status};
+
+/// A running source, held by the server for as long as it serves. Each kind
+/// is started by its own constructor, given a [`Publisher`].
+pub trait Source: Send + Sync {
+    /// What it reads, for logs.
+    fn describe(&self) -> String;
+
+    /// Stops it: nothing is published once this returns, and its threads
+    /// end. Calling it again does nothing.
+    fn stop(&self);
+}
+
+/// What a source may do to the hub, and the state it reports. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    hub: Arc<Hub>,
+    status: Status,
+}
+
+impl Publisher {
+    /// Publishes into `hub`, reporting file states in `status`.
+    pub fn new(hub: Arc<Hub>, status: Status) -> Publisher {
+        Publisher { hub, status }
+    }
+
+    /// Publishes one batch of consecutive lines (one read of one input);
+    /// returns the `seq` range they were given, one per line, in order.
+    pub fn publish_lines(&self, lines: Vec<Line>) -> Range<u64> {
+        self.hub.publish_lines(lines)
+    }
+
+    /// Tells clients what happened to file `file`, and records the state it
+    /// leaves the file in (read up to `offset`).
+    pub fn notice(&self, file: u32, kind: NoticeKind, offset: u64) {
+        let state = match kind {
+            NoticeKind::Waiting => FileState::Waiting,
+            NoticeKind::Rotated | NoticeKind::Truncated | NoticeKind::Following => {
+                FileState::Following
+            }
+        };
+        self.status.set(file, state, offset);
+        self.hub.publish_notice(file, kind);
+    }
+
+    /// The status handle: the source adds, updates and removes its inputs there.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// Where the hub asks for lines older than its history from now on.
+    /// One source per hub owns the old lines; a second replay is refused.
+    pub fn serve_replay(&self, replay: Arc<dyn Replay>) {
+        if !self.hub.set_replay(replay) {
+            tracing::warn!("this hub already replays from another source; ignoring a second one");
+        }
+    }
+}
