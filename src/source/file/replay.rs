@@ -630,11 +630,22 @@ impl Reader {
     }
 }
 
+/// Opens `path` for reading without ever blocking: `O_NONBLOCK`, because
+/// `open(2)` of a FIFO put where the file was would wait for a writer (on a
+/// blocking-pool thread, holding up shutdown). The caller checks what it is.
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// The file with identity `id`: at `path` if it is still there, else under
 /// another name in the same directory (where rotation puts it).
 fn find_file(path: &Path, id: FileId) -> Option<File> {
     let same = |meta: &std::fs::Metadata| FileId::of(meta) == id && meta.is_file();
-    if let Ok(file) = File::open(path)
+    if let Ok(file) = open_nonblocking(path)
         && file.metadata().is_ok_and(|m| same(&m))
     {
         return Some(file);
@@ -655,7 +666,7 @@ fn find_file(path: &Path, id: FileId) -> Option<File> {
         };
         for entry in entries.take(MAX_SCAN).flatten() {
             if entry.metadata().is_ok_and(|m| same(&m))
-                && let Ok(file) = File::open(entry.path())
+                && let Ok(file) = open_nonblocking(&entry.path())
                 && file.metadata().is_ok_and(|m| same(&m))
             {
                 return Some(file);
