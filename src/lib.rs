@@ -41,9 +41,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Cli, Config};
 use hub::{Hub, HubLimits};
 use source::file::follow::ReadLimits;
-use source::file::replay::{FileReplay, ReplayIndex};
-use source::file::{Tailer, WatchMode};
-use source::{Publisher, Status};
+use source::file::{FileOptions, FileSource, WatchMode};
+use source::{Publisher, Source, Status};
 
 /// Runs the server on an already bound listener until `shutdown` resolves,
 /// then tells every client and returns within the grace period.
@@ -74,24 +73,26 @@ pub async fn run(
         Some(interval) => WatchMode::Poll(interval),
         None => WatchMode::Events,
     };
-    let display = config.file.display().to_string();
+    let options = FileOptions::new(
+        mode,
+        ReadLimits {
+            max_line_bytes: config.max_line_bytes,
+            backlog_bytes: config.history_bytes,
+        },
+    );
     let status = Status::default();
-    status.add(0, display.clone());
     let publisher = Publisher::new(Arc::clone(&hub), status.clone());
-    let index = ReplayIndex::new(config.max_line_bytes);
-    publisher.serve_replay(Arc::new(FileReplay::new(Arc::clone(&index))));
-    let limits = ReadLimits {
-        max_line_bytes: config.max_line_bytes,
-        backlog_bytes: config.history_bytes,
-    };
     // Decided once: the path followed from now on (see `source::file::path`).
-    // Clients and logs keep the name as typed.
+    // Clients and logs keep the name as typed (file 0 in the hub's names).
     let path = source::file::path::absolute(&config.file)?;
     if path != config.file {
         tracing::info!(file = %config.file.display(), path = %path.display(), "{} resolves to {}", config.file.display(), path.display());
     }
-    let _tailer = tokio::task::spawn_blocking(move || {
-        Tailer::start(path, display, 0, publisher, index, limits, mode)
+    let name = config.file.display().to_string();
+    let files = tokio::task::spawn_blocking(move || {
+        let files = FileSource::start(publisher, options)?;
+        files.add(path, name);
+        Ok::<_, std::io::Error>(files)
     })
     .await
     .map_err(std::io::Error::other)??;
@@ -119,5 +120,8 @@ pub async fn run(
     {
         tracing::warn!("some connections did not finish in time; exiting anyway");
     }
+    tokio::task::spawn_blocking(move || files.stop())
+        .await
+        .map_err(std::io::Error::other)?;
     Ok(())
 }
