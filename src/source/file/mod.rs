@@ -463,3 +463,351 @@ impl Ticker {
 /// lock, so that other tests' watchers and readers are not counted.
 #[cfg(test)]
 pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::hub::{Cursor, Delivery, Hub, HubLimits, Start};
+    use crate::source::Status;
+
+    const PROMPT: Duration = Duration::from_secs(20);
+
+    fn serial() -> MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A hub naming `n` files, a live client of it, and a source feeding it.
+    fn start(n: usize, mode: WatchMode) -> (Arc<Hub>, Cursor, Status, FileSource) {
+        let hub = Hub::new(
+            (0..n).map(|i| format!("f{i}.log")).collect(),
+            HubLimits {
+                history_bytes: 1 << 20,
+                client_queue: 1 << 20,
+                lag_grace: Duration::from_secs(5),
+                max_line_bytes: 1 << 20,
+            },
+            Default::default(),
+        );
+        let cursor = hub.subscribe(Start::Backlog(0), None);
+        let status = Status::default();
+        let limits = ReadLimits {
+            max_line_bytes: 1 << 20,
+            backlog_bytes: 0,
+        };
+        let source = FileSource::start(
+            Publisher::new(Arc::clone(&hub), status.clone()),
+            FileOptions::new(mode, limits),
+        )
+        .unwrap();
+        (hub, cursor, status, source)
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// Lines the client gets within [`PROMPT`], until `until` holds: (file
+    /// index, text) each. (The tests are plain threads holding [`SERIAL`];
+    /// the client's wait runs on a runtime of its own.)
+    fn receive(
+        cursor: &mut Cursor,
+        until: impl Fn(&[(u32, String)]) -> bool,
+    ) -> Vec<(u32, String)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + PROMPT;
+        while !until(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let delivery = runtime
+                .block_on(async { tokio::time::timeout(left, cursor.next()).await })
+                .unwrap_or_else(|_| panic!("timed out with {} lines: {got:?}", got.len()))
+                .unwrap();
+            if let Delivery::Notice(_) = delivery {
+                continue;
+            }
+            got.extend(
+                delivery
+                    .lines()
+                    .iter()
+                    .map(|l| (l.file, l.text.as_str().to_string())),
+            );
+        }
+        got
+    }
+
+    /// This process's inotify instances: for each, the inode numbers it watches.
+    fn inotify_instances() -> Vec<Vec<u64>> {
+        let mut out = Vec::new();
+        for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let is_inotify =
+                std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:inotify");
+            let info = std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ));
+            if let (true, Ok(info)) = (is_inotify, info) {
+                let inodes = info
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .filter_map(|l| {
+                        let hex = l.split_whitespace().find_map(|w| w.strip_prefix("ino:"))?;
+                        u64::from_str_radix(hex, 16).ok()
+                    })
+                    .collect();
+                out.push(inodes);
+            }
+        }
+        out
+    }
+
+    /// The inotify instances that watch any of `dirs`, as (watches of
+    /// `dirs`, all watches) each.
+    fn instances_watching(dirs: &[PathBuf]) -> Vec<(usize, usize)> {
+        let ours: HashSet<u64> = dirs
+            .iter()
+            .map(|d| std::fs::metadata(d).unwrap().ino())
+            .collect();
+        inotify_instances()
+            .into_iter()
+            .map(|inodes| {
+                (
+                    inodes.iter().filter(|i| ours.contains(i)).count(),
+                    inodes.len(),
+                )
+            })
+            .filter(|(mine, _)| *mine > 0)
+            .collect()
+    }
+
+    /// This process's threads by name, with their CPU time in clock ticks.
+    fn threads() -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let (Ok(comm), Ok(stat)) = (
+                std::fs::read_to_string(task.path().join("comm")),
+                std::fs::read_to_string(task.path().join("stat")),
+            ) else {
+                continue;
+            };
+            // "pid (comm) S ppid …": utime and stime are fields 14 and 15.
+            let ticks = stat.rsplit_once(')').map_or(0, |(_, rest)| {
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let field = |n: usize| fields.get(n).and_then(|f| f.parse::<u64>().ok());
+                field(11).unwrap_or(0) + field(12).unwrap_or(0)
+            });
+            out.push((comm.trim().to_string(), ticks));
+        }
+        out
+    }
+
+    /// The source's threads now: readers, tickers, notify loops, and the
+    /// CPU ticks they have used.
+    fn source_threads() -> (usize, usize, usize, u64) {
+        let all = threads();
+        let count = |p: &str| all.iter().filter(|(n, _)| n.starts_with(p)).count();
+        let ticks = all
+            .iter()
+            .filter(|(n, _)| n.starts_with("file-") || n.starts_with("notify-rs"))
+            .map(|(_, t)| t)
+            .sum();
+        (
+            count("file-reader"),
+            count("file-ticker"),
+            count("notify-rs"),
+            ticks,
+        )
+    }
+
+    fn wait_until(what: &str, ok: impl Fn() -> bool) {
+        let deadline = Instant::now() + PROMPT;
+        while !ok() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// By file index: how many times each line arrived.
+    fn counted(got: &[(u32, String)]) -> BTreeMap<(u32, String), usize> {
+        let mut seen = BTreeMap::new();
+        for line in got {
+            *seen.entry(line.clone()).or_default() += 1;
+        }
+        seen
+    }
+
+    /// Three hundred files in four directories, one line appended to each:
+    /// every line is published exactly once, under its own file index, by a
+    /// source with one inotify instance (one watch per directory), a few
+    /// threads, and no CPU while idle. Then followers are removed and added
+    /// while it runs, and the watches follow.
+    #[test]
+    fn three_hundred_files_one_inotify_instance_each_line_once() {
+        let _serial = serial();
+        let keep = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(keep.path()).unwrap();
+        let dirs: Vec<PathBuf> = (0..4).map(|d| root.join(format!("d{d}"))).collect();
+        for dir in &dirs {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let n = 300;
+        let path = |i: usize| dirs[i % 4].join(format!("f{i}.log"));
+        for i in 0..n {
+            std::fs::write(path(i), b"").unwrap();
+        }
+        let (_hub, mut cursor, status, source) = start(n + 1, WatchMode::Events);
+        for i in 0..n {
+            assert_eq!(source.add(path(i), format!("f{i}.log")), i as u32);
+        }
+        assert_eq!(source.describe(), "300 files");
+        assert_eq!(status.files().len(), n);
+
+        for i in 0..n {
+            append(&path(i), &format!("line {i}\n"));
+        }
+        let got = receive(&mut cursor, |got| got.len() >= n);
+        let seen = counted(&got);
+        let want: BTreeMap<(u32, String), usize> = (0..n)
+            .map(|i| ((i as u32, format!("line {i}")), 1))
+            .collect();
+        assert_eq!(seen, want, "each line once, under its file's index");
+
+        let instances = instances_watching(&dirs);
+        assert_eq!(
+            instances,
+            [(4, 4)],
+            "one inotify instance, watching each directory once and nothing else"
+        );
+        let readers = default_readers();
+        wait_until("the source's threads", || {
+            let (r, t, w, _) = source_threads();
+            (r, t, w) == (readers, 1, 1)
+        });
+        let (_, _, _, busy) = source_threads();
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, _, _, idle) = source_threads();
+        eprintln!(
+            "300 files: {} inotify instance, {} watches, {} threads ({readers} readers, 1 ticker, 1 notify); {} CPU ticks in 500 ms idle",
+            instances.len(),
+            instances[0].1,
+            readers + 2,
+            idle - busy
+        );
+        assert!(
+            idle - busy <= 1,
+            "idle files cost CPU: {} ticks",
+            idle - busy
+        );
+
+        // Removed while running: d0's followers all, half of the others.
+        for i in (0..n).filter(|i| i % 4 == 0 || i % 2 == 1) {
+            assert!(source.remove(i as u32));
+        }
+        assert!(!source.remove(0), "already removed");
+        assert_eq!(source.len(), 75);
+        assert_eq!(status.files().len(), 75);
+        assert_eq!(
+            instances_watching(&dirs),
+            [(1, 1)],
+            "d0 and d1, d3 are needed by no one now; d2 still is"
+        );
+        // A removed file publishes nothing; a follower added while running
+        // is followed at once, in a new directory.
+        let late = root.join("late");
+        std::fs::create_dir(&late).unwrap();
+        let id = source.add(late.join("new.log"), "new.log".into());
+        assert_eq!(id, n as u32);
+        let mut all = dirs.clone();
+        all.push(late.clone());
+        assert_eq!(instances_watching(&all), [(2, 2)]);
+        for i in 0..n {
+            append(&path(i), &format!("again {i}\n"));
+        }
+        append(&late.join("new.log"), "late line\n");
+        let got = receive(&mut cursor, |got| got.len() >= 76);
+        let mut want: BTreeMap<(u32, String), usize> = (0..n)
+            .filter(|i| i % 4 == 2)
+            .map(|i| ((i as u32, format!("again {i}")), 1))
+            .collect();
+        want.insert((id, "late line".into()), 1);
+        assert_eq!(counted(&got), want);
+
+        source.stop();
+        wait_until("threads ended", || {
+            let (r, t, _, _) = source_threads();
+            (r, t) == (0, 0)
+        });
+    }
+
+    /// A file added while running that does not exist yet is waited for;
+    /// removing it unwatches its missing parent's ancestor as well.
+    #[test]
+    fn a_missing_file_added_while_running_is_waited_for_then_removed() {
+        let _serial = serial();
+        let keep = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(keep.path()).unwrap();
+        let (_hub, mut cursor, status, source) = start(2, WatchMode::Events);
+        let a = source.add(root.join("a.log"), "a.log".into());
+        let b = source.add(root.join("sub/b.log"), "b.log".into());
+        assert_eq!(
+            status.files().iter().map(|f| f.state).collect::<Vec<_>>(),
+            [crate::source::FileState::Waiting; 2]
+        );
+        assert_eq!(instances_watching(std::slice::from_ref(&root)), [(1, 1)]);
+        std::fs::create_dir(root.join("sub")).unwrap();
+        append(&root.join("sub/b.log"), "b1\n");
+        append(&root.join("a.log"), "a1\n");
+        let got = receive(&mut cursor, |got| got.len() >= 2);
+        assert_eq!(
+            counted(&got),
+            BTreeMap::from([((a, "a1".into()), 1), ((b, "b1".into()), 1)])
+        );
+        let sub = root.join("sub");
+        // b's watches move to `sub` once its pass is over (just after b1 is out).
+        wait_until("root and sub watched", || {
+            instances_watching(&[root.clone(), sub.clone()]) == [(2, 2)]
+        });
+        assert!(source.remove(b));
+        assert_eq!(instances_watching(&[root.clone(), sub.clone()]), [(1, 1)]);
+        assert!(source.remove(a));
+        assert!(instances_watching(&[root, sub]).is_empty());
+        assert!(status.files().is_empty());
+    }
+
+    /// `--poll`: no inotify at all; every follower gets a pass each interval.
+    #[test]
+    fn poll_mode_reads_every_file_without_inotify() {
+        let _serial = serial();
+        let keep = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(keep.path()).unwrap();
+        let n = 50;
+        let (_hub, mut cursor, _status, source) =
+            start(n, WatchMode::Poll(Duration::from_millis(20)));
+        for i in 0..n {
+            source.add(root.join(format!("f{i}.log")), format!("f{i}.log"));
+        }
+        for i in 0..n {
+            append(&root.join(format!("f{i}.log")), &format!("line {i}\n"));
+        }
+        let got = receive(&mut cursor, |got| got.len() >= n);
+        let want: BTreeMap<(u32, String), usize> = (0..n)
+            .map(|i| ((i as u32, format!("line {i}")), 1))
+            .collect();
+        assert_eq!(counted(&got), want);
+        assert!(instances_watching(&[root]).is_empty());
+        let (readers, tickers, _, _) = source_threads();
+        assert_eq!((readers, tickers), (default_readers(), 1));
+    }
+}
