@@ -49,9 +49,8 @@ pub use config::{Cli, Config};
 pub use error::Error;
 use hub::{Hub, HubLimits};
 use source::file::follow::ReadLimits;
-use source::file::replay::{FileReplay, ReplayIndex};
-use source::file::{Tailer, WatchMode};
-use source::{Publisher, Status};
+use source::file::{FileOptions, FileSource, WatchMode};
+use source::{Publisher, Source, Status};
 
 /// Runs the server on an already bound listener until `shutdown` resolves,
 /// then tells every client and returns within the grace period.
@@ -82,18 +81,17 @@ pub async fn run(
         Some(interval) => WatchMode::Poll(interval),
         None => WatchMode::Events,
     };
-    let display = config.file.display().to_string();
+    let options = FileOptions::new(
+        mode,
+        ReadLimits {
+            max_line_bytes: config.max_line_bytes,
+            backlog_bytes: config.history_bytes,
+        },
+    );
     let status = Status::default();
-    status.add(0, display.clone());
     let publisher = Publisher::new(Arc::clone(&hub), status.clone());
-    let index = ReplayIndex::new(config.max_line_bytes);
-    publisher.serve_replay(Arc::new(FileReplay::new(Arc::clone(&index))));
-    let limits = ReadLimits {
-        max_line_bytes: config.max_line_bytes,
-        backlog_bytes: config.history_bytes,
-    };
     // Decided once: the path followed from now on (see `source::file::path`).
-    // Clients and logs keep the name as typed.
+    // Clients and logs keep the name as typed (file 0 in the hub's names).
     let watch_error = |source| Error::Watch {
         path: config.file.clone(),
         source,
@@ -102,8 +100,11 @@ pub async fn run(
     if path != config.file {
         tracing::info!(file = %config.file.display(), path = %path.display(), "{} resolves to {}", config.file.display(), path.display());
     }
-    let _tailer = tokio::task::spawn_blocking(move || {
-        Tailer::start(path, display, 0, publisher, index, limits, mode)
+    let name = config.file.display().to_string();
+    let files = tokio::task::spawn_blocking(move || {
+        let files = FileSource::start(publisher, options)?;
+        files.add(path, name);
+        Ok::<_, std::io::Error>(files)
     })
     .await
     .map_err(std::io::Error::other)
@@ -136,6 +137,11 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some connections did not finish in time; exiting anyway");
+    }
+    // The file source's threads end with it (they hold nothing that must be
+    // flushed): a join error here changes nothing about how we exit.
+    if let Err(err) = tokio::task::spawn_blocking(move || files.stop()).await {
+        tracing::debug!("stopping the file source: {err}");
     }
     Ok(())
 }

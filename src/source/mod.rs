@@ -4,14 +4,20 @@
 //! A source (today [`file`], the followed files; later stdin or a broker)
 //! owns everything about its data that the hub must not know: what it
 //! reads, in what state each input is ([`Status`], for `/healthz`), and how
-//! old lines are found again ([`Replay`](crate::hub::Replay), which it
-//! implements and hands to the hub). It feeds the hub only through a
-//! [`Publisher`]: lines, notices, and the replay — never the hub itself.
+//! old lines are found again ([`Replay`], which it implements and hands to
+//! the hub). It feeds the hub only through a [`Publisher`]: lines, notices,
+//! and the replay — never the hub itself. (The replay traits are the hub's,
+//! since the hub's cursors call them; they are re-exported here for
+//! sources.)
 //!
 //! - [`Publisher`]: lines and notices in, `seq` ranges out; the status handle.
 //! - [`Source`]: what the server holds for each running source.
 //! - [`status`]: each input's state and offset.
 //! - [`file`]: any number of files followed by name (`tail -F`).
+//!
+//! Adding a source is one module here that turns its input into
+//! `Publisher::publish_lines` calls (and implements [`Source`]), plus one
+//! line in `lib.rs` that starts it.
 
 pub mod file;
 pub mod status;
@@ -19,8 +25,9 @@ pub mod status;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::hub::{Hub, Line, NoticeKind, Replay};
+use crate::hub::{Hub, Line, NoticeKind};
 
+pub use crate::hub::{Gone, Replay, ReplayReader};
 pub use status::{FileState, FileStatus, Status};
 
 /// A running source, held by the server for as long as it serves. Each kind

@@ -1,46 +1,91 @@
-//! The file source: followed files, turning file changes into published
-//! lines. One thread per followed file.
+//! The file source: any number of files followed by name (`tail -F`),
+//! turning their changes into published lines.
 //!
-//! Why a thread and not a tokio task: all of its work is blocking file I/O
-//! (`read`, `fstat`, `pread`), and publishing is synchronous, so a
-//! plain thread avoids a `spawn_blocking` hop per call and never occupies a
-//! runtime worker that clients need. It sleeps in `recv` on a one-slot wake-up
-//! channel fed by [`watch`] (inotify): no timer, no polling, no CPU while
-//! nothing is written.
+//! One [`FileSource`] serves every followed file with a fixed set of threads:
 //!
-//! With `--poll` there are no events: the thread makes a pass every poll
-//! interval instead (an `fstat`, a `read`, a `stat` of the path: cheaper than
-//! a directory scan). notify's `PollWatcher` is not used: it compares
-//! modification times in whole seconds, so a write in the same second as its
-//! previous scan goes unseen — the last lines of a burst would wait for the
-//! next write, possibly forever. If inotify cannot watch a directory (watch
-//! limit reached, say), the thread falls back to a pass every second.
+//! - **one watcher** ([`watch`]): a single notify watcher, so a single
+//!   inotify instance and its one thread, holding the watches of every
+//!   follower — each directory once, however many files live in it;
+//! - **a routing table** ([`table`]): directory → names → followers, so an
+//!   event wakes only the followers it concerns, in two hash lookups;
+//! - **a ready set** ([`ready`]): wake-ups carry which follower to read,
+//!   coalesce, and are never lost;
+//! - **a pool of readers** (`min(available_parallelism, 4)` threads) that
+//!   drain the ready set, one pass over one follower at a time, at most
+//!   [`follow::PASS_BYTES`] per pass so a busy file cannot starve quiet
+//!   ones;
+//! - **a ticker** thread for what has no events: `--poll`, and the
+//!   followers whose watches could not all be added.
+//!
+//! No thread per file, and idle files cost no CPU: readers sleep on the
+//! ready set, the ticker sleeps until a follower needs it. Why threads and
+//! not tokio tasks: all of the work is blocking file I/O (`read`, `fstat`,
+//! `pread`) and publishing is synchronous, so plain threads never occupy a
+//! runtime worker that clients need.
+//!
+//! With `--poll` there is no watcher at all: every interval, the ticker
+//! marks every follower, and the readers give each one pass (a `read`, a
+//! `pread` of the bytes before the offset, a `stat` of the path — for a file
+//! with nothing new, that is all it costs). notify's `PollWatcher` is not
+//! used: it compares modification times in whole seconds, so a write in the
+//! same second as its previous scan goes unseen — the last lines of a burst
+//! would wait for the next write, possibly forever. If inotify cannot watch
+//! a directory (watch limit reached, say), that follower is looked at every
+//! second instead.
+//!
+//! Followers can be added and removed while the source runs ([`FileSource::add`],
+//! [`FileSource::remove`]); removal unwatches what only that follower needed.
+//!
+//! # Descriptor budget
+//!
+//! - one open descriptor per followed file that exists (two for a moment
+//!   while a rotated file is drained);
+//! - one inotify instance for the whole source (with notify's epoll and
+//!   waker: three descriptors), and in it one watch per distinct directory
+//!   that matters plus one per held file whose name no longer names it —
+//!   whatever the number of files;
+//! - one per client replaying old lines from disk, while it replays.
+//!
+//! # Modules
 //!
 //! - [`path`]: what a typed path means (absolute, decided at start-up).
-//! - [`identity`]: a file's (device, inode).
+//! - [`identity`]: a file's (device, inode), and what a path names now.
 //! - [`follow`]: the `tail -F` state machine for one path.
-//! - [`watch`]: inotify on the relevant directories (and the held file) → wake-ups.
+//! - [`plan`]: which directories (and entries in them) matter for one path.
+//! - [`table`]: directory → names → followers: which followers an event concerns.
+//! - [`watch`]: the one notify watcher, shared by every follower.
+//! - [`ready`]: the set of followers with something to read.
 //! - [`replay`]: the index from `seq` to file offsets, and the hub's
 //!   [`Replay`](crate::hub::Replay) that reads old lines back with it.
 
 pub mod follow;
 pub mod identity;
 pub mod path;
+pub mod plan;
+pub mod ready;
 pub mod replay;
+pub mod table;
 pub mod watch;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::source::Publisher;
+use crate::source::{Publisher, Source};
 
 use follow::{Follower, ReadLimits};
-use replay::ReplayIndex;
-use watch::DirWatcher;
+use ready::Ready;
+use replay::{FileReplay, ReplayIndex};
+use watch::Watches;
 
-/// How to watch a file.
+/// A followed file, as the source knows it; also the `file` index its
+/// lines carry. Never reused while the source runs.
+pub type FollowerId = u32;
+
+/// How to watch files.
 #[derive(Debug, Clone, Copy)]
 pub enum WatchMode {
     /// inotify, through notify's recommended watcher.
@@ -50,117 +95,719 @@ pub enum WatchMode {
     Poll(Duration),
 }
 
+/// How a file source works.
+#[derive(Debug, Clone, Copy)]
+pub struct FileOptions {
+    pub mode: WatchMode,
+    pub limits: ReadLimits,
+    /// Reader threads.
+    pub readers: usize,
+}
+
+impl FileOptions {
+    /// `mode` and `limits`, with the default number of readers.
+    pub fn new(mode: WatchMode, limits: ReadLimits) -> FileOptions {
+        FileOptions {
+            mode,
+            limits,
+            readers: default_readers(),
+        }
+    }
+}
+
+/// `min(available_parallelism, 4)`: reading is mostly copying from the page
+/// cache, so more threads than cores only queue; four keep a slow disk or a
+/// stalled NFS read from holding up every other file.
+pub fn default_readers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(4))
+}
+
 /// How often to look when inotify could not watch everything it should.
 const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
-/// A running tailer. With inotify its thread lives as long as the process
-/// (the watcher it owns keeps its wake-up channel open); with `--poll` it
-/// ends when the `Tailer` is dropped.
-pub struct Tailer {
-    /// Held, never used: while it lives, the thread's channel stays open.
-    _wake: SyncSender<()>,
+/// Rounds of "look, then re-plan the watches" in one pass at most. Until the
+/// path names the file read, the watches can change under us (a missing
+/// parent directory appears, then its child; a link is re-pointed; a
+/// directory is made anew), and a change made before its watch was added
+/// reports nothing, so we look again after every change of plan. Each round
+/// settles one level of a symlink chain or one missing directory; 32 covers
+/// any real chain (Linux follows 40 links) with the depth of a path, and what
+/// a tree still changing faster than that leaves is picked up at its next
+/// event.
+const MAX_REPLANS: usize = 32;
+
+/// One follower and what it is driven with.
+struct Slot {
+    /// `None` once removed (its file is closed then).
+    follower: Option<Follower>,
+    path: PathBuf,
 }
 
-impl Tailer {
-    /// Starts following `path` — absolute, as [`path::absolute`] makes it —
-    /// shown as `display`, publishing into `out` as file `index` and
-    /// indexing its lines for replay in `replay`.
+/// What the readers, the ticker and the source's methods share.
+struct Shared {
+    out: Publisher,
+    index: Arc<ReplayIndex>,
+    options: FileOptions,
+    followers: Mutex<HashMap<FollowerId, Arc<Mutex<Slot>>>>,
+    ready: Arc<Ready>,
+    /// `None` with `--poll`.
+    watches: Option<Watches>,
+    ticker: Ticker,
+    next_id: AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in a pass leaves a follower that the next pass re-examines.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// See the module docs.
+pub struct FileSource {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl FileSource {
+    /// Starts the source's watcher (unless `--poll`), readers and ticker,
+    /// with no file yet; old lines are replayed for the hub from now on.
+    pub fn start(out: Publisher, options: FileOptions) -> std::io::Result<FileSource> {
+        let index = ReplayIndex::new(options.limits.max_line_bytes);
+        let ready = Arc::new(Ready::default());
+        let watches = match options.mode {
+            WatchMode::Events => Some(Watches::new(Arc::clone(&ready)).map_err(|err| {
+                std::io::Error::other(format!("cannot watch files (inotify): {err}"))
+            })?),
+            WatchMode::Poll(_) => None,
+        };
+        out.serve_replay(Arc::new(FileReplay::new(Arc::clone(&index))));
+        let shared = Arc::new(Shared {
+            out,
+            index,
+            options,
+            followers: Mutex::new(HashMap::new()),
+            ready,
+            watches,
+            ticker: Ticker::default(),
+            next_id: AtomicU32::new(0),
+        });
+        let mut threads = Vec::new();
+        let spawned = (|| {
+            for n in 0..options.readers.max(1) {
+                let shared = Arc::clone(&shared);
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("file-reader-{n}"))
+                        .spawn(move || read(&shared))?,
+                );
+            }
+            let ticking = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("file-ticker".into())
+                    .spawn(move || tick(&ticking))?,
+            );
+            Ok::<_, std::io::Error>(())
+        })();
+        let source = FileSource {
+            shared,
+            threads: Mutex::new(threads),
+        };
+        spawned?;
+        Ok(source)
+    }
+
+    /// Follows `path` — absolute, as [`path::absolute`] makes it — shown to
+    /// clients as `name`.
     ///
     /// Returns once the file is open (positioned at its end, history filled)
-    /// or known to be missing, and the watch is in place: a line appended
+    /// or known to be missing, and its watches are in place: a line appended
     /// after this returns is a live line.
-    pub fn start(
-        path: PathBuf,
-        display: String,
-        index: u32,
-        out: Publisher,
-        replay: Arc<ReplayIndex>,
-        limits: ReadLimits,
-        mode: WatchMode,
-    ) -> std::io::Result<Tailer> {
-        let (wake, woken) = sync_channel::<()>(1);
-        let (mut watcher, every) = match mode {
-            WatchMode::Events => {
-                let watcher = DirWatcher::new(wake.clone()).map_err(|err| {
-                    std::io::Error::other(format!("cannot watch {}: {err}", path.display()))
-                })?;
-                (Some(watcher), None)
+    pub fn add(&self, path: PathBuf, name: String) -> FollowerId {
+        let shared = &self.shared;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        shared.out.status().add(id, name.clone());
+        let follower = Follower::new(
+            path.clone(),
+            name,
+            id,
+            shared.out.clone(),
+            Arc::clone(&shared.index),
+            shared.options.limits,
+        );
+        let slot = Arc::new(Mutex::new(Slot {
+            follower: Some(follower),
+            path: path.clone(),
+        }));
+        // Held until the first look is done: a reader woken meanwhile waits
+        // for it, then makes a pass of its own.
+        let mut guard = lock(&slot);
+        lock(&shared.followers).insert(id, Arc::clone(&slot));
+        if let Some(watches) = &shared.watches {
+            // The watch first, then the first look: a change in between wakes us.
+            watches.enroll(id);
+            watches.replan(id, &path, None);
+        }
+        if let Some(follower) = &mut guard.follower {
+            follower.start();
+            if let Some(watches) = &shared.watches {
+                let replanned = watches.replan(id, &path, follower.held());
+                if replanned.changed {
+                    shared.ready.mark(id, false);
+                }
+                if !replanned.complete {
+                    shared.ticker.poke();
+                }
             }
-            WatchMode::Poll(interval) => (None, Some(interval)),
+        }
+        id
+    }
+
+    /// Stops following `id`: nothing more is published for it once this
+    /// returns, its file is closed, and what only it watched is unwatched.
+    /// False if it was not followed.
+    pub fn remove(&self, id: FollowerId) -> bool {
+        let shared = &self.shared;
+        let Some(slot) = lock(&shared.followers).remove(&id) else {
+            return false;
         };
-        let mut follower = Follower::new(path.clone(), display, index, out, replay, limits);
-        // The watch first, then the first look: a change in between wakes us.
-        if let Some(watcher) = &mut watcher {
-            watcher.watch_for(&path, None);
+        if let Some(watches) = &shared.watches {
+            watches.forget(id);
         }
-        follower.start();
-        if let Some(watcher) = &mut watcher
-            && watcher.watch_for(&path, follower.held())
-        {
-            // The watches changed after the first look (a parent directory
-            // appeared meanwhile): the thread's first pass looks again.
-            let _ = wake.try_send(());
+        shared.ready.forget(id);
+        // Waits for a pass in progress, then closes the file.
+        lock(&slot).follower = None;
+        shared.out.status().remove(id);
+        true
+    }
+
+    /// How many files are followed.
+    pub fn len(&self) -> usize {
+        lock(&self.shared.followers).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Source for FileSource {
+    fn describe(&self) -> String {
+        match self.len() {
+            1 => "1 file".into(),
+            n => format!("{n} files"),
         }
-        std::thread::Builder::new()
-            .name(format!("tailer-{index}"))
-            .spawn(move || {
-                // The last pass stopped before the end: go on without waiting.
-                let mut more = false;
-                loop {
-                    let every = every.or_else(|| {
-                        watcher
-                            .as_ref()
-                            .filter(|w| !w.complete())
-                            .map(|_| FALLBACK_POLL)
-                    });
-                    let go_on = more
-                        || match every {
-                            Some(every) => !matches!(
-                                woken.recv_timeout(every),
-                                Err(RecvTimeoutError::Disconnected)
-                            ),
-                            None => woken.recv().is_ok(),
-                        };
-                    if !go_on {
+    }
+
+    fn stop(&self) {
+        self.shared.ready.stop();
+        self.shared.ticker.stop();
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
+            // A reader that panicked has nothing left to publish either.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for FileSource {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A reader thread: passes over ready followers until the source stops.
+fn read(shared: &Shared) {
+    while let Some((id, replan)) = shared.ready.take() {
+        let slot = lock(&shared.followers).get(&id).cloned();
+        let more = match slot {
+            Some(slot) => {
+                let mut slot = lock(&slot);
+                let Slot { follower, path } = &mut *slot;
+                match follower {
+                    Some(follower) => pass(shared, id, follower, path, replan),
+                    None => false, // removed meanwhile
+                }
+            }
+            None => false,
+        };
+        shared.ready.done(id, more);
+    }
+}
+
+/// One pass over one follower, and the watches it needs after it. Returns
+/// whether it left something to read.
+fn pass(
+    shared: &Shared,
+    id: FollowerId,
+    follower: &mut Follower,
+    path: &Path,
+    replan: bool,
+) -> bool {
+    let pass = follower.catch_up();
+    let mut more = pass.more;
+    let Some(watches) = &shared.watches else {
+        return more;
+    };
+    let mut dirty = pass.rewatch || replan;
+    for _ in 0..MAX_REPLANS {
+        if !dirty && follower.is_settled() {
+            break;
+        }
+        let replanned = watches.replan(id, path, follower.held());
+        if !replanned.complete {
+            shared.ticker.poke();
+        }
+        if !(replanned.changed || dirty) {
+            break;
+        }
+        // A change between the look and the new watch would be unseen:
+        // look once more.
+        let pass = follower.catch_up();
+        more |= pass.more;
+        dirty = pass.rewatch;
+    }
+    more
+}
+
+/// The ticker thread: with `--poll`, every follower each interval; with
+/// inotify, those whose watches are incomplete, every second, for as long
+/// as there are any.
+fn tick(shared: &Shared) {
+    loop {
+        let period = match shared.options.mode {
+            WatchMode::Poll(interval) => Some(interval),
+            WatchMode::Events => {
+                let incomplete = shared
+                    .watches
+                    .as_ref()
+                    .is_some_and(|w| !w.incomplete().is_empty());
+                incomplete.then_some(FALLBACK_POLL)
+            }
+        };
+        if !shared.ticker.sleep(period) {
+            return;
+        }
+        match (&shared.options.mode, &shared.watches) {
+            (WatchMode::Poll(_), _) | (WatchMode::Events, None) => {
+                let ids: Vec<FollowerId> = lock(&shared.followers).keys().copied().collect();
+                for id in ids {
+                    shared.ready.mark(id, false);
+                }
+            }
+            (WatchMode::Events, Some(watches)) => {
+                for id in watches.incomplete() {
+                    shared.ready.mark(id, true);
+                }
+            }
+        }
+    }
+}
+
+/// The ticker's sleep: for a period, or until poked; either way until stopped.
+#[derive(Default)]
+struct Ticker {
+    state: Mutex<TickState>,
+    cond: Condvar,
+}
+
+#[derive(Default)]
+struct TickState {
+    stopping: bool,
+    poked: bool,
+}
+
+impl Ticker {
+    /// Sleeps `period` (`None`: until poked). False once stopping.
+    fn sleep(&self, period: Option<Duration>) -> bool {
+        let mut state = lock(&self.state);
+        match period {
+            Some(period) => {
+                let due = Instant::now() + period;
+                while !state.stopping {
+                    let Some(left) = due.checked_duration_since(Instant::now()) else {
+                        break;
+                    };
+                    if left.is_zero() {
                         break;
                     }
-                    let pass = follower.catch_up();
-                    more = pass.more;
-                    // Until the path names the file we read, the watches can
-                    // change under us (a missing parent directory appears,
-                    // then its child; a link is re-pointed; a directory is
-                    // made anew): re-watch and look again until they hold
-                    // still, since a change made before its watch was added
-                    // reports nothing.
-                    let mut dirty = pass.rewatch;
-                    if let Some(watcher) = &mut watcher {
-                        // Bounded: each round is a look and a re-watch, and the
-                        // watches change only as fast as someone changes
-                        // directories and links under us; 32 rounds is far
-                        // more than any real sequence needs before things
-                        // hold still (the next wake-up carries on).
-                        for _ in 0..32 {
-                            // A watch that failed is retried at each pass
-                            // (every second while incomplete).
-                            if !dirty
-                                && follower.is_settled()
-                                && watcher.complete()
-                                && !watcher.stale()
-                            {
-                                break;
-                            }
-                            if !(watcher.watch_for(&path, follower.held()) || dirty) {
-                                break;
-                            }
-                            // A change between the look and the new watch
-                            // would be unseen: look once more.
-                            let pass = follower.catch_up();
-                            more |= pass.more;
-                            dirty = pass.rewatch;
-                        }
-                    }
+                    state = self
+                        .cond
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
-            })?;
-        Ok(Tailer { _wake: wake })
+            }
+            None => {
+                while !state.stopping && !state.poked {
+                    state = self.cond.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        state.poked = false;
+        !state.stopping
+    }
+
+    /// A follower's watches became incomplete: start ticking.
+    fn poke(&self) {
+        lock(&self.state).poked = true;
+        self.cond.notify_all();
+    }
+
+    fn stop(&self) {
+        lock(&self.state).stopping = true;
+        self.cond.notify_all();
+    }
+}
+
+/// Tests that count this process's threads or inotify instances take this
+/// lock, so that other tests' watchers and readers are not counted.
+#[cfg(test)]
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::hub::{Cursor, Delivery, Hub, HubLimits, Start};
+    use crate::source::Status;
+
+    const PROMPT: Duration = Duration::from_secs(20);
+
+    fn serial() -> MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A hub naming `n` files, a live client of it, and a source feeding it.
+    fn start(n: usize, mode: WatchMode) -> (Arc<Hub>, Cursor, Status, FileSource) {
+        let hub = Hub::new(
+            (0..n).map(|i| format!("f{i}.log")).collect(),
+            HubLimits {
+                history_bytes: 1 << 20,
+                client_queue: 1 << 20,
+                lag_grace: Duration::from_secs(5),
+                max_line_bytes: 1 << 20,
+            },
+            Default::default(),
+        );
+        let cursor = hub.subscribe(Start::Backlog(0), None);
+        let status = Status::default();
+        let limits = ReadLimits {
+            max_line_bytes: 1 << 20,
+            backlog_bytes: 0,
+        };
+        let source = FileSource::start(
+            Publisher::new(Arc::clone(&hub), status.clone()),
+            FileOptions::new(mode, limits),
+        )
+        .unwrap();
+        (hub, cursor, status, source)
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// Lines the client gets within [`PROMPT`], until `until` holds: (file
+    /// index, text) each. (The tests are plain threads holding [`SERIAL`];
+    /// the client's wait runs on a runtime of its own.)
+    fn receive(
+        cursor: &mut Cursor,
+        until: impl Fn(&[(u32, String)]) -> bool,
+    ) -> Vec<(u32, String)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + PROMPT;
+        while !until(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let delivery = runtime
+                .block_on(async { tokio::time::timeout(left, cursor.next()).await })
+                .unwrap_or_else(|_| panic!("timed out with {} lines: {got:?}", got.len()))
+                .unwrap();
+            if let Delivery::Notice(_) = delivery {
+                continue;
+            }
+            got.extend(
+                delivery
+                    .lines()
+                    .iter()
+                    .map(|l| (l.file, l.text.as_str().to_string())),
+            );
+        }
+        got
+    }
+
+    /// This process's inotify instances: for each, the inode numbers it watches.
+    fn inotify_instances() -> Vec<Vec<u64>> {
+        let mut out = Vec::new();
+        for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let is_inotify =
+                std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:inotify");
+            let info = std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ));
+            if let (true, Ok(info)) = (is_inotify, info) {
+                let inodes = info
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .filter_map(|l| {
+                        let hex = l.split_whitespace().find_map(|w| w.strip_prefix("ino:"))?;
+                        u64::from_str_radix(hex, 16).ok()
+                    })
+                    .collect();
+                out.push(inodes);
+            }
+        }
+        out
+    }
+
+    /// The inotify instances that watch any of `dirs`, as (watches of
+    /// `dirs`, all watches) each.
+    fn instances_watching(dirs: &[PathBuf]) -> Vec<(usize, usize)> {
+        let ours: HashSet<u64> = dirs
+            .iter()
+            .map(|d| std::fs::metadata(d).unwrap().ino())
+            .collect();
+        inotify_instances()
+            .into_iter()
+            .map(|inodes| {
+                (
+                    inodes.iter().filter(|i| ours.contains(i)).count(),
+                    inodes.len(),
+                )
+            })
+            .filter(|(mine, _)| *mine > 0)
+            .collect()
+    }
+
+    /// This process's threads by name, with their CPU time in clock ticks.
+    fn threads() -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let (Ok(comm), Ok(stat)) = (
+                std::fs::read_to_string(task.path().join("comm")),
+                std::fs::read_to_string(task.path().join("stat")),
+            ) else {
+                continue;
+            };
+            // "pid (comm) S ppid …": utime and stime are fields 14 and 15.
+            let ticks = stat.rsplit_once(')').map_or(0, |(_, rest)| {
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let field = |n: usize| fields.get(n).and_then(|f| f.parse::<u64>().ok());
+                field(11).unwrap_or(0) + field(12).unwrap_or(0)
+            });
+            out.push((comm.trim().to_string(), ticks));
+        }
+        out
+    }
+
+    /// The source's threads now: readers, tickers, notify loops, and the
+    /// CPU ticks they have used.
+    fn source_threads() -> (usize, usize, usize, u64) {
+        let all = threads();
+        let count = |p: &str| all.iter().filter(|(n, _)| n.starts_with(p)).count();
+        let ticks = all
+            .iter()
+            .filter(|(n, _)| n.starts_with("file-") || n.starts_with("notify-rs"))
+            .map(|(_, t)| t)
+            .sum();
+        (
+            count("file-reader"),
+            count("file-ticker"),
+            count("notify-rs"),
+            ticks,
+        )
+    }
+
+    fn wait_until(what: &str, ok: impl Fn() -> bool) {
+        let deadline = Instant::now() + PROMPT;
+        while !ok() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// By file index: how many times each line arrived.
+    fn counted(got: &[(u32, String)]) -> BTreeMap<(u32, String), usize> {
+        let mut seen = BTreeMap::new();
+        for line in got {
+            *seen.entry(line.clone()).or_default() += 1;
+        }
+        seen
+    }
+
+    /// Three hundred files in four directories, one line appended to each:
+    /// every line is published exactly once, under its own file index, by a
+    /// source with one inotify instance (one watch per directory), a few
+    /// threads, and no CPU while idle. Then followers are removed and added
+    /// while it runs, and the watches follow.
+    #[test]
+    fn three_hundred_files_one_inotify_instance_each_line_once() {
+        let _serial = serial();
+        let keep = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(keep.path()).unwrap();
+        let dirs: Vec<PathBuf> = (0..4).map(|d| root.join(format!("d{d}"))).collect();
+        for dir in &dirs {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let n = 300;
+        let path = |i: usize| dirs[i % 4].join(format!("f{i}.log"));
+        for i in 0..n {
+            std::fs::write(path(i), b"").unwrap();
+        }
+        let (_hub, mut cursor, status, source) = start(n + 1, WatchMode::Events);
+        for i in 0..n {
+            assert_eq!(source.add(path(i), format!("f{i}.log")), i as u32);
+        }
+        assert_eq!(source.describe(), "300 files");
+        assert_eq!(status.files().len(), n);
+
+        for i in 0..n {
+            append(&path(i), &format!("line {i}\n"));
+        }
+        let got = receive(&mut cursor, |got| got.len() >= n);
+        let seen = counted(&got);
+        let want: BTreeMap<(u32, String), usize> = (0..n)
+            .map(|i| ((i as u32, format!("line {i}")), 1))
+            .collect();
+        assert_eq!(seen, want, "each line once, under its file's index");
+
+        let instances = instances_watching(&dirs);
+        assert_eq!(
+            instances,
+            [(4, 4)],
+            "one inotify instance, watching each directory once and nothing else"
+        );
+        let readers = default_readers();
+        wait_until("the source's threads", || {
+            let (r, t, w, _) = source_threads();
+            (r, t, w) == (readers, 1, 1)
+        });
+        let (_, _, _, busy) = source_threads();
+        std::thread::sleep(Duration::from_millis(500));
+        let (_, _, _, idle) = source_threads();
+        eprintln!(
+            "300 files: {} inotify instance, {} watches, {} threads ({readers} readers, 1 ticker, 1 notify); {} CPU ticks in 500 ms idle",
+            instances.len(),
+            instances[0].1,
+            readers + 2,
+            idle - busy
+        );
+        assert!(
+            idle - busy <= 1,
+            "idle files cost CPU: {} ticks",
+            idle - busy
+        );
+
+        // Removed while running: d0's followers all, half of the others.
+        for i in (0..n).filter(|i| i % 4 == 0 || i % 2 == 1) {
+            assert!(source.remove(i as u32));
+        }
+        assert!(!source.remove(0), "already removed");
+        assert_eq!(source.len(), 75);
+        assert_eq!(status.files().len(), 75);
+        assert_eq!(
+            instances_watching(&dirs),
+            [(1, 1)],
+            "d0 and d1, d3 are needed by no one now; d2 still is"
+        );
+        // A removed file publishes nothing; a follower added while running
+        // is followed at once, in a new directory.
+        let late = root.join("late");
+        std::fs::create_dir(&late).unwrap();
+        let id = source.add(late.join("new.log"), "new.log".into());
+        assert_eq!(id, n as u32);
+        let mut all = dirs.clone();
+        all.push(late.clone());
+        assert_eq!(instances_watching(&all), [(2, 2)]);
+        for i in 0..n {
+            append(&path(i), &format!("again {i}\n"));
+        }
+        append(&late.join("new.log"), "late line\n");
+        let got = receive(&mut cursor, |got| got.len() >= 76);
+        let mut want: BTreeMap<(u32, String), usize> = (0..n)
+            .filter(|i| i % 4 == 2)
+            .map(|i| ((i as u32, format!("again {i}")), 1))
+            .collect();
+        want.insert((id, "late line".into()), 1);
+        assert_eq!(counted(&got), want);
+
+        source.stop();
+        wait_until("threads ended", || {
+            let (r, t, _, _) = source_threads();
+            (r, t) == (0, 0)
+        });
+    }
+
+    /// A file added while running that does not exist yet is waited for;
+    /// removing it unwatches its missing parent's ancestor as well.
+    #[test]
+    fn a_missing_file_added_while_running_is_waited_for_then_removed() {
+        let _serial = serial();
+        let keep = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(keep.path()).unwrap();
+        let (_hub, mut cursor, status, source) = start(2, WatchMode::Events);
+        let a = source.add(root.join("a.log"), "a.log".into());
+        let b = source.add(root.join("sub/b.log"), "b.log".into());
+        assert_eq!(
+            status.files().iter().map(|f| f.state).collect::<Vec<_>>(),
+            [crate::source::FileState::Waiting; 2]
+        );
+        assert_eq!(instances_watching(std::slice::from_ref(&root)), [(1, 1)]);
+        std::fs::create_dir(root.join("sub")).unwrap();
+        append(&root.join("sub/b.log"), "b1\n");
+        append(&root.join("a.log"), "a1\n");
+        let got = receive(&mut cursor, |got| got.len() >= 2);
+        assert_eq!(
+            counted(&got),
+            BTreeMap::from([((a, "a1".into()), 1), ((b, "b1".into()), 1)])
+        );
+        let sub = root.join("sub");
+        // b's watches move to `sub` once its pass is over (just after b1 is out).
+        wait_until("root and sub watched", || {
+            instances_watching(&[root.clone(), sub.clone()]) == [(2, 2)]
+        });
+        assert!(source.remove(b));
+        assert_eq!(instances_watching(&[root.clone(), sub.clone()]), [(1, 1)]);
+        assert!(source.remove(a));
+        assert!(instances_watching(&[root, sub]).is_empty());
+        assert!(status.files().is_empty());
+    }
+
+    /// `--poll`: no inotify at all; every follower gets a pass each interval.
+    #[test]
+    fn poll_mode_reads_every_file_without_inotify() {
+        let _serial = serial();
+        let keep = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(keep.path()).unwrap();
+        let n = 50;
+        let (_hub, mut cursor, _status, source) =
+            start(n, WatchMode::Poll(Duration::from_millis(20)));
+        for i in 0..n {
+            source.add(root.join(format!("f{i}.log")), format!("f{i}.log"));
+        }
+        for i in 0..n {
+            append(&root.join(format!("f{i}.log")), &format!("line {i}\n"));
+        }
+        let got = receive(&mut cursor, |got| got.len() >= n);
+        let want: BTreeMap<(u32, String), usize> = (0..n)
+            .map(|i| ((i as u32, format!("line {i}")), 1))
+            .collect();
+        assert_eq!(counted(&got), want);
+        assert!(instances_watching(&[root]).is_empty());
+        let (readers, tickers, _, _) = source_threads();
+        assert_eq!((readers, tickers), (default_readers(), 1));
     }
 }

@@ -1,376 +1,411 @@
-//! File-system notifications, reduced to one thing: "look at the file again".
+//! The one inotify watcher of the file source: every follower's watches in
+//! one notify watcher (one inotify instance, one thread), events routed by
+//! the [table](super::table) into the [ready set](super::ready).
 //!
-//! We watch directories, not the file by name: a watch on a file follows its
-//! inode, so it goes quiet when the file is renamed away or deleted, and
-//! never reports the new file created under the old name (crates.md §2.1,
-//! notify's "Known Problems"). So we watch the directory of every name that
-//! matters — the followed path and, when it is a symlink, each name in the
-//! chain of links down to the file it points to, since that is where the
-//! writes happen (Kubernetes' `/var/log/containers/*.log`) — or, while such a
-//! directory does not exist yet, its nearest existing ancestor. A dangling
-//! link is therefore waited for like a missing file: the watch sits where its
-//! target will appear.
+//! A directory is watched once, however many followers need it, and
+//! unwatched when the last one stops needing it. One directory under two
+//! spellings (`/var/run` and `/run`) is one inotify watch, which notify
+//! reports under one spelling, so a directory is also watched once per
+//! identity: a follower whose plan spells it differently is registered under
+//! the spelling already watched.
 //!
-//! A watch follows the directory's inode too: if the directory is removed
-//! and made again (`rm -r logs; mkdir logs`), the old watch sees nothing of
-//! the new one. So every watched directory is remembered with its identity,
-//! and re-watched when its name names another directory, or when an event
-//! said it was removed or moved (the inode may be reused).
+//! A watch follows the directory's inode: if the directory is removed and
+//! made again (`rm -r logs; mkdir logs`), the old watch sees nothing of the
+//! new one. So every watched directory is remembered with its identity, and
+//! watched again when its name names another directory, or when an event
+//! said it was removed or moved (the inode may be reused). Watching a
+//! directory anew wakes every follower that uses it: a change made before a
+//! watch was added reports nothing, so each must look again.
 //!
-//! A directory on the way that is itself a symlink (`current/log/app.log`
-//! with `current -> releases/2`, as deploy tools do) is watched in its own
-//! parent, so re-pointing it wakes us.
+//! While a followed name no longer names the file its follower holds open
+//! (deleted, or renamed out of every watched directory), that file itself is
+//! watched through `/proc/self/fd/N`, so a writer that never reopens still
+//! wakes the follower at once. While the name does name it, the directory's
+//! events already do, and a second watch would only double them.
 //!
-//! While the followed name does not name the file we hold open (deleted,
-//! renamed, or replaced by a new file that is still empty), we also watch
-//! that file itself through `/proc/self/fd/N`, so a writer that never
-//! reopens still wakes us at once, wherever the file went. While the name
-//! does name it, the directory's events already do, and a second watch would
-//! only double them.
+//! Locks: the notify thread takes only the table's lock (and the ready
+//! set's); `watch`/`unwatch` are called only without it, since notify
+//! answers them on that same thread.
 //!
 //! This is inotify only: `--poll` needs no watcher (see the parent module).
-//!
-//! An event wakes the tailer through a one-slot channel when it concerns the
-//! file: wake-ups coalesce (a burst of ten thousand writes is one or two
-//! passes) and none is lost (a wake during a pass leaves the slot full, so
-//! another pass follows). "Concerns" means it names a name that matters, the
-//! path component we wait for under an ancestor, a watched directory itself,
-//! the held file, or a name the followed file was renamed to (so a writer
-//! still writing to `app.log.1` after `mv app.log app.log.1` keeps waking
-//! us). Other files in a busy directory such as `/var/log` cost a check of
-//! the event's names, not a pass over our file. `Access` events are dropped
-//! (the tailer's own `open` produces them). Queue overflow (`Rescan`, no
-//! paths) and errors wake it, and a pass re-examines everything, so nothing
-//! is missed.
-//!
-//! Every path here is absolute and lexically clean ([`super::path`]), as
-//! notify reports them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::RawFd;
-use std::path::{Component, Path, PathBuf};
-use std::sync::mpsc::SyncSender;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use notify::event::{ModifyKind, RenameMode};
-use notify::{Config, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Config, RecommendedWatcher, RecursiveMode, Watcher};
 
+use super::FollowerId;
 use super::identity::FileId;
-use super::path::clean;
+use super::plan::{Plan, watch_plan};
+use super::ready::Ready;
+use super::table::Table;
 
-/// Watches the directories that matter for one followed path.
-pub struct DirWatcher {
-    watcher: RecommendedWatcher,
-    /// Watched directories, each with the identity it had when its watch
-    /// was added (`None`: could not tell).
-    watched: Vec<(PathBuf, Option<FileId>)>,
-    /// The held file's own watch: its `/proc/self/fd/N` path and identity.
-    held: Option<(PathBuf, FileId)>,
-    /// Every wanted watch is in place (false after a watch error).
-    complete: bool,
-    interest: Arc<Mutex<Interest>>,
+/// What planning a follower's watches did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replanned {
+    /// A watch of this follower's was added, replaced or removed: it must
+    /// look again (a change made before a watch was added reports nothing).
+    pub changed: bool,
+    /// Every watch it needs is in place; if not, it should be looked at now
+    /// and then instead of trusting events alone.
+    pub complete: bool,
 }
 
-/// Renamed-to names remembered at most (a writer may still write there).
-const MAX_RENAMED: usize = 8;
-/// Symlinks followed in a chain at most (Linux's own limit is 40).
-const MAX_LINKS: usize = 40;
-
-/// Which paths an event must name to concern the followed file.
-#[derive(Debug, Default)]
-struct Interest {
-    /// The watched directories themselves (their removal or move matters).
-    dirs: Vec<PathBuf>,
-    /// Paths under the watched directories that matter: every name in the
-    /// symlink chain, or the next component of a missing parent; and the
-    /// held file's `/proc/self/fd/N`.
-    paths: Vec<PathBuf>,
-    /// Where a path that matters was renamed to, newest last.
-    renamed: VecDeque<PathBuf>,
-    /// Watched directories an event said were removed or moved away: their
-    /// watch is dead even if a new directory has the same name (and inode).
-    gone: Vec<PathBuf>,
+#[derive(Debug)]
+struct DirWatch {
+    /// The identity the directory had when its watch was added (`None`:
+    /// could not tell).
+    id: Option<FileId>,
+    /// The watch was added (false: it failed, and is retried at the next plan).
+    ok: bool,
 }
 
-impl Interest {
-    fn concerns(&self, path: &Path) -> bool {
-        self.dirs
-            .iter()
-            .chain(&self.paths)
-            .chain(&self.renamed)
-            .any(|p| p == path)
-    }
+#[derive(Debug)]
+struct HeldWatch {
+    id: FileId,
+    ok: bool,
+    /// The follower whose descriptor the path names.
+    owner: FollowerId,
+    users: BTreeSet<FollowerId>,
+}
 
-    /// Whether `event` should wake the tailer; remembers rename targets and
-    /// directories that went away.
-    fn wakes(&mut self, event: &notify::Result<notify::Event>) -> bool {
-        let event = match event {
-            // An error may mean lost events: look.
-            Err(_) => return true,
-            Ok(event) => event,
-        };
-        if matches!(event.kind, EventKind::Access(_)) {
-            return false;
-        }
-        // Queue overflow (`Rescan`) and anything without paths: look.
-        if event.need_rescan() || event.paths.is_empty() {
-            return true;
-        }
-        if let EventKind::Modify(ModifyKind::Name(RenameMode::Both)) = event.kind
-            && let [from, to] = &event.paths[..]
-            && self.concerns(from)
-            && !self.concerns(to)
-        {
-            if self.renamed.len() == MAX_RENAMED {
-                self.renamed.pop_front();
-            }
-            self.renamed.push_back(to.clone());
-        }
-        // A watched directory removed (notify: `Remove`) or moved
-        // (`MOVE_SELF`, reported as a rename `From`).
-        if matches!(
-            event.kind,
-            EventKind::Remove(_)
-                | EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Any))
-        ) {
-            for path in &event.paths {
-                if self.dirs.contains(path) && !self.gone.contains(path) {
-                    self.gone.push(path.clone());
+struct Inner {
+    notify: RecommendedWatcher,
+    /// Watched directories, by the spelling events come under.
+    dirs: HashMap<PathBuf, DirWatch>,
+    /// The spelling each watched directory identity is watched under.
+    by_id: HashMap<FileId, PathBuf>,
+    /// Held files' own watches, by `/proc/self/fd/N` path.
+    held: HashMap<PathBuf, HeldWatch>,
+    /// The held watch each follower is registered under.
+    held_of: HashMap<FollowerId, PathBuf>,
+    /// Followers with a watch that could not be added.
+    incomplete: HashSet<FollowerId>,
+}
+
+/// See the module docs.
+pub struct Watches {
+    table: Arc<Mutex<Table>>,
+    inner: Mutex<Inner>,
+    ready: Arc<Ready>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Bookkeeping only: after a panic elsewhere, the next plan repairs it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Watches {
+    /// One inotify watcher whose events mark followers in `ready`.
+    pub fn new(ready: Arc<Ready>) -> notify::Result<Watches> {
+        let table = Arc::new(Mutex::new(Table::default()));
+        let handler = {
+            let table = Arc::clone(&table);
+            let ready = Arc::clone(&ready);
+            move |event: notify::Result<notify::Event>| {
+                let woken = lock(&table).route(&event);
+                for (id, replan) in woken {
+                    ready.mark(id, replan);
                 }
             }
-        }
-        event.paths.iter().any(|p| self.concerns(p))
-    }
-}
-
-impl DirWatcher {
-    /// An inotify watcher that wakes the tailer through `wake`.
-    pub fn new(wake: SyncSender<()>) -> notify::Result<DirWatcher> {
-        let interest = Arc::new(Mutex::new(Interest::default()));
-        let shared = Arc::clone(&interest);
-        let handler = move |event: notify::Result<notify::Event>| {
-            if lock(&shared).wakes(&event) {
-                // Full means a pass is already due; disconnected means we are stopping.
-                let _ = wake.try_send(());
-            }
         };
-        Ok(DirWatcher {
-            watcher: RecommendedWatcher::new(handler, Config::default())?,
-            watched: Vec::new(),
-            held: None,
-            complete: true,
-            interest,
+        Ok(Watches {
+            table,
+            inner: Mutex::new(Inner {
+                notify: RecommendedWatcher::new(handler, Config::default())?,
+                dirs: HashMap::new(),
+                by_id: HashMap::new(),
+                held: HashMap::new(),
+                held_of: HashMap::new(),
+                incomplete: HashSet::new(),
+            }),
+            ready,
         })
     }
 
-    /// False when a watch that matters could not be added: the caller
-    /// should then look now and then instead of trusting events alone.
-    pub fn complete(&self) -> bool {
-        self.complete
+    /// `id` takes part: its events are routed from now on.
+    pub fn enroll(&self, id: FollowerId) {
+        lock(&self.table).enroll(id);
     }
 
-    /// Whether an event said a watched directory went away since the last
-    /// [`watch_for`](Self::watch_for): its watch is dead (notify drops it when
-    /// it handles the removal — possibly after a watch we added again under
-    /// the same name, which it then drops instead), so watch again.
-    pub fn stale(&self) -> bool {
-        !lock(&self.interest).gone.is_empty()
+    /// Followers with a watch missing.
+    pub fn incomplete(&self) -> Vec<FollowerId> {
+        lock(&self.inner).incomplete.iter().copied().collect()
     }
 
-    /// Makes the watches the right ones for `path` as it is now, and for
-    /// `held`, the file held open while the path no longer names it: call it
-    /// at start and whenever either may have changed. Returns whether any
-    /// watch changed (then the caller must look again: a change made before
-    /// a watch was added reports nothing).
-    pub fn watch_for(&mut self, path: &Path, held: Option<(RawFd, FileId)>) -> bool {
+    /// Makes `id`'s watches the right ones for `path` as it is now, and for
+    /// `held`, the file it holds open while the path no longer names it:
+    /// call it at start and whenever either may have changed. Does nothing
+    /// for a follower not enrolled (removed meanwhile).
+    pub fn replan(&self, id: FollowerId, path: &Path, held: Option<(RawFd, FileId)>) -> Replanned {
+        // Looking at the file system takes no lock.
         let plan = watch_plan(path);
-        let held = held.map(|(fd, id)| (PathBuf::from(format!("/proc/self/fd/{fd}")), id));
-        let gone = {
-            let mut interest = lock(&self.interest);
-            interest.dirs.clone_from(&plan.dirs);
-            interest.paths.clone_from(&plan.paths);
-            interest.paths.extend(held.iter().map(|(p, _)| p.clone()));
-            std::mem::take(&mut interest.gone)
+        let mut inner = lock(&self.inner);
+        let plan = inner.respell(plan);
+        let held = held.map(|(fd, fid)| inner.held_path(fd, fid));
+        let mut paths = plan.paths.clone();
+        paths.extend(held.iter().map(|(p, _)| p.clone()));
+        let (old, check, gone) = {
+            let mut table = lock(&self.table);
+            let old = table.dirs_of(id);
+            let mut check = old.clone();
+            if !table.set(id, &plan.dirs, &paths) {
+                return Replanned {
+                    changed: false,
+                    complete: true,
+                };
+            }
+            let gone = table.take_gone();
+            for dir in plan.dirs.iter().chain(&gone) {
+                if !check.contains(dir) {
+                    check.push(dir.clone());
+                }
+            }
+            (old, check, gone)
         };
-        let was_complete = self.complete;
-        let mut complete = true;
+        let mut wake = Vec::new();
         let mut changed = false;
-
-        // Keep a directory's watch only while it is wanted and its name still
-        // names the directory the watch was added to.
-        let mut now = Vec::with_capacity(plan.dirs.len());
-        for (dir, id) in std::mem::take(&mut self.watched) {
-            let same = id.is_some() && !gone.contains(&dir) && FileId::of_path(&dir) == id;
-            if plan.dirs.contains(&dir) && same {
-                now.push((dir, id));
-            } else {
-                // Already gone from notify's table when the directory was removed.
-                let _ = self.watcher.unwatch(&dir);
-                changed = true;
+        for dir in &check {
+            let mine = plan.dirs.contains(dir) || old.contains(dir);
+            if self.refresh(&mut inner, dir, gone.contains(dir), id, &mut wake) {
+                changed |= mine;
             }
         }
-        for dir in &plan.dirs {
-            if now.iter().any(|(d, _)| d == dir) {
-                continue;
-            }
-            // The identity before the watch: if the directory is replaced in
-            // between, the next call sees a mismatch and watches again.
-            let id = FileId::of_path(dir);
-            changed = true;
-            match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    tracing::debug!(dir = %dir.display(), "watching directory");
-                    now.push((dir.clone(), id));
-                }
-                Err(err) => {
-                    complete = false;
-                    if was_complete {
-                        tracing::warn!(dir = %dir.display(), "cannot watch directory: {err}; looking every second instead");
-                    }
-                }
-            }
-        }
-        self.watched = now;
-
-        if self.held != held {
-            changed = true;
-            if let Some((old, _)) = self.held.take() {
-                let _ = self.watcher.unwatch(&old);
-            }
-            if let Some((proc_path, id)) = held {
-                match self.watcher.watch(&proc_path, RecursiveMode::NonRecursive) {
-                    Ok(()) => self.held = Some((proc_path, id)),
-                    Err(err) => {
-                        complete = false;
-                        if was_complete {
-                            tracing::warn!(
-                                "cannot watch the file held open ({}): {err}; looking every second instead",
-                                proc_path.display()
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        self.complete = complete;
-        changed
-    }
-}
-
-fn lock(interest: &Mutex<Interest>) -> MutexGuard<'_, Interest> {
-    interest.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What to watch for one followed path.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Plan {
-    /// Directories to watch, each once (by identity, whatever its spelling).
-    dirs: Vec<PathBuf>,
-    /// Paths under them whose events matter, spelled under `dirs` as notify
-    /// reports them.
-    paths: Vec<PathBuf>,
-}
-
-/// For every name in `path`'s symlink chain, and every symlinked directory
-/// on the way to it: the directory to watch and the path under it that
-/// matters.
-fn watch_plan(path: &Path) -> Plan {
-    let mut plan = Plan::default();
-    let mut ids: Vec<Option<FileId>> = Vec::new();
-    let mut wanted = Vec::new();
-    for name in link_chain(path) {
-        // A directory on the way that is a symlink (`current -> releases/2`)
-        // is re-pointed in its own parent: watch it there.
-        for link in symlinked_ancestors(&name) {
-            if let (Some(dir), Some(entry)) = (link.parent(), link.file_name()) {
-                wanted.push((dir.to_path_buf(), entry.to_os_string()));
-            }
-        }
-        wanted.extend(nearest_watchable(&name));
-    }
-    for (dir, entry) in wanted {
-        let id = FileId::of_path(&dir);
-        // One directory under two spellings (`/var/run` and `/run`) is one
-        // inotify watch, reported under one spelling: use the first.
-        let known = plan
+        changed |= self.set_held(&mut inner, id, held, &mut wake);
+        let complete = plan
             .dirs
             .iter()
-            .zip(&ids)
-            .find(|(d, i)| **d == dir || (id.is_some() && **i == id))
-            .map(|(d, _)| d.clone());
-        let dir = match known {
-            Some(known) => known,
-            None => {
-                plan.dirs.push(dir.clone());
-                ids.push(id);
-                dir
+            .all(|d| inner.dirs.get(d).is_some_and(|w| w.ok))
+            && inner
+                .held_of
+                .get(&id)
+                .is_none_or(|p| inner.held.get(p).is_some_and(|h| h.ok));
+        if complete {
+            inner.incomplete.remove(&id);
+        } else {
+            inner.incomplete.insert(id);
+        }
+        drop(inner);
+        for other in wake {
+            self.ready.mark(other, true);
+        }
+        Replanned { changed, complete }
+    }
+
+    /// `id` is no longer followed: unwatch what only it needed.
+    pub fn forget(&self, id: FollowerId) {
+        let mut inner = lock(&self.inner);
+        let check = lock(&self.table).forget(id);
+        let mut wake = Vec::new();
+        for dir in &check {
+            self.refresh(&mut inner, dir, false, id, &mut wake);
+        }
+        self.set_held(&mut inner, id, None, &mut wake);
+        inner.incomplete.remove(&id);
+        drop(inner);
+        for other in wake {
+            self.ready.mark(other, true);
+        }
+    }
+
+    /// Brings the watch on `dir` in line with the table: unwatched if no
+    /// follower needs it, (re)watched if it is missing, failed, `gone`, or
+    /// its name names another directory now. Followers other than `me` that
+    /// use it go to `wake` when its watch changed. Returns whether it did.
+    fn refresh(
+        &self,
+        inner: &mut Inner,
+        dir: &Path,
+        gone: bool,
+        me: FollowerId,
+        wake: &mut Vec<FollowerId>,
+    ) -> bool {
+        let users: Vec<FollowerId> = lock(&self.table).watchers(dir).to_vec();
+        if users.is_empty() {
+            let Some(old) = inner.dirs.remove(dir) else {
+                return false;
+            };
+            inner.forget_dir(dir, &old);
+            tracing::debug!(dir = %dir.display(), "no longer watching directory");
+            return true;
+        }
+        if let Some(w) = inner.dirs.get(dir)
+            && w.ok
+            && w.id.is_some()
+            && !gone
+            && FileId::of_path(dir) == w.id
+        {
+            return false;
+        }
+        if let Some(old) = inner.dirs.remove(dir) {
+            inner.forget_dir(dir, &old);
+        }
+        // The identity before the watch: if the directory is replaced in
+        // between, the next plan sees a mismatch and watches again.
+        let id = FileId::of_path(dir);
+        let ok = match inner.notify.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                tracing::debug!(dir = %dir.display(), "watching directory");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), "cannot watch directory: {err}; looking every second instead");
+                false
             }
         };
-        let under = dir.join(entry);
-        if !plan.paths.contains(&under) {
-            plan.paths.push(under);
+        if ok && let Some(id) = id {
+            inner.by_id.insert(id, dir.to_path_buf());
         }
+        inner.dirs.insert(dir.to_path_buf(), DirWatch { id, ok });
+        wake.extend(users.into_iter().filter(|u| *u != me));
+        true
     }
-    plan
-}
 
-/// `path`, then the path each symlink in the chain points to, for as long
-/// as the last one is a symlink (dangling or not).
-fn link_chain(path: &Path) -> Vec<PathBuf> {
-    let mut chain = vec![path.to_path_buf()];
-    while chain.len() <= MAX_LINKS {
-        let last = &chain[chain.len() - 1];
-        let Ok(target) = std::fs::read_link(last) else {
-            break;
+    /// Makes `id`'s held-file watch `held` (a path and the file's identity,
+    /// or none). Returns whether it changed.
+    fn set_held(
+        &self,
+        inner: &mut Inner,
+        id: FollowerId,
+        held: Option<(PathBuf, FileId)>,
+        wake: &mut Vec<FollowerId>,
+    ) -> bool {
+        let old = inner.held_of.get(&id).cloned();
+        if old.as_ref() == held.as_ref().map(|(p, _)| p)
+            && old
+                .as_ref()
+                .and_then(|p| inner.held.get(p))
+                .is_none_or(|h| h.ok)
+        {
+            return false;
+        }
+        if let Some(old) = old {
+            inner.held_of.remove(&id);
+            if let Some(h) = inner.held.get_mut(&old) {
+                h.users.remove(&id);
+                if h.users.is_empty() || h.owner == id {
+                    // Its descriptor may close now: others re-plan onto their own.
+                    let h = inner.held.remove(&old);
+                    let _ = inner.notify.unwatch(&old);
+                    wake.extend(h.into_iter().flat_map(|h| h.users));
+                }
+            }
+        }
+        let Some((path, fid)) = held else {
+            return true;
         };
-        // A relative target is relative to the directory the link is in —
-        // the real one: `..` leaves it as the kernel's lookup does, even when
-        // the link was reached through a symlinked directory.
-        let parent = last.parent().unwrap_or(Path::new("/"));
-        let base = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
-        let next = clean(&base.join(target));
-        if chain.contains(&next) {
-            break; // a loop: every name in it is already watched
+        if let Some(h) = inner.held.get_mut(&path) {
+            if h.id == fid && h.ok {
+                h.users.insert(id);
+                inner.held_of.insert(id, path);
+                return true;
+            }
+            // The descriptor number was reused for another file (its owner
+            // has not re-planned yet), or the watch failed: start over.
+            let stale = inner.held.remove(&path);
+            let _ = inner.notify.unwatch(&path);
+            wake.extend(stale.into_iter().flat_map(|h| h.users).filter(|u| *u != id));
         }
-        chain.push(next);
+        let ok = match inner.notify.watch(&path, RecursiveMode::NonRecursive) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(
+                    "cannot watch the file held open ({}): {err}; looking every second instead",
+                    path.display()
+                );
+                false
+            }
+        };
+        inner.held.insert(
+            path.clone(),
+            HeldWatch {
+                id: fid,
+                ok,
+                owner: id,
+                users: BTreeSet::from([id]),
+            },
+        );
+        inner.held_of.insert(id, path);
+        true
     }
-    chain
+
+    /// How many inotify watches are in place (directories and held files).
+    #[cfg(test)]
+    pub fn watch_count(&self) -> usize {
+        let inner = lock(&self.inner);
+        inner.dirs.values().filter(|w| w.ok).count() + inner.held.values().filter(|h| h.ok).count()
+    }
 }
 
-/// The directories on the way to `name` (not `name` itself) that are
-/// symlinks, nearest the root first.
-fn symlinked_ancestors(name: &Path) -> Vec<PathBuf> {
-    let mut links: Vec<PathBuf> = name
-        .ancestors()
-        .skip(1)
-        .take_while(|a| a.parent().is_some())
-        .filter(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
-        .map(Path::to_path_buf)
-        .collect();
-    links.reverse();
-    links
-}
-
-/// The directory to watch for `name` — its parent, or while that does not
-/// exist its nearest existing ancestor — and the entry in it that leads to
-/// `name`. `None` for the root itself.
-fn nearest_watchable(name: &Path) -> Option<(PathBuf, std::ffi::OsString)> {
-    let mut dir = name.parent()?;
-    loop {
-        if dir.is_dir() {
-            break;
+impl Inner {
+    /// `plan` with each directory spelled as the watch on its identity is
+    /// (so that its events, reported under that spelling, are routed).
+    fn respell(&self, plan: Plan) -> Plan {
+        let spelling = |dir: &Path| -> PathBuf {
+            match FileId::of_path(dir).and_then(|id| self.by_id.get(&id)) {
+                Some(watched) if watched != dir && self.dirs.contains_key(watched) => {
+                    watched.clone()
+                }
+                _ => dir.to_path_buf(),
+            }
+        };
+        let mut dirs: Vec<PathBuf> = Vec::with_capacity(plan.dirs.len());
+        let mut renamed: HashMap<PathBuf, PathBuf> = HashMap::new();
+        for dir in plan.dirs {
+            let to = spelling(&dir);
+            if !dirs.contains(&to) {
+                dirs.push(to.clone());
+            }
+            if to != dir {
+                renamed.insert(dir, to);
+            }
         }
-        dir = dir.parent()?;
+        let paths = plan
+            .paths
+            .into_iter()
+            .map(
+                |p| match (p.parent().and_then(|d| renamed.get(d)), p.file_name()) {
+                    (Some(dir), Some(name)) => dir.join(name),
+                    _ => p,
+                },
+            )
+            .collect();
+        Plan { dirs, paths }
     }
-    let rest = name.strip_prefix(dir).ok()?;
-    match rest.components().next()? {
-        Component::Normal(entry) => Some((dir.to_path_buf(), entry.to_os_string())),
-        _ => None,
+
+    /// The path `id`'s held file is watched under: another follower's, if
+    /// one already watches that very file, else `/proc/self/fd/N`.
+    fn held_path(&self, fd: RawFd, fid: FileId) -> (PathBuf, FileId) {
+        let own = PathBuf::from(format!("/proc/self/fd/{fd}"));
+        let shared = self
+            .held
+            .iter()
+            .find(|(p, h)| h.id == fid && h.ok && **p != own)
+            .map(|(p, _)| p.clone());
+        (shared.unwrap_or(own), fid)
+    }
+
+    fn forget_dir(&mut self, dir: &Path, old: &DirWatch) {
+        if old.ok {
+            // Already gone from notify's table when the directory was removed.
+            let _ = self.notify.unwatch(dir);
+        }
+        if let Some(id) = old.id
+            && self.by_id.get(&id).is_some_and(|d| d == dir)
+        {
+            self.by_id.remove(&id);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     fn root() -> (tempfile::TempDir, PathBuf) {
@@ -379,181 +414,51 @@ mod tests {
         (dir, root)
     }
 
-    #[test]
-    fn watches_parent_and_symlink_target_dir() {
-        let (_keep, root) = root();
-        let logs = root.join("logs");
-        let pods = root.join("pods");
-        std::fs::create_dir_all(&logs).unwrap();
-        std::fs::create_dir_all(&pods).unwrap();
-        std::fs::write(pods.join("0.log"), b"").unwrap();
-        let link = logs.join("app.log");
-        // A relative target, as `ln -s ../pods/0.log logs/app.log` makes.
-        std::os::unix::fs::symlink("../pods/0.log", &link).unwrap();
-        let plan = watch_plan(&link);
-        assert_eq!(plan.dirs, [logs.clone(), pods.clone()]);
-        assert_eq!(plan.paths, [link, pods.join("0.log")]);
-    }
-
-    #[test]
-    fn a_dangling_link_is_waited_for_where_its_target_will_appear() {
-        let (_keep, root) = root();
-        let link = root.join("app.log");
-        std::os::unix::fs::symlink("pods/1.log", &link).unwrap();
-        // `pods` does not exist yet: its parent (the root) is watched for it.
-        let plan = watch_plan(&link);
-        assert_eq!(plan.dirs, std::slice::from_ref(&root));
-        assert_eq!(plan.paths, [link.clone(), root.join("pods")]);
-        std::fs::create_dir(root.join("pods")).unwrap();
-        let plan = watch_plan(&link);
-        assert_eq!(plan.dirs, [root.clone(), root.join("pods")]);
-        assert_eq!(plan.paths, [link, root.join("pods/1.log")]);
-    }
-
-    #[test]
-    fn a_symlinked_directory_on_the_way_is_watched_where_it_can_be_re_pointed() {
-        let (_keep, root) = root();
-        std::fs::create_dir_all(root.join("releases/2/log")).unwrap();
-        std::os::unix::fs::symlink("releases/2", root.join("current")).unwrap();
-        let path = root.join("current/log/app.log");
-        let plan = watch_plan(&path);
-        assert_eq!(plan.dirs, [root.clone(), root.join("current/log")]);
-        assert_eq!(plan.paths, [root.join("current"), path]);
-    }
-
-    #[test]
-    fn a_relative_target_is_taken_from_the_real_directory_of_its_link() {
-        let (_keep, root) = root();
-        // logs -> deep/logs; deep/logs/app.log -> ../pods/0.log, which the
-        // kernel finds in deep/pods, not in pods.
-        std::fs::create_dir_all(root.join("deep/logs")).unwrap();
-        std::fs::create_dir_all(root.join("deep/pods")).unwrap();
-        std::os::unix::fs::symlink("deep/logs", root.join("logs")).unwrap();
-        std::os::unix::fs::symlink("../pods/0.log", root.join("deep/logs/app.log")).unwrap();
-        let chain = link_chain(&root.join("logs/app.log"));
-        assert_eq!(chain[1], root.join("deep/pods/0.log"));
-    }
-
-    #[test]
-    fn a_chain_of_links_is_followed_and_a_loop_ends() {
-        let (_keep, root) = root();
-        std::fs::create_dir(root.join("a")).unwrap();
-        std::fs::create_dir(root.join("b")).unwrap();
-        std::os::unix::fs::symlink(root.join("a/x"), root.join("app.log")).unwrap();
-        std::os::unix::fs::symlink("../b/y", root.join("a/x")).unwrap();
-        let plan = watch_plan(&root.join("app.log"));
-        assert_eq!(plan.dirs, [root.clone(), root.join("a"), root.join("b")]);
-        assert_eq!(
-            plan.paths,
-            [root.join("app.log"), root.join("a/x"), root.join("b/y")]
-        );
-        std::os::unix::fs::symlink("../a/x", root.join("b/y")).unwrap();
-        assert_eq!(link_chain(&root.join("app.log")).len(), 3);
-    }
-
-    #[test]
-    fn one_directory_under_two_spellings_is_watched_once() {
-        let (_keep, root) = root();
-        std::fs::create_dir(root.join("real")).unwrap();
-        std::os::unix::fs::symlink("real", root.join("alias")).unwrap();
-        std::fs::write(root.join("real/0.log"), b"").unwrap();
-        let link = root.join("real/app.log");
-        std::os::unix::fs::symlink(root.join("alias/0.log"), &link).unwrap();
-        let plan = watch_plan(&link);
-        // `real` once, whichever way it is spelled; the root too, where the
-        // `alias` link could be re-pointed.
-        assert_eq!(plan.dirs, [root.join("real"), root.clone()]);
-        assert_eq!(
-            plan.paths,
-            [link, root.join("alias"), root.join("real/0.log")]
-        );
-    }
-
-    #[test]
-    fn plan_names_the_component_under_a_missing_parent() {
-        let (_keep, root) = root();
-        let path = root.join("not/yet/app.log");
-        let plan = watch_plan(&path);
-        assert_eq!(plan.dirs, std::slice::from_ref(&root));
-        assert_eq!(plan.paths, [root.join("not")]);
-    }
-
-    #[test]
-    fn events_that_concern_the_file_wake_others_do_not() {
-        use notify::event::{AccessKind, DataChange, Flag, RemoveKind};
-        let dir = PathBuf::from("/var/log");
-        let mut interest = Interest {
-            dirs: vec![dir.clone()],
-            paths: vec![dir.join("app.log"), PathBuf::from("/proc/self/fd/7")],
-            ..Interest::default()
-        };
-        let event = |kind, paths: &[&str]| {
-            let mut e = notify::Event::new(kind);
-            for p in paths {
-                e = e.add_path(PathBuf::from(p));
+    /// Waits until `ready` hands out `id` (finishing passes over others).
+    fn woken(ready: &Ready, id: FollowerId) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some((got, _)) = ready.take_within(deadline - Instant::now()) {
+            ready.done(got, false);
+            if got == id {
+                return true;
             }
-            Ok(e)
-        };
-        let data = || EventKind::Modify(ModifyKind::Data(DataChange::Any));
-        assert!(interest.wakes(&event(data(), &["/var/log/app.log"])));
-        assert!(!interest.wakes(&event(data(), &["/var/log/syslog"])));
-        assert!(!interest.wakes(&event(
-            EventKind::Access(AccessKind::Any),
-            &["/var/log/app.log"]
-        )));
-        // The held file's own watch.
-        assert!(interest.wakes(&event(data(), &["/proc/self/fd/7"])));
-        // Renamed away: the new name matters from now on (a writer may still write there).
-        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
-        assert!(interest.wakes(&event(both, &["/var/log/app.log", "/var/log/app.log.1"])));
-        assert!(interest.wakes(&event(data(), &["/var/log/app.log.1"])));
-        assert!(!interest.wakes(&event(data(), &["/var/log/app.log.2"])));
-        assert!(interest.gone.is_empty());
-        // The watched directory removed, or moved: remembered as gone.
-        assert!(interest.wakes(&event(EventKind::Remove(RemoveKind::Folder), &["/var/log"])));
-        assert_eq!(interest.gone, std::slice::from_ref(&dir));
-        interest.gone.clear();
-        let moved = EventKind::Modify(ModifyKind::Name(RenameMode::From));
-        assert!(interest.wakes(&event(moved, &["/var/log"])));
-        assert_eq!(interest.gone, [dir]);
-        // Queue overflow: no paths, flag Rescan; and errors.
-        let rescan = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
-        assert!(rescan.paths.is_empty());
-        assert!(interest.wakes(&Ok(rescan)));
-        assert!(interest.wakes(&Err(notify::Error::generic("inotify read failed"))));
+        }
+        false
     }
 
-    /// The watcher itself, on a real inotify: a directory removed and made
-    /// again under the same name is watched again, and the held file's own
-    /// watch wakes on writes to a deleted file.
+    /// Hands out everything pending, quickly.
+    fn drain(ready: &Ready) {
+        while let Some((got, _)) = ready.take_within(Duration::from_millis(100)) {
+            ready.done(got, false);
+        }
+    }
+
+    /// On a real inotify: a directory removed and made again under the same
+    /// name is watched again, and the held file's own watch wakes on writes
+    /// to a deleted file.
     #[test]
     fn a_recreated_directory_and_a_deleted_held_file_still_wake() {
-        use std::io::Write;
-        use std::os::fd::AsRawFd;
-        use std::sync::mpsc::sync_channel;
-        use std::time::Duration;
-
+        let _serial = super::super::SERIAL
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (_keep, root) = root();
         let logs = root.join("logs");
         std::fs::create_dir(&logs).unwrap();
         let path = logs.join("app.log");
-        let (wake, woken) = sync_channel(1);
-        let mut watcher = DirWatcher::new(wake).unwrap();
-        assert!(watcher.watch_for(&path, None));
-        assert!(!watcher.watch_for(&path, None), "nothing changed");
+        let ready = Arc::new(Ready::default());
+        let watches = Watches::new(Arc::clone(&ready)).unwrap();
+        watches.enroll(1);
+        assert!(watches.replan(1, &path, None).changed);
+        assert!(!watches.replan(1, &path, None).changed, "nothing changed");
 
         // Removed and made again before the watcher is asked: the identity
         // (or the removal event) tells the old watch is dead.
         std::fs::remove_dir(&logs).unwrap();
         std::fs::create_dir(&logs).unwrap();
-        assert!(woken.recv_timeout(Duration::from_secs(10)).is_ok());
-        assert!(watcher.watch_for(&path, None), "re-watched");
-        while woken.try_recv().is_ok() {}
+        assert!(woken(&ready, 1));
+        assert!(watches.replan(1, &path, None).changed, "re-watched");
         std::fs::write(&path, b"x\n").unwrap();
-        assert!(
-            woken.recv_timeout(Duration::from_secs(10)).is_ok(),
-            "no wake-up from the new directory"
-        );
+        assert!(woken(&ready, 1), "no wake-up from the new directory");
 
         // The held file, deleted: its own watch wakes on every write.
         let mut file = std::fs::OpenOptions::new()
@@ -562,13 +467,74 @@ mod tests {
             .unwrap();
         let id = FileId::of(&file.metadata().unwrap());
         std::fs::remove_file(&path).unwrap();
-        assert!(watcher.watch_for(&path, Some((file.as_raw_fd(), id))));
-        while woken.try_recv().is_ok() {}
+        assert!(
+            watches
+                .replan(1, &path, Some((file.as_raw_fd(), id)))
+                .changed
+        );
+        assert_eq!(watches.watch_count(), 2);
+        drain(&ready);
         file.write_all(b"y\n").unwrap();
         assert!(
-            woken.recv_timeout(Duration::from_secs(10)).is_ok(),
+            woken(&ready, 1),
             "no wake-up for a write to the deleted file"
         );
-        assert!(watcher.watch_for(&path, None), "held watch removed");
+        assert!(watches.replan(1, &path, None).changed, "held watch removed");
+        assert_eq!(watches.watch_count(), 1);
+    }
+
+    /// Two followers in one directory share its watch; it goes when the
+    /// last of them does.
+    #[test]
+    fn a_shared_directory_is_watched_once_and_unwatched_last() {
+        let _serial = super::super::SERIAL
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (_keep, root) = root();
+        let ready = Arc::new(Ready::default());
+        let watches = Watches::new(Arc::clone(&ready)).unwrap();
+        std::fs::create_dir(root.join("b")).unwrap();
+        for id in 0..3 {
+            watches.enroll(id);
+        }
+        watches.replan(0, &root.join("a.log"), None);
+        watches.replan(1, &root.join("b.log"), None);
+        watches.replan(2, &root.join("b/c.log"), None);
+        assert_eq!(watches.watch_count(), 2, "the root once, and b");
+        watches.forget(0);
+        assert_eq!(watches.watch_count(), 2, "b.log still needs the root");
+        watches.forget(1);
+        assert_eq!(watches.watch_count(), 1);
+        watches.forget(2);
+        assert_eq!(watches.watch_count(), 0);
+        // A forgotten follower is not planned for again.
+        assert!(!watches.replan(2, &root.join("b/c.log"), None).changed);
+        assert_eq!(watches.watch_count(), 0);
+    }
+
+    /// One directory under two spellings, planned by two followers, is one
+    /// watch; events reach both.
+    #[test]
+    fn two_spellings_of_one_directory_are_one_watch() {
+        let _serial = super::super::SERIAL
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (_keep, root) = root();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("alias")).unwrap();
+        let ready = Arc::new(Ready::default());
+        let watches = Watches::new(Arc::clone(&ready)).unwrap();
+        watches.enroll(1);
+        watches.enroll(2);
+        watches.replan(1, &root.join("real/one.log"), None);
+        watches.replan(2, &root.join("alias/two.log"), None);
+        // `real` once under both spellings, and the root, where the `alias`
+        // link could be re-pointed.
+        assert_eq!(watches.watch_count(), 2);
+        std::fs::write(root.join("real/two.log"), b"x\n").unwrap();
+        assert!(
+            woken(&ready, 2),
+            "an event under the watched spelling reaches 2"
+        );
     }
 }
