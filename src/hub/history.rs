@@ -226,5 +226,37 @@ mod tests {
         assert!(out.is_empty());
         h.copy_before(4, 5, &mut out);
         assert_eq!(out.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(h.nth_last_seq(1), Some(10));
+        assert_eq!(h.nth_last_seq(3), Some(8));
+        assert_eq!(h.nth_last_seq(50), Some(1));
+        assert_eq!(h.nth_last_seq(0), None);
+        assert_eq!(h.owed_from(), 1);
+    }
+
+    /// Numbers given by the source may skip: ranges are still found by
+    /// `seq`, and only evicted lines are owed.
+    #[test]
+    fn copies_ranges_when_numbers_skip() {
+        let mut h = History::new(5 * line_cost(1));
+        for seq in [3, 4, 9, 10, 20] {
+            h.push(line(seq, "x"));
+        }
+        let seqs = |h: &History, from: u64| {
+            let mut out = Vec::new();
+            h.copy_from(from, 10, usize::MAX, &mut out);
+            out.iter().map(|l| l.seq).collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(&h, 5), [9, 10, 20]);
+        assert_eq!(seqs(&h, 10), [10, 20]);
+        assert!(seqs(&h, 21).is_empty());
+        let mut out = Vec::new();
+        h.copy_before(10, 10, &mut out);
+        assert_eq!(out.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![3, 4, 9]);
+        assert_eq!(h.nth_last_seq(2), Some(10));
+        assert_eq!(h.owed_from(), 1, "nothing evicted: everything is owed");
+        h.push(line(30, "x"));
+        assert_eq!((h.first_seq(), h.owed_from()), (Some(4), 4));
+        h.push(line(31, "x"));
+        assert_eq!((h.first_seq(), h.owed_from()), (Some(9), 5));
     }
 }

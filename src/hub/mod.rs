@@ -296,14 +296,16 @@ impl Hub {
         let (Some(first), Some(last)) = (lines.first(), lines.last()) else {
             return shared.next_seq..shared.next_seq;
         };
-        let (first, last) = match self.numbering {
-            Numbering::Assign => (shared.next_seq, shared.next_seq + lines.len() as u64 - 1),
-            Numbering::Preserve { .. } => (first.seq, last.seq),
+        let assign = matches!(self.numbering, Numbering::Assign);
+        let (first, last) = if assign {
+            (shared.next_seq, shared.next_seq + lines.len() as u64 - 1)
+        } else {
+            (first.seq, last.seq)
         };
         let bytes: usize = lines.iter().map(|l| l.text.len()).sum();
         let count = lines.len() as u64;
         for (n, line) in lines.iter_mut().enumerate() {
-            if self.numbering == Numbering::Assign {
+            if assign {
                 line.seq = first + n as u64;
             }
             shared.cost_total += history::line_cost(line.text.len());
@@ -312,12 +314,14 @@ impl Hub {
         }
         shared.next_seq = last + 1;
         self.cost_total.store(shared.cost_total, Ordering::Release);
+        // Counted before any client can have the lines, so `/metrics` never
+        // shows fewer lines read than a client has received.
+        self.metrics.lines_read(count, bytes as u64);
         // Sent while holding the lock, so that a subscriber (which takes the
         // lock to subscribe) sees every batch either in the history or in its
         // receiver — never in neither. `send` fails only with no receivers.
         let _ = self.tx.send(Published::Lines(Arc::new(Batch::new(lines))));
         drop(shared);
-        self.metrics.lines_read(count, bytes as u64);
         first..last + 1
     }
 

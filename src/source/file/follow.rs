@@ -263,6 +263,15 @@ impl Follower {
 
     /// One pass: whatever happened since the last one, catch up with it.
     pub fn catch_up(&mut self) -> Pass {
+        self.catch_up_watching(&mut || {})
+    }
+
+    /// [`catch_up`](Self::catch_up), calling `opened` when a file just
+    /// opened is about to be read (the path names it, nothing else is held):
+    /// the moment to plan the watches for it, so that they are in place
+    /// before it is read — and a watch only the old file needed is gone
+    /// before a client can see the new file's lines.
+    pub fn catch_up_watching(&mut self, opened: &mut dyn FnMut()) -> Pass {
         let mut pass = Pass::default();
         let mut budget = PASS_BYTES;
         // Bounded: each iteration either returns or switches to another file,
@@ -276,6 +285,7 @@ impl Follower {
                         pass.rewatch = true;
                         self.resume_following(0);
                         self.recorder.begin(&self.path, id);
+                        opened();
                         let mut of = OpenFile::new(file, id, 0, self.limits.max_line_bytes);
                         self.read_to_eof(&mut of, None, &mut false, &mut budget);
                         self.state = State::Open(of);

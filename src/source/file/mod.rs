@@ -343,11 +343,14 @@ fn pass(
     path: &Path,
     replan: bool,
 ) -> bool {
-    let pass = follower.catch_up();
-    let mut more = pass.more;
     let Some(watches) = &shared.watches else {
-        return more;
+        return follower.catch_up().more;
     };
+    let mut opened = || {
+        watches.replan(id, path, None);
+    };
+    let pass = follower.catch_up_watching(&mut opened);
+    let mut more = pass.more;
     let mut dirty = pass.rewatch || replan;
     for _ in 0..MAX_REPLANS {
         if !dirty && follower.is_settled() {
@@ -362,7 +365,7 @@ fn pass(
         }
         // A change between the look and the new watch would be unseen:
         // look once more.
-        let pass = follower.catch_up();
+        let pass = follower.catch_up_watching(&mut opened);
         more |= pass.more;
         dirty = pass.rewatch;
     }
