@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: **source → hub → transport → client**.
+//! Data flows one way: **source → hub → pump → sink** (a transport's
+//! client, later a broker), and no module imports one further up the flow.
 //!
 //! - [`config`]: the command line and the validated settings.
 //! - [`error`]: why the server could not start or stopped, and the one rule
@@ -20,11 +21,11 @@
 //! - [`pump`]: the one delivery loop, cursor → encoded frames → a sink.
 //! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
 //!   and the checks in front of them (Origin, token, limits).
-//! - [`server`]: shared state, routes and the accept loop (TLS, timeouts).
+//! - [`server`]: plumbing: the accept loop (TLS, timeouts) for a given router.
 //! - [`fdlimit`]: the descriptor limit raised at start-up, the client
 //!   capacity it gives, and the spare descriptor behind the fast 503.
 //! - [`shutdown`]: signals → cancellation → Close 1001 to every client.
-//! - [`metrics`]: counters behind `/metrics` and `/healthz`.
+//! - [`metrics`]: counters behind `/metrics` and `/healthz`, one method per event.
 
 pub mod config;
 pub mod encode;
