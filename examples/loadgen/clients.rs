@@ -1,5 +1,7 @@
-//! WebSocket clients: many cheap readers that parse `seq=N t=NANOS` from each
-//! message, plus a raw "stuck" client that completes the handshake and never reads.
+//! Streaming clients: many cheap readers that parse `seq=N t=NANOS` from each
+//! line, over WebSocket (`/ws`) or SSE (`/events`, see [`crate::sse`]), with one
+//! accounting ([`Tally`]); plus a raw "stuck" WebSocket client that completes
+//! the handshake and never reads.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -106,7 +108,17 @@ impl Recorder {
 /// How a client's stream ended, when the server (not us) ended it.
 #[derive(Clone, Debug)]
 pub enum End {
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
+    /// SSE: a named event that ends the stream (`event: closed`).
+    Event {
+        name: String,
+        data: String,
+    },
+    /// SSE: the response body ended (last chunk) without an `event: closed`.
+    BodyDone,
     Error(String),
     Eof,
 }
@@ -115,6 +127,8 @@ impl End {
     pub fn label(&self) -> String {
         match self {
             End::Close { code, reason } => format!("close {code} {reason}").trim_end().to_string(),
+            End::Event { name, data } => format!("event {name}: {data}"),
+            End::BodyDone => "response ended without event: closed".into(),
             End::Error(e) => format!("error: {e}"),
             End::Eof => "eof without close frame".into(),
         }
@@ -133,6 +147,9 @@ pub struct ClientStat {
     pub dups: AtomicU64,
     /// Messages not of the form `seq=N t=T ...`.
     pub foreign: AtomicU64,
+    /// SSE: line records whose `id: EPOCH:SEQ` was not the previous one's
+    /// SEQ + 1 in the same epoch (or did not parse).
+    pub id_breaks: AtomicU64,
     pub bytes: AtomicU64,
     pub last_rx_ns: AtomicU64,
     /// Received a warm-up line (seq=0): subscribed to live lines.
@@ -141,11 +158,30 @@ pub struct ClientStat {
     pub end: Mutex<Option<(End, f64)>>,
 }
 
+/// The endpoint a fleet reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `/ws?backlog=0`: one WebSocket message per line.
+    Ws,
+    /// `/events?backlog=0`: one SSE record (`id:`, `data:`) per line.
+    Sse,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Ws => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct ClientCfg {
+    pub transport: Transport,
     pub read_buffer: usize,
     pub record_latency: bool,
-    /// Ask for JSON frames (`format=json`, as the built-in viewer does).
+    /// WebSocket: ask for JSON frames (`format=json`, as the built-in viewer does).
     pub json: bool,
 }
 
@@ -208,7 +244,94 @@ fn describe(e: &WsError) -> String {
     }
 }
 
+/// One client's accounting of what it receives, whatever the transport:
+/// order, loss and duplicates into its [`ClientStat`], latency samples
+/// batched for the [`Recorder`].
+pub struct Tally<'a> {
+    pub st: &'a ClientStat,
+    rec: &'a Recorder,
+    shard: usize,
+    record_latency: bool,
+    /// Highest seq seen so far.
+    last: u64,
+    lat: Vec<u64>,
+}
+
+impl<'a> Tally<'a> {
+    pub fn new(st: &'a ClientStat, rec: &'a Recorder, shard: usize, record_latency: bool) -> Self {
+        Tally {
+            st,
+            rec,
+            shard,
+            record_latency,
+            last: 0,
+            lat: Vec::with_capacity(if record_latency { 512 } else { 0 }),
+        }
+    }
+
+    /// Nanoseconds since the shared clock's start.
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.rec.now_ns()
+    }
+
+    /// `bytes` arrived at `now`.
+    #[inline]
+    pub fn received(&self, bytes: usize, now: u64) {
+        self.st.bytes.fetch_add(bytes as u64, Relaxed);
+        self.st.last_rx_ns.store(now, Relaxed);
+    }
+
+    /// One line (`seq=N t=T …`) received at `now`.
+    pub fn line(&mut self, data: &[u8], now: u64) {
+        let st = self.st;
+        let Some((seq, t)) = parse_line(data) else {
+            st.foreign.fetch_add(1, Relaxed);
+            return;
+        };
+        if seq == 0 {
+            st.warm.store(true, Relaxed);
+            return;
+        }
+        if seq > self.last {
+            if seq > self.last + 1 {
+                st.gaps.fetch_add(seq - self.last - 1, Relaxed);
+            }
+            self.last = seq;
+            st.last_seq.store(seq, Relaxed);
+            st.delivered.fetch_add(1, Relaxed);
+        } else {
+            st.dups.fetch_add(1, Relaxed);
+        }
+        if self.record_latency {
+            let l = now.saturating_sub(t);
+            self.rec.note_second(t, l);
+            self.lat.push(l);
+            if self.lat.len() >= 512 {
+                self.rec.flush(self.shard, &mut self.lat);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        self.rec.flush(self.shard, &mut self.lat);
+    }
+}
+
 type Ws = WebSocketStream<TcpStream>;
+
+/// An open stream of either transport.
+enum Conn {
+    Ws(Box<Ws>),
+    Sse(crate::sse::SseStream),
+}
+
+async fn open(addr: SocketAddr, cfg: ClientCfg) -> Result<Conn, String> {
+    match cfg.transport {
+        Transport::Ws => handshake(addr, cfg).await.map(|ws| Conn::Ws(Box::new(ws))),
+        Transport::Sse => crate::sse::open(addr, cfg.read_buffer).await.map(Conn::Sse),
+    }
+}
 
 async fn handshake(addr: SocketAddr, cfg: ClientCfg) -> Result<Ws, String> {
     let tcp = TcpStream::connect(addr)
@@ -229,15 +352,7 @@ async fn handshake(addr: SocketAddr, cfg: ClientCfg) -> Result<Ws, String> {
     Ok(ws)
 }
 
-async fn read_loop(
-    ws: &mut Ws,
-    st: &ClientStat,
-    rec: &Recorder,
-    shard: usize,
-    cfg: ClientCfg,
-    lat: &mut Vec<u64>,
-) -> End {
-    let mut last = 0u64;
+async fn read_loop(ws: &mut Ws, tally: &mut Tally<'_>, cfg: ClientCfg) -> End {
     loop {
         let msg = match ws.next().await {
             None => return End::Eof,
@@ -261,9 +376,8 @@ async fn read_loop(
             }
             _ => continue,
         };
-        let now = rec.now_ns();
-        st.bytes.fetch_add(data.len() as u64, Relaxed);
-        st.last_rx_ns.store(now, Relaxed);
+        let now = tally.now();
+        tally.received(data.len(), now);
         let data = if cfg.json {
             if data.starts_with(b"{\"event\"") {
                 continue; // hello and file events
@@ -272,55 +386,36 @@ async fn read_loop(
         } else {
             data
         };
-        let Some((seq, t)) = parse_line(data) else {
-            st.foreign.fetch_add(1, Relaxed);
-            continue;
-        };
-        if seq == 0 {
-            st.warm.store(true, Relaxed);
-            continue;
-        }
-        if seq > last {
-            if seq > last + 1 {
-                st.gaps.fetch_add(seq - last - 1, Relaxed);
-            }
-            last = seq;
-            st.last_seq.store(seq, Relaxed);
-            st.delivered.fetch_add(1, Relaxed);
-        } else {
-            st.dups.fetch_add(1, Relaxed);
-        }
-        if cfg.record_latency {
-            let l = now.saturating_sub(t);
-            rec.note_second(t, l);
-            lat.push(l);
-            if lat.len() >= 512 {
-                rec.flush(shard, lat);
-            }
-        }
+        tally.line(data, now);
     }
 }
 
 async fn run_client(
-    mut ws: Ws,
+    mut conn: Conn,
     st: Arc<ClientStat>,
     rec: Arc<Recorder>,
     shard: usize,
     cfg: ClientCfg,
     cancel: CancellationToken,
 ) {
-    let mut lat = Vec::with_capacity(if cfg.record_latency { 512 } else { 0 });
+    let mut tally = Tally::new(&st, &rec, shard, cfg.record_latency);
+    let reading = async {
+        match &mut conn {
+            Conn::Ws(ws) => read_loop(ws, &mut tally, cfg).await,
+            Conn::Sse(sse) => crate::sse::read_loop(sse, &mut tally).await,
+        }
+    };
     let end = tokio::select! {
         _ = cancel.cancelled() => None,
-        e = read_loop(&mut ws, &st, &rec, shard, cfg, &mut lat) => Some(e),
+        e = reading => Some(e),
     };
-    rec.flush(shard, &mut lat);
+    tally.flush();
     st.open.store(false, Relaxed);
     if let Some(e) = end {
         let at = rec.t0.elapsed().as_secs_f64();
         *st.end.lock().unwrap() = Some((e, at));
     }
-    drop(ws); // FIN; we do not wait for a close handshake when we stop.
+    drop(conn); // FIN; we do not wait for a close handshake when we stop.
 }
 
 /// Connects `n` clients with at most `concurrency` handshakes in flight; each
@@ -343,9 +438,9 @@ pub async fn connect_fleet(
         let (tx, rec, cancel) = (tx.clone(), rec.clone(), cancel.clone());
         handles.push(tokio::spawn(async move {
             let t = Instant::now();
-            let r = tokio::time::timeout(Duration::from_secs(15), handshake(addr, cfg)).await;
+            let r = tokio::time::timeout(Duration::from_secs(15), open(addr, cfg)).await;
             drop(permit);
-            let ws = match r {
+            let conn = match r {
                 Err(_) => {
                     let _ = tx.send(Err("handshake timeout 15 s".to_string()));
                     return;
@@ -354,13 +449,13 @@ pub async fn connect_fleet(
                     let _ = tx.send(Err(e));
                     return;
                 }
-                Ok(Ok(ws)) => ws,
+                Ok(Ok(conn)) => conn,
             };
             let st = Arc::new(ClientStat::default());
             st.open.store(true, Relaxed);
             let _ = tx.send(Ok((st.clone(), t.elapsed())));
             drop(tx);
-            run_client(ws, st, rec, i, cfg, cancel).await;
+            run_client(conn, st, rec, i, cfg, cancel).await;
         }));
     }
     drop(tx);

@@ -4,17 +4,21 @@
 //! cargo run --release --example loadgen -- --scenario all
 //! cargo run --release --example loadgen -- --scenario latency-100x1000 --json out.json
 //! cargo run --release --example loadgen -- --scenario idle-5000 --idle-secs 10
+//! cargo run --release --example loadgen -- --scenario sse-latency-100x1000,sse-throughput-100
 //! cargo run --release --example loadgen -- --server-addr 127.0.0.1:8080 --file app.log --scenario throughput-1
 //! ```
 //!
 //! By default it builds (`cargo build --release --bin logtail-ws`) and starts a
 //! fresh server per phase (`--port 0 --file <tempfile>`), reading the address
-//! from its `listening on http://ADDR` log line. Every loop is bounded in count
-//! and time; only loopback addresses are contacted.
+//! from its `listening on http://ADDR` log line. Clients read `/ws?backlog=0`
+//! (WebSocket) or, in the `sse-*` phases, `/events?backlog=0` (SSE), with the
+//! same delivery checks. Every loop is bounded in count and time; only
+//! loopback addresses are contacted.
 
 mod clients;
 mod scenarios;
 mod server;
+mod sse;
 mod sys;
 mod writer;
 
@@ -24,6 +28,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use clients::Transport;
 use scenarios::{Env, IdleSpec, Phase, StreamSpec, Writer};
 use server::Source;
 
@@ -35,6 +40,8 @@ const SCENARIOS: &[&str] = &[
     "idle-5000",
     "idle-10000",
     "stuck-1-of-20",
+    "sse-latency-100x1000",
+    "sse-throughput-100",
 ];
 
 #[derive(Parser, Debug)]
@@ -42,7 +49,8 @@ const SCENARIOS: &[&str] = &[
     name = "loadgen",
     about = "Load generator / benchmark for logtail-ws (black box, loopback only)",
     after_help = "Scenarios: latency-100x1000, latency-1000x50, throughput-1, throughput-100, \
-                  idle-5000, idle-10000, stuck-1-of-20, all (comma-separated lists work too).\n\
+                  idle-5000, idle-10000, stuck-1-of-20, sse-latency-100x1000, sse-throughput-100, \
+                  all (comma-separated lists work too). sse-* phases read /events instead of /ws.\n\
                   Overrides (--clients, --rate, ...) apply to every selected scenario."
 )]
 struct Opts {
@@ -103,7 +111,7 @@ struct Opts {
     /// Write the full results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Clients ask for JSON frames (`/ws?format=json`, as the built-in viewer does).
+    /// WebSocket clients ask for JSON frames (`/ws?format=json`, as the built-in viewer does).
     #[arg(long)]
     json_frames: bool,
 }
@@ -118,9 +126,10 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
     let lines = |n: u64| o.lines.unwrap_or(if o.quick { n / 10 } else { n });
     let idle = o.idle_secs.unwrap_or(if o.quick { 5.0 } else { 60.0 });
     let lb = |d: usize| o.line_bytes.unwrap_or(d).max(32);
-    let paced = |clients: usize, rate: f64, d: f64| {
+    let paced = |transport, clients: usize, rate: f64, d: f64| {
         Plan::Stream(StreamSpec {
             name: name.into(),
+            transport,
             clients: o.clients.unwrap_or(clients),
             stuck: 0,
             line_bytes: lb(100),
@@ -130,9 +139,10 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
             },
         })
     };
-    let flood = |clients: usize, n: u64| {
+    let flood = |transport, clients: usize, n: u64| {
         Plan::Stream(StreamSpec {
             name: name.into(),
+            transport,
             clients: o.clients.unwrap_or(clients),
             stuck: 0,
             line_bytes: lb(100),
@@ -150,10 +160,12 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
         })
     };
     match name {
-        "latency-100x1000" => vec![paced(100, 1000.0, 10.0)],
-        "latency-1000x50" => vec![paced(1000, 50.0, 10.0)],
-        "throughput-1" => vec![flood(1, 2_000_000)],
-        "throughput-100" => vec![flood(100, 200_000)],
+        "latency-100x1000" => vec![paced(Transport::Ws, 100, 1000.0, 10.0)],
+        "latency-1000x50" => vec![paced(Transport::Ws, 1000, 50.0, 10.0)],
+        "throughput-1" => vec![flood(Transport::Ws, 1, 2_000_000)],
+        "throughput-100" => vec![flood(Transport::Ws, 100, 200_000)],
+        "sse-latency-100x1000" => vec![paced(Transport::Sse, 100, 1000.0, 10.0)],
+        "sse-throughput-100" => vec![flood(Transport::Sse, 100, 200_000)],
         "idle-5000" => vec![idle_plan(5000)],
         "idle-10000" => vec![idle_plan(10_000)],
         "stuck-1-of-20" => {
@@ -163,6 +175,7 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
             let rate = o.rate.unwrap_or(1e6 / line_bytes as f64);
             let spec = |suffix: &str, stuck| StreamSpec {
                 name: format!("{name}/{suffix}"),
+                transport: Transport::Ws,
                 clients: healthy,
                 stuck,
                 line_bytes,
@@ -389,7 +402,7 @@ fn print_phase(p: &Phase) {
 fn print_delivery(s: &mut String, d: &scenarios::Delivery) {
     let _ = writeln!(
         s,
-        "  delivery    {} lines written; {}/{} clients complete; per client min {} max {}; lost {} (open clients) + {} (closed clients); dups {}; foreign {}",
+        "  delivery    {} lines written; {}/{} clients complete; per client min {} max {}; lost {} (open clients) + {} (closed clients); dups {}; foreign {}{}",
         d.written,
         d.clients_complete,
         d.clients,
@@ -398,7 +411,12 @@ fn print_delivery(s: &mut String, d: &scenarios::Delivery) {
         d.lost_open_clients,
         d.lost_closed_clients,
         d.dups_total,
-        d.foreign_msgs
+        d.foreign_msgs,
+        if d.id_breaks > 0 {
+            format!("; SSE id breaks {}", d.id_breaks)
+        } else {
+            String::new()
+        }
     );
     for (k, v) in &d.ends {
         let _ = writeln!(s, "  ended       {v} x {k}");
@@ -577,9 +595,10 @@ async fn run(o: Opts) -> Result<(), String> {
             let (label, r) = match &plan {
                 Plan::Stream(s) => {
                     eprintln!(
-                        "loadgen: running {} ({} clients, {:?}) ...",
+                        "loadgen: running {} ({} {} clients, {:?}) ...",
                         s.name,
                         s.clients + s.stuck,
+                        s.transport.name(),
                         s.writer
                     );
                     (s.name.clone(), scenarios::stream(&env, s).await)

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::{self, ClientCfg, ConnectReport, Fleet, Recorder, StuckReport};
+use crate::clients::{self, ClientCfg, ConnectReport, Fleet, Recorder, StuckReport, Transport};
 use crate::server::{LogSummary, Sampler, Samples, Server, Shutdown, Source};
 use crate::sys;
 use crate::writer::{self, WriteReport};
@@ -25,6 +25,8 @@ pub enum Writer {
 #[derive(Clone, Debug)]
 pub struct StreamSpec {
     pub name: String,
+    /// What the `clients` read (a stuck client is always a WebSocket).
+    pub transport: Transport,
     pub clients: usize,
     pub stuck: usize,
     pub line_bytes: usize,
@@ -44,7 +46,7 @@ pub struct Env {
     pub concurrency: usize,
     pub drain_idle: Duration,
     pub stuck_rcvbuf: usize,
-    /// Clients ask for JSON frames.
+    /// WebSocket clients ask for JSON frames.
     pub json_frames: bool,
 }
 
@@ -97,6 +99,8 @@ pub struct Delivery {
     pub gaps_total: u64,
     pub dups_total: u64,
     pub foreign_msgs: u64,
+    /// SSE: line records whose id did not follow the previous one.
+    pub id_breaks: u64,
     pub not_warmed_up: usize,
     pub incomplete_after_drain: usize,
     /// Server-side ends: "close 1013 client too slow" → count, with first time (s).
@@ -220,8 +224,9 @@ fn delivery(fleet: &Fleet, written: u64, not_warm: usize, incomplete: usize) -> 
         d.gaps_total += gaps;
         d.dups_total += dups;
         d.foreign_msgs += c.foreign.load(Relaxed);
+        d.id_breaks += c.id_breaks.load(Relaxed);
         let closed = c.end.lock().unwrap().clone();
-        if got == written && dups == 0 && gaps == 0 {
+        if got == written && dups == 0 && gaps == 0 && c.id_breaks.load(Relaxed) == 0 {
             d.clients_complete += 1;
         }
         let missing = written.saturating_sub(got);
@@ -269,6 +274,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     let rec = Recorder::new(env.t0);
     let cancel = CancellationToken::new();
     let cfg = ClientCfg {
+        transport: spec.transport,
         read_buffer: 128 * 1024,
         record_latency: true,
         json: env.json_frames,
@@ -391,7 +397,8 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     Ok(Phase {
         name: spec.name.clone(),
         params: serde_json::json!({
-            "clients": spec.clients, "stuck_clients": spec.stuck, "line_bytes": spec.line_bytes,
+            "transport": spec.transport.name(), "clients": spec.clients, "stuck_clients": spec.stuck,
+            "line_bytes": spec.line_bytes, "json_frames": env.json_frames && spec.transport == Transport::Ws,
             "writer": format!("{:?}", spec.writer),
         }),
         server_addr,
@@ -448,6 +455,7 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
     let rec = Recorder::new(env.t0);
     let cancel = CancellationToken::new();
     let cfg = ClientCfg {
+        transport: Transport::Ws,
         read_buffer: 4096,
         record_latency: true,
         json: env.json_frames,
