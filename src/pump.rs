@@ -46,6 +46,12 @@ use crate::metrics::Metrics;
 /// Each method may wait for room; the pump bounds that wait. An error means
 /// the peer is gone (the pump ends with [`End::Peer`]).
 pub trait Sink: Send {
+    /// Queues one frame now if there is room, without waiting; hands it
+    /// back if there is not (then the pump awaits [`feed`](Self::feed)).
+    /// The fast path of a burst: no future, no timer per frame.
+    fn try_feed(&mut self, frame: Text) -> Result<Option<Text>, SinkGone> {
+        Ok(Some(frame))
+    }
     /// Queues one frame, without pushing it out yet.
     fn feed(&mut self, frame: Text) -> impl Future<Output = Result<(), SinkGone>> + Send;
     /// Pushes what was fed towards the peer.
@@ -263,6 +269,11 @@ impl<S: Sink> Out<'_, S> {
     }
 
     async fn feed(&mut self, frame: Text) -> Result<(), End> {
+        let frame = match self.sink.try_feed(frame) {
+            Ok(None) => return Ok(()),
+            Ok(Some(frame)) => frame,
+            Err(SinkGone) => return Err(End::Peer(PeerEnd::Gone)),
+        };
         let limit = self.options.send_timeout;
         bounded(self.sink.feed(frame), self.deadline.as_mut(), limit).await
     }

@@ -155,6 +155,14 @@ impl SseSink {
 }
 
 impl Sink for SseSink {
+    fn try_feed(&mut self, frame: Text) -> Result<Option<Text>, SinkGone> {
+        if self.chunk.len() + frame.len() > FLUSH_BYTES {
+            return Ok(Some(frame));
+        }
+        self.chunk.extend_from_slice(frame.as_bytes());
+        Ok(None)
+    }
+
     async fn feed(&mut self, frame: Text) -> Result<(), SinkGone> {
         self.chunk.extend_from_slice(frame.as_bytes());
         if self.chunk.len() >= FLUSH_BYTES {

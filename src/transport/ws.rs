@@ -25,6 +25,8 @@
 //! among `--max-clients` until the connection ends.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -32,7 +34,7 @@ use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink as _, SinkExt, StreamExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -187,6 +189,20 @@ struct WsSink {
 }
 
 impl Sink for WsSink {
+    fn try_feed(&mut self, frame: Text) -> Result<Option<Text>, SinkGone> {
+        // Polled once with a waker that does nothing: if the sink is not
+        // ready, the pump's `feed` polls it again with the task's own.
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut self.sink).poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.sink)
+                .start_send(Message::Text(frame))
+                .map(|()| None)
+                .map_err(|_| SinkGone),
+            Poll::Ready(Err(_)) => Err(SinkGone),
+            Poll::Pending => Ok(Some(frame)),
+        }
+    }
+
     async fn feed(&mut self, frame: Text) -> Result<(), SinkGone> {
         self.sink
             .feed(Message::Text(frame))
