@@ -341,13 +341,14 @@ impl SendLimit {
 }
 
 /// A connection whose writes fail when the peer accepts nothing for
-/// `--send-timeout` (or past the deadline of a grace, see [`SendLimit`]):
-/// the server-wide defence against clients that stop reading.
+/// `--send-timeout`: the defence against clients that stop reading for
+/// every ordinary response. A streaming response bounds its own writes
+/// instead ([`SendLimit::stream_owned`]) until it sets one deadline for its
+/// last bytes ([`SendLimit::wait_until`]).
 ///
 /// A failed write leaves the connection usable: that write wrote nothing,
 /// the deadline is disarmed, and the next write that has to wait gets the
-/// limit in force then. So a WebSocket writer that got `TimedOut` can still
-/// flush, within its grace, what was in flight and its Close frame.
+/// limit in force then.
 pub struct TimeoutIo<T> {
     inner: T,
     timeout: Duration,

@@ -18,7 +18,7 @@
 //!
 //! Closing keeps the connection for a grace ([`CLOSE_CAP`]) with nothing
 //! more queued: what the socket was given but the client has not taken
-//! (the frames a timed-out write left in tungstenite's buffer included),
+//! (frames a feed the pump gave up on left in tungstenite's buffer included),
 //! then the Close frame, then the client's answer. So a stuck client that
 //! reads again within the grace (a laptop waking up) still gets what was in
 //! flight and then its 1013, and knows to resume with `since=`. It counts
