@@ -23,6 +23,9 @@ use crate::harness::{
     poll_async,
 };
 
+/// The `--poll` variant's flags.
+const POLL: &[&str] = &["--poll", "--poll-interval", "50"];
+
 // ---------------------------------------------------------------------------------------
 // Files
 // ---------------------------------------------------------------------------------------
@@ -766,13 +769,27 @@ async fn eq_in_a_path_is_a_path_and_name_eq_glob_prefixes_matches() {
 /// `/files` (and `file=new.log` is then unknown); creating it again is a new match, read
 /// from its first byte.
 #[tokio::test]
-async fn glob_follows_new_matches_from_their_first_byte_and_drops_deleted_ones() {
+async fn glob_new_and_deleted_matches_inotify() {
+    glob_follows_new_matches_from_their_first_byte_and_drops_deleted_ones(&[]).await;
+}
+
+/// The same with `--poll --poll-interval 50`.
+#[tokio::test]
+async fn glob_new_and_deleted_matches_poll() {
+    glob_follows_new_matches_from_their_first_byte_and_drops_deleted_ones(POLL).await;
+}
+
+async fn glob_follows_new_matches_from_their_first_byte_and_drops_deleted_ones(watch: &[&str]) {
     let dir = tmp();
     let logs = dir.path().join("logs");
     let a = logs.join("a.log");
     mkdir(&logs);
     append(&a, &["a history"]);
-    let server = Server::builder().file(logs.join("*.log")).start().await;
+    let server = Server::builder()
+        .file(logs.join("*.log"))
+        .args(watch)
+        .start()
+        .await;
     let d = dir.path();
     let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
     let mut sse_all = Sse::open(&server, "backlog=0", &[], &[d]).await;
@@ -880,14 +897,28 @@ async fn glob_follows_new_matches_from_their_first_byte_and_drops_deleted_ones()
 /// it) is picked up, also by a `file=*/x.log` client connected before it existed; files at
 /// other depths never are.
 #[tokio::test]
-async fn nested_glob_names_by_relative_path_and_picks_up_new_directories() {
+async fn nested_glob_and_new_directories_inotify() {
+    nested_glob_names_by_relative_path_and_picks_up_new_directories(&[]).await;
+}
+
+/// The same with `--poll --poll-interval 50`.
+#[tokio::test]
+async fn nested_glob_and_new_directories_poll() {
+    nested_glob_names_by_relative_path_and_picks_up_new_directories(POLL).await;
+}
+
+async fn nested_glob_names_by_relative_path_and_picks_up_new_directories(watch: &[&str]) {
     let dir = tmp();
     let pods = dir.path().join("pods");
     let app = pods.join("sub/app.log");
     let old_x = pods.join("old/x.log");
     touch(&app);
     touch(&old_x);
-    let server = Server::builder().file(pods.join("*/*.log")).start().await;
+    let server = Server::builder()
+        .file(pods.join("*/*.log"))
+        .args(watch)
+        .start()
+        .await;
     let d = dir.path();
     let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
     let mut text_app = Text::connect(&server, "backlog=0&file=sub/app.log").await;
@@ -986,12 +1017,23 @@ async fn wait_read_to(server: &Server, name: &str, offset: u64) {
 /// their true offsets; the rotated file, which the glob matches under its new name, is
 /// never read again from its start.
 #[tokio::test]
-async fn glob_rotation_matching_the_rotated_name_is_exactly_once() {
+async fn glob_rotation_exactly_once_inotify() {
+    glob_rotation_matching_the_rotated_name_is_exactly_once(&[]).await;
+}
+
+/// The same with `--poll --poll-interval 50`.
+#[tokio::test]
+async fn glob_rotation_exactly_once_poll() {
+    glob_rotation_matching_the_rotated_name_is_exactly_once(POLL).await;
+}
+
+async fn glob_rotation_matching_the_rotated_name_is_exactly_once(watch: &[&str]) {
     let dir = tmp();
     let app = dir.path().join("app.log");
     touch(&app);
     let server = Server::builder()
         .file(dir.path().join("app.log*"))
+        .args(watch)
         .start()
         .await;
     let mut json_all = Json::connect(&server, "backlog=0", &[dir.path()]).await;
