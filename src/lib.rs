@@ -84,6 +84,7 @@ pub async fn run(
     let status = Status::default();
     let publisher = Publisher::new(Arc::clone(&hub), status.clone());
     let sources = start_sources(&config, publisher).await?;
+    fdlimit::log_capacity_after_files(status.len(), config.max_clients);
 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));

@@ -45,7 +45,8 @@ impl StdinSource {
 }
 
 fn read_all(out: Publisher, file: u32, name: &str, mut input: impl Read, max_line: usize) {
-    out.notice(file, NoticeKind::Following, 0);
+    out.status()
+        .set(file, crate::source::FileState::Following, 0);
     let mut splitter = LineSplitter::new(0, max_line);
     let mut raw = Vec::new();
     loop {
@@ -153,7 +154,7 @@ mod tests {
             }
         }
         assert_eq!(got, ["one", "two", "long", "er", "last"]);
-        assert_eq!(events, [NoticeKind::Following, NoticeKind::Ended]);
+        assert_eq!(events, [NoticeKind::Ended]);
         assert_eq!(hub.file_name(0).as_ref(), "stdin");
         assert_eq!(status.files()[0].state, FileState::Ended);
         assert_eq!(status.files()[0].lines, 5);

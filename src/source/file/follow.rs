@@ -472,6 +472,8 @@ impl Follower {
         self.reported = Some(err.kind());
         if err.kind() == io::ErrorKind::NotFound {
             tracing::info!(file = %self.display, "waiting for {} to appear", self.display);
+        } else if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+            tracing::error!(file = %self.display, "cannot open {}: out of file descriptors ({err}); every followed file that exists holds one: raise the limit (ulimit -n, LimitNOFILE=) or follow fewer files; will retry when it changes", self.display);
         } else if err.kind() == io::ErrorKind::AlreadyExists {
             tracing::info!(file = %self.display, "not reading {}: {err}", self.display);
         } else {
