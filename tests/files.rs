@@ -1167,8 +1167,8 @@ async fn glob_rotation_matching_the_rotated_name_is_exactly_once(watch: &[&str])
 // ---------------------------------------------------------------------------------------
 
 /// `--file -`: lines piped in arrive as `stdin` (a single file: no prefix); at EOF the
-/// partial last line is delivered, the server keeps running, `/files` says `ended`, and a
-/// new client with a backlog gets the history.
+/// partial last line is delivered, then the event `ended` (README); the server keeps
+/// running, `/files` says `ended`, and a new client with a backlog gets the history.
 #[tokio::test]
 async fn stdin_lines_arrive_and_eof_keeps_the_history() {
     let mut server = Server::builder()
@@ -1193,12 +1193,14 @@ async fn stdin_lines_arrive_and_eof_keeps_the_history() {
     stdin.write_all(b"partial").expect("write stdin");
     drop(stdin);
     text.expect(&["partial"]).await;
-    let v = json.frame_skipping_state_of("stdin").await;
+    let v = json.frame().await;
     assert_eq!(
         (&v["seq"], &v["line"]),
         (&json!(3), &json!("partial")),
         "{v}"
     );
+    let ended = json!({"event": "ended", "file": "stdin", "seq": 3});
+    assert_eq!(json.frame().await, ended, "after stdin's last line");
 
     let list = wait_files(&server, "stdin ended", |l| {
         l.len() == 1 && l[0]["state"] == "ended"
@@ -1218,6 +1220,9 @@ async fn stdin_lines_arrive_and_eof_keeps_the_history() {
     late.expect(&["s1", "s2", "partial"]).await;
     let mut late_sse = Sse::open(&server, "backlog=10", &[], &[]).await;
     late_sse.expect_line(1, "s1").await;
+    late_sse.expect_line(2, "s2").await;
+    late_sse.expect_line(3, "partial").await;
+    late_sse.expect_event("ended", &ended).await;
     assert!(
         server.is_running(),
         "the server exited:\n{}",
@@ -1248,8 +1253,8 @@ async fn named_stdin_beside_a_file_keeps_serving_the_file_after_eof() {
     append(&a, &["file 1"]);
     text.expect(&["a.log: file 1"]).await;
     drop(stdin);
-    wait_files(&server, "in ended", |l| {
-        names(l) == ["in", "a.log"] && l[0]["state"] == "ended"
+    let list = wait_files(&server, "in ended", |l| {
+        l.iter().any(|f| f["name"] == "in" && f["state"] == "ended")
     })
     .await;
     append(&a, &["file 2"]);
@@ -1260,6 +1265,8 @@ async fn named_stdin_beside_a_file_keeps_serving_the_file_after_eof() {
         "the server exited:\n{}",
         server.stderr()
     );
+    // `/files` lists "in the order they were added": as given on the command line.
+    assert_eq!(names(&list), ["in", "a.log"], "/files order: {list:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1624,52 +1631,119 @@ async fn traversal_names_are_refused_and_never_read() {
     sse_all.expect_line(1, "a.log: marker").await;
 }
 
-/// A symlink inside the glob's directory pointing at a file outside it is a glob match:
-/// followed by name, as `tail -F` follows a path through a link (the shape of
-/// `/var/log/containers/*.log` on a Kubernetes node), under the link's own name; the
-/// target's name or path is never shown, and `file=` cannot reach the target by its name.
+/// Symlinks out of a glob's directory are not followed — the issue lists them among the
+/// traversals, and the README says "a match that is a symlink leading out of the glob's
+/// directory is not followed", "directories reached through symlinks are not descended":
+/// `logs/pre.log -> ../outside/secret.log` (there at start-up), `logs/link.log` (absolute
+/// target) and `logs/rel.log` (relative) created later, and directory links `pods/linked`,
+/// `pods/linked2 -> ../outside` under `pods/*/*.log`. None is ever delivered, listed in
+/// `/files` or selectable; real matches created after them (in the same directories) are
+/// followed.
 #[tokio::test]
-async fn symlink_match_pointing_outside_is_followed_under_its_own_name_only() {
+async fn symlinks_out_of_a_glob_directory_are_never_followed() {
     let dir = tmp();
-    let logs = dir.path().join("logs");
-    let a = logs.join("a.log");
-    touch(&a);
-    let target = dir.path().join("outside/target.log");
-    touch(&target);
-    let server = Server::builder().file(logs.join("*.log")).start().await;
     let d = dir.path();
-    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
-    server.wait_clients(1, PROMPT).await;
-    append(&target, &["via link 1"]);
-    std::os::unix::fs::symlink(&target, logs.join("link.log")).expect("create symlink");
-    let added = json_all.frame_skipping_state_of("link.log").await;
+    let logs = d.join("logs");
+    let pods = d.join("pods");
+    let outside = d.join("outside");
+    let a = logs.join("a.log");
+    let x = pods.join("real/x.log");
+    let secret = outside.join("secret.log");
+    let secret_x = outside.join("x.log");
+    touch(&a);
+    touch(&x);
+    touch(&secret);
+    append(&secret, &["SECRET 1"]);
+    append(&secret_x, &["SECRET X 1"]);
+    let link = |target: &Path, at: &Path| {
+        std::os::unix::fs::symlink(target, at)
+            .unwrap_or_else(|e| panic!("symlink {} -> {}: {e}", at.display(), target.display()))
+    };
+    link(&secret, &logs.join("pre.log"));
+    link(&outside, &pods.join("linked"));
+    let server = Server::builder()
+        .file(logs.join("*.log"))
+        .file(pods.join("*/*.log"))
+        .start()
+        .await;
+    let mut json_all = Json::connect(&server, "backlog=100", &[d]).await;
+    let mut sse_all = Sse::open(&server, "backlog=100", &[], &[d]).await;
+    server.wait_clients(2, PROMPT).await;
+    assert_eq!(json_all.hello_seq, 0, "nothing followed has a line yet");
+
+    link(&secret, &logs.join("link.log"));
+    link(Path::new("../outside/secret.log"), &logs.join("rel.log"));
+    link(&outside, &pods.join("linked2"));
+    append(&secret, &["SECRET 2"]);
+    append(&secret_x, &["SECRET X 2"]);
+    // Real matches created after the links, in the same directories.
+    append(&logs.join("later.log"), &["later 1"]);
+    let v = json_all.frame_skipping_state_of("later.log").await;
+    assert_eq!(v, json!({"event": "added", "file": "later.log", "seq": 0}));
+    let v = json_all.frame_skipping_state_of("later.log").await;
     assert_eq!(
-        added,
-        json!({"event": "added", "file": "link.log", "seq": 0})
+        v,
+        json!({"seq": 1, "offset": 0, "file": "later.log", "line": "later 1"})
     );
-    let first = json_all.frame_skipping_state_of("link.log").await;
+    mkdir(&pods.join("real2"));
+    append(&pods.join("real2/x.log"), &["real2 1"]);
+    let v = json_all.frame_skipping_state_of("real2/x.log").await;
     assert_eq!(
-        first,
-        json!({"seq": 1, "offset": 0, "file": "link.log", "line": "via link 1"})
+        v,
+        json!({"event": "added", "file": "real2/x.log", "seq": 1})
     );
-    for (query, asked) in [
-        ("file=target.log", "target.log"),
-        ("file=../outside/target.log", "../outside/target.log"),
-    ] {
-        let resp = ws_status(&server, query).await;
-        let mut known = known_files_in_404(&resp, asked, query);
-        known.sort();
-        assert_eq!(known, ["a.log", "link.log"], "{query}");
-    }
+    let v = json_all.frame_skipping_state_of("real2/x.log").await;
+    assert_eq!(
+        v,
+        json!({"seq": 2, "offset": 0, "file": "real2/x.log", "line": "real2 1"})
+    );
+    append(&a, &["marker"]);
+    let v = json_all.frame().await;
+    assert_eq!(
+        v,
+        json!({"seq": 3, "offset": 0, "file": "a.log", "line": "marker"})
+    );
+    sse_all.skip_state_of("later.log");
+    sse_all.skip_state_of("real2/x.log");
+    sse_all
+        .expect_event(
+            "added",
+            &json!({"event": "added", "file": "later.log", "seq": 0}),
+        )
+        .await;
+    sse_all.expect_line(1, "later.log: later 1").await;
+    sse_all
+        .expect_event(
+            "added",
+            &json!({"event": "added", "file": "real2/x.log", "seq": 1}),
+        )
+        .await;
+    sse_all.expect_line(2, "real2/x.log: real2 1").await;
+    sse_all.expect_line(3, "a.log: marker").await;
+
     let (list, body) = files(&server, &[]).await;
-    assert_eq!(names(&list), ["a.log", "link.log"], "{body}");
-    assert!(
-        !body.contains("target.log") && !body.contains(s(d)),
+    let mut listed = names(&list);
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["a.log", "later.log", "real/x.log", "real2/x.log"],
         "{body}"
     );
-    for text in [body, server.healthz().await.to_string()] {
-        assert!(!text.contains("outside"), "the target shows: {text}");
+    for name in [
+        "pre.log",
+        "link.log",
+        "rel.log",
+        "linked/x.log",
+        "linked2/x.log",
+        "secret.log",
+    ] {
+        let resp = ws_status(&server, &format!("file={name}")).await;
+        let known = known_files_in_404(&resp, name, &format!("file={name}"));
+        assert!(!known.iter().any(|k| k == name), "{name}: {known:?}");
+        assert!(!resp.text().contains("SECRET"), "{name}: {:?}", resp.text());
     }
+    let h = server.healthz().await.to_string();
+    assert!(!h.contains("outside") && !h.contains("SECRET"), "{h}");
 }
 
 // ---------------------------------------------------------------------------------------
