@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{
     PROMPT, Response, Server, SseStream, UPGRADE, WsClient, http_get, http_open, join_lines,
-    poll_async,
+    poll_async, wait_until_async,
 };
 
 /// The `--poll` variant's flags.
@@ -758,6 +758,63 @@ async fn eq_in_a_path_is_a_path_and_name_eq_glob_prefixes_matches() {
     text.expect(&["g line"]).await;
 }
 
+/// A glob match whose name is already taken (by an explicit `--file`, also one still
+/// waiting for its file) is skipped with a warning, at start-up and when it appears later:
+/// it is never read, and the name keeps meaning the explicit file.
+#[tokio::test]
+async fn glob_match_with_a_taken_name_is_skipped_with_a_warning() {
+    let dir = tmp();
+    let d = dir.path();
+    let a = d.join("a.log");
+    let late = d.join("late.log");
+    touch(&a);
+    touch(&d.join("g/a.log"));
+    touch(&d.join("g/b.log"));
+    let server = Server::builder()
+        .file(&a)
+        .file(&late)
+        .file(d.join("g/*.log"))
+        .start()
+        .await;
+    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
+    server.wait_clients(1, PROMPT).await;
+    let (list, body) = files(&server, &[]).await;
+    assert_eq!(names(&list), ["a.log", "late.log", "b.log"], "{body}");
+    let warned = |name: &str| {
+        server
+            .stderr()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(name))
+    };
+    assert!(
+        warned("a.log"),
+        "no warning about the glob's a.log:\n{}",
+        server.stderr()
+    );
+
+    let mut w = Written::after(0);
+    append(&d.join("g/a.log"), &["glob a must not arrive"]);
+    append(&a, &["explicit a"]);
+    let l1 = w.record("a.log", "explicit a");
+    json_all.expect(std::slice::from_ref(&l1)).await;
+    append(&d.join("g/b.log"), &["glob b"]);
+    let l2 = w.record("b.log", "glob b");
+    json_all.expect(std::slice::from_ref(&l2)).await;
+
+    // Appearing later under a name an explicit (waiting) file holds.
+    append(&d.join("g/late.log"), &["glob late must not arrive"]);
+    wait_until_async(PROMPT, "the server warns about the glob's late.log", || {
+        std::future::ready(warned("late.log"))
+    })
+    .await;
+    append(&late, &["explicit late"]);
+    let l3 = w.record("late.log", "explicit late");
+    let v = json_all.frame_skipping_state_of("late.log").await;
+    assert_eq!(v, l3.frame(), "frames so far: {:?}", json_all.seen);
+    let (list, body) = files(&server, &[]).await;
+    assert_eq!(names(&list), ["a.log", "late.log", "b.log"], "{body}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Globs: matches that appear, do not match, disappear; nested; directories later
 // ---------------------------------------------------------------------------------------
@@ -793,7 +850,8 @@ async fn glob_follows_new_matches_from_their_first_byte_and_drops_deleted_ones(w
     let d = dir.path();
     let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
     let mut sse_all = Sse::open(&server, "backlog=0", &[], &[d]).await;
-    server.wait_clients(2, PROMPT).await;
+    let mut json_a = Json::connect(&server, "backlog=0&file=a.log", &[d]).await;
+    server.wait_clients(3, PROMPT).await;
     assert_eq!(json_all.hello_seq, 1, "a.log's last line is history");
     let mut w = Written::after(1);
     w.offsets.insert("a.log".into(), "a history\n".len() as u64);
@@ -889,6 +947,13 @@ async fn glob_follows_new_matches_from_their_first_byte_and_drops_deleted_ones(w
     let n3 = w.record("new.log", "new again");
     let first = json_all.frame_skipping_state_of("new.log").await;
     assert_eq!(first, n3.frame());
+
+    // A selection gets only its files' events: file=a.log saw none of new.log's
+    // `added`/`removed`, only a.log's lines.
+    append(&a, &["marker 3"]);
+    let m3 = w.record("a.log", "marker 3");
+    json_all.expect(std::slice::from_ref(&m3)).await;
+    json_a.expect(&[m1, m2, m3]).await;
 }
 
 /// `--file 'DIR/*/*.log'`: `sub/app.log` and `old/x.log` are named by their path below DIR;
@@ -1072,6 +1137,15 @@ async fn glob_rotation_matching_the_rotated_name_is_exactly_once(watch: &[&str])
         &["app.log", "app.log.1"],
         &["app.log"],
     ];
+    // Every event names its file, by one of the glob's names.
+    let check_event_file = |v: &Value| {
+        assert!(
+            v["file"]
+                .as_str()
+                .is_some_and(|f| ["app.log", "app.log.1", "app.log.2"].contains(&f)),
+            "event without a public file name: {v}"
+        );
+    };
     let mut seen = vec![false; 701];
     let mut last_seq = json_all.hello_seq;
     let mut last_in_gen = [0u64; 3];
@@ -1090,6 +1164,7 @@ async fn glob_rotation_matching_the_rotated_name_is_exactly_once(watch: &[&str])
                 ),
                 "unexpected event {v} after {count} lines"
             );
+            check_event_file(&v);
             events.push(v);
             continue;
         }
@@ -1134,6 +1209,7 @@ async fn glob_rotation_matching_the_rotated_name_is_exactly_once(watch: &[&str])
                 ),
                 "unexpected event {v}"
             );
+            check_event_file(&v);
             events.push(v);
             continue;
         }
@@ -1216,6 +1292,8 @@ async fn stdin_lines_arrive_and_eof_keeps_the_history() {
     );
     let h = server.healthz().await;
     assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["files"][0]["name"], "stdin", "{h}");
+    assert_eq!(h["files"][0]["state"], "ended", "{h}");
     let mut late = Text::connect(&server, "backlog=10").await;
     late.expect(&["s1", "s2", "partial"]).await;
     let mut late_sse = Sse::open(&server, "backlog=10", &[], &[]).await;
