@@ -160,8 +160,8 @@ async fn start_sources(
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         let needs_files = inputs.iter().any(|i| !matches!(i.what, InputPath::Stdin));
         let files = if needs_files {
-            let files = FileSource::start(publisher.clone(), options).map_err(|source| Error::Watch {
-                path: "(inotify)".into(),
+            let files = FileSource::start(publisher.clone(), options).map_err(|source| Error::Io {
+                what: "starting the file watcher",
                 source,
             })?;
             Some(files)

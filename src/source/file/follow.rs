@@ -231,7 +231,12 @@ impl Follower {
                         of.recent.remember(&tail[..n]);
                     }
                 }
-                tracing::info!(file = %self.display, offset = of.offset(), "following {}", self.display);
+                if self.claims.is_some() {
+                    // A glob match at start-up: its glob logs one line for all.
+                    tracing::debug!(file = %self.display, offset = of.offset(), "following {}", self.display);
+                } else {
+                    tracing::info!(file = %self.display, offset = of.offset(), "following {}", self.display);
+                }
                 self.out
                     .status()
                     .set(self.file, FileState::Following, of.offset());

@@ -163,16 +163,19 @@ struct Discovery {
 struct DiscoveryState {
     /// (glob, entry); `None`: the whole glob, from its root.
     queue: VecDeque<(ScanId, Option<PathBuf>)>,
+    /// What `queue` holds, so an entry seen many times is looked at once.
+    queued: HashSet<(ScanId, Option<PathBuf>)>,
     stopping: bool,
 }
 
 impl Discovery {
+    /// Called on the notify thread: never blocks but for this short lock.
     fn push(&self, scan: ScanId, path: Option<PathBuf>) {
         let mut state = lock(&self.state);
-        if !state.queue.contains(&(scan, path.clone())) {
+        if state.queued.insert((scan, path.clone())) {
             state.queue.push_back((scan, path));
+            self.cond.notify_one();
         }
-        self.cond.notify_one();
     }
 
     /// The next entry to look at; blocks while there is none. `None` once stopping.
@@ -183,6 +186,7 @@ impl Discovery {
                 return None;
             }
             if let Some(next) = state.queue.pop_front() {
+                state.queued.remove(&next);
                 return Some(next);
             }
             state = self.cond.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -211,6 +215,9 @@ struct Shared {
     discovery: Arc<Discovery>,
     /// A glob's watches could not all be added: rescan it every second.
     scans_incomplete: Mutex<HashSet<ScanId>>,
+    /// Held from "is this match followed yet?" to "it is": the start-up
+    /// walk and the discovery thread may find one file at once.
+    considering: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -256,6 +263,7 @@ impl FileSource {
             globs: Mutex::new(Vec::new()),
             discovery,
             scans_incomplete: Mutex::new(HashSet::new()),
+            considering: Mutex::new(()),
         });
         let mut threads = Vec::new();
         let spawned = (|| {
@@ -575,6 +583,7 @@ impl Shared {
     /// its name is taken, it leads out of the glob's directory, or it is a
     /// file another follower reads (a rotated copy). Returns whether it did.
     fn consider(&self, scan: ScanId, glob: &Glob, path: &Path, from: From) -> bool {
+        let _one_at_a_time = lock(&self.considering);
         let name = glob.name_of(path);
         if let Some(existing) = self.out.followed_path(&name) {
             if Path::new(&existing) != path {
