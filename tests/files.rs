@@ -1034,6 +1034,43 @@ async fn nested_glob_names_by_relative_path_and_picks_up_new_directories(watch: 
         .await;
 }
 
+/// `--file 'DIR/**/*.log'`: `**` matches any depth, zero included (`top.log`,
+/// `a/b/c.log`); a match created later several directories down (all created at once)
+/// is added; names are paths below DIR; non-`.log` files at any depth never arrive.
+#[tokio::test]
+async fn double_star_glob_matches_any_depth() {
+    let dir = tmp();
+    let d = dir.path();
+    let root = d.join("root");
+    touch(&root.join("top.log"));
+    touch(&root.join("a/b/c.log"));
+    let server = Server::builder().file(root.join("**/*.log")).start().await;
+    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
+    server.wait_clients(1, PROMPT).await;
+    let (list, body) = files(&server, &[]).await;
+    let mut listed = names(&list);
+    listed.sort();
+    assert_eq!(listed, ["a/b/c.log", "top.log"], "{body}");
+    let mut w = Written::after(0);
+    append(&root.join("a/b/c.log"), &["deep 1"]);
+    let l1 = w.record("a/b/c.log", "deep 1");
+    json_all.expect(std::slice::from_ref(&l1)).await;
+    mkdir(&root.join("x/y/z"));
+    append(&root.join("x/y/z/new.log"), &["new deep 1"]);
+    let v = json_all.frame_skipping_state_of("x/y/z/new.log").await;
+    assert_eq!(
+        v,
+        json!({"event": "added", "file": "x/y/z/new.log", "seq": 1})
+    );
+    let l2 = w.record("x/y/z/new.log", "new deep 1");
+    let v = json_all.frame_skipping_state_of("x/y/z/new.log").await;
+    assert_eq!(v, l2.frame());
+    append(&root.join("x/y/z/notes.txt"), &["txt must not arrive"]);
+    append(&root.join("top.log"), &["top 1"]);
+    let l3 = w.record("top.log", "top 1");
+    json_all.expect(std::slice::from_ref(&l3)).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Rotation of a glob match that the glob also matches rotated
 // ---------------------------------------------------------------------------------------
@@ -1438,6 +1475,60 @@ async fn since_resumes_exactly_once_on_merged_and_selected_streams() {
     sse_b.expect_line(b5.seq, "b5").await;
 }
 
+/// Disk replay works per file: with `--history-bytes 4096` (far less than what is
+/// written), `since=20` on the merged stream and on `file=b.log` replays from the files
+/// on disk exactly the lines after seq 20 (of the selection), each with its own seq,
+/// file and offset, then goes live.
+#[tokio::test]
+async fn since_older_than_memory_replays_each_file_from_disk() {
+    let t = two_files();
+    let d = t.dir.path();
+    let server = start_two(&t, &["--history-bytes", "4096"]).await;
+    let epoch = server.healthz().await["epoch"]
+        .as_str()
+        .expect("epoch in /healthz")
+        .to_owned();
+    let mut w = Written::after(0);
+    for batch in 0..20 {
+        for (file, path) in [("a.log", &t.a), ("b.log", &t.b)] {
+            let lines: Vec<String> = (0..10)
+                .map(|i| format!("{} batch {batch:02} line {i} padding-padding", &file[..1]))
+                .collect();
+            append(path, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut last = 0;
+            for l in &lines {
+                last = w.record(file, l).seq;
+            }
+            server.wait_seq(last, PROMPT).await;
+        }
+    }
+    assert_eq!(w.seq, 400);
+    let after_20 = |files: &[&str]| {
+        w.of(files)
+            .into_iter()
+            .filter(|l| l.seq > 20)
+            .collect::<Vec<_>>()
+    };
+    let q = format!("since=20&epoch={epoch}");
+    let mut merged = Json::connect(&server, &q, &[d]).await;
+    merged.expect(&after_20(&[])).await;
+    let mut only_b = Json::connect(&server, &format!("file=b.log&{q}"), &[d]).await;
+    only_b.expect(&after_20(&["b.log"])).await;
+    let mut text_a = Text::connect(&server, &format!("file=a.log&{q}")).await;
+    let want: Vec<String> = after_20(&["a.log"])
+        .iter()
+        .map(|l| l.line.clone())
+        .collect();
+    text_a.expect(&want).await;
+    server.wait_clients(3, PROMPT).await;
+    append(&t.b, &["b live"]);
+    let live = w.record("b.log", "b live");
+    merged.expect(std::slice::from_ref(&live)).await;
+    only_b.expect(std::slice::from_ref(&live)).await;
+    append(&t.a, &["a live"]);
+    text_a.expect(&["a live"]).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. GET /files and /healthz
 // ---------------------------------------------------------------------------------------
@@ -1522,6 +1613,18 @@ async fn files_lists_each_file_with_exact_fields_and_no_paths() {
     for f in hfiles {
         assert_eq!(keys(f), ["inode", "name", "offset", "size", "state"], "{f}");
     }
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).expect("stat"));
+    assert_eq!(hfiles[0]["inode"], ino(&a), "{h}");
+    assert_eq!(hfiles[2]["inode"], ino(&c), "{h}");
+    assert_eq!(
+        (
+            &hfiles[1]["size"],
+            &hfiles[1]["offset"],
+            &hfiles[1]["state"]
+        ),
+        (&json!(7), &json!(7), &json!("following")),
+        "{h}"
+    );
     assert!(
         !h.to_string().contains(d),
         "/healthz shows a server path: {h}"
