@@ -989,7 +989,8 @@ async fn nested_glob_names_by_relative_path_and_picks_up_new_directories(watch: 
     let mut text_app = Text::connect(&server, "backlog=0&file=sub/app.log").await;
     let mut text_sub = Text::connect(&server, "backlog=0&file=sub/*").await;
     let mut text_x = Text::connect(&server, "backlog=0&file=*/x.log").await;
-    server.wait_clients(4, PROMPT).await;
+    let mut text_app_encoded = Text::connect(&server, "backlog=0&file=sub%2Fapp.log").await;
+    server.wait_clients(5, PROMPT).await;
     let (list, body) = files(&server, &[]).await;
     let mut listed = names(&list);
     listed.sort();
@@ -1026,6 +1027,7 @@ async fn nested_glob_names_by_relative_path_and_picks_up_new_directories(watch: 
     json_all.expect(std::slice::from_ref(&ox)).await;
 
     text_app.expect(&["sub 1", "marker"]).await;
+    text_app_encoded.expect(&["sub 1", "marker"]).await;
     text_sub
         .expect(&["sub/app.log: sub 1", "sub/app.log: marker"])
         .await;
@@ -1069,6 +1071,76 @@ async fn double_star_glob_matches_any_depth() {
     append(&root.join("top.log"), &["top 1"]);
     let l3 = w.record("top.log", "top 1");
     json_all.expect(std::slice::from_ref(&l3)).await;
+}
+
+/// A glob match truncated in place: event `truncated` naming it (by its public name),
+/// then its new content from offset 0; other files' streams never see the event.
+#[tokio::test]
+async fn truncated_glob_match_is_announced_by_name_and_reread() {
+    let dir = tmp();
+    let d = dir.path();
+    let a = d.join("logs/a.log");
+    let b = d.join("logs/b.log");
+    touch(&a);
+    touch(&b);
+    let server = Server::builder().file(d.join("logs/*.log")).start().await;
+    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
+    let mut json_b = Json::connect(&server, "backlog=0&file=b.log", &[d]).await;
+    server.wait_clients(2, PROMPT).await;
+    let mut w = Written::after(0);
+    append(&a, &["a 1", "a 2"]);
+    let a1 = w.record("a.log", "a 1");
+    let a2 = w.record("a.log", "a 2");
+    json_all.expect(&[a1, a2]).await;
+    OpenOptions::new()
+        .write(true)
+        .open(&a)
+        .and_then(|f| f.set_len(0))
+        .expect("truncate a.log");
+    append(&a, &["after"]);
+    let v = json_all.frame_skipping_state_of("a.log").await;
+    assert_eq!(v, json!({"event": "truncated", "file": "a.log", "seq": 2}));
+    w.offsets.insert("a.log".into(), 0);
+    let a3 = w.record("a.log", "after");
+    let v = json_all.frame_skipping_state_of("a.log").await;
+    assert_eq!(v, a3.frame());
+    append(&b, &["b 1"]);
+    let b1 = w.record("b.log", "b 1");
+    json_b.expect(std::slice::from_ref(&b1)).await;
+    json_all.expect(std::slice::from_ref(&b1)).await;
+}
+
+/// Names with a space and non-ASCII letters are selected percent-encoded, prefixed as they
+/// are, and shown as they are in JSON and `/files`.
+#[tokio::test]
+async fn names_with_spaces_and_unicode_are_selected_percent_encoded() {
+    let dir = tmp();
+    let d = dir.path();
+    let spaced = d.join("my app.log");
+    let accented = d.join("journal-été.log");
+    touch(&spaced);
+    touch(&accented);
+    let server = Server::builder()
+        .file(&spaced)
+        .file(&accented)
+        .start()
+        .await;
+    let mut text_all = Text::connect(&server, "backlog=0").await;
+    let mut text_spaced = Text::connect(&server, "backlog=0&file=my%20app.log").await;
+    let mut json_accented =
+        Json::connect(&server, "backlog=0&file=journal-%C3%A9t%C3%A9.log", &[d]).await;
+    server.wait_clients(3, PROMPT).await;
+    let mut w = Written::after(0);
+    append(&spaced, &["one"]);
+    let l1 = w.record("my app.log", "one");
+    text_all.expect(&["my app.log: one"]).await;
+    append(&accented, &["deux"]);
+    let l2 = w.record("journal-été.log", "deux");
+    text_all.expect(&["journal-été.log: deux"]).await;
+    text_spaced.expect(&[l1.line]).await;
+    json_accented.expect(&[l2]).await;
+    let (list, body) = files(&server, &[]).await;
+    assert_eq!(names(&list), ["my app.log", "journal-été.log"], "{body}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1120,21 +1192,36 @@ async fn wait_read_to(server: &Server, name: &str, offset: u64) {
 /// never read again from its start.
 #[tokio::test]
 async fn glob_rotation_exactly_once_inotify() {
-    glob_rotation_matching_the_rotated_name_is_exactly_once(&[]).await;
+    glob_rotation_is_exactly_once("app.log*", &[]).await;
 }
 
 /// The same with `--poll --poll-interval 50`.
 #[tokio::test]
 async fn glob_rotation_exactly_once_poll() {
-    glob_rotation_matching_the_rotated_name_is_exactly_once(POLL).await;
+    glob_rotation_is_exactly_once("app.log*", POLL).await;
 }
 
-async fn glob_rotation_matching_the_rotated_name_is_exactly_once(watch: &[&str]) {
+/// The same rotations under `--file 'DIR/*.log'`, which does not match the rotated names:
+/// every line exactly once, all of them named `app.log`.
+#[tokio::test]
+async fn glob_rotation_to_an_unmatched_name_is_exactly_once_inotify() {
+    glob_rotation_is_exactly_once("*.log", &[]).await;
+}
+
+/// The same with `--poll --poll-interval 50`.
+#[tokio::test]
+async fn glob_rotation_to_an_unmatched_name_is_exactly_once_poll() {
+    glob_rotation_is_exactly_once("*.log", POLL).await;
+}
+
+/// See [`glob_rotation_exactly_once_inotify`]; `pattern` is the glob in DIR.
+async fn glob_rotation_is_exactly_once(pattern: &str, watch: &[&str]) {
+    let matches_rotated = pattern == "app.log*";
     let dir = tmp();
     let app = dir.path().join("app.log");
     touch(&app);
     let server = Server::builder()
-        .file(dir.path().join("app.log*"))
+        .file(dir.path().join(pattern))
         .args(watch)
         .start()
         .await;
@@ -1169,17 +1256,19 @@ async fn glob_rotation_matching_the_rotated_name_is_exactly_once(watch: &[&str])
         301..=500 => (2, (i - 301) * 12),
         _ => (3, (i - 501) * 12),
     };
-    let allowed: [&[&str]; 3] = [
-        &["app.log", "app.log.1", "app.log.2"],
-        &["app.log", "app.log.1"],
-        &["app.log"],
-    ];
+    let allowed: [&[&str]; 3] = if matches_rotated {
+        [
+            &["app.log", "app.log.1", "app.log.2"],
+            &["app.log", "app.log.1"],
+            &["app.log"],
+        ]
+    } else {
+        [&["app.log"], &["app.log"], &["app.log"]]
+    };
     // Every event names its file, by one of the glob's names.
     let check_event_file = |v: &Value| {
         assert!(
-            v["file"]
-                .as_str()
-                .is_some_and(|f| ["app.log", "app.log.1", "app.log.2"].contains(&f)),
+            v["file"].as_str().is_some_and(|f| allowed[0].contains(&f)),
             "event without a public file name: {v}"
         );
     };
