@@ -19,8 +19,8 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{
-    PROMPT, Response, Server, SseStream, UPGRADE, WsClient, http_get, http_open, join_lines,
-    poll_async, wait_until_async,
+    PROMPT, Response, Server, Sig, SseStream, UPGRADE, WsClient, http_get, http_open, join_lines,
+    poll_async, wait_until, wait_until_async,
 };
 
 /// The `--poll` variant's flags.
@@ -1141,6 +1141,181 @@ async fn names_with_spaces_and_unicode_are_selected_percent_encoded() {
     json_accented.expect(&[l2]).await;
     let (list, body) = files(&server, &[]).await;
     assert_eq!(names(&list), ["my app.log", "journal-été.log"], "{body}");
+}
+
+/// Stops the server (SIGSTOP, every thread stopped) until dropped (SIGCONT), so that
+/// file changes are surely made before it looks.
+struct Frozen<'a>(&'a Server);
+
+impl<'a> Frozen<'a> {
+    fn new(server: &'a Server) -> Frozen<'a> {
+        server.signal(Sig::Stop);
+        let pid = server.pid();
+        let frozen = Frozen(server);
+        wait_until(PROMPT, &format!("server {pid} is stopped"), || {
+            let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            tasks.flatten().all(|t| {
+                fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+            })
+        });
+        frozen
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.0.signal(Sig::Cont);
+    }
+}
+
+/// A glob match deleted while its writer goes on (the server frozen meanwhile, so the
+/// lines are surely written after the deletion and before it looks): every line written
+/// to the deleted file arrives, then `removed` with the seq of its last line.
+#[tokio::test]
+async fn deleted_glob_match_is_read_to_its_end_before_removed() {
+    let dir = tmp();
+    let d = dir.path();
+    let a = d.join("logs/a.log");
+    let gone = d.join("logs/gone.log");
+    touch(&a);
+    touch(&gone);
+    let server = Server::builder().file(d.join("logs/*.log")).start().await;
+    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
+    server.wait_clients(1, PROMPT).await;
+    let mut w = Written::after(0);
+    let mut writer = open_append(&gone);
+    writer.write_all(b"g 1\n").expect("write gone.log");
+    let g1 = w.record("gone.log", "g 1");
+    json_all.expect(std::slice::from_ref(&g1)).await;
+    {
+        let _frozen = Frozen::new(&server);
+        fs::remove_file(&gone).expect("delete gone.log");
+        writer
+            .write_all(b"g 2\ng 3\n")
+            .expect("write the deleted gone.log");
+    }
+    let g2 = w.record("gone.log", "g 2");
+    let g3 = w.record("gone.log", "g 3");
+    let v = json_all.frame_skipping_state_of("gone.log").await;
+    assert_eq!(v, g2.frame(), "frames: {:?}", json_all.seen);
+    let v = json_all.frame_skipping_state_of("gone.log").await;
+    assert_eq!(v, g3.frame(), "frames: {:?}", json_all.seen);
+    let v = json_all.frame_skipping_state_of("gone.log").await;
+    assert_eq!(
+        v,
+        json!({"event": "removed", "file": "gone.log", "seq": g3.seq}),
+        "frames: {:?}",
+        json_all.seen
+    );
+    drop(writer);
+    wait_files(&server, "only a.log", |l| names(l) == ["a.log"]).await;
+    append(&a, &["a 1"]);
+    let a1 = w.record("a.log", "a 1");
+    json_all.expect(std::slice::from_ref(&a1)).await;
+}
+
+/// Removing a directory (`rm -r DIR/pods/p1`) removes its matches (`removed` each, gone from
+/// `/files`); the glob's other matches go on, and the directory created again is picked up.
+#[tokio::test]
+async fn removing_a_directory_removes_its_matches() {
+    let dir = tmp();
+    let d = dir.path();
+    let pods = d.join("pods");
+    touch(&pods.join("p1/x.log"));
+    touch(&pods.join("p1/y.log"));
+    touch(&pods.join("p2/x.log"));
+    let server = Server::builder().file(pods.join("*/*.log")).start().await;
+    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
+    server.wait_clients(1, PROMPT).await;
+    fs::remove_dir_all(pods.join("p1")).expect("rm -r p1");
+    let mut removed = BTreeSet::new();
+    while removed.len() < 2 {
+        let v = json_all.frame().await;
+        if matches!(v["event"].as_str(), Some("following" | "waiting")) {
+            continue;
+        }
+        assert_eq!(v["event"], "removed", "frames: {:?}", json_all.seen);
+        assert_eq!(v["seq"], 0, "{v}");
+        removed.insert(v["file"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        removed,
+        BTreeSet::from(["p1/x.log".to_owned(), "p1/y.log".to_owned()])
+    );
+    wait_files(&server, "only p2/x.log", |l| names(l) == ["p2/x.log"]).await;
+    let mut w = Written::after(0);
+    append(&pods.join("p2/x.log"), &["p2 1"]);
+    let l1 = w.record("p2/x.log", "p2 1");
+    json_all.expect(std::slice::from_ref(&l1)).await;
+    mkdir(&pods.join("p1"));
+    append(&pods.join("p1/x.log"), &["p1 again"]);
+    let v = json_all.frame_skipping_state_of("p1/x.log").await;
+    assert_eq!(v, json!({"event": "added", "file": "p1/x.log", "seq": 1}));
+    let l2 = w.record("p1/x.log", "p1 again");
+    let v = json_all.frame_skipping_state_of("p1/x.log").await;
+    assert_eq!(v, l2.frame());
+}
+
+/// 200 matches created back to back after start-up, one line each: every one is added
+/// and its line arrives exactly once, after its `added`, from offset 0.
+#[tokio::test]
+async fn a_burst_of_new_matches_is_followed_exactly_once() {
+    const N: usize = 200;
+    let dir = tmp();
+    let d = dir.path();
+    let logs = d.join("logs");
+    mkdir(&logs);
+    let server = Server::builder().file(logs.join("*.log")).start().await;
+    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
+    server.wait_clients(1, PROMPT).await;
+    for i in 0..N {
+        append(
+            &logs.join(format!("f{i:03}.log")),
+            &[&format!("hello from {i:03}")],
+        );
+    }
+    let mut added = BTreeSet::new();
+    let mut lines = BTreeSet::new();
+    let mut last_seq = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lines.len() < N {
+        let v = json_all
+            .frame_within(deadline.saturating_duration_since(Instant::now()))
+            .await;
+        let file = v["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("frame without a file: {v}"))
+            .to_owned();
+        match v["event"].as_str() {
+            Some("following" | "waiting") => continue,
+            Some("added") => {
+                assert_eq!(v["seq"], last_seq, "{v}");
+                assert!(added.insert(file.clone()), "{file} added twice: {v}");
+            }
+            Some(other) => panic!("unexpected event {other}: {v}"),
+            None => {
+                let i = file
+                    .strip_prefix('f')
+                    .and_then(|f| f.strip_suffix(".log"))
+                    .unwrap_or_else(|| panic!("unexpected file in {v}"));
+                assert!(added.contains(&file), "{file}'s line before its added: {v}");
+                assert_eq!(v["line"], format!("hello from {i}"), "{v}");
+                assert_eq!(v["offset"], 0, "{v}");
+                let seq = v["seq"].as_u64().unwrap_or_else(|| panic!("seq in {v}"));
+                assert_eq!(seq, last_seq + 1, "{v}");
+                last_seq = seq;
+                assert!(lines.insert(file.clone()), "{file}'s line twice: {v}");
+            }
+        }
+    }
+    assert_eq!(added.len(), N);
+    let list = wait_files(&server, "all 200", |l| l.len() == N).await;
+    assert!(list.iter().all(|f| f["lines"] == 1), "{list:?}");
 }
 
 // ---------------------------------------------------------------------------------------
