@@ -1938,8 +1938,9 @@ async fn show_paths_adds_the_path_to_files() {
     }
 }
 
-/// With `--token`, `/files` is 401 without it (or with a wrong one) and 200 with it;
-/// `/healthz` stays open and lists names without paths.
+/// With `--token`, `/files` is 401 without it (or with a wrong one) and 200 with it; an
+/// unknown `file=` without it is a 401 too (the 404 would list the names); `/healthz`
+/// stays open and lists names without paths.
 #[tokio::test]
 async fn files_needs_the_token() {
     let t = two_files();
@@ -1952,6 +1953,15 @@ async fn files_needs_the_token() {
             "401 body names files: {:?}",
             r.text()
         );
+    }
+    // An unknown file= without the token is refused for the token, not answered with the
+    // list of names.
+    for (what, r) in [
+        ("/ws", ws_status(&server, "file=nope").await),
+        ("/events", sse_status(&server, "file=nope").await),
+    ] {
+        assert_eq!(r.status, 401, "{what}?file=nope without the token: {r:?}");
+        assert!(!r.text().contains("a.log"), "{what}: {:?}", r.text());
     }
     let r = http_get(server.addr(), "/files?token=wrong", &[]).await;
     assert_eq!(r.status, 401, "/files?token=wrong: {r:?}");
