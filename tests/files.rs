@@ -1327,6 +1327,73 @@ async fn a_burst_of_new_matches_is_followed_exactly_once() {
     .await;
 }
 
+/// Matches that arrive by rename, as atomic writers and `mv` make them: a file written as
+/// `.tmp` (no match) then renamed to `moved.log`, a file moved in from outside the tree,
+/// and a whole directory moved in (`mv /elsewhere/pod pods/pod`) with a match in it: each
+/// is added and read from its first byte.
+#[tokio::test]
+async fn matches_moved_into_place_are_followed_inotify() {
+    matches_moved_into_place_are_followed(&[]).await;
+}
+
+/// The same with `--poll --poll-interval 50`.
+#[tokio::test]
+async fn matches_moved_into_place_are_followed_poll() {
+    matches_moved_into_place_are_followed(POLL).await;
+}
+
+/// The next frames are `added` for `name` (at the current seq), then `lines` from it.
+async fn expect_added(json: &mut Json, w: &mut Written, name: &str, lines: &[&str]) {
+    let v = json.frame_skipping_state_of(name).await;
+    assert_eq!(
+        v,
+        json!({"event": "added", "file": name, "seq": w.seq}),
+        "frames: {:?}",
+        json.seen
+    );
+    for l in lines {
+        let rec = w.record(name, l);
+        let v = json.frame_skipping_state_of(name).await;
+        assert_eq!(v, rec.frame(), "frames: {:?}", json.seen);
+    }
+}
+
+async fn matches_moved_into_place_are_followed(watch: &[&str]) {
+    let dir = tmp();
+    let d = dir.path();
+    let pods = d.join("pods");
+    let elsewhere = d.join("elsewhere");
+    touch(&pods.join("p0/a.log"));
+    mkdir(&elsewhere);
+    let server = Server::builder()
+        .file(pods.join("*/*.log"))
+        .args(watch)
+        .start()
+        .await;
+    let mut json_all = Json::connect(&server, "backlog=0", &[d]).await;
+    server.wait_clients(1, PROMPT).await;
+    let mut w = Written::after(0);
+    append(&pods.join("p0/.moved.tmp"), &["tmp 1", "tmp 2"]);
+    fs::rename(pods.join("p0/.moved.tmp"), pods.join("p0/moved.log")).expect("rename tmp");
+    expect_added(&mut json_all, &mut w, "p0/moved.log", &["tmp 1", "tmp 2"]).await;
+
+    append(&elsewhere.join("in.log"), &["from elsewhere"]);
+    fs::rename(elsewhere.join("in.log"), pods.join("p0/in.log")).expect("move file in");
+    expect_added(&mut json_all, &mut w, "p0/in.log", &["from elsewhere"]).await;
+
+    mkdir(&elsewhere.join("pod"));
+    append(&elsewhere.join("pod/x.log"), &["moved pod 1"]);
+    fs::rename(elsewhere.join("pod"), pods.join("pod")).expect("move dir in");
+    expect_added(&mut json_all, &mut w, "pod/x.log", &["moved pod 1"]).await;
+    // The moved-in directory is watched: a new match in it is seen too.
+    append(&pods.join("pod/y.log"), &["in moved dir"]);
+    expect_added(&mut json_all, &mut w, "pod/y.log", &["in moved dir"]).await;
+
+    append(&pods.join("p0/a.log"), &["marker"]);
+    let m = w.record("p0/a.log", "marker");
+    json_all.expect(std::slice::from_ref(&m)).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Rotation of a glob match that the glob also matches rotated
 // ---------------------------------------------------------------------------------------
