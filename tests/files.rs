@@ -1695,7 +1695,8 @@ async fn named_stdin_beside_a_file_keeps_serving_the_file_after_eof() {
     let mut server = Server::builder()
         .arg("--file")
         .arg("in=-")
-        .file(&a)
+        .arg("--file")
+        .arg(s(&a))
         .stdin_piped()
         .start()
         .await;
