@@ -86,8 +86,9 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// Adds `--file PATH`; each call adds one more. The server takes one `--file` today
-    /// (a second one is a usage error, exit 2); issue 11 makes the flag repeatable.
+    /// Adds `--file PATH`; each call adds one more (the flag is repeatable since issue 11).
+    /// These come first on the command line, before `--port 0` and every [`arg`](Self::arg):
+    /// a test that mixes both and cares about the files' order passes them all as args.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.files.push(path.as_ref().to_path_buf());
         self
