@@ -480,14 +480,28 @@ impl Shared {
         if ancestor != glob.root {
             dirs.push(ancestor.to_path_buf());
         }
-        // Walk, watch what was found, and walk again until nothing new
-        // appears: an entry made before its directory's watch reports nothing.
+        self.walk_and_watch(scan, glob, &glob.root, glob.start(), dirs)
+    }
+
+    /// Walks `glob` from `from` (in `states`) down, watches every directory
+    /// found (and `dirs`), and walks again until nothing new appears: an
+    /// entry made before its directory's watch reports nothing. Returns the
+    /// last walk.
+    fn walk_and_watch(
+        &self,
+        scan: ScanId,
+        glob: &Glob,
+        from: &Path,
+        states: glob::States,
+        mut dirs: Vec<PathBuf>,
+    ) -> glob::Found {
+        let mut seen: HashSet<PathBuf> = dirs.iter().cloned().collect();
         let mut found = glob::Found::default();
         for _ in 0..MAX_REPLANS {
-            found = glob.walk(&glob.root, glob.start());
+            found = glob.walk(from, states.clone());
             let before = dirs.len();
             for dir in &found.dirs {
-                if !dirs.contains(dir) {
+                if seen.insert(dir.clone()) {
                     dirs.push(dir.clone());
                 }
             }
@@ -544,21 +558,7 @@ impl Shared {
                 if !glob.leads_on(&next) {
                     return;
                 }
-                let mut dirs = Vec::new();
-                let mut found = glob::Found::default();
-                for _ in 0..MAX_REPLANS {
-                    found = glob.walk(path, next.clone());
-                    let before = dirs.len();
-                    for dir in &found.dirs {
-                        if !dirs.contains(dir) {
-                            dirs.push(dir.clone());
-                        }
-                    }
-                    self.watch_scan(scan, &dirs);
-                    if dirs.len() == before {
-                        break;
-                    }
-                }
+                let found = self.walk_and_watch(scan, glob, path, next, Vec::new());
                 for file in found.files {
                     self.consider(scan, glob, &file, From::Start);
                 }
