@@ -118,6 +118,18 @@ impl LineSplitter {
         self.buf = fresh;
     }
 
+    /// Keeps `data`, just read into a buffer of the caller's (one per reader
+    /// thread, not per file), copied as [`LineSplitter::commit`] does.
+    pub fn take(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(self.buf.len() + data.len());
+        fresh.extend_from_slice(&self.buf);
+        fresh.extend_from_slice(data);
+        self.buf = fresh;
+    }
+
     /// Appends bytes (used by tests and by callers that already hold a buffer).
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);

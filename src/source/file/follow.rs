@@ -57,6 +57,11 @@ use super::identity::{FileId, PathNow, kind_of, path_now};
 use super::replay::{Recorder, ReplayIndex};
 use crate::lines::{LineSplitter, RawLine, to_text};
 
+thread_local! {
+    /// Each reader thread's read buffer (see `read_to_eof`).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// How much is read per `read(2)`; also the most one broadcast batch carries.
 const CHUNK: usize = 128 * 1024;
 /// How much one pass reads at most before letting other files have a turn.
@@ -532,23 +537,34 @@ impl Follower {
                 return false;
             }
             let before = of.offset();
-            let spare = of.splitter.spare(want);
-            let n = match of.file.read(spare) {
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => 0,
-                Err(err) => {
-                    tracing::warn!(file = %self.display, "read failed: {err}");
-                    0
+            // Read into this reader thread's buffer, not one per file: ten
+            // thousand followers must not hold ten thousand read buffers.
+            let name = &self.display;
+            let read = SCRATCH.with_borrow_mut(|scratch| {
+                if scratch.len() < want {
+                    scratch.resize(want, 0);
                 }
-            };
-            if before > 0 && !still_there(&of.file, before, &of.recent.0) {
-                of.splitter.commit(want, 0);
+                let spare = &mut scratch[..want];
+                let n = match of.file.read(spare) {
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => 0,
+                    Err(err) => {
+                        tracing::warn!(file = %name, "read failed: {err}");
+                        0
+                    }
+                };
+                if before > 0 && !still_there(&of.file, before, &of.recent.0) {
+                    return None;
+                }
+                of.recent.remember(&spare[..n]);
+                of.splitter.take(&spare[..n]);
+                Some(n)
+            });
+            let Some(n) = read else {
                 self.restart(of, before);
                 *skip_first = false;
                 continue;
-            }
-            of.recent.remember(&spare[..n]);
-            of.splitter.commit(want, n);
+            };
             *budget -= n;
             if n == 0 {
                 return true;
