@@ -21,9 +21,17 @@ use crate::error::Error;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "logtail-ws", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// File to follow by name, like `tail -F` (it may not exist yet).
-    #[arg(short = 'f', long, env = "LOGTAIL_FILE", value_name = "PATH")]
-    pub file: PathBuf,
+    /// File to follow by name, like `tail -F` (it may not exist yet);
+    /// repeatable. A glob (`'logs/*.log'`, `**` too) follows every match,
+    /// also later ones; `-` is standard input. `NAME=PATH` sets the name
+    /// clients see (default: the file name; glob matches: their path below
+    /// the glob's fixed directories).
+    #[arg(short = 'f', long, env = "LOGTAIL_FILE", value_name = "[NAME=]PATH", required = true, value_parser = parse_input)]
+    pub file: Vec<InputArg>,
+
+    /// Show each file's server path in `GET /files` (off: clients see names only).
+    #[arg(long, env = "LOGTAIL_SHOW_PATHS")]
+    pub show_paths: bool,
 
     /// TCP port; 0 picks a free one (the chosen address is logged).
     #[arg(short = 'p', long, env = "LOGTAIL_PORT", default_value_t = 8080)]
@@ -136,6 +144,133 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// One `--file` as typed: an optional public name and what to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputArg {
+    pub name: Option<String>,
+    pub what: InputPath,
+}
+
+/// What one `--file` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputPath {
+    /// One file, followed by name (as typed; made absolute by the source).
+    File(PathBuf),
+    /// Every file matching a pattern, now and later.
+    Glob(String),
+    /// Standard input (`-`).
+    Stdin,
+}
+
+/// One input, validated: its public name (for a glob, the prefix of its
+/// matches' names, possibly empty) and what it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub name: String,
+    pub what: InputPath,
+}
+
+use crate::source::file::glob::is_glob;
+
+/// Parses `[NAME=]PATH`. `NAME=` counts only when the text before the
+/// first `=` is not empty and holds no `/`, so `./a=b.log` is a path.
+pub fn parse_input(arg: &str) -> Result<InputArg, String> {
+    let (name, path) = match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !name.contains('/') => {
+            (Some(name.to_string()), path)
+        }
+        _ => (None, arg),
+    };
+    if path.is_empty() {
+        return Err(format!("`{arg}` names no file"));
+    }
+    if let Some(name) = &name {
+        check_name(name)?;
+    }
+    let what = if path == "-" {
+        InputPath::Stdin
+    } else if is_glob(path) {
+        globset::Glob::new(path).map_err(|err| format!("`{path}` is not a valid glob: {err}"))?;
+        InputPath::Glob(path.to_string())
+    } else {
+        InputPath::File(PathBuf::from(path))
+    };
+    Ok(InputArg { name, what })
+}
+
+/// A public name: printable, no glob characters (they select in `file=`).
+fn check_name(name: &str) -> Result<(), String> {
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the name `{}` holds a control character",
+            name.escape_debug()
+        ));
+    }
+    if is_glob(name) {
+        return Err(format!(
+            "the name `{name}` holds a glob character (`*`, `?` or `[`)"
+        ));
+    }
+    Ok(())
+}
+
+/// The default public name of a file: its last component, as typed.
+fn default_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Names every input and refuses two explicit files (or stdins) under one
+/// name, naming both and the way out.
+fn name_inputs(args: Vec<InputArg>) -> Result<Vec<Input>, Error> {
+    let mut inputs: Vec<Input> = Vec::with_capacity(args.len());
+    let mut shown: Vec<String> = Vec::with_capacity(args.len());
+    for arg in args {
+        let (name, typed) = match &arg.what {
+            InputPath::File(path) => (
+                arg.name.clone().unwrap_or_else(|| default_name(path)),
+                path.display().to_string(),
+            ),
+            InputPath::Stdin => (
+                arg.name.clone().unwrap_or_else(|| "stdin".into()),
+                "-".into(),
+            ),
+            InputPath::Glob(pattern) => (arg.name.clone().unwrap_or_default(), pattern.clone()),
+        };
+        if let InputPath::File(_) | InputPath::Stdin = arg.what {
+            if name.is_empty() {
+                return Err(Error::Config(format!("--file {typed}: the name is empty")));
+            }
+            if let Some(at) = inputs
+                .iter()
+                .position(|i| i.name == name && !matches!(i.what, InputPath::Glob(_)))
+            {
+                let suggestion = match &arg.what {
+                    InputPath::File(path) => format!("--file other-{name}={}", path.display()),
+                    _ => format!("--file other-{name}=-"),
+                };
+                return Err(Error::Config(format!(
+                    "two files are named `{name}`: {} and {typed}; give one another name with NAME=PATH (e.g. {suggestion})",
+                    shown[at]
+                )));
+            }
+        }
+        shown.push(typed);
+        inputs.push(Input {
+            name,
+            what: arg.what,
+        });
+    }
+    if inputs.iter().filter(|i| i.what == InputPath::Stdin).count() > 1 {
+        return Err(Error::Config(
+            "--file - (standard input) is given twice".into(),
+        ));
+    }
+    Ok(inputs)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -145,7 +280,10 @@ pub enum LogFormat {
 /// Settings derived from the command line, in the units the code uses.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub file: PathBuf,
+    /// What to follow, in command-line order, each with its public name.
+    pub inputs: Vec<Input>,
+    /// `/files` shows server paths.
+    pub show_paths: bool,
     pub listen: SocketAddr,
     pub backlog: usize,
     pub history_bytes: u64,
@@ -188,8 +326,10 @@ impl Config {
         if cli.client_queue == 0 {
             return Err(Error::Config("--client-queue must be at least 1".into()));
         }
+        let inputs = name_inputs(cli.file)?;
         Ok(Config {
-            file: cli.file,
+            inputs,
+            show_paths: cli.show_paths,
             listen: SocketAddr::new(cli.bind, cli.port),
             backlog: cli.lines,
             history_bytes: cli.history_bytes,
@@ -299,5 +439,57 @@ mod tests {
     #[test]
     fn tls_needs_both_files() {
         assert!(Cli::try_parse_from(["logtail-ws", "-f", "a", "--tls-cert", "c.pem"]).is_err());
+    }
+
+    fn inputs(args: &[&str]) -> Result<Vec<Input>, String> {
+        let mut argv = vec!["logtail-ws"];
+        for a in args {
+            argv.extend(["--file", a]);
+        }
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Config::from_cli(cli, None)
+            .map(|c| c.inputs)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn files_are_named_as_the_contract_says() {
+        let got = inputs(&[
+            "/var/log/app.log",
+            "api=logs/x.log",
+            "-",
+            "./a=b.log",
+            "/l/*/*.log",
+            "k8s=/p/**/*.log",
+        ])
+        .unwrap();
+        let want = [
+            ("app.log", InputPath::File("/var/log/app.log".into())),
+            ("api", InputPath::File("logs/x.log".into())),
+            ("stdin", InputPath::Stdin),
+            ("a=b.log", InputPath::File("./a=b.log".into())),
+            ("", InputPath::Glob("/l/*/*.log".into())),
+            ("k8s", InputPath::Glob("/p/**/*.log".into())),
+        ];
+        let got: Vec<(&str, InputPath)> = got
+            .iter()
+            .map(|i| (i.name.as_str(), i.what.clone()))
+            .collect();
+        let want: Vec<(&str, InputPath)> = want.into_iter().collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn two_files_with_one_name_are_refused_with_the_way_out() {
+        let err = inputs(&["/a/x.log", "/b/x.log"]).unwrap_err();
+        assert!(
+            err.contains("/a/x.log") && err.contains("/b/x.log") && err.contains("NAME=PATH"),
+            "{err}"
+        );
+        assert!(inputs(&["one=/a/x.log", "/b/x.log"]).is_ok());
+        assert!(inputs(&["-", "-"]).is_err());
+        assert!(inputs(&["a*b=/x"]).is_err(), "a glob character in a name");
+        assert!(inputs(&["/x/[z.log"]).is_err(), "a broken glob");
+        assert!(inputs(&["x="]).is_err());
     }
 }

@@ -20,15 +20,20 @@ use serde::Serialize;
 pub enum Encoding {
     /// One frame per line, the line's own text; events are not sent.
     Text,
+    /// As `Text`, each line after its file's name and `: ` (a stream of
+    /// more than one file).
+    PrefixedText,
     /// One JSON object per line and per event.
     Json,
     /// One SSE record (`id:`/`data:` or `event:`/`data:`, blank line) each.
     Sse,
+    /// As `Sse`, each line's data after its file's name and `: `.
+    PrefixedSse,
 }
 
 impl Encoding {
     /// Encodings whose line frames are worth computing once per batch.
-    pub const SHARED: usize = 2;
+    pub const SHARED: usize = 4;
 
     /// This encoding's slot among the shared ones; `None` for `Text`, whose
     /// frame is the line's own text.
@@ -37,8 +42,35 @@ impl Encoding {
             Encoding::Text => None,
             Encoding::Json => Some(0),
             Encoding::Sse => Some(1),
+            Encoding::PrefixedText => Some(2),
+            Encoding::PrefixedSse => Some(3),
         }
     }
+
+    /// Whether frames are bare lines (no events, no gaps can be told).
+    pub fn is_text(self) -> bool {
+        matches!(self, Encoding::Text | Encoding::PrefixedText)
+    }
+
+    /// The same encoding with (or without) each line's file name before it.
+    pub fn prefixed(self, prefix: bool) -> Encoding {
+        match (self, prefix) {
+            (Encoding::Text | Encoding::PrefixedText, true) => Encoding::PrefixedText,
+            (Encoding::Text | Encoding::PrefixedText, false) => Encoding::Text,
+            (Encoding::Sse | Encoding::PrefixedSse, true) => Encoding::PrefixedSse,
+            (Encoding::Sse | Encoding::PrefixedSse, false) => Encoding::Sse,
+            (Encoding::Json, _) => Encoding::Json,
+        }
+    }
+}
+
+/// `NAME: LINE`, a line of a stream of more than one file.
+pub fn prefixed(file: &str, line: &str) -> String {
+    let mut out = String::with_capacity(file.len() + 2 + line.len());
+    out.push_str(file);
+    out.push_str(": ");
+    out.push_str(line);
+    out
 }
 
 #[derive(Serialize)]

@@ -101,6 +101,30 @@ pub fn raise_nofile() -> io::Result<NofileLimit> {
     })
 }
 
+/// How many descriptors this process has open now (`None` without `/proc`).
+pub fn open_descriptors() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
+/// After the files are open: how many clients the descriptors left allow,
+/// logged when following many files (each holds one); warned about when
+/// fewer than `max_clients`.
+pub fn log_capacity_after_files(files: usize, max_clients: usize) {
+    let Some(in_use) = open_descriptors() else {
+        return;
+    };
+    let room = client_ceiling(current_soft()).saturating_sub(in_use);
+    if room < max_clients as u64 {
+        tracing::warn!(
+            "{files} files followed, {in_use} file descriptors in use: room for about {room} clients, fewer than --max-clients {max_clients}; raise the limit (ulimit -n, LimitNOFILE=)"
+        );
+    } else if files > 1 {
+        tracing::info!(
+            "{files} files followed, {in_use} file descriptors in use: room for about {room} clients"
+        );
+    }
+}
+
 /// The current soft limit, for messages (0 when it cannot be read).
 pub fn current_soft() -> u64 {
     Resource::NOFILE.get().map_or(0, |(soft, _)| soft)

@@ -46,11 +46,14 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use config::InputPath;
 pub use config::{Cli, Config};
 pub use error::Error;
 use hub::{Hub, HubLimits};
 use source::file::follow::ReadLimits;
+use source::file::glob::Glob;
 use source::file::{FileOptions, FileSource, WatchMode};
+use source::stdin::StdinSource;
 use source::{Publisher, Source, Status};
 
 /// Runs the server on an already bound listener until `shutdown` resolves,
@@ -69,7 +72,7 @@ pub async fn run(
     // One set of counters for every stage.
     let metrics = Arc::new(metrics::Metrics::default());
     let hub = Hub::new(
-        vec![config.file.display().to_string()],
+        Vec::new(),
         HubLimits {
             history_bytes: config.history_bytes,
             client_queue: config.client_queue,
@@ -78,39 +81,10 @@ pub async fn run(
         },
         Arc::clone(&metrics),
     );
-    let mode = match config.poll {
-        Some(interval) => WatchMode::Poll(interval),
-        None => WatchMode::Events,
-    };
-    let options = FileOptions::new(
-        mode,
-        ReadLimits {
-            max_line_bytes: config.max_line_bytes,
-            backlog_bytes: config.history_bytes,
-        },
-    );
     let status = Status::default();
     let publisher = Publisher::new(Arc::clone(&hub), status.clone());
-    // Decided once: the path followed from now on (see `source::file::path`).
-    // Clients and logs keep the name as typed (file 0 in the hub's names).
-    let watch_error = |source| Error::Watch {
-        path: config.file.clone(),
-        source,
-    };
-    let path = source::file::path::absolute(&config.file).map_err(watch_error)?;
-    if path != config.file {
-        tracing::info!(file = %config.file.display(), path = %path.display(), "{} resolves to {}", config.file.display(), path.display());
-    }
-    let name = config.file.display().to_string();
-    let files = tokio::task::spawn_blocking(move || {
-        let files = FileSource::start(publisher, options)?;
-        files.add(path, name);
-        Ok::<_, std::io::Error>(files)
-    })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|started| started)
-    .map_err(watch_error)?;
+    let sources = start_sources(&config, publisher).await?;
+    fdlimit::log_capacity_after_files(status.len(), config.max_clients);
 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
@@ -139,10 +113,106 @@ pub async fn run(
     {
         tracing::warn!("some connections did not finish in time; exiting anyway");
     }
-    // The file source's threads end with it (they hold nothing that must be
+    // The sources' threads end with them (they hold nothing that must be
     // flushed): a join error here changes nothing about how we exit.
-    if let Err(err) = tokio::task::spawn_blocking(move || files.stop()).await {
-        tracing::debug!("stopping the file source: {err}");
+    let stopping = tokio::task::spawn_blocking(move || {
+        for source in &sources {
+            source.stop();
+        }
+    });
+    if let Err(err) = stopping.await {
+        tracing::debug!("stopping the sources: {err}");
     }
     Ok(())
+}
+
+/// Starts every input of the command line: files and globs in one file
+/// source, standard input in its own. Returns once each file is open (or
+/// known to be missing) and watched, so a line appended after the
+/// `listening on` line is a live line.
+async fn start_sources(
+    config: &Config,
+    publisher: Publisher,
+) -> Result<Vec<Box<dyn Source>>, Error> {
+    let mode = match config.poll {
+        Some(interval) => WatchMode::Poll(interval),
+        None => WatchMode::Events,
+    };
+    let files_given = config
+        .inputs
+        .iter()
+        .filter(|i| matches!(i.what, InputPath::File(_)))
+        .count()
+        .max(1) as u64;
+    // Each file given reads its share of the history at start-up (a glob
+    // shares its own among its matches): the history holds no more anyway.
+    let options = FileOptions::new(
+        mode,
+        ReadLimits {
+            max_line_bytes: config.max_line_bytes,
+            backlog_bytes: config.history_bytes / files_given,
+        },
+    );
+    let inputs = config.inputs.clone();
+    let history_bytes = config.history_bytes;
+    let max_line_bytes = config.max_line_bytes;
+    tokio::task::spawn_blocking(move || {
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        let needs_files = inputs.iter().any(|i| !matches!(i.what, InputPath::Stdin));
+        let files = if needs_files {
+            let files = FileSource::start(publisher.clone(), options).map_err(|source| Error::Io {
+                what: "starting the file watcher",
+                source,
+            })?;
+            Some(files)
+        } else {
+            None
+        };
+        for input in inputs {
+            match (&input.what, &files) {
+                (InputPath::File(typed), Some(files)) => {
+                    // Decided once: the path followed from now on (see
+                    // `source::file::path`). Clients see the name.
+                    let path = source::file::path::absolute(typed).map_err(|source| Error::Watch {
+                        path: typed.clone(),
+                        source,
+                    })?;
+                    if path != *typed {
+                        tracing::info!(file = %input.name, path = %path.display(), "{} resolves to {}", typed.display(), path.display());
+                    }
+                    files.add(path, input.name.clone());
+                }
+                (InputPath::Glob(pattern), Some(files)) => {
+                    let typed = std::path::Path::new(pattern);
+                    let absolute = source::file::path::absolute(typed).map_err(|source| Error::Watch {
+                        path: typed.to_path_buf(),
+                        source,
+                    })?;
+                    let glob = Glob::new(pattern, &absolute, &input.name).map_err(Error::Config)?;
+                    let root = glob.root.display().to_string();
+                    let found = files.add_glob(glob, history_bytes);
+                    tracing::info!(glob = %pattern, "{pattern}: {found} matching files followed; watching {root} for more");
+                }
+                (InputPath::Stdin, _) => {
+                    let stdin = StdinSource::start(publisher.clone(), input.name.clone(), std::io::stdin(), max_line_bytes)
+                        .map_err(|source| Error::Io {
+                            what: "starting the standard input reader",
+                            source,
+                        })?;
+                    sources.push(Box::new(stdin));
+                }
+                (_, None) => {}
+            }
+        }
+        if let Some(files) = files {
+            tracing::info!("following {}", files.describe());
+            sources.push(Box::new(files));
+        }
+        Ok::<_, Error>(sources)
+    })
+    .await
+    .map_err(|err| Error::Io {
+        what: "starting the sources",
+        source: std::io::Error::other(err),
+    })?
 }

@@ -217,6 +217,9 @@ impl<S: Sink> Out<'_, S> {
         let mut bytes = 0usize;
         match delivery {
             Delivery::Notice(notice) => {
+                if !cursor.wants_file(notice.file) {
+                    return Ok(1);
+                }
                 if let Some(frame) = notice_frame(encoding, hub, notice) {
                     self.feed(frame).await?;
                 }
@@ -317,11 +320,11 @@ async fn bounded(
 /// What a stream starts with: JSON's `hello`, SSE's `retry:`.
 fn hello(encoding: Encoding, cursor: &Cursor) -> Option<Text> {
     match encoding {
-        Encoding::Text => None,
+        Encoding::Text | Encoding::PrefixedText => None,
         Encoding::Json => {
             Some(encode::json_hello(cursor.hub().epoch(), cursor.subscribed_at()).into())
         }
-        Encoding::Sse => Some(encode::sse_retry(1000).into()),
+        Encoding::Sse | Encoding::PrefixedSse => Some(encode::sse_retry(1000).into()),
     }
 }
 
@@ -329,10 +332,17 @@ fn hello(encoding: Encoding, cursor: &Cursor) -> Option<Text> {
 fn line_frame(encoding: Encoding, hub: &Hub, line: &Line) -> Text {
     match encoding {
         Encoding::Text => line.text.clone(),
+        Encoding::PrefixedText => encode::prefixed(&hub.file_name(line.file), &line.text).into(),
         Encoding::Json => {
-            encode::json_line(line.seq, line.offset, hub.file_name(line.file), &line.text).into()
+            encode::json_line(line.seq, line.offset, &hub.file_name(line.file), &line.text).into()
         }
         Encoding::Sse => encode::sse_line(hub.epoch(), line.seq, &line.text).into(),
+        Encoding::PrefixedSse => encode::sse_line(
+            hub.epoch(),
+            line.seq,
+            &encode::prefixed(&hub.file_name(line.file), &line.text),
+        )
+        .into(),
     }
 }
 
@@ -341,14 +351,16 @@ fn notice_frame(encoding: Encoding, hub: &Hub, notice: &Notice) -> Option<Text> 
     let json = || {
         encode::json_notice(
             notice.kind.as_str(),
-            hub.file_name(notice.file),
+            &hub.file_name(notice.file),
             notice.after_seq,
         )
     };
     match encoding {
-        Encoding::Text => None,
+        Encoding::Text | Encoding::PrefixedText => None,
         Encoding::Json => Some(json().into()),
-        Encoding::Sse => Some(encode::sse_event(notice.kind.as_str(), &json()).into()),
+        Encoding::Sse | Encoding::PrefixedSse => {
+            Some(encode::sse_event(notice.kind.as_str(), &json()).into())
+        }
     }
 }
 
@@ -360,8 +372,8 @@ fn gap_frame(encoding: Encoding, gap: &Gap) -> Option<Text> {
     };
     let json = || encode::json_gap(gap.from, gap.to, reason);
     match encoding {
-        Encoding::Text => None,
+        Encoding::Text | Encoding::PrefixedText => None,
         Encoding::Json => Some(json().into()),
-        Encoding::Sse => Some(encode::sse_event("gap", &json()).into()),
+        Encoding::Sse | Encoding::PrefixedSse => Some(encode::sse_event("gap", &json()).into()),
     }
 }

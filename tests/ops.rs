@@ -23,10 +23,16 @@ async fn healthz_reports_file_state_clients_epoch_and_seq() {
     let h = server.healthz().await;
     assert_eq!(h["status"], "ok", "{h}");
     assert_eq!(h["files"][0]["state"], "waiting", "{h}");
+    assert_eq!(h["files"][0]["name"], "app.log", "{h}");
+    let keys: Vec<&String> = h["files"][0].as_object().expect("a file").keys().collect();
     assert_eq!(
-        h["files"][0]["path"],
-        log.path().display().to_string(),
-        "{h}"
+        keys,
+        ["inode", "name", "offset", "size", "state"],
+        "no path: {h}"
+    );
+    assert!(
+        !h.to_string().contains(&log.path().display().to_string()),
+        "the server path is never shown: {h}"
     );
     assert_eq!(h["seq"], 0, "{h}");
     let epoch = h["epoch"].as_str().expect("epoch is a string").to_owned();
@@ -45,6 +51,8 @@ async fn healthz_reports_file_state_clients_epoch_and_seq() {
     let h = server.healthz().await;
     assert_eq!(h["files"][0]["state"], "following", "{h}");
     assert_eq!(h["files"][0]["offset"], 8, "{h}");
+    assert_eq!(h["files"][0]["size"], 8, "{h}");
+    assert_ne!(h["files"][0]["inode"], 0, "{h}");
     assert_eq!(h["seq"], 2, "{h}");
     assert_eq!(h["clients"], 1, "{h}");
     assert_eq!(

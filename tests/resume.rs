@@ -73,8 +73,13 @@ async fn expect_hello(client: &mut WsClient) -> (String, u64) {
 }
 
 /// The path as given on the command line, as JSON frames name it.
+/// The name clients see: the file name, never the server's path.
 fn shown(log: &LogFile) -> String {
-    log.path().to_str().expect("UTF-8 temp path").to_owned()
+    log.path()
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Writes lines `from..=to` (made by `make`) in appends of `per` lines.

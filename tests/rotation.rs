@@ -999,7 +999,12 @@ async fn matrix(case: Case, watch: Watch) {
         panic!("{case:?}/{watch:?}, text client: {diff}");
     }
     let json_frames = wait_frames(&json, c.expected.len(), |f| f.contains("\"line\"")).await;
-    check_json(case, &name, &json_frames, &c.expected, &c.boundaries);
+    // Frames carry the public name: the file name, never the path typed.
+    let public = std::path::Path::new(&name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    check_json(case, &public, &json_frames, &c.expected, &c.boundaries);
 
     let logs = srv.stderr();
     // Delivered by events, not by the once-a-second fallback a failed watch falls back to.
@@ -1251,10 +1256,10 @@ async fn json_events_exact(watch: Watch) {
     fs::rename(new, log.path()).unwrap();
     let got = next(ws.recv_lines(4, PROMPT).await);
     let want = [
-        serde_json::json!({"seq": seq0 + 3, "offset": 6, "file": log.path().display().to_string(), "line": "a3-partial"}),
-        serde_json::json!({"event": "rotated", "file": log.path().display().to_string(), "seq": seq0 + 3}),
-        serde_json::json!({"seq": seq0 + 4, "offset": 0, "file": log.path().display().to_string(), "line": "b1"}),
-        serde_json::json!({"seq": seq0 + 5, "offset": 3, "file": log.path().display().to_string(), "line": "b2"}),
+        serde_json::json!({"seq": seq0 + 3, "offset": 6, "file": log.path().file_name().unwrap().to_string_lossy(), "line": "a3-partial"}),
+        serde_json::json!({"event": "rotated", "file": log.path().file_name().unwrap().to_string_lossy(), "seq": seq0 + 3}),
+        serde_json::json!({"seq": seq0 + 4, "offset": 0, "file": log.path().file_name().unwrap().to_string_lossy(), "line": "b1"}),
+        serde_json::json!({"seq": seq0 + 5, "offset": 3, "file": log.path().file_name().unwrap().to_string_lossy(), "line": "b2"}),
     ];
     assert_eq!(got, want);
 
@@ -1265,9 +1270,9 @@ async fn json_events_exact(watch: Watch) {
     log.append(b"c1\n");
     let got = next(ws.recv_lines(3, PROMPT).await);
     let want = [
-        serde_json::json!({"seq": seq0 + 6, "offset": 6, "file": log.path().display().to_string(), "line": "b3-partial"}),
-        serde_json::json!({"event": "truncated", "file": log.path().display().to_string(), "seq": seq0 + 6}),
-        serde_json::json!({"seq": seq0 + 7, "offset": 0, "file": log.path().display().to_string(), "line": "c1"}),
+        serde_json::json!({"seq": seq0 + 6, "offset": 6, "file": log.path().file_name().unwrap().to_string_lossy(), "line": "b3-partial"}),
+        serde_json::json!({"event": "truncated", "file": log.path().file_name().unwrap().to_string_lossy(), "seq": seq0 + 6}),
+        serde_json::json!({"seq": seq0 + 7, "offset": 0, "file": log.path().file_name().unwrap().to_string_lossy(), "line": "c1"}),
     ];
     assert_eq!(got, want);
     log.append(b"c2\n");

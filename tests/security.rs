@@ -1170,22 +1170,51 @@ async fn only_the_configured_file_is_served() {
     let addr = server.addr();
     let leaked = |text: &str| text.contains(MARKER) || text.contains("root:");
 
-    let mut clients = Vec::new();
-    for target in ["/etc/passwd", secret, "../secret.txt"] {
-        clients
-            .push(WsClient::connect(&server.ws_url(&format!("/ws?backlog=3&file={target}"))).await);
-    }
-    for c in &mut clients {
-        c.expect_lines(&["configured 1", "configured 2", "configured 3"])
+    // A `file=` that is not a followed name is refused, whatever it spells;
+    // the refusal lists the names a client may ask for, and nothing else.
+    let encoded_secret: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    for target in [
+        "/etc/passwd",
+        secret,
+        encoded_secret.as_str(),
+        "../secret.txt",
+        "..%2fsecret.txt",
+        "%2e%2e%2fsecret.txt",
+        "secret.txt",
+    ] {
+        for endpoint in ["/ws", "/events"] {
+            let upgrade = [
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ];
+            let headers: &[(&str, &str)] = if endpoint == "/ws" { &upgrade } else { &[] };
+            let r = http_get(
+                addr,
+                &format!("{endpoint}?backlog=3&file={target}"),
+                headers,
+            )
             .await;
+            let body = r.text();
+            assert_eq!(r.status, 404, "{endpoint}?file={target}: {body}");
+            assert!(
+                body.contains("known files: app.log"),
+                "{endpoint}?file={target}: {body}"
+            );
+            assert!(!leaked(&body), "{body}");
+        }
     }
-    let mut sse = SseStream::connect(addr, &format!("/events?backlog=3&file={secret}"), &[]).await;
+    // The configured file under its name is served, and only it.
+    let mut client = WsClient::connect(&server.ws_url("/ws?backlog=3&file=app.log")).await;
+    client
+        .expect_lines(&["configured 1", "configured 2", "configured 3"])
+        .await;
+    let mut sse = SseStream::connect(addr, "/events?backlog=3&file=app.log", &[]).await;
     assert_eq!(sse.status, 200);
-    server.wait_clients(4, PROMPT).await;
+    server.wait_clients(2, PROMPT).await;
     log.append_lines(["configured 4"]);
-    for c in &mut clients {
-        c.expect_lines(&["configured 4"]).await;
-    }
+    client.expect_lines(&["configured 4"]).await;
     let text = sse
         .read_until_contains("data: configured 4\n", PROMPT)
         .await;

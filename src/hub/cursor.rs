@@ -16,7 +16,7 @@ use std::time::Instant;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use super::replay::{Gone, ReplayReader};
-use super::{Batch, Hub, Line, LineFilter, Notice, Published};
+use super::{Batch, Hub, Line, LineFilter, Notice, Published, Selection};
 
 /// Lines replayed from the history per step: bounds both the time the hub
 /// lock is held and the size of one delivery.
@@ -103,6 +103,7 @@ pub struct Cursor {
     baseline_cost: u64,
     delivered_cost: u64,
     pending_gap: Option<Gap>,
+    files: Option<Arc<Selection>>,
     matches: Option<LineFilter>,
     /// The source's replay in progress (lines older than the history).
     disk: Option<Box<dyn ReplayReader>>,
@@ -138,6 +139,7 @@ impl Cursor {
         hub: Arc<Hub>,
         rx: broadcast::Receiver<Published>,
         at: StartAt,
+        files: Option<Arc<Selection>>,
         matches: Option<LineFilter>,
     ) -> Cursor {
         let StartAt {
@@ -157,6 +159,7 @@ impl Cursor {
             baseline_cost,
             delivered_cost: baseline_cost,
             pending_gap: gap,
+            files,
             matches,
             disk: None,
             disk_stop: 0,
@@ -185,9 +188,17 @@ impl Cursor {
         self.next_seq
     }
 
-    /// Whether `line` passes this client's filter.
+    /// Whether `line` passes this client's filter: one of its files, and
+    /// matching its `grep=`.
     pub fn matches(&self, line: &Line) -> bool {
-        self.matches.as_ref().is_none_or(|m| m(line))
+        self.wants_file(line.file) && self.matches.as_ref().is_none_or(|m| m(line))
+    }
+
+    /// Whether this client reads file `file` (its lines and its events).
+    pub fn wants_file(&self, file: u32) -> bool {
+        self.files
+            .as_ref()
+            .is_none_or(|f| f.contains(file, &self.hub))
     }
 
     /// Bytes of lines published that this client has not been handed yet.

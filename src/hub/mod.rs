@@ -22,6 +22,7 @@ pub mod history;
 #[cfg(test)]
 mod model_tests;
 pub mod replay;
+pub mod selection;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ use tokio::sync::broadcast;
 pub use cursor::{Cursor, CursorError, Delivery, Gap, GapReason, LagPolicy};
 pub use history::History;
 pub use replay::{Gone, Replay, ReplayReader};
+pub use selection::{NamePredicate, Selection};
 
 use crate::metrics::Metrics;
 
@@ -66,6 +68,12 @@ pub enum NoticeKind {
     Waiting,
     /// The file is being followed (again).
     Following,
+    /// A file joined the stream (a glob match that appeared).
+    Added,
+    /// A file left the stream for good (a glob match that disappeared).
+    Removed,
+    /// The input ended (standard input reached its end).
+    Ended,
 }
 
 impl NoticeKind {
@@ -75,6 +83,9 @@ impl NoticeKind {
             NoticeKind::Truncated => "truncated",
             NoticeKind::Waiting => "waiting",
             NoticeKind::Following => "following",
+            NoticeKind::Added => "added",
+            NoticeKind::Removed => "removed",
+            NoticeKind::Ended => "ended",
         }
     }
 }
@@ -183,7 +194,9 @@ pub struct Hub {
     cost_total: AtomicU64,
     epoch: String,
     numbering: Numbering,
-    files: Vec<String>,
+    /// File names by index: only ever added to, so an index in the history
+    /// always has its name.
+    files: std::sync::RwLock<FileNames>,
     /// Where lines older than the history are asked for; set once by the
     /// source that owns them.
     replay: OnceLock<Arc<dyn Replay>>,
@@ -226,7 +239,7 @@ impl Hub {
             cost_total: AtomicU64::new(0),
             epoch,
             numbering,
-            files,
+            files: std::sync::RwLock::new(FileNames::new(files)),
             replay: OnceLock::new(),
             limits,
             metrics,
@@ -250,9 +263,35 @@ impl Hub {
         self.limits
     }
 
-    /// The display name of file `index`.
-    pub fn file_name(&self, index: u32) -> &str {
-        self.files.get(index as usize).map_or("", String::as_str)
+    fn names(&self) -> std::sync::RwLockReadGuard<'_, FileNames> {
+        self.files.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The public name of file `index` (empty for an index never registered).
+    pub fn file_name(&self, index: u32) -> Arc<str> {
+        self.names().name(index)
+    }
+
+    /// The index of the file named `name`: the one it had if it was named
+    /// before (a file that comes back keeps its index), else a new one.
+    pub fn register_file(&self, name: &str) -> u32 {
+        if let Some(index) = self.names().index(name) {
+            return index;
+        }
+        self.files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(name)
+    }
+
+    /// The index of the file named `name`, if one was ever registered.
+    pub fn file_index(&self, name: &str) -> Option<u32> {
+        self.names().index(name)
+    }
+
+    /// How many file indices exist (registered names, removed ones included).
+    pub fn file_count(&self) -> u32 {
+        self.names().len()
     }
 
     /// The newest `seq` published so far (0 before the first line).
@@ -331,7 +370,7 @@ impl Hub {
         match kind {
             NoticeKind::Rotated => self.metrics.rotation(),
             NoticeKind::Truncated => self.metrics.truncation(),
-            NoticeKind::Waiting | NoticeKind::Following => {}
+            _ => {}
         }
         let mut shared = self.lock();
         let notice = Arc::new(Notice {
@@ -360,6 +399,18 @@ impl Hub {
     /// A cursor for a new client. `matches` is the client's line filter
     /// (`grep=`): a backlog of N counts only matching lines.
     pub fn subscribe(self: &Arc<Self>, start: Start, matches: Option<LineFilter>) -> Cursor {
+        self.subscribe_to(start, None, matches)
+    }
+
+    /// A cursor for a new client reading only the files of `files` (all
+    /// when `None`), and of their lines those `matches` lets through.
+    pub fn subscribe_to(
+        self: &Arc<Self>,
+        start: Start,
+        files: Option<Arc<Selection>>,
+        matches: Option<LineFilter>,
+    ) -> Cursor {
+        let filtered = files.is_some() || matches.is_some();
         let shared = self.lock();
         let rx = self.tx.subscribe();
         let last = shared.next_seq - 1;
@@ -369,9 +420,7 @@ impl Hub {
         let mut gap = None;
         let next_seq = match &start {
             Start::Backlog(0) => last + 1,
-            Start::Backlog(n) if matches.is_none() => {
-                shared.history.nth_last_seq(*n).unwrap_or(first)
-            }
+            Start::Backlog(n) if !filtered => shared.history.nth_last_seq(*n).unwrap_or(first),
             Start::Backlog(_) => first, // refined below, outside the lock
             Start::Since { seq, epoch } => {
                 if epoch.as_deref().is_some_and(|e| e != self.epoch) {
@@ -391,9 +440,13 @@ impl Hub {
             }
         };
         drop(shared);
-        let next_seq = match (&start, &matches) {
-            (Start::Backlog(n), Some(matches)) if *n > 0 => {
-                self.backlog_start(last, *n, matches.as_ref())
+        let next_seq = match &start {
+            Start::Backlog(n) if *n > 0 && filtered => {
+                let selected = |line: &Line| {
+                    files.as_ref().is_none_or(|f| f.contains(line.file, self))
+                        && matches.as_ref().is_none_or(|m| m(line))
+                };
+                self.backlog_start(last, *n, &selected)
             }
             _ => next_seq,
         };
@@ -410,7 +463,7 @@ impl Hub {
             baseline_cost: baseline,
             gap,
         };
-        Cursor::new(Arc::clone(self), rx, at, matches)
+        Cursor::new(Arc::clone(self), rx, at, files, matches)
     }
 
     /// The `seq` from which the last `n` lines matching `matches` (up to
@@ -460,6 +513,51 @@ impl Hub {
         let last = shared.history.last_seq()?;
         shared.history.copy_from(seq, max_lines, max_bytes, out);
         Some((first, last))
+    }
+}
+
+/// Public file names by index, and back.
+struct FileNames {
+    by_index: Vec<Arc<str>>,
+    by_name: std::collections::HashMap<Arc<str>, u32>,
+}
+
+impl FileNames {
+    fn new(names: Vec<String>) -> FileNames {
+        let mut table = FileNames {
+            by_index: Vec::new(),
+            by_name: std::collections::HashMap::new(),
+        };
+        for name in names {
+            table.register(&name);
+        }
+        table
+    }
+
+    fn name(&self, index: u32) -> Arc<str> {
+        self.by_index
+            .get(index as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    fn index(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
+    fn len(&self) -> u32 {
+        self.by_index.len() as u32
+    }
+
+    fn register(&mut self, name: &str) -> u32 {
+        if let Some(index) = self.index(name) {
+            return index;
+        }
+        let index = self.len();
+        let name: Arc<str> = Arc::from(name);
+        self.by_index.push(Arc::clone(&name));
+        self.by_name.insert(name, index);
+        index
     }
 }
 

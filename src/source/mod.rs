@@ -21,6 +21,7 @@
 
 pub mod file;
 pub mod status;
+pub mod stdin;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -54,22 +55,70 @@ impl Publisher {
         Publisher { hub, status }
     }
 
+    /// A new input, named `name` (its public name) and read from `path`
+    /// (shown only with `--show-paths`): its file index, which its lines
+    /// carry. A name seen before gets its old index back.
+    pub fn add_input(&self, name: &str, path: String) -> u32 {
+        let file = self.hub.register_file(name);
+        self.status.add(file, name.to_string(), path);
+        file
+    }
+
+    /// Whether an input named `name` is followed now.
+    pub fn is_followed(&self, name: &str) -> bool {
+        self.hub
+            .file_index(name)
+            .is_some_and(|file| self.status.contains(file))
+    }
+
+    /// Tells clients input `file` joined the stream (`added`).
+    pub fn announce_added(&self, file: u32) {
+        self.hub.publish_notice(file, NoticeKind::Added);
+    }
+
+    /// Where the input named `name` is read from, if it is followed now.
+    pub fn followed_path(&self, name: &str) -> Option<String> {
+        let file = self.hub.file_index(name)?;
+        self.status.path_of(file)
+    }
+
+    /// The file index `name` has, if it was ever named.
+    pub fn file_index(&self, name: &str) -> Option<u32> {
+        self.hub.file_index(name)
+    }
+
+    /// Input `file` is no longer followed; clients are told (`removed`).
+    pub fn remove_input(&self, file: u32) {
+        self.hub.publish_notice(file, NoticeKind::Removed);
+        self.status.remove(file);
+    }
+
     /// Publishes one batch of consecutive lines (one read of one input);
     /// returns the `seq` range they were given, one per line, in order.
     pub fn publish_lines(&self, lines: Vec<Line>) -> Range<u64> {
-        self.hub.publish_lines(lines)
+        let Some(file) = lines.first().map(|l| l.file) else {
+            return self.hub.publish_lines(lines);
+        };
+        let count = lines.len() as u64;
+        let seqs = self.hub.publish_lines(lines);
+        self.status.count_lines(file, count);
+        seqs
     }
 
     /// Tells clients what happened to file `file`, and records the state it
     /// leaves the file in (read up to `offset`).
     pub fn notice(&self, file: u32, kind: NoticeKind, offset: u64) {
         let state = match kind {
-            NoticeKind::Waiting => FileState::Waiting,
+            NoticeKind::Waiting => Some(FileState::Waiting),
             NoticeKind::Rotated | NoticeKind::Truncated | NoticeKind::Following => {
-                FileState::Following
+                Some(FileState::Following)
             }
+            NoticeKind::Ended => Some(FileState::Ended),
+            NoticeKind::Added | NoticeKind::Removed => None,
         };
-        self.status.set(file, state, offset);
+        if let Some(state) = state {
+            self.status.set(file, state, offset);
+        }
         self.hub.publish_notice(file, kind);
     }
 

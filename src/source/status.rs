@@ -1,14 +1,16 @@
-//! What each followed file is doing, for `/healthz`: a handle the source
-//! writes and the transports read.
+//! What each followed input is doing, for `/healthz` and `/files`: a handle
+//! the sources write and the transports read.
 //!
 //! Not in the hub, which numbers and fans out lines and knows nothing of
 //! files. One lock over a small map: it is written once per pass of a
-//! follower (an offset) and read once per `/healthz`.
+//! follower (its position) and once per published batch (its line count),
+//! and read once per `/healthz` or `/files`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
-/// What a followed file is doing.
+/// What a followed input is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileState {
@@ -18,19 +20,31 @@ pub enum FileState {
     Following,
     /// Missing, or not readable, for now.
     Waiting,
+    /// Read to its end for good (standard input after EOF).
+    Ended,
 }
 
-/// One file, as `/healthz` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One input, as `/healthz` and `/files` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileStatus {
-    /// The name clients see (as typed).
+    /// The public name, what clients see and select with.
+    pub name: String,
+    /// Where it is read from on the server (never sent unless asked for).
     pub path: String,
     pub state: FileState,
+    /// The inode of the file read now (0: none).
+    pub inode: u64,
+    /// The size of the file read now, when last looked at.
+    pub size: u64,
     /// Offset read up to in the current file.
     pub offset: u64,
+    /// Lines published from it since the server started.
+    pub lines: u64,
+    /// When its last line was published.
+    pub last_line_at: Option<SystemTime>,
 }
 
-/// The state of every followed file, by file index. Cheap to clone (an `Arc`).
+/// The state of every followed input, by file index. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     files: Arc<Mutex<BTreeMap<u32, FileStatus>>>,
@@ -42,24 +56,29 @@ impl Status {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// File `file`, shown as `path`, is starting.
-    pub fn add(&self, file: u32, path: String) {
+    /// Input `file`, named `name` and read from `path`, is starting.
+    pub fn add(&self, file: u32, name: String, path: String) {
         self.lock().insert(
             file,
             FileStatus {
+                name,
                 path,
                 state: FileState::Starting,
+                inode: 0,
+                size: 0,
                 offset: 0,
+                lines: 0,
+                last_line_at: None,
             },
         );
     }
 
-    /// File `file` is no longer followed.
+    /// Input `file` is no longer followed.
     pub fn remove(&self, file: u32) {
         self.lock().remove(&file);
     }
 
-    /// File `file` is now `state`, read up to `offset`.
+    /// Input `file` is now `state`, read up to `offset`.
     pub fn set(&self, file: u32, state: FileState, offset: u64) {
         if let Some(s) = self.lock().get_mut(&file) {
             s.state = state;
@@ -67,16 +86,52 @@ impl Status {
         }
     }
 
-    /// File `file` has been read up to `offset`.
+    /// Input `file` has been read up to `offset`.
     pub fn set_offset(&self, file: u32, offset: u64) {
         if let Some(s) = self.lock().get_mut(&file) {
             s.offset = offset;
         }
     }
 
-    /// Every file, in file-index order.
+    /// Input `file` reads inode `inode`, `size` bytes long, up to `offset`.
+    pub fn set_position(&self, file: u32, inode: u64, size: u64, offset: u64) {
+        if let Some(s) = self.lock().get_mut(&file) {
+            s.inode = inode;
+            s.size = size;
+            s.offset = offset;
+        }
+    }
+
+    /// `count` more lines were published from input `file`, now.
+    pub fn count_lines(&self, file: u32, count: u64) {
+        if let Some(s) = self.lock().get_mut(&file) {
+            s.lines += count;
+            s.last_line_at = Some(SystemTime::now());
+        }
+    }
+
+    /// Every input, in file-index order (the order they were added).
     pub fn files(&self) -> Vec<FileStatus> {
         self.lock().values().cloned().collect()
+    }
+
+    /// Where input `file` is read from, if it is followed.
+    pub fn path_of(&self, file: u32) -> Option<String> {
+        self.lock().get(&file).map(|s| s.path.clone())
+    }
+
+    /// Whether input `file` is followed.
+    pub fn contains(&self, file: u32) -> bool {
+        self.lock().contains_key(&file)
+    }
+
+    /// How many inputs are followed.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -84,23 +139,31 @@ impl Status {
 mod tests {
     use super::*;
 
-    /// `/healthz` shows the same JSON as when the state was a string.
     #[test]
-    fn serializes_as_before() {
+    fn tracks_each_input_in_index_order() {
         let status = Status::default();
-        status.add(1, "b.log".into());
-        status.add(0, "app.log".into());
+        status.add(1, "b.log".into(), "/x/b.log".into());
+        status.add(0, "app.log".into(), "/x/app.log".into());
         status.set(0, FileState::Following, 42);
-        status.set_offset(1, 7);
+        status.set_position(1, 9, 100, 7);
+        status.count_lines(1, 3);
+        let files = status.files();
+        assert_eq!(files.len(), 2);
         assert_eq!(
-            serde_json::to_string(&status.files()).unwrap(),
-            r#"[{"path":"app.log","state":"following","offset":42},{"path":"b.log","state":"starting","offset":7}]"#
+            (files[0].name.as_str(), files[0].state, files[0].offset),
+            ("app.log", FileState::Following, 42)
         );
-        status.set(1, FileState::Waiting, 0);
+        assert_eq!(
+            (
+                files[1].inode,
+                files[1].size,
+                files[1].offset,
+                files[1].lines
+            ),
+            (9, 100, 7, 3)
+        );
+        assert!(files[1].last_line_at.is_some() && files[0].last_line_at.is_none());
         status.remove(0);
-        assert_eq!(
-            serde_json::to_string(&status.files()).unwrap(),
-            r#"[{"path":"b.log","state":"waiting","offset":0}]"#
-        );
+        assert_eq!(status.len(), 1);
     }
 }

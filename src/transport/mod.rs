@@ -150,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .route("/viewer.js", get(viewer::script))
         .route("/viewer.css", get(viewer::style))
         .route("/favicon.svg", get(viewer::icon))
+        .route("/files", get(ops::files))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
@@ -160,6 +161,8 @@ pub fn router(state: AppState) -> Router {
 pub struct Admitted {
     pub access: Access,
     pub format: Format,
+    /// Each line goes after its file's name (a stream of more than one file).
+    pub prefix: bool,
     pub cursor: Cursor,
     pub slot: ClientSlot,
 }
@@ -178,11 +181,29 @@ pub fn admit(
 ) -> Result<Admitted, Rejection> {
     let access = check_access(app, uri, headers, raw.token.as_deref())?;
     let params = StreamParams::parse(raw, app.config.backlog, last_event_id)?;
+    let followed: Vec<String> = app.status.files().into_iter().map(|f| f.name).collect();
+    let files = params::select_files(&raw.file, &followed)?;
+    // A stream that may carry more than one file says whose each line is.
+    let many = match raw.file.as_slice() {
+        [] => {
+            app.config.inputs.len() > 1
+                || app
+                    .config
+                    .inputs
+                    .iter()
+                    .any(|i| matches!(i.what, crate::config::InputPath::Glob(_)))
+        }
+        [one] => crate::source::file::glob::is_glob(one),
+        _ => true,
+    };
+    let prefix = params.prefix.unwrap_or(many);
     let slot = app.client_slot(peer)?;
-    let cursor = app.hub.subscribe(params.start, params.filter);
+    let files = files.map(|wants| Arc::new(crate::hub::Selection::new(wants)));
+    let cursor = app.hub.subscribe_to(params.start, files, params.filter);
     Ok(Admitted {
         access,
         format: params.format,
+        prefix,
         cursor,
         slot,
     })
@@ -455,6 +476,8 @@ mod tests {
                 "epoch" => r.epoch = v,
                 "grep" => r.grep = v,
                 "format" => r.format = v,
+                "file" => r.file.extend(v),
+                "prefix" => r.prefix = v,
                 _ => {}
             }
         }

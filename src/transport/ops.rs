@@ -1,10 +1,12 @@
-//! `/healthz` and `/metrics`: what an operator or a monitoring system asks.
+//! `/healthz`, `/files` and `/metrics`: what an operator, a monitoring
+//! system or a viewer asks.
 //!
 //! `/healthz` is open (no log data in it, and load balancers cannot send
-//! tokens); `/metrics` needs the token when one is set.
+//! tokens); `/files` and `/metrics` need the token when one is set.
+//! Neither shows a server path, unless `--show-paths` asks `/files` to.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -20,18 +22,49 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "epoch": hub.epoch(),
         "seq": hub.last_seq(),
         "clients": hub.metrics.clients_now(),
-        "files": app.status.files(),
+        "files": app.status.files().iter().map(|f| json!({
+            "name": f.name,
+            "state": f.state,
+            "inode": f.inode,
+            "size": f.size,
+            "offset": f.offset,
+        })).collect::<Vec<_>>(),
         "history": { "lines": history_lines, "bytes": history_bytes, "limit": hub.limits().history_bytes },
     }))
     .into_response()
 }
 
-pub async fn metrics(
-    State(app): State<AppState>,
-    Query(raw): Query<RawParams>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+/// `GET /files`: every followed file, in the order they were added.
+pub async fn files(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let raw = RawParams::from_query(uri.query());
+    if let Err(rejection) = check_access(&app, &uri, &headers, raw.token.as_deref()) {
+        return rejection.into_response();
+    }
+    let show_paths = app.config.show_paths;
+    let files: Vec<serde_json::Value> = app
+        .status
+        .files()
+        .into_iter()
+        .map(|f| {
+            let mut entry = json!({
+                "name": f.name,
+                "state": f.state,
+                "size": f.size,
+                "offset": f.offset,
+                "lines": f.lines,
+                "last_line_at": f.last_line_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            });
+            if show_paths {
+                entry["path"] = json!(f.path);
+            }
+            entry
+        })
+        .collect();
+    Json(files).into_response()
+}
+
+pub async fn metrics(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let raw = RawParams::from_query(uri.query());
     // The same gate as the streams (counts its refusals too): Prometheus
     // sends no Origin, and a browser page from elsewhere has no business here.
     if let Err(rejection) = check_access(&app, &uri, &headers, raw.token.as_deref()) {

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Extension, Query, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -48,10 +48,10 @@ pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
-    Query(raw): Query<RawParams>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let raw = RawParams::from_query(uri.query());
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let admitted = match admit(&app, peer, &raw, &uri, &headers, last_event_id) {
         Ok(admitted) => admitted,
@@ -64,7 +64,15 @@ pub async fn handler(
     }
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS);
     let tracker = app.tracker.clone();
-    tracker.spawn(client(admitted.cursor, tx, app, admitted.slot, limit));
+    let encoding = Encoding::Sse.prefixed(admitted.prefix);
+    tracker.spawn(client(
+        admitted.cursor,
+        encoding,
+        tx,
+        app,
+        admitted.slot,
+        limit,
+    ));
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -89,6 +97,7 @@ pub async fn handler(
 /// One SSE client: the pump, then its last word.
 async fn client(
     mut cursor: Cursor,
+    encoding: Encoding,
     tx: mpsc::Sender<Bytes>,
     app: AppState,
     slot: ClientSlot,
@@ -99,7 +108,7 @@ async fn client(
         chunk: BytesMut::new(),
     };
     let options = PumpOptions {
-        encoding: Encoding::Sse,
+        encoding,
         send_timeout: app.config.send_timeout,
         keep_alive: Some(KEEP_ALIVE),
         flush_bytes: FLUSH_BYTES,

@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Extension, Query, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -61,14 +61,15 @@ pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
-    Query(raw): Query<RawParams>,
     uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let raw = RawParams::from_query(uri.query());
     let Admitted {
         access,
         format,
+        prefix,
         cursor,
         slot,
     } = match admit(&app, peer, &raw, &uri, &headers, None) {
@@ -88,7 +89,7 @@ pub async fn handler(
     upgrade
         .on_failed_upgrade(|err| tracing::debug!("websocket upgrade failed: {err}"))
         .on_upgrade(move |socket| {
-            tracker.track_future(client(socket, cursor, format, app, slot, limit))
+            tracker.track_future(client(socket, cursor, format, prefix, app, slot, limit))
         })
 }
 
@@ -102,6 +103,7 @@ async fn client(
     socket: WebSocket,
     mut cursor: Cursor,
     format: Format,
+    prefix: bool,
     app: AppState,
     slot: ClientSlot,
     limit: Option<SendLimit>,
@@ -118,7 +120,7 @@ async fn client(
     let mut ws = WsSink { sink, told };
     let options = PumpOptions {
         encoding: match format {
-            Format::Text => Encoding::Text,
+            Format::Text => Encoding::Text.prefixed(prefix),
             Format::Json => Encoding::Json,
         },
         send_timeout: app.config.send_timeout,

@@ -163,6 +163,10 @@ pub struct Follower {
     reported: Option<io::ErrorKind>,
     /// A `waiting` event was published and no `following` since.
     waiting: bool,
+    /// For a glob match: who reads which file, so that a file another
+    /// follower reads (a rotated copy under a matching name) is not read
+    /// again as new.
+    claims: Option<Arc<super::claims::Claims>>,
     /// Test hook, run in a pass between reading the open file and looking at
     /// the path, where a writer's move to a new file can race with us.
     #[cfg(test)]
@@ -193,6 +197,7 @@ impl Follower {
             state: State::Waiting,
             reported: None,
             waiting: false,
+            claims: None,
             #[cfg(test)]
             between_read_and_stat: None,
         }
@@ -226,15 +231,54 @@ impl Follower {
                         of.recent.remember(&tail[..n]);
                     }
                 }
-                tracing::info!(file = %self.display, offset = of.offset(), "following {}", self.display);
+                if self.claims.is_some() {
+                    // A glob match at start-up: its glob logs one line for all.
+                    tracing::debug!(file = %self.display, offset = of.offset(), "following {}", self.display);
+                } else {
+                    tracing::info!(file = %self.display, offset = of.offset(), "following {}", self.display);
+                }
                 self.out
                     .status()
                     .set(self.file, FileState::Following, of.offset());
+                self.report_position(&of);
                 self.state = State::Open(of);
             }
             Err(err) => {
                 self.report_open_error(&err);
                 self.announce_waiting(0);
+            }
+        }
+    }
+
+    /// Opens only files no other follower reads or has read (see
+    /// [`super::claims`]).
+    pub fn set_claims(&mut self, claims: Arc<super::claims::Claims>) {
+        self.claims = Some(claims);
+    }
+
+    /// The file read now and the offset read up to in it.
+    pub fn reading(&self) -> Option<(FileId, u64)> {
+        match &self.state {
+            State::Open(of) => Some((of.id, of.offset())),
+            State::Waiting => None,
+        }
+    }
+
+    /// Whether this follower has nothing left to read, ever: its name names
+    /// nothing, and the file it held (if any) is deleted and read to its
+    /// end. (A file renamed away may still be written to: not finished.)
+    pub fn finished(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let named = std::fs::symlink_metadata(&self.path).is_ok();
+        match &self.state {
+            State::Waiting => !named,
+            State::Open(of) => {
+                of.path_gone
+                    && !named
+                    && of
+                        .file
+                        .metadata()
+                        .is_ok_and(|m| m.nlink() == 0 && m.len() <= of.offset())
             }
         }
     }
@@ -362,7 +406,7 @@ impl Follower {
                             }
                         }
                     }
-                    self.out.status().set_offset(self.file, of.offset());
+                    self.report_position(&of);
                     self.state = State::Open(of);
                     pass.more = !drained;
                     return pass;
@@ -373,6 +417,14 @@ impl Follower {
         // again soon rather than trust that an event is still to come.
         pass.more = true;
         pass
+    }
+
+    /// Reports what is read now (inode, size, offset) for `/files`.
+    fn report_position(&self, of: &OpenFile) {
+        let size = of.file.metadata().map_or(of.offset(), |m| m.len());
+        self.out
+            .status()
+            .set_position(self.file, of.id.ino, size, of.offset());
     }
 
     /// Tells clients the file cannot be read for now, once per wait.
@@ -406,7 +458,16 @@ impl Follower {
             .open(&self.path)?;
         let meta = file.metadata()?;
         regular(&meta)?;
-        Ok((file, FileId::of(&meta), meta.len()))
+        let id = FileId::of(&meta);
+        if let Some(claims) = &self.claims
+            && claims.owner_other_than(self.file, id, meta.len()).is_some()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "it is the file another name of the glob reads (a rotated copy): not read again",
+            ));
+        }
+        Ok((file, id, meta.len()))
     }
 
     fn report_open_error(&mut self, err: &io::Error) {
@@ -416,6 +477,10 @@ impl Follower {
         self.reported = Some(err.kind());
         if err.kind() == io::ErrorKind::NotFound {
             tracing::info!(file = %self.display, "waiting for {} to appear", self.display);
+        } else if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+            tracing::error!(file = %self.display, "cannot open {}: out of file descriptors ({err}); every followed file that exists holds one: raise the limit (ulimit -n, LimitNOFILE=) or follow fewer files; will retry when it changes", self.display);
+        } else if err.kind() == io::ErrorKind::AlreadyExists {
+            tracing::info!(file = %self.display, "not reading {}: {err}", self.display);
         } else {
             tracing::warn!(file = %self.display, "cannot open {}: {err}; will retry when it changes", self.display);
         }
@@ -586,7 +651,7 @@ mod tests {
         );
         let cursor = hub.subscribe(Start::Backlog(0), None);
         let status = Status::default();
-        status.add(0, "app.log".into());
+        status.add(0, "app.log".into(), "app.log".into());
         let limits = ReadLimits {
             max_line_bytes: 1 << 20,
             backlog_bytes: 1 << 20,

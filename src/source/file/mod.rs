@@ -58,7 +58,9 @@
 //! - [`replay`]: the index from `seq` to file offsets, and the hub's
 //!   [`Replay`](crate::hub::Replay) that reads old lines back with it.
 
+pub mod claims;
 pub mod follow;
+pub mod glob;
 pub mod identity;
 pub mod path;
 pub mod plan;
@@ -67,22 +69,25 @@ pub mod replay;
 pub mod table;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::source::{Publisher, Source};
 
+use claims::Claims;
 use follow::{Follower, ReadLimits};
+use glob::Glob;
 use ready::Ready;
 use replay::{FileReplay, ReplayIndex};
+use table::ScanId;
 use watch::Watches;
 
 /// A followed file, as the source knows it; also the `file` index its
-/// lines carry. Never reused while the source runs.
+/// lines carry (the hub's index for its name: a file removed and found
+/// again under the same name gets it back).
 pub type FollowerId = u32;
 
 /// How to watch files.
@@ -141,6 +146,57 @@ struct Slot {
     /// `None` once removed (its file is closed then).
     follower: Option<Follower>,
     path: PathBuf,
+    /// The glob it matched (it is dropped when finished), if any.
+    glob: Option<ScanId>,
+    /// The file it read at the end of its last pass, and up to where.
+    reading: Option<(identity::FileId, u64)>,
+}
+
+/// Globs and the entries of their directories waiting to be looked at.
+#[derive(Default)]
+struct Discovery {
+    state: Mutex<DiscoveryState>,
+    cond: Condvar,
+}
+
+#[derive(Default)]
+struct DiscoveryState {
+    /// (glob, entry); `None`: the whole glob, from its root.
+    queue: VecDeque<(ScanId, Option<PathBuf>)>,
+    /// What `queue` holds, so an entry seen many times is looked at once.
+    queued: HashSet<(ScanId, Option<PathBuf>)>,
+    stopping: bool,
+}
+
+impl Discovery {
+    /// Called on the notify thread: never blocks but for this short lock.
+    fn push(&self, scan: ScanId, path: Option<PathBuf>) {
+        let mut state = lock(&self.state);
+        if state.queued.insert((scan, path.clone())) {
+            state.queue.push_back((scan, path));
+            self.cond.notify_one();
+        }
+    }
+
+    /// The next entry to look at; blocks while there is none. `None` once stopping.
+    fn take(&self) -> Option<(ScanId, Option<PathBuf>)> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.stopping {
+                return None;
+            }
+            if let Some(next) = state.queue.pop_front() {
+                state.queued.remove(&next);
+                return Some(next);
+            }
+            state = self.cond.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn stop(&self) {
+        lock(&self.state).stopping = true;
+        self.cond.notify_all();
+    }
 }
 
 /// What the readers, the ticker and the source's methods share.
@@ -153,7 +209,15 @@ struct Shared {
     /// `None` with `--poll`.
     watches: Option<Watches>,
     ticker: Ticker,
-    next_id: AtomicU32,
+    claims: Arc<Claims>,
+    /// Every glob followed, by scan id.
+    globs: Mutex<Vec<Arc<Glob>>>,
+    discovery: Arc<Discovery>,
+    /// A glob's watches could not all be added: rescan it every second.
+    scans_incomplete: Mutex<HashSet<ScanId>>,
+    /// Held from "is this match followed yet?" to "it is": the start-up
+    /// walk and the discovery thread may find one file at once.
+    considering: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,10 +237,17 @@ impl FileSource {
     pub fn start(out: Publisher, options: FileOptions) -> std::io::Result<FileSource> {
         let index = ReplayIndex::new(options.limits.max_line_bytes);
         let ready = Arc::new(Ready::default());
+        let discovery = Arc::new(Discovery::default());
+        let on_scan: watch::OnScan = {
+            let discovery = Arc::clone(&discovery);
+            Box::new(move |scan, path| discovery.push(scan, path))
+        };
         let watches = match options.mode {
-            WatchMode::Events => Some(Watches::new(Arc::clone(&ready)).map_err(|err| {
-                std::io::Error::other(format!("cannot watch files (inotify): {err}"))
-            })?),
+            WatchMode::Events => {
+                Some(Watches::new(Arc::clone(&ready), on_scan).map_err(|err| {
+                    std::io::Error::other(format!("cannot watch files (inotify): {err}"))
+                })?)
+            }
             WatchMode::Poll(_) => None,
         };
         out.serve_replay(Arc::new(FileReplay::new(Arc::clone(&index))));
@@ -188,7 +259,11 @@ impl FileSource {
             ready,
             watches,
             ticker: Ticker::default(),
-            next_id: AtomicU32::new(0),
+            claims: Arc::new(Claims::default()),
+            globs: Mutex::new(Vec::new()),
+            discovery,
+            scans_incomplete: Mutex::new(HashSet::new()),
+            considering: Mutex::new(()),
         });
         let mut threads = Vec::new();
         let spawned = (|| {
@@ -206,6 +281,12 @@ impl FileSource {
                     .name("file-ticker".into())
                     .spawn(move || tick(&ticking))?,
             );
+            let discovering = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("file-discovery".into())
+                    .spawn(move || discover(&discovering))?,
+            );
             Ok::<_, std::io::Error>(())
         })();
         let source = FileSource {
@@ -217,67 +298,50 @@ impl FileSource {
     }
 
     /// Follows `path` — absolute, as [`path::absolute`] makes it — shown to
-    /// clients as `name`.
+    /// clients as `name`, from its end (history filled from its last lines).
     ///
     /// Returns once the file is open (positioned at its end, history filled)
     /// or known to be missing, and its watches are in place: a line appended
     /// after this returns is a live line.
     pub fn add(&self, path: PathBuf, name: String) -> FollowerId {
+        let backlog = self.shared.options.limits.backlog_bytes;
+        self.shared.add(path, name, From::End(backlog), None)
+    }
+
+    /// Follows `path` from its first byte, telling clients it was added
+    /// (`added`): for a file that appeared while the server runs.
+    pub fn add_new(&self, path: PathBuf, name: String) -> FollowerId {
+        self.shared.add(path, name, From::Start, None)
+    }
+
+    /// Follows every file matching `glob`, now and later: those there now
+    /// from their end (each with its share of `backlog_bytes` of history),
+    /// those that appear later from their first byte. Returns once the
+    /// matches there now are followed and the glob's directories watched.
+    pub fn add_glob(&self, glob: Glob, backlog_bytes: u64) -> usize {
         let shared = &self.shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        shared.out.status().add(id, name.clone());
-        let follower = Follower::new(
-            path.clone(),
-            name,
-            id,
-            shared.out.clone(),
-            Arc::clone(&shared.index),
-            shared.options.limits,
-        );
-        let slot = Arc::new(Mutex::new(Slot {
-            follower: Some(follower),
-            path: path.clone(),
-        }));
-        // Held until the first look is done: a reader woken meanwhile waits
-        // for it, then makes a pass of its own.
-        let mut guard = lock(&slot);
-        lock(&shared.followers).insert(id, Arc::clone(&slot));
-        if let Some(watches) = &shared.watches {
-            // The watch first, then the first look: a change in between wakes us.
-            watches.enroll(id);
-            watches.replan(id, &path, None);
-        }
-        if let Some(follower) = &mut guard.follower {
-            follower.start();
-            if let Some(watches) = &shared.watches {
-                let replanned = watches.replan(id, &path, follower.held());
-                if replanned.changed {
-                    shared.ready.mark(id, false);
-                }
-                if !replanned.complete {
-                    shared.ticker.poke();
-                }
+        let glob = Arc::new(glob);
+        let scan = {
+            let mut globs = lock(&shared.globs);
+            globs.push(Arc::clone(&glob));
+            (globs.len() - 1) as ScanId
+        };
+        let found = shared.scan_from_root(scan, &glob);
+        let share = backlog_bytes / found.files.len().max(1) as u64;
+        let mut added = 0;
+        for path in found.files {
+            if shared.consider(scan, &glob, &path, From::End(share)) {
+                added += 1;
             }
         }
-        id
+        added
     }
 
     /// Stops following `id`: nothing more is published for it once this
     /// returns, its file is closed, and what only it watched is unwatched.
     /// False if it was not followed.
     pub fn remove(&self, id: FollowerId) -> bool {
-        let shared = &self.shared;
-        let Some(slot) = lock(&shared.followers).remove(&id) else {
-            return false;
-        };
-        if let Some(watches) = &shared.watches {
-            watches.forget(id);
-        }
-        shared.ready.forget(id);
-        // Waits for a pass in progress, then closes the file.
-        lock(&slot).follower = None;
-        shared.out.status().remove(id);
-        true
+        self.shared.remove(id)
     }
 
     /// How many files are followed.
@@ -301,6 +365,7 @@ impl Source for FileSource {
     fn stop(&self) {
         self.shared.ready.stop();
         self.shared.ticker.stop();
+        self.shared.discovery.stop();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             // A reader that panicked has nothing left to publish either.
@@ -315,22 +380,296 @@ impl Drop for FileSource {
     }
 }
 
+/// Where a new follower starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    /// At the end of the file, with the history filled from its last
+    /// lines (up to this many bytes).
+    End(u64),
+    /// At its first byte, announced to clients as `added`.
+    Start,
+}
+
+impl Shared {
+    fn add(&self, path: PathBuf, name: String, from: From, glob: Option<ScanId>) -> FollowerId {
+        let id = self.out.add_input(&name, path.display().to_string());
+        if from == From::Start {
+            self.out.announce_added(id);
+        }
+        let mut limits = self.options.limits;
+        if let From::End(backlog) = from {
+            limits.backlog_bytes = backlog;
+        }
+        let mut follower = Follower::new(
+            path.clone(),
+            name,
+            id,
+            self.out.clone(),
+            Arc::clone(&self.index),
+            limits,
+        );
+        if glob.is_some() {
+            follower.set_claims(Arc::clone(&self.claims));
+        }
+        let slot = Arc::new(Mutex::new(Slot {
+            follower: Some(follower),
+            path: path.clone(),
+            glob,
+            reading: None,
+        }));
+        // Held until the first look is done: a reader woken meanwhile waits
+        // for it, then makes a pass of its own.
+        let mut guard = lock(&slot);
+        lock(&self.followers).insert(id, Arc::clone(&slot));
+        if let Some(watches) = &self.watches {
+            // The watch first, then the first look: a change in between wakes us.
+            watches.enroll(id);
+            watches.replan(id, &path, None);
+        }
+        let Slot {
+            follower, reading, ..
+        } = &mut *guard;
+        match (follower, from) {
+            (Some(follower), From::End(_)) => {
+                follower.start();
+                *reading = follower.reading();
+                self.claims.record(id, reading.map(|(f, _)| f), 0);
+                if let Some(watches) = &self.watches {
+                    let replanned = watches.replan(id, &path, follower.held());
+                    if replanned.changed {
+                        self.ready.mark(id, false);
+                    }
+                    if !replanned.complete {
+                        self.ticker.poke();
+                    }
+                }
+            }
+            // Read from its first byte by a reader, like a file that appeared.
+            (Some(_), From::Start) => self.ready.mark(id, true),
+            (None, _) => {}
+        }
+        id
+    }
+
+    fn remove(&self, id: FollowerId) -> bool {
+        let Some(slot) = lock(&self.followers).remove(&id) else {
+            return false;
+        };
+        if let Some(watches) = &self.watches {
+            watches.forget(id);
+        }
+        self.ready.forget(id);
+        // Waits for a pass in progress, then closes the file.
+        lock(&slot).follower = None;
+        self.claims.forget(id);
+        self.out.remove_input(id);
+        true
+    }
+
+    /// Watches `glob`'s directories from its root down and returns what is
+    /// there. A missing root is waited for in its nearest existing ancestor.
+    fn scan_from_root(&self, scan: ScanId, glob: &Glob) -> glob::Found {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut ancestor = glob.root.as_path();
+        while !ancestor.is_dir() {
+            match ancestor.parent() {
+                Some(parent) => ancestor = parent,
+                None => break,
+            }
+        }
+        if ancestor != glob.root {
+            dirs.push(ancestor.to_path_buf());
+        }
+        // Walk, watch what was found, and walk again until nothing new
+        // appears: an entry made before its directory's watch reports nothing.
+        let mut found = glob::Found::default();
+        for _ in 0..MAX_REPLANS {
+            found = glob.walk(&glob.root, glob.start());
+            let before = dirs.len();
+            for dir in &found.dirs {
+                if !dirs.contains(dir) {
+                    dirs.push(dir.clone());
+                }
+            }
+            self.watch_scan(scan, &dirs);
+            if dirs.len() == before {
+                break;
+            }
+        }
+        found
+    }
+
+    fn watch_scan(&self, scan: ScanId, dirs: &[PathBuf]) {
+        let Some(watches) = &self.watches else {
+            return; // --poll: the ticker rescans every interval
+        };
+        let complete = watches.scan(scan, dirs);
+        let mut incomplete = lock(&self.scans_incomplete);
+        if complete {
+            incomplete.remove(&scan);
+        } else if incomplete.insert(scan) {
+            tracing::warn!(
+                "not every directory of a glob could be watched; looking every second instead"
+            );
+            self.ticker.poke();
+        }
+    }
+
+    /// An entry of one of `glob`'s directories was created, moved or removed.
+    fn look_at(&self, scan: ScanId, glob: &Glob, path: &Path) {
+        if glob.root.starts_with(path) {
+            // The root (or a directory above it) came or went.
+            self.rescan(scan, glob);
+            return;
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return;
+        };
+        let Some(states) = glob.states_of(dir) else {
+            return;
+        };
+        let next = glob.advance(&states, name);
+        if next.is_empty() {
+            return;
+        }
+        match std::fs::symlink_metadata(path) {
+            Err(_) => {
+                // Gone: its directories are no longer scanned. A followed
+                // match is dropped by its follower once it is finished.
+                if let Some(watches) = &self.watches {
+                    watches.unscan_below(scan, path);
+                }
+            }
+            Ok(meta) if meta.is_dir() => {
+                if !glob.leads_on(&next) {
+                    return;
+                }
+                let mut dirs = Vec::new();
+                let mut found = glob::Found::default();
+                for _ in 0..MAX_REPLANS {
+                    found = glob.walk(path, next.clone());
+                    let before = dirs.len();
+                    for dir in &found.dirs {
+                        if !dirs.contains(dir) {
+                            dirs.push(dir.clone());
+                        }
+                    }
+                    self.watch_scan(scan, &dirs);
+                    if dirs.len() == before {
+                        break;
+                    }
+                }
+                for file in found.files {
+                    self.consider(scan, glob, &file, From::Start);
+                }
+            }
+            Ok(_) if glob.done(&next) => {
+                self.consider(scan, glob, path, From::Start);
+            }
+            Ok(_) => {}
+        }
+    }
+
+    /// Looks at the whole glob again (at start, after lost events, with
+    /// `--poll` every interval): follows every match not followed yet.
+    fn rescan(&self, scan: ScanId, glob: &Glob) {
+        let found = self.scan_from_root(scan, glob);
+        for file in found.files {
+            self.consider(scan, glob, &file, From::Start);
+        }
+    }
+
+    /// Follows `path`, a match of `glob`, unless it is followed already,
+    /// its name is taken, it leads out of the glob's directory, or it is a
+    /// file another follower reads (a rotated copy). Returns whether it did.
+    fn consider(&self, scan: ScanId, glob: &Glob, path: &Path, from: From) -> bool {
+        let _one_at_a_time = lock(&self.considering);
+        let name = glob.name_of(path);
+        if let Some(existing) = self.out.followed_path(&name) {
+            if Path::new(&existing) != path {
+                tracing::warn!(glob = %glob.typed, "{} matches, but its name `{name}` is taken by {existing}: not followed", path.display());
+            }
+            return false;
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false; // gone meanwhile, or a dangling link
+        };
+        if !meta.is_file() {
+            return false;
+        }
+        if !glob.contains_target(path) {
+            tracing::warn!(glob = %glob.typed, "{} leads out of {}: not followed", path.display(), glob.root.display());
+            return false;
+        }
+        let id = identity::FileId::of(&meta);
+        let known = self.out.file_index(&name);
+        if let Some(owner) =
+            self.claims
+                .owner_other_than(known.unwrap_or(FollowerId::MAX), id, meta.len())
+        {
+            tracing::debug!(glob = %glob.typed, owner, "{} is a file already read under another name: not read again", path.display());
+            return false;
+        }
+        self.add(path.to_path_buf(), name, from, Some(scan));
+        true
+    }
+}
+
+/// The discovery thread: looks at what the watcher says appeared in (or
+/// left) a glob's directories, until the source stops.
+fn discover(shared: &Shared) {
+    while let Some((scan, path)) = shared.discovery.take() {
+        let Some(glob) = lock(&shared.globs).get(scan as usize).cloned() else {
+            continue;
+        };
+        match path {
+            Some(path) => shared.look_at(scan, &glob, &path),
+            None => shared.rescan(scan, &glob),
+        }
+    }
+}
+
 /// A reader thread: passes over ready followers until the source stops.
 fn read(shared: &Shared) {
     while let Some((id, replan)) = shared.ready.take() {
         let slot = lock(&shared.followers).get(&id).cloned();
+        let mut finished = None;
         let more = match slot {
             Some(slot) => {
                 let mut slot = lock(&slot);
-                let Slot { follower, path } = &mut *slot;
+                let Slot {
+                    follower,
+                    path,
+                    glob,
+                    reading,
+                } = &mut *slot;
                 match follower {
-                    Some(follower) => pass(shared, id, follower, path, replan),
+                    Some(follower) => {
+                        let more = pass(shared, id, follower, path, replan);
+                        let now = follower.reading();
+                        if now.map(|(f, _)| f) != reading.map(|(f, _)| f) {
+                            let before = reading.map_or(0, |(_, offset)| offset);
+                            shared.claims.record(id, now.map(|(f, _)| f), before);
+                        }
+                        *reading = now;
+                        if !more && glob.is_some() && follower.finished() {
+                            finished = glob.map(|g| (g, path.clone()));
+                        }
+                        more
+                    }
                     None => false, // removed meanwhile
                 }
             }
             None => false,
         };
         shared.ready.done(id, more);
+        if let Some((scan, path)) = finished {
+            // A glob match gone for good: dropped after its last line. If
+            // a file appeared under its name meanwhile, its glob finds it.
+            tracing::info!("{} is gone; no longer following it", path.display());
+            shared.remove(id);
+            shared.discovery.push(scan, Some(path));
+        }
     }
 }
 
@@ -383,12 +722,21 @@ fn tick(shared: &Shared) {
                 let incomplete = shared
                     .watches
                     .as_ref()
-                    .is_some_and(|w| !w.incomplete().is_empty());
+                    .is_some_and(|w| !w.incomplete().is_empty())
+                    || !lock(&shared.scans_incomplete).is_empty();
                 incomplete.then_some(FALLBACK_POLL)
             }
         };
         if !shared.ticker.sleep(period) {
             return;
+        }
+        let globs = lock(&shared.globs).len() as ScanId;
+        let rescan: Vec<ScanId> = match shared.options.mode {
+            WatchMode::Poll(_) => (0..globs).collect(),
+            WatchMode::Events => lock(&shared.scans_incomplete).iter().copied().collect(),
+        };
+        for scan in rescan {
+            shared.discovery.push(scan, None);
         }
         match (&shared.options.mode, &shared.watches) {
             (WatchMode::Poll(_), _) | (WatchMode::Events, None) => {
@@ -730,7 +1078,7 @@ mod tests {
         // is followed at once, in a new directory.
         let late = root.join("late");
         std::fs::create_dir(&late).unwrap();
-        let id = source.add(late.join("new.log"), "new.log".into());
+        let id = source.add(late.join("new.log"), format!("f{n}.log"));
         assert_eq!(id, n as u32);
         let mut all = dirs.clone();
         all.push(late.clone());

@@ -41,17 +41,31 @@ const MAX_RENAMED: usize = 8;
 /// A follower to wake, and whether it must plan its watches again.
 pub type Wake = (FollowerId, bool);
 
+/// A glob whose directories are scanned for new entries.
+pub type ScanId = u32;
+
+/// What one event asks for: followers to wake, and entries of scanned
+/// directories for their globs to look at (`None`: everything, the events
+/// may have been lost).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Routed {
+    pub wake: Vec<Wake>,
+    pub scan: Vec<(ScanId, Option<PathBuf>)>,
+}
+
 #[derive(Debug, Default)]
 struct Dir {
     /// Followers that watch this directory (its own events matter to them).
     watchers: Vec<FollowerId>,
     /// Entries in it that matter, and to whom.
     names: HashMap<OsString, Vec<FollowerId>>,
+    /// Globs for which every entry created, moved or removed here matters.
+    scanners: Vec<ScanId>,
 }
 
 impl Dir {
     fn is_empty(&self) -> bool {
-        self.watchers.is_empty() && self.names.is_empty()
+        self.watchers.is_empty() && self.names.is_empty() && self.scanners.is_empty()
     }
 }
 
@@ -85,6 +99,8 @@ pub struct Table {
     followers: HashMap<FollowerId, Wants>,
     /// Watched directories an event said were removed or moved away.
     gone: HashSet<PathBuf>,
+    /// The directories each glob scans.
+    scans: HashMap<ScanId, HashSet<PathBuf>>,
 }
 
 fn split(path: &Path) -> Option<(&Path, &std::ffi::OsStr)> {
@@ -121,6 +137,59 @@ impl Table {
     /// Whether any follower watches `dir`.
     pub fn is_watched(&self, dir: &Path) -> bool {
         !self.watchers(dir).is_empty()
+    }
+
+    /// Whether `dir` must be watched: a follower watches it or a glob scans it.
+    pub fn is_needed(&self, dir: &Path) -> bool {
+        self.dirs
+            .get(dir)
+            .is_some_and(|d| !d.watchers.is_empty() || !d.scanners.is_empty())
+    }
+
+    /// Glob `scan` scans `dirs` (too); returns those it did not scan before.
+    pub fn scan(&mut self, scan: ScanId, dirs: &[PathBuf]) -> Vec<PathBuf> {
+        let mine = self.scans.entry(scan).or_default();
+        let mut new = Vec::new();
+        for dir in dirs {
+            if mine.insert(dir.clone()) {
+                new.push(dir.clone());
+                let d = self.dirs.entry(dir.clone()).or_default();
+                if !d.scanners.contains(&scan) {
+                    d.scanners.push(scan);
+                }
+            }
+        }
+        new
+    }
+
+    /// Glob `scan` no longer scans `dir` (it was removed).
+    pub fn unscan(&mut self, scan: ScanId, dir: &Path) -> bool {
+        let Some(mine) = self.scans.get_mut(&scan) else {
+            return false;
+        };
+        if !mine.remove(dir) {
+            return false;
+        }
+        if let Some(d) = self.dirs.get_mut(dir) {
+            d.scanners.retain(|s| *s != scan);
+            if d.is_empty() {
+                self.dirs.remove(dir);
+            }
+        }
+        true
+    }
+
+    /// The directories glob `scan` scans below (or at) `dir`.
+    pub fn scanned_below(&self, scan: ScanId, dir: &Path) -> Vec<PathBuf> {
+        self.scans
+            .get(&scan)
+            .map(|mine| {
+                mine.iter()
+                    .filter(|d| d.starts_with(dir))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Watched directories reported removed or moved since the last call.
@@ -225,18 +294,42 @@ impl Table {
 
     /// The followers `event` wakes; remembers rename targets and directories
     /// that went away.
-    pub fn route(&mut self, event: &notify::Result<notify::Event>) -> Vec<Wake> {
+    pub fn route(&mut self, event: &notify::Result<notify::Event>) -> Routed {
+        let everyone = |table: &Table| Routed {
+            wake: table.all().into_iter().map(|id| (id, true)).collect(),
+            scan: table.scans.keys().map(|s| (*s, None)).collect(),
+        };
         let event = match event {
             // An error may mean lost events: everyone looks.
-            Err(_) => return self.all().into_iter().map(|id| (id, true)).collect(),
+            Err(_) => return everyone(self),
             Ok(event) => event,
         };
         if matches!(event.kind, EventKind::Access(_)) {
-            return Vec::new();
+            return Routed::default();
         }
         // Queue overflow (`Rescan`) and anything without paths: everyone looks.
         if event.need_rescan() || event.paths.is_empty() {
-            return self.all().into_iter().map(|id| (id, true)).collect();
+            return everyone(self);
+        }
+        let mut scan = Vec::new();
+        // An entry appeared in, left, or was renamed within a scanned
+        // directory: its globs look at it. (Writes to files do not concern
+        // them: a glob learns of a file once.)
+        if matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+        ) {
+            for path in &event.paths {
+                if let Some(d) = path.parent().and_then(|dir| self.dirs.get(dir)) {
+                    scan.extend(d.scanners.iter().map(|s| (*s, Some(path.clone()))));
+                }
+                // A scanned directory itself removed or moved.
+                if let Some(d) = self.dirs.get(path) {
+                    scan.extend(d.scanners.iter().map(|s| (*s, Some(path.clone()))));
+                }
+            }
+            scan.sort();
+            scan.dedup();
         }
         let mut woken = Vec::new();
         if let EventKind::Modify(ModifyKind::Name(RenameMode::Both)) = event.kind
@@ -267,10 +360,11 @@ impl Table {
         }
         woken.sort_unstable();
         woken.dedup();
-        woken
+        let wake = woken
             .into_iter()
             .map(|id| (id, replan.contains(&id)))
-            .collect()
+            .collect();
+        Routed { wake, scan }
     }
 
     /// A path that matters to `id` was renamed to `to`: `to` matters too
@@ -293,6 +387,11 @@ impl Table {
             self.unregister(id, &dropped);
         }
         self.register(id, to);
+    }
+
+    #[cfg(test)]
+    fn route_wake(&mut self, event: &notify::Result<notify::Event>) -> Vec<Wake> {
+        self.route(event).wake
     }
 
     #[cfg(test)]
@@ -339,45 +438,57 @@ mod tests {
     #[test]
     fn events_that_concern_the_file_wake_others_do_not() {
         let mut t = one();
-        assert_eq!(t.route(&event(data(), &["/var/log/app.log"])), [(7, false)]);
-        assert!(t.route(&event(data(), &["/var/log/syslog"])).is_empty());
+        assert_eq!(
+            t.route_wake(&event(data(), &["/var/log/app.log"])),
+            [(7, false)]
+        );
         assert!(
-            t.route(&event(
+            t.route_wake(&event(data(), &["/var/log/syslog"]))
+                .is_empty()
+        );
+        assert!(
+            t.route_wake(&event(
                 EventKind::Access(AccessKind::Any),
                 &["/var/log/app.log"]
             ))
             .is_empty()
         );
         // The held file's own watch.
-        assert_eq!(t.route(&event(data(), &["/proc/self/fd/7"])), [(7, false)]);
+        assert_eq!(
+            t.route_wake(&event(data(), &["/proc/self/fd/7"])),
+            [(7, false)]
+        );
         // Renamed away: the new name matters from now on (a writer may still write there).
         let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
         assert_eq!(
-            t.route(&event(both, &["/var/log/app.log", "/var/log/app.log.1"])),
+            t.route_wake(&event(both, &["/var/log/app.log", "/var/log/app.log.1"])),
             [(7, false)]
         );
         assert_eq!(
-            t.route(&event(data(), &["/var/log/app.log.1"])),
+            t.route_wake(&event(data(), &["/var/log/app.log.1"])),
             [(7, false)]
         );
-        assert!(t.route(&event(data(), &["/var/log/app.log.2"])).is_empty());
+        assert!(
+            t.route_wake(&event(data(), &["/var/log/app.log.2"]))
+                .is_empty()
+        );
         assert!(t.take_gone().is_empty());
         // The watched directory removed, or moved: remembered as gone, and
         // its follower re-plans.
         assert_eq!(
-            t.route(&event(EventKind::Remove(RemoveKind::Folder), &["/var/log"])),
+            t.route_wake(&event(EventKind::Remove(RemoveKind::Folder), &["/var/log"])),
             [(7, true)]
         );
         assert_eq!(t.take_gone(), HashSet::from([p("/var/log")]));
         let moved = EventKind::Modify(ModifyKind::Name(RenameMode::From));
-        assert_eq!(t.route(&event(moved, &["/var/log"])), [(7, true)]);
+        assert_eq!(t.route_wake(&event(moved, &["/var/log"])), [(7, true)]);
         assert_eq!(t.take_gone(), HashSet::from([p("/var/log")]));
         // Queue overflow: no paths, flag Rescan; and errors.
         let rescan = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
         assert!(rescan.paths.is_empty());
-        assert_eq!(t.route(&Ok(rescan)), [(7, true)]);
+        assert_eq!(t.route_wake(&Ok(rescan)), [(7, true)]);
         assert_eq!(
-            t.route(&Err(notify::Error::generic("inotify read failed"))),
+            t.route_wake(&Err(notify::Error::generic("inotify read failed"))),
             [(7, true)]
         );
     }
@@ -394,19 +505,25 @@ mod tests {
         }
         assert_eq!(t.dir_count(), 3, "three directories, each once");
         assert_eq!(t.watchers(Path::new("/logs/1")).len(), 100);
-        assert_eq!(t.route(&event(data(), &["/logs/1/4.log"])), [(4, false)]);
-        assert!(t.route(&event(data(), &["/logs/1/5.log"])).is_empty());
+        assert_eq!(
+            t.route_wake(&event(data(), &["/logs/1/4.log"])),
+            [(4, false)]
+        );
+        assert!(t.route_wake(&event(data(), &["/logs/1/5.log"])).is_empty());
         let attrib = EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any));
-        let woken = t.route(&event(attrib, &["/logs/2"]));
+        let woken = t.route_wake(&event(attrib, &["/logs/2"]));
         assert_eq!(woken.len(), 100);
         assert!(woken.iter().all(|(id, replan)| id % 3 == 2 && !replan));
         // A rename concerns the renamed file's follower only.
         let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
         assert_eq!(
-            t.route(&event(both, &["/logs/0/3.log", "/logs/0/3.log.1"])),
+            t.route_wake(&event(both, &["/logs/0/3.log", "/logs/0/3.log.1"])),
             [(3, false)]
         );
-        assert_eq!(t.route(&event(data(), &["/logs/0/3.log.1"])), [(3, false)]);
+        assert_eq!(
+            t.route_wake(&event(data(), &["/logs/0/3.log.1"])),
+            [(3, false)]
+        );
     }
 
     /// A directory shared by two followers stays registered until neither
@@ -422,8 +539,8 @@ mod tests {
         assert_eq!(t.forget(1), [p("/a"), p("/b")]);
         assert!(t.is_watched(Path::new("/a")));
         assert!(!t.is_watched(Path::new("/b")));
-        assert!(t.route(&event(data(), &["/a/x"])).is_empty());
-        assert_eq!(t.route(&event(data(), &["/a/z"])), [(2, false)]);
+        assert!(t.route_wake(&event(data(), &["/a/x"])).is_empty());
+        assert_eq!(t.route_wake(&event(data(), &["/a/z"])), [(2, false)]);
         // Re-planned elsewhere: the old directory goes.
         t.set(2, &[p("/c")], &[p("/c/z")]);
         assert!(!t.is_watched(Path::new("/a")));
@@ -431,7 +548,7 @@ mod tests {
         assert_eq!(t.forget(2), [p("/c")]);
         assert_eq!(t.dir_count(), 0);
         assert!(!t.set(2, &[p("/c")], &[]), "not enrolled");
-        assert!(t.route(&event(data(), &["/c/z"])).is_empty());
+        assert!(t.route_wake(&event(data(), &["/c/z"])).is_empty());
     }
 
     /// At most [`MAX_RENAMED`] renamed-to names are kept, and dropping one
@@ -447,14 +564,20 @@ mod tests {
                 format!("/var/log/app.log.{}", i - 1)
             };
             let to = format!("/var/log/app.log.{i}");
-            t.route(&event(both, &[&from, &to]));
+            t.route_wake(&event(both, &[&from, &to]));
         }
-        assert!(t.route(&event(data(), &["/var/log/app.log.1"])).is_empty());
+        assert!(
+            t.route_wake(&event(data(), &["/var/log/app.log.1"]))
+                .is_empty()
+        );
         assert_eq!(
-            t.route(&event(data(), &["/var/log/app.log.9"])),
+            t.route_wake(&event(data(), &["/var/log/app.log.9"])),
             [(7, false)]
         );
         // The followed name itself is never dropped.
-        assert_eq!(t.route(&event(data(), &["/var/log/app.log"])), [(7, false)]);
+        assert_eq!(
+            t.route_wake(&event(data(), &["/var/log/app.log"])),
+            [(7, false)]
+        );
     }
 }

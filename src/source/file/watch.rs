@@ -40,7 +40,11 @@ use super::FollowerId;
 use super::identity::FileId;
 use super::plan::{Plan, watch_plan};
 use super::ready::Ready;
-use super::table::Table;
+use super::table::{ScanId, Table};
+
+/// Where entries of scanned directories go (see [`Watches::scan`]); called
+/// on the notify thread, so it must not block.
+pub type OnScan = Box<dyn Fn(ScanId, Option<PathBuf>) + Send + Sync>;
 
 /// What planning a follower's watches did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,16 +102,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Watches {
-    /// One inotify watcher whose events mark followers in `ready`.
-    pub fn new(ready: Arc<Ready>) -> notify::Result<Watches> {
+    /// One inotify watcher whose events mark followers in `ready`, and
+    /// hand entries of scanned directories to `on_scan`.
+    pub fn new(ready: Arc<Ready>, on_scan: OnScan) -> notify::Result<Watches> {
         let table = Arc::new(Mutex::new(Table::default()));
         let handler = {
             let table = Arc::clone(&table);
             let ready = Arc::clone(&ready);
             move |event: notify::Result<notify::Event>| {
-                let woken = lock(&table).route(&event);
-                for (id, replan) in woken {
+                let routed = lock(&table).route(&event);
+                for (id, replan) in routed.wake {
                     ready.mark(id, replan);
+                }
+                for (scan, path) in routed.scan {
+                    on_scan(scan, path);
                 }
             }
         };
@@ -194,6 +202,39 @@ impl Watches {
         Replanned { changed, complete }
     }
 
+    /// Glob `scan` scans `dirs` from now on (as well as what it scanned
+    /// before): every entry created, moved or removed in them reaches
+    /// `on_scan`. Returns whether every watch is in place.
+    pub fn scan(&self, scan: ScanId, dirs: &[PathBuf]) -> bool {
+        let mut inner = lock(&self.inner);
+        let new = lock(&self.table).scan(scan, dirs);
+        let mut wake = Vec::new();
+        for dir in &new {
+            self.refresh(&mut inner, dir, false, FollowerId::MAX, &mut wake);
+        }
+        let complete = dirs.iter().all(|d| inner.dirs.get(d).is_some_and(|w| w.ok));
+        drop(inner);
+        for other in wake {
+            self.ready.mark(other, true);
+        }
+        complete
+    }
+
+    /// Glob `scan` no longer scans `dir` nor anything below it (it is gone).
+    pub fn unscan_below(&self, scan: ScanId, dir: &Path) {
+        let mut inner = lock(&self.inner);
+        let below = lock(&self.table).scanned_below(scan, dir);
+        let mut wake = Vec::new();
+        for d in &below {
+            lock(&self.table).unscan(scan, d);
+            self.refresh(&mut inner, d, true, FollowerId::MAX, &mut wake);
+        }
+        drop(inner);
+        for other in wake {
+            self.ready.mark(other, true);
+        }
+    }
+
     /// `id` is no longer followed: unwatch what only it needed.
     pub fn forget(&self, id: FollowerId) {
         let mut inner = lock(&self.inner);
@@ -222,8 +263,11 @@ impl Watches {
         me: FollowerId,
         wake: &mut Vec<FollowerId>,
     ) -> bool {
-        let users: Vec<FollowerId> = lock(&self.table).watchers(dir).to_vec();
-        if users.is_empty() {
+        let (users, needed) = {
+            let table = lock(&self.table);
+            (table.watchers(dir).to_vec(), table.is_needed(dir))
+        };
+        if !needed {
             let Some(old) = inner.dirs.remove(dir) else {
                 return false;
             };
@@ -446,7 +490,7 @@ mod tests {
         std::fs::create_dir(&logs).unwrap();
         let path = logs.join("app.log");
         let ready = Arc::new(Ready::default());
-        let watches = Watches::new(Arc::clone(&ready)).unwrap();
+        let watches = Watches::new(Arc::clone(&ready), Box::new(|_, _| {})).unwrap();
         watches.enroll(1);
         assert!(watches.replan(1, &path, None).changed);
         assert!(!watches.replan(1, &path, None).changed, "nothing changed");
@@ -492,7 +536,7 @@ mod tests {
             .unwrap_or_else(|e| e.into_inner());
         let (_keep, root) = root();
         let ready = Arc::new(Ready::default());
-        let watches = Watches::new(Arc::clone(&ready)).unwrap();
+        let watches = Watches::new(Arc::clone(&ready), Box::new(|_, _| {})).unwrap();
         std::fs::create_dir(root.join("b")).unwrap();
         for id in 0..3 {
             watches.enroll(id);
@@ -523,7 +567,7 @@ mod tests {
         std::fs::create_dir(root.join("real")).unwrap();
         std::os::unix::fs::symlink("real", root.join("alias")).unwrap();
         let ready = Arc::new(Ready::default());
-        let watches = Watches::new(Arc::clone(&ready)).unwrap();
+        let watches = Watches::new(Arc::clone(&ready), Box::new(|_, _| {})).unwrap();
         watches.enroll(1);
         watches.enroll(2);
         watches.replan(1, &root.join("real/one.log"), None);
