@@ -133,6 +133,10 @@ pub struct FilesReport {
     pub writer: FilesWriterReport,
     pub latency_all: Latency,
     pub latency_one: Latency,
+    /// All-files clients: latency of the first line of each file (the first
+    /// time the server reads that file) and of every later line.
+    pub latency_all_first_line_of_file: Latency,
+    pub latency_all_later_lines: Latency,
     pub check: FilesCheck,
     pub server: ServerFacts,
 }
@@ -192,6 +196,8 @@ pub struct ServerFacts {
     pub rss_idle_kib: Option<u64>,
     /// Server CPU during the load (first write to last delivery).
     pub load_cores: Option<f64>,
+    /// Server CPU seconds during the load by thread name (`/proc/PID/task/*/comm`).
+    pub load_cpu_by_thread: BTreeMap<String, f64>,
     pub idle_secs: f64,
     pub idle_cpu_secs: Option<f64>,
     pub idle_loadgen_cpu_secs: f64,
@@ -228,6 +234,13 @@ struct Check {
     foreign: u64,
     events: BTreeMap<String, u64>,
     hist: Histogram<u64>,
+    /// The same split: the first line this client got of each file, and the rest.
+    hist_first: Histogram<u64>,
+    hist_later: Histogram<u64>,
+    /// Worst latency (ns) of the lines sent in each second after `base_ns`
+    /// (the first write; set by the phase before it writes).
+    base_ns: Arc<AtomicU64>,
+    per_sec_max: Vec<u64>,
     end: Option<String>,
 }
 
@@ -263,7 +276,7 @@ fn parse_files_line(b: &[u8]) -> Option<(u64, u64, usize)> {
 }
 
 impl Check {
-    fn new(sel: Sel, total: u64, files: usize) -> Check {
+    fn new(sel: Sel, total: u64, files: usize, base_ns: Arc<AtomicU64>) -> Check {
         Check {
             sel,
             total,
@@ -279,6 +292,10 @@ impl Check {
             foreign: 0,
             events: BTreeMap::new(),
             hist: new_hist(),
+            hist_first: new_hist(),
+            hist_later: new_hist(),
+            base_ns,
+            per_sec_max: vec![0; 600],
             end: None,
         }
     }
@@ -331,6 +348,7 @@ impl Check {
         self.seen[w] |= bit;
         self.got += 1;
         prog.got.fetch_add(1, Relaxed);
+        let first_of_file = self.last_by_file[idx] == 0;
         if id < self.last_by_file[idx] {
             self.order_breaks += 1;
         } else {
@@ -341,7 +359,21 @@ impl Check {
         } else {
             self.max_id = id;
         }
-        self.hist.saturating_record(now.saturating_sub(t).max(1));
+        let lat = now.saturating_sub(t).max(1);
+        self.hist.saturating_record(lat);
+        if first_of_file {
+            self.hist_first.saturating_record(lat);
+        } else {
+            self.hist_later.saturating_record(lat);
+        }
+        let base = self.base_ns.load(Relaxed);
+        if t >= base
+            && let Some(m) = self
+                .per_sec_max
+                .get_mut(((t - base) / 1_000_000_000) as usize)
+        {
+            *m = (*m).max(lat);
+        }
     }
 }
 
@@ -772,6 +804,8 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
     let mut hs = new_hist();
     let connect_start = Instant::now();
     let mut clients = Vec::new();
+    // The first write, for the per-second worst latency (set below).
+    let base_ns = Arc::new(AtomicU64::new(u64::MAX));
     for &sel in &sels {
         let t = Instant::now();
         match tokio::time::timeout(Duration::from_secs(10), connect_ws(srv.addr, sel, &names)).await
@@ -780,7 +814,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
                 hs.saturating_record(t.elapsed().as_nanos() as u64);
                 let prog = Arc::new(Progress::default());
                 prog.open.store(true, Relaxed);
-                let chk = Check::new(sel, total, spec.files);
+                let chk = Check::new(sel, total, spec.files, base_ns.clone());
                 let h = tokio::spawn(read_client(
                     ws,
                     chk,
@@ -862,7 +896,9 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
     // Load.
     let sampler = LoadSampler::start(pid, root.clone());
     let mark = CpuMark::now(&srv);
+    let threads0 = sys::thread_cpu_by_name(pid);
     let first_write_ns = env.t0.elapsed().as_nanos() as u64;
+    base_ns.store(first_write_ns, Relaxed);
     let (p2, t0, rate, secs, lb, fds) = (
         paths.clone(),
         env.t0,
@@ -920,6 +956,14 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
     };
     let last_rx_ns = env.t0.elapsed().as_nanos() as u64;
     let cpu: Cpu = mark.since(&srv);
+    facts.load_cpu_by_thread = sys::thread_cpu_by_name(pid)
+        .into_iter()
+        .map(|(k, v)| {
+            let d = v - threads0.get(&k).copied().unwrap_or(0.0);
+            (k, (d * 100.0).round() / 100.0)
+        })
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
     let (threads_load, fds_load, memory) = sampler.finish();
     facts.threads_load_max = threads_load;
     facts.fds_load_max = fds_load;
@@ -953,6 +997,8 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
         ..Default::default()
     };
     let (mut h_all, mut h_one) = (new_hist(), new_hist());
+    let mut per_sec = vec![0u64; 600];
+    let (mut h_first, mut h_later) = (new_hist(), new_hist());
     let mut d = Delivery {
         written,
         clients: clients.len(),
@@ -978,6 +1024,8 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
             Sel::All => {
                 check.expected_all += e;
                 h_all.add(&c.hist).map_err(|e| e.to_string())?;
+                h_first.add(&c.hist_first).map_err(|e| e.to_string())?;
+                h_later.add(&c.hist_later).map_err(|e| e.to_string())?;
             }
             Sel::One(_) => {
                 check.expected_one += e;
@@ -985,6 +1033,9 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
             }
         }
         add(&mut check, &c, e);
+        for (m, x) in per_sec.iter_mut().zip(&c.per_sec_max) {
+            *m = (*m).max(*x);
+        }
         d.delivered_total += c.got;
         d.delivered_min = d.delivered_min.min(c.got);
         d.delivered_max = d.delivered_max.max(c.got);
@@ -1009,7 +1060,15 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
     }
     let mut h = h_all.clone();
     h.add(&h_one).map_err(|e| e.to_string())?;
-    let latency = Latency::from(&h);
+    let mut latency = Latency::from(&h);
+    latency.max_by_second_us = per_sec
+        .iter()
+        .take(spec.secs.ceil() as usize + 1)
+        .map(|x| x / 1000)
+        .collect();
+    while latency.max_by_second_us.last() == Some(&0) {
+        latency.max_by_second_us.pop();
+    }
     let (lat_all, lat_one) = (Latency::from(&h_all), Latency::from(&h_one));
 
     for (what, v) in [
@@ -1084,6 +1143,8 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
         writer: wx,
         latency_all: lat_all,
         latency_one: lat_one,
+        latency_all_first_line_of_file: Latency::from(&h_first),
+        latency_all_later_lines: Latency::from(&h_later),
         check,
         server: facts,
     };
@@ -1130,7 +1191,7 @@ mod tests {
         );
         let names: Vec<String> = (0..100).map(|i| l.name(i)).collect();
         let prog = Progress::default();
-        let mut c = Check::new(Sel::All, 10, 100);
+        let mut c = Check::new(Sel::All, 10, 100, Arc::new(AtomicU64::new(0)));
         let f = |id: u64, idx: usize, name: &str| {
             format!(
                 r#"{{"seq":{id},"offset":0,"file":"{name}","line":"seq={id} t=0000000000000001 f={idx} x"}}"#

@@ -402,7 +402,7 @@ fn print_phase(p: &Phase) {
         }
     );
     if let Some(f) = &p.files {
-        print_files(&mut s, f);
+        print_files(&mut s, f, p.latency.as_ref());
     }
     if let Some(st) = &p.stuck {
         let _ = writeln!(
@@ -448,7 +448,7 @@ fn census(c: &Option<sys::FdCensus>) -> String {
     })
 }
 
-fn print_files(s: &mut String, f: &files::FilesReport) {
+fn print_files(s: &mut String, f: &files::FilesReport, lat: Option<&scenarios::Latency>) {
     let _ = writeln!(
         s,
         "  files       {} in {} dirs (created in {:.2} s), one glob {}",
@@ -482,6 +482,18 @@ fn print_files(s: &mut String, f: &files::FilesReport) {
         w.opens,
         w.max_behind_lines
     );
+    if let Some(l) = lat {
+        let v: Vec<String> = l
+            .max_by_second_us
+            .iter()
+            .map(|x| format!("{:.0}", *x as f64 / 1e3))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  per second  worst latency of the lines sent in it, ms: {}",
+            v.join(" ")
+        );
+    }
     let c = &f.check;
     let _ = writeln!(
         s,
@@ -494,6 +506,15 @@ fn print_files(s: &mut String, f: &files::FilesReport) {
         f.latency_all.p99_us,
         f.latency_all.p999_us,
         f.latency_all.max_us
+    );
+    let (a, b) = (
+        &f.latency_all_first_line_of_file,
+        &f.latency_all_later_lines,
+    );
+    let _ = writeln!(
+        s,
+        "  all files   first line of each file (n={}): p50 {:.0} us p99 {:.0} max {:.0} us; later lines (n={}): p50 {:.0} us p99 {:.0} max {:.0} us",
+        a.samples, a.p50_us, a.p99_us, a.max_us, b.samples, b.p50_us, b.p99_us, b.max_us
     );
     let _ = writeln!(
         s,
@@ -565,6 +586,12 @@ fn print_files(s: &mut String, f: &files::FilesReport) {
         ),
         v.idle_loadgen_cpu_secs
     );
+    let by: Vec<String> = v
+        .load_cpu_by_thread
+        .iter()
+        .map(|(k, c)| format!("{k} {c:.2}"))
+        .collect();
+    let _ = writeln!(s, "  CPU/thread  during the load, s: {}", by.join(", "));
 }
 
 fn print_delivery(s: &mut String, d: &scenarios::Delivery) {

@@ -269,12 +269,7 @@ pub fn nofile() -> Option<(u64, u64)> {
 
 /// utime + stime of the calling thread in seconds.
 pub fn thread_cpu_secs() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    cpu_secs_of("/proc/thread-self/stat")
 }
 
 /// Threads of a process: the entries of /proc/PID/task.
@@ -351,4 +346,31 @@ pub fn fd_census(pid: u32, dir: &std::path::Path) -> Option<FdCensus> {
         }
     }
     Some(c)
+}
+
+/// CPU seconds per thread of a process, summed by thread name (`comm`).
+pub fn thread_cpu_by_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(c) = cpu_secs_of(&format!("/proc/{pid}/task/{tid}/stat")) {
+            *out.entry(comm.trim().to_string()).or_insert(0.0) += c;
+        }
+    }
+    out
+}
+
+fn cpu_secs_of(stat_path: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(stat_path).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
