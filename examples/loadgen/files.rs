@@ -137,6 +137,8 @@ pub struct FilesReport {
     /// time the server reads that file) and of every later line.
     pub latency_all_first_line_of_file: Latency,
     pub latency_all_later_lines: Latency,
+    /// Every client: the lines sent in the second half of the writing.
+    pub latency_second_half: Latency,
     pub check: FilesCheck,
     pub server: ServerFacts,
 }
@@ -237,6 +239,10 @@ struct Check {
     /// The same split: the first line this client got of each file, and the rest.
     hist_first: Histogram<u64>,
     hist_later: Histogram<u64>,
+    /// Lines sent in the second half of the writing (`half_ns` after the
+    /// first write), when nearly every file has been read before.
+    hist_second_half: Histogram<u64>,
+    half_ns: u64,
     /// Worst latency (ns) of the lines sent in each second after `base_ns`
     /// (the first write; set by the phase before it writes).
     base_ns: Arc<AtomicU64>,
@@ -276,7 +282,7 @@ fn parse_files_line(b: &[u8]) -> Option<(u64, u64, usize)> {
 }
 
 impl Check {
-    fn new(sel: Sel, total: u64, files: usize, base_ns: Arc<AtomicU64>) -> Check {
+    fn new(sel: Sel, total: u64, files: usize, base_ns: Arc<AtomicU64>, half_ns: u64) -> Check {
         Check {
             sel,
             total,
@@ -294,6 +300,8 @@ impl Check {
             hist: new_hist(),
             hist_first: new_hist(),
             hist_later: new_hist(),
+            hist_second_half: new_hist(),
+            half_ns,
             base_ns,
             per_sec_max: vec![0; 600],
             end: None,
@@ -367,6 +375,9 @@ impl Check {
             self.hist_later.saturating_record(lat);
         }
         let base = self.base_ns.load(Relaxed);
+        if t >= base && t - base >= self.half_ns {
+            self.hist_second_half.saturating_record(lat);
+        }
         if t >= base
             && let Some(m) = self
                 .per_sec_max
@@ -814,7 +825,8 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
                 hs.saturating_record(t.elapsed().as_nanos() as u64);
                 let prog = Arc::new(Progress::default());
                 prog.open.store(true, Relaxed);
-                let chk = Check::new(sel, total, spec.files, base_ns.clone());
+                let half = (spec.secs * 0.5e9) as u64;
+                let chk = Check::new(sel, total, spec.files, base_ns.clone(), half);
                 let h = tokio::spawn(read_client(
                     ws,
                     chk,
@@ -998,7 +1010,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
     };
     let (mut h_all, mut h_one) = (new_hist(), new_hist());
     let mut per_sec = vec![0u64; 600];
-    let (mut h_first, mut h_later) = (new_hist(), new_hist());
+    let (mut h_first, mut h_later, mut h_half) = (new_hist(), new_hist(), new_hist());
     let mut d = Delivery {
         written,
         clients: clients.len(),
@@ -1033,6 +1045,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
             }
         }
         add(&mut check, &c, e);
+        h_half.add(&c.hist_second_half).map_err(|e| e.to_string())?;
         for (m, x) in per_sec.iter_mut().zip(&c.per_sec_max) {
             *m = (*m).max(*x);
         }
@@ -1145,6 +1158,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
         latency_one: lat_one,
         latency_all_first_line_of_file: Latency::from(&h_first),
         latency_all_later_lines: Latency::from(&h_later),
+        latency_second_half: Latency::from(&h_half),
         check,
         server: facts,
     };
@@ -1191,7 +1205,7 @@ mod tests {
         );
         let names: Vec<String> = (0..100).map(|i| l.name(i)).collect();
         let prog = Progress::default();
-        let mut c = Check::new(Sel::All, 10, 100, Arc::new(AtomicU64::new(0)));
+        let mut c = Check::new(Sel::All, 10, 100, Arc::new(AtomicU64::new(0)), 0);
         let f = |id: u64, idx: usize, name: &str| {
             format!(
                 r#"{{"seq":{id},"offset":0,"file":"{name}","line":"seq={id} t=0000000000000001 f={idx} x"}}"#

@@ -516,6 +516,12 @@ fn print_files(s: &mut String, f: &files::FilesReport, lat: Option<&scenarios::L
         "  all files   first line of each file (n={}): p50 {:.0} us p99 {:.0} max {:.0} us; later lines (n={}): p50 {:.0} us p99 {:.0} max {:.0} us",
         a.samples, a.p50_us, a.p99_us, a.max_us, b.samples, b.p50_us, b.p99_us, b.max_us
     );
+    let h = &f.latency_second_half;
+    let _ = writeln!(
+        s,
+        "  2nd half    every client, lines sent in the second half of the writing (n={}): p50 {:.0} us p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} us",
+        h.samples, h.p50_us, h.p90_us, h.p99_us, h.p999_us, h.max_us
+    );
     let _ = writeln!(
         s,
         "  one file    {} clients ({}{}): {} of {} deliveries, lost {}; p50 {:.0} us p99 {:.0} max {:.0} us",
