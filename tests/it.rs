@@ -33,3 +33,8 @@ mod quickstart;
 // Following by name: rotation, truncation, deletion, symlink swap, permissions, long lines,
 // each for inotify and --poll.
 mod rotation;
+
+// Many files (issue 11): repeatable --file, NAME=PATH, globs (new, deleted, rotated
+// matches), --file -, file= selection and prefixes, resume and backlog on a selection,
+// GET /files, added/removed events, names that never become paths.
+mod files;

@@ -82,11 +82,13 @@ pub struct ServerBuilder {
     cwd: Option<PathBuf>,
     nofile: Option<(u64, u64)>,
     without_dac_override: bool,
+    stdin_piped: bool,
 }
 
 impl ServerBuilder {
-    /// Adds `--file PATH`; each call adds one more. The server takes one `--file` today
-    /// (a second one is a usage error, exit 2); issue 11 makes the flag repeatable.
+    /// Adds `--file PATH`; each call adds one more (the flag is repeatable since issue 11).
+    /// These come first on the command line, before `--port 0` and every [`arg`](Self::arg):
+    /// a test that mixes both and cares about the files' order passes them all as args.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.files.push(path.as_ref().to_path_buf());
         self
@@ -140,6 +142,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Gives the server a pipe as its standard input (instead of `/dev/null`), for
+    /// `--file -`; [`Server::take_stdin`] returns its writing end.
+    pub fn stdin_piped(mut self) -> Self {
+        self.stdin_piped = true;
+        self
+    }
+
     /// The command that [`start`](Self::start) would run: the binary, behind the wrappers
     /// asked for (each execs the next).
     pub fn command(&self) -> Command {
@@ -181,9 +190,13 @@ impl ServerBuilder {
     /// Spawns the server and waits (up to 20 s) until it logs `listening on URL`.
     pub async fn start(self) -> Server {
         let mut cmd = self.command();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(if self.stdin_piped {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
@@ -332,6 +345,17 @@ impl Server {
     /// Everything the server wrote to stderr so far (ANSI codes stripped).
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The writing end of the server's standard input, once, if it was started with
+    /// [`ServerBuilder::stdin_piped`]; dropping it closes the pipe (EOF for the server).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// Whether the process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.try_exit().is_none()
     }
 
     /// The server's process id.
