@@ -6,16 +6,20 @@
 //! cargo run --release --example loadgen -- --scenario idle-5000 --idle-secs 10
 //! cargo run --release --example loadgen -- --scenario sse-latency-100x1000,sse-throughput-100
 //! cargo run --release --example loadgen -- --server-addr 127.0.0.1:8080 --file app.log --scenario throughput-1
+//! cargo run --release --example loadgen -- --scenario files-10000 --duration 20 --idle-secs 10
 //! ```
 //!
 //! By default it builds (`cargo build --release --bin logtail-ws`) and starts a
 //! fresh server per phase (`--port 0 --file <tempfile>`), reading the address
 //! from its `listening on http://ADDR` log line. Clients read `/ws?backlog=0`
 //! (WebSocket) or, in the `sse-*` phases, `/events?backlog=0` (SSE), with the
-//! same delivery checks. Every loop is bounded in count and time; only
-//! loopback addresses are contacted.
+//! same delivery checks. `files-10000` (issue 11) instead follows 10 000 files
+//! through one glob with clients on all files and on single files (see
+//! `files.rs`). Every loop is bounded in count and time; only loopback
+//! addresses are contacted.
 
 mod clients;
+mod files;
 mod scenarios;
 mod server;
 mod sse;
@@ -42,6 +46,7 @@ const SCENARIOS: &[&str] = &[
     "stuck-1-of-20",
     "sse-latency-100x1000",
     "sse-throughput-100",
+    "files-10000",
 ];
 
 #[derive(Parser, Debug)]
@@ -50,7 +55,14 @@ const SCENARIOS: &[&str] = &[
     about = "Load generator / benchmark for logtail-ws (black box, loopback only)",
     after_help = "Scenarios: latency-100x1000, latency-1000x50, throughput-1, throughput-100, \
                   idle-5000, idle-10000, stuck-1-of-20, sse-latency-100x1000, sse-throughput-100, \
-                  all (comma-separated lists work too). sse-* phases read /events instead of /ws.\n\
+                  files-10000, all (comma-separated lists work too). sse-* phases read /events instead of /ws.\n\
+                  files-10000 (issue 11, about 45 s, part of `all`): 10 000 empty files in 100 directories \
+                  followed through ONE glob (--file '<tmp>/*/*.log', names d00/f0000.log ...), 10 JSON clients \
+                  on all files (--clients) and 10 on one file each (--one-file-clients), 10 000 lines/s \
+                  (--rate) to random files for 20 s (--duration), then 10 s quiet (--idle-secs); every line \
+                  must arrive exactly once at every client that selected its file (the phase FAILS \
+                  otherwise); reports latency, start-up time, server threads, fds (inotify), RSS, CPU under \
+                  load and idle. Add --server-arg=--poll for the poll watcher.\n\
                   Overrides (--clients, --rate, ...) apply to every selected scenario."
 )]
 struct Opts {
@@ -114,11 +126,24 @@ struct Opts {
     /// WebSocket clients ask for JSON frames (`/ws?format=json`, as the built-in viewer does).
     #[arg(long)]
     json_frames: bool,
+    /// files-10000: number of files followed.
+    #[arg(long, default_value_t = 10_000)]
+    many_files: usize,
+    /// files-10000: directories the files are spread over.
+    #[arg(long, default_value_t = 100)]
+    many_dirs: usize,
+    /// files-10000: clients on one file each (--clients: clients on all files).
+    #[arg(long, default_value_t = 10)]
+    one_file_clients: usize,
+    /// files-10000: files the writer keeps open (direct-mapped cache); 0 = open/append/close per line.
+    #[arg(long, default_value_t = 0)]
+    writer_fds: usize,
 }
 
 enum Plan {
     Stream(StreamSpec),
     Idle(IdleSpec),
+    Files(files::FilesSpec),
 }
 
 fn plans(o: &Opts, name: &str) -> Vec<Plan> {
@@ -168,6 +193,18 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
         "sse-throughput-100" => vec![flood(Transport::Sse, 100, 200_000)],
         "idle-5000" => vec![idle_plan(5000)],
         "idle-10000" => vec![idle_plan(10_000)],
+        "files-10000" => vec![Plan::Files(files::FilesSpec {
+            name: name.into(),
+            files: o.many_files.max(1),
+            dirs: o.many_dirs.max(1),
+            all_clients: o.clients.unwrap_or(10),
+            one_clients: o.one_file_clients,
+            rate: o.rate.unwrap_or(10_000.0),
+            secs: secs(20.0),
+            idle_secs: o.idle_secs.unwrap_or(if o.quick { 3.0 } else { 10.0 }),
+            line_bytes: lb(100),
+            writer_fds: o.writer_fds,
+        })],
         "stuck-1-of-20" => {
             // 1 MB/s of 1000-byte lines; 19 healthy clients, with and without a stuck one.
             let healthy = o.clients.unwrap_or(20).saturating_sub(1).max(1);
@@ -364,6 +401,9 @@ fn print_phase(p: &Phase) {
             hz.join(" ")
         }
     );
+    if let Some(f) = &p.files {
+        print_files(&mut s, f, p.latency.as_ref());
+    }
     if let Some(st) = &p.stuck {
         let _ = writeln!(
             s,
@@ -397,6 +437,167 @@ fn print_phase(p: &Phase) {
         let _ = writeln!(s, "  NOTE        {n}");
     }
     print!("{s}");
+}
+
+fn census(c: &Option<sys::FdCensus>) -> String {
+    c.map_or("?".into(), |c| {
+        format!(
+            "{} ({} log files, {} inotify with {} watches, {} sockets, {} other)",
+            c.total, c.files_under_dir, c.inotify, c.inotify_watches, c.sockets, c.other
+        )
+    })
+}
+
+fn print_files(s: &mut String, f: &files::FilesReport, lat: Option<&scenarios::Latency>) {
+    let _ = writeln!(
+        s,
+        "  files       {} in {} dirs (created in {:.2} s), one glob {}",
+        f.files, f.dirs, f.create_secs, f.glob
+    );
+    let _ = writeln!(
+        s,
+        "  start-up    'listening on' {:.2} s after spawn; GET /files lists all {} at {}",
+        f.startup_listening_secs,
+        f.files,
+        f.startup_all_listed_secs.map_or(
+            format!("never (last look: {:?})", f.listed_files),
+            |t| format!("{t:.2} s")
+        )
+    );
+    let w = &f.writer;
+    let _ = writeln!(
+        s,
+        "  writer      {:.0} of {:.0} lines/s to random files (one thread, {}); per line p50 {:.1} us p99 {:.1} max {:.0} us; thread CPU {} s; {} opens; max behind {} lines",
+        w.achieved_rate,
+        w.target_rate,
+        if w.cache_fds == 0 {
+            "open+write+close per line".to_string()
+        } else {
+            format!("{} cached fds", w.cache_fds)
+        },
+        w.line_write_p50_us,
+        w.line_write_p99_us,
+        w.line_write_max_us,
+        opt(w.thread_cpu_secs, 2),
+        w.opens,
+        w.max_behind_lines
+    );
+    if let Some(l) = lat {
+        let v: Vec<String> = l
+            .max_by_second_us
+            .iter()
+            .map(|x| format!("{:.0}", *x as f64 / 1e3))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  per second  worst latency of the lines sent in it, ms: {}",
+            v.join(" ")
+        );
+    }
+    let c = &f.check;
+    let _ = writeln!(
+        s,
+        "  all files   {} clients: {} of {} deliveries, lost {}; p50 {:.0} us p99 {:.0} p99.9 {:.0} max {:.0} us",
+        f.all_clients,
+        c.got_all,
+        c.expected_all,
+        c.lost_all,
+        f.latency_all.p50_us,
+        f.latency_all.p99_us,
+        f.latency_all.p999_us,
+        f.latency_all.max_us
+    );
+    let (a, b) = (
+        &f.latency_all_first_line_of_file,
+        &f.latency_all_later_lines,
+    );
+    let _ = writeln!(
+        s,
+        "  all files   first line of each file (n={}): p50 {:.0} us p99 {:.0} max {:.0} us; later lines (n={}): p50 {:.0} us p99 {:.0} max {:.0} us",
+        a.samples, a.p50_us, a.p99_us, a.max_us, b.samples, b.p50_us, b.p99_us, b.max_us
+    );
+    let h = &f.latency_second_half;
+    let _ = writeln!(
+        s,
+        "  2nd half    every client, lines sent in the second half of the writing (n={}): p50 {:.0} us p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} us",
+        h.samples, h.p50_us, h.p90_us, h.p99_us, h.p999_us, h.max_us
+    );
+    let _ = writeln!(
+        s,
+        "  one file    {} clients ({}{}): {} of {} deliveries, lost {}; p50 {:.0} us p99 {:.0} max {:.0} us",
+        f.one_clients,
+        f.one_client_files
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        if f.one_client_files.len() > 3 {
+            ", ..."
+        } else {
+            ""
+        },
+        c.got_one,
+        c.expected_one,
+        c.lost_one,
+        f.latency_one.p50_us,
+        f.latency_one.p99_us,
+        f.latency_one.max_us
+    );
+    let _ = writeln!(
+        s,
+        "  checks      dups {}; wrong name {}; other file {}; out of order in a file {}; foreign {}; reordered across files {} (allowed); events {:?}",
+        c.dups,
+        c.wrong_name,
+        c.other_file,
+        c.order_breaks_in_file,
+        c.foreign,
+        c.reordered_across_files,
+        c.events
+    );
+    let v = &f.server;
+    let th = |t: Option<u64>| t.map_or("?".into(), |t| t.to_string());
+    let _ = writeln!(
+        s,
+        "  threads     rest {}, load max {}, idle {}",
+        th(v.threads_rest),
+        th(v.threads_load_max),
+        th(v.threads_idle)
+    );
+    let _ = writeln!(s, "  fds rest    {}", census(&v.fds_rest));
+    let _ = writeln!(
+        s,
+        "  fds load    {} (max per kind)",
+        census(&v.fds_load_max)
+    );
+    let _ = writeln!(s, "  fds idle    {}", census(&v.fds_idle));
+    let _ = writeln!(
+        s,
+        "  RSS         rest {}, load peak {}, idle {}; RLIMIT_NOFILE {}/{} (soft/hard)",
+        kib(v.rss_rest_kib),
+        kib(v.rss_load_peak_kib),
+        kib(v.rss_idle_kib),
+        th(v.nofile_soft),
+        th(v.nofile_hard)
+    );
+    let _ = writeln!(
+        s,
+        "  server CPU  load {} cores; idle {} s over {:.0} s ({}%), loadgen {:.2} s",
+        opt(v.load_cores, 3),
+        opt(v.idle_cpu_secs, 2),
+        v.idle_secs,
+        opt(
+            v.idle_cpu_secs.map(|c| 100.0 * c / v.idle_secs.max(1e-9)),
+            2
+        ),
+        v.idle_loadgen_cpu_secs
+    );
+    let by: Vec<String> = v
+        .load_cpu_by_thread
+        .iter()
+        .map(|(k, c)| format!("{k} {c:.2}"))
+        .collect();
+    let _ = writeln!(s, "  CPU/thread  during the load, s: {}", by.join(", "));
 }
 
 fn print_delivery(s: &mut String, d: &scenarios::Delivery) {
@@ -548,6 +749,7 @@ async fn run(o: Opts) -> Result<(), String> {
         .map(|p| match p {
             Plan::Stream(s) => s.clients + s.stuck,
             Plan::Idle(i) => i.clients,
+            Plan::Files(f) => f.all_clients + f.one_clients,
         })
         .max()
         .unwrap_or(0);
@@ -610,10 +812,21 @@ async fn run(o: Opts) -> Result<(), String> {
                     );
                     (i.name.clone(), scenarios::idle(&env, i).await)
                 }
+                Plan::Files(f) => {
+                    eprintln!(
+                        "loadgen: running {} ({} files, {} all-files + {} one-file JSON clients, {} lines/s for {} s, {} s idle) ...",
+                        f.name, f.files, f.all_clients, f.one_clients, f.rate, f.secs, f.idle_secs
+                    );
+                    (f.name.clone(), files::phase(&env, f).await)
+                }
             };
             match r {
                 Ok(p) => {
                     print_phase(&p);
+                    if !p.failed.is_empty() {
+                        println!("  FAILED      {}", p.failed.join("; "));
+                        errors.push(format!("{label}: {}", p.failed.join("; ")));
+                    }
                     phases.push(p);
                 }
                 Err(e) => {

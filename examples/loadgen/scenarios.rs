@@ -65,7 +65,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn from(h: &Histogram<u64>) -> Latency {
+    pub fn from(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
             return Latency::default();
         }
@@ -128,7 +128,7 @@ pub struct Cpu {
     pub saturated: bool,
 }
 
-struct CpuMark {
+pub struct CpuMark {
     wall: Instant,
     server: Option<f64>,
     me: f64,
@@ -136,7 +136,7 @@ struct CpuMark {
 }
 
 impl CpuMark {
-    fn now(srv: &Server) -> CpuMark {
+    pub fn now(srv: &Server) -> CpuMark {
         CpuMark {
             wall: Instant::now(),
             server: srv.cpu_secs(),
@@ -145,7 +145,7 @@ impl CpuMark {
         }
     }
 
-    fn since(&self, srv: &Server) -> Cpu {
+    pub fn since(&self, srv: &Server) -> Cpu {
         let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
         let server = srv.cpu_secs().zip(self.server).map(|(b, a)| b - a);
         let me = sys::self_cpu_secs() - self.me;
@@ -185,9 +185,15 @@ pub struct Phase {
     pub idle: Option<IdleReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stuck: Option<StuckReport>,
+    /// The many-files phase's own figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::files::FilesReport>,
     pub server_log: LogSummary,
     pub server_shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
+    /// Violated expectations (lost or duplicated lines, ...): the phase failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
 }
 
 #[derive(Serialize, Clone, Default)]
@@ -414,12 +420,14 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         server_log,
         server_shutdown: shutdown,
         notes,
+        files: None,
+        failed: Vec::new(),
     })
 }
 
 /// Stops the phase's server (SIGTERM), noting a slow or unclean exit;
 /// returns its log summary, its address and how it shut down.
-async fn stop_server(
+pub async fn stop_server(
     srv: Server,
     notes: &mut Vec<String>,
 ) -> (LogSummary, String, Option<Shutdown>) {
@@ -540,6 +548,8 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
         server_log,
         server_shutdown: shutdown,
         notes,
+        files: None,
+        failed: Vec::new(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! attached to with `--server-addr` + `--file`.
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -146,9 +147,27 @@ fn spawn(bin: &Path, args: &[String]) -> Result<Server, String> {
         .map_err(|e| e.to_string())?;
     let file = dir.path().join("app.log");
     std::fs::File::create(&file).map_err(|e| e.to_string())?;
+    let file_args = [OsString::from("--file"), file.clone().into_os_string()];
+    spawn_with(bin, args, dir, file, &file_args, Duration::from_secs(15)).map(|(s, _)| s)
+}
+
+/// Spawns the server on `dir` (kept alive by the returned [`Server`]) with
+/// `file_args` (e.g. `--file GLOB`) before the extra `args`. `file` is what
+/// [`Server::file`] names (the single followed file, or a representative one).
+/// Waits up to `listen_timeout` for `listening on`; also returns the seconds
+/// from spawn to that line (start-up time).
+pub fn spawn_with(
+    bin: &Path,
+    args: &[String],
+    dir: tempfile::TempDir,
+    file: PathBuf,
+    file_args: &[OsString],
+    listen_timeout: Duration,
+) -> Result<(Server, f64), String> {
+    let spawned = Instant::now();
     let mut child = Command::new(bin)
-        .args(["--port", "0", "--bind", "127.0.0.1", "--file"])
-        .arg(&file)
+        .args(["--port", "0", "--bind", "127.0.0.1"])
+        .args(file_args)
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -158,7 +177,11 @@ fn spawn(bin: &Path, args: &[String]) -> Result<Server, String> {
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let log: Arc<Mutex<ServerLog>> = Arc::default();
     let (tx, rx) = mpsc::channel();
-    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("spawned server without piped stdout/stderr".into());
+    };
     {
         let (log, tx) = (log.clone(), tx.clone());
         std::thread::spawn(move || pump(out, log, tx));
@@ -169,7 +192,7 @@ fn spawn(bin: &Path, args: &[String]) -> Result<Server, String> {
     }
     let pid = child.id();
     let mut srv = Server {
-        addr: "127.0.0.1:0".parse().unwrap(),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         file,
         pid: Some(pid),
         child: Some(child),
@@ -177,22 +200,23 @@ fn spawn(bin: &Path, args: &[String]) -> Result<Server, String> {
         log_mark: (0, 0, 0),
         _dir: Some(dir),
     };
-    let start = Instant::now();
     let addr = loop {
-        if let Ok(a) = rx.recv_timeout(Duration::from_millis(50)) {
+        if let Ok(a) = rx.recv_timeout(Duration::from_millis(20)) {
             break a;
         }
-        if let Some(st) = srv.child.as_mut().unwrap().try_wait().ok().flatten() {
+        if let Some(st) = srv.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
             std::thread::sleep(Duration::from_millis(100));
             return Err(format!("server exited early ({st}):\n{}", srv.log_tail()));
         }
-        if start.elapsed() > Duration::from_secs(15) {
+        if spawned.elapsed() > listen_timeout {
             return Err(format!(
-                "no 'listening on http://ADDR' line within 15 s:\n{}",
+                "no 'listening on http://ADDR' line within {:.0} s:\n{}",
+                listen_timeout.as_secs_f64(),
                 srv.log_tail()
             ));
         }
     };
+    let startup_secs = spawned.elapsed().as_secs_f64();
     if !addr.ip().is_loopback() {
         return Err(format!("server listens on non-loopback {addr}; refusing"));
     }
@@ -204,7 +228,7 @@ fn spawn(bin: &Path, args: &[String]) -> Result<Server, String> {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(srv)
+    Ok((srv, startup_secs))
 }
 
 impl Server {

@@ -255,3 +255,122 @@ pub fn listen_counters() -> (u64, u64, u64) {
         get("TCPSynRetrans"),
     )
 }
+
+/// (soft, hard) RLIMIT_NOFILE of this process.
+#[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
+pub fn nofile() -> Option<(u64, u64)> {
+    let mut r = RLimit { cur: 0, max: 0 };
+    // SAFETY: `r` is a valid, writable `struct rlimit`.
+    if unsafe { getrlimit(RLIMIT_NOFILE, &mut r) } != 0 {
+        return None;
+    }
+    Some((u64::from(r.cur), u64::from(r.max)))
+}
+
+/// utime + stime of the calling thread in seconds.
+pub fn thread_cpu_secs() -> Option<f64> {
+    cpu_secs_of("/proc/thread-self/stat")
+}
+
+/// Threads of a process: the entries of /proc/PID/task.
+pub fn task_count(pid: u32) -> Option<u64> {
+    let n = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .count();
+    Some(n as u64)
+}
+
+/// What a process's file descriptors are (/proc/PID/fd links).
+#[derive(serde::Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdCensus {
+    pub total: u64,
+    /// `anon_inode:inotify` descriptors (inotify instances).
+    pub inotify: u64,
+    /// Watches over all inotify instances (`inotify wd:` lines in /proc/PID/fdinfo).
+    pub inotify_watches: u64,
+    /// Regular files (links to an absolute path).
+    pub files: u64,
+    /// Regular files under the directory given to [`fd_census`].
+    pub files_under_dir: u64,
+    pub sockets: u64,
+    /// Pipes, eventfd, epoll, timerfd, ...
+    pub other: u64,
+}
+
+impl FdCensus {
+    /// Field-wise maximum (for a series of samples).
+    pub fn max(self, o: FdCensus) -> FdCensus {
+        FdCensus {
+            total: self.total.max(o.total),
+            inotify: self.inotify.max(o.inotify),
+            inotify_watches: self.inotify_watches.max(o.inotify_watches),
+            files: self.files.max(o.files),
+            files_under_dir: self.files_under_dir.max(o.files_under_dir),
+            sockets: self.sockets.max(o.sockets),
+            other: self.other.max(o.other),
+        }
+    }
+}
+
+/// Counts a process's descriptors by kind; `dir`: count regular files below it.
+/// Costs one readlink per descriptor (about 10-30 ms for 10 000).
+pub fn fd_census(pid: u32, dir: &std::path::Path) -> Option<FdCensus> {
+    let mut c = FdCensus::default();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let Ok(link) = std::fs::read_link(e.path()) else {
+            continue; // closed meanwhile
+        };
+        c.total += 1;
+        let s = link.to_string_lossy();
+        if s == "anon_inode:inotify" {
+            c.inotify += 1;
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            c.inotify_watches += info
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count() as u64;
+        } else if s.starts_with('/') {
+            c.files += 1;
+            if link.starts_with(dir) {
+                c.files_under_dir += 1;
+            }
+        } else if s.starts_with("socket:") {
+            c.sockets += 1;
+        } else {
+            c.other += 1;
+        }
+    }
+    Some(c)
+}
+
+/// CPU seconds per thread of a process, summed by thread name (`comm`).
+pub fn thread_cpu_by_name(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(c) = cpu_secs_of(&format!("/proc/{pid}/task/{tid}/stat")) {
+            *out.entry(comm.trim().to_string()).or_insert(0.0) += c;
+        }
+    }
+    out
+}
+
+fn cpu_secs_of(stat_path: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(stat_path).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
