@@ -202,6 +202,8 @@ pub struct ServerFacts {
     pub load_cpu_by_thread: BTreeMap<String, f64>,
     pub idle_secs: f64,
     pub idle_cpu_secs: Option<f64>,
+    /// Server CPU seconds during the idle period by thread name.
+    pub idle_cpu_by_thread: BTreeMap<String, f64>,
     pub idle_loadgen_cpu_secs: f64,
     pub nofile_soft: Option<u64>,
     pub nofile_hard: Option<u64>,
@@ -689,6 +691,21 @@ fn wait_listed(
     }
 }
 
+/// Per-thread-name CPU seconds spent between two snapshots (non-zero only).
+fn cpu_delta(
+    before: &BTreeMap<String, f64>,
+    after: BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .into_iter()
+        .map(|(k, v)| {
+            let d = v - before.get(&k).copied().unwrap_or(0.0);
+            (k, (d * 100.0).round() / 100.0)
+        })
+        .filter(|(_, v)| *v > 0.0)
+        .collect()
+}
+
 fn add(d: &mut FilesCheck, c: &Check, expected: u64) {
     let lost = expected.saturating_sub(c.got);
     match c.sel {
@@ -968,14 +985,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
     };
     let last_rx_ns = env.t0.elapsed().as_nanos() as u64;
     let cpu: Cpu = mark.since(&srv);
-    facts.load_cpu_by_thread = sys::thread_cpu_by_name(pid)
-        .into_iter()
-        .map(|(k, v)| {
-            let d = v - threads0.get(&k).copied().unwrap_or(0.0);
-            (k, (d * 100.0).round() / 100.0)
-        })
-        .filter(|(_, v)| *v > 0.0)
-        .collect();
+    facts.load_cpu_by_thread = cpu_delta(&threads0, sys::thread_cpu_by_name(pid));
     let (threads_load, fds_load, memory) = sampler.finish();
     facts.threads_load_max = threads_load;
     facts.fds_load_max = fds_load;
@@ -991,12 +1001,14 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
     // Idle: the files quiet, the clients connected.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_mark = CpuMark::now(&srv);
+    let idle_threads0 = sys::thread_cpu_by_name(pid);
     let idle_end = Instant::now() + Duration::from_secs_f64(spec.idle_secs);
     while Instant::now() < idle_end {
         tokio::time::sleep(Duration::from_millis(250).min(idle_end - Instant::now())).await;
     }
     let idle = idle_mark.since(&srv);
     facts.idle_cpu_secs = idle.server_cpu_secs;
+    facts.idle_cpu_by_thread = cpu_delta(&idle_threads0, sys::thread_cpu_by_name(pid));
     facts.idle_loadgen_cpu_secs = idle.loadgen_cpu_secs;
     facts.threads_idle = sys::task_count(pid);
     facts.fds_idle = sys::fd_census(pid, &root);

@@ -598,6 +598,12 @@ fn print_files(s: &mut String, f: &files::FilesReport, lat: Option<&scenarios::L
         .map(|(k, c)| format!("{k} {c:.2}"))
         .collect();
     let _ = writeln!(s, "  CPU/thread  during the load, s: {}", by.join(", "));
+    let by: Vec<String> = v
+        .idle_cpu_by_thread
+        .iter()
+        .map(|(k, c)| format!("{k} {c:.2}"))
+        .collect();
+    let _ = writeln!(s, "  CPU/thread  while idle, s: {}", by.join(", "));
 }
 
 fn print_delivery(s: &mut String, d: &scenarios::Delivery) {
