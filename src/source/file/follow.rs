@@ -100,6 +100,23 @@ struct OpenFile {
     recent: Fingerprint,
     /// The path no longer names this file (or anything).
     path_gone: bool,
+    /// The file's change times when the last pass ended (see
+    /// [`Follower::looks_unchanged`]).
+    seen: Option<Stamp>,
+}
+
+/// What a `stat` says of a file's content: its size and change times.
+type Stamp = (u64, i64, i64, i64, i64);
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
 }
 
 impl OpenFile {
@@ -110,6 +127,7 @@ impl OpenFile {
             splitter: LineSplitter::new(offset, max_line),
             recent: Fingerprint::default(),
             path_gone: false,
+            seen: None,
         }
     }
 
@@ -245,7 +263,7 @@ impl Follower {
                 self.out
                     .status()
                     .set(self.file, FileState::Following, of.offset());
-                self.report_position(&of);
+                self.report_position(&mut of);
                 self.state = State::Open(of);
             }
             Err(err) => {
@@ -411,7 +429,7 @@ impl Follower {
                             }
                         }
                     }
-                    self.report_position(&of);
+                    self.report_position(&mut of);
                     self.state = State::Open(of);
                     pass.more = !drained;
                     return pass;
@@ -425,11 +443,33 @@ impl Follower {
     }
 
     /// Reports what is read now (inode, size, offset) for `/files`.
-    fn report_position(&self, of: &OpenFile) {
-        let size = of.file.metadata().map_or(of.offset(), |m| m.len());
+    fn report_position(&self, of: &mut OpenFile) {
+        let meta = of.file.metadata().ok();
+        of.seen = meta.as_ref().map(stamp);
+        let size = meta.map_or(of.offset(), |m| m.len());
         self.out
             .status()
             .set_position(self.file, of.id.ino, size, of.offset());
+    }
+
+    /// For `--poll`: whether a pass now would find nothing, told by two
+    /// `stat`s and no read: the file held is read to its end, has the size
+    /// and change times it had when the last pass ended (a truncation
+    /// rewritten to the same size changes them), and the path still names
+    /// it. Anything else (waiting, a path gone, a stat failing) says no.
+    pub fn looks_unchanged(&self) -> bool {
+        let State::Open(of) = &self.state else {
+            return false;
+        };
+        if of.path_gone || of.seen.is_none() {
+            return false;
+        }
+        let Ok(meta) = of.file.metadata() else {
+            return false;
+        };
+        meta.len() == of.offset()
+            && of.seen == Some(stamp(&meta))
+            && matches!(path_now(&self.path, of.id), PathNow::Same)
     }
 
     /// Tells clients the file cannot be read for now, once per wait.

@@ -225,38 +225,119 @@ impl Glob {
                 tracing::warn!(glob = %self.typed, "more than {MAX_WALK_DIRS} directories below {}: not looking further", dir.display());
                 break;
             }
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(err) => {
-                    if err.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(glob = %self.typed, "cannot list {}: {err}", dir.display());
-                    }
-                    continue;
+            if let Err(err) = std::fs::read_dir(&dir) {
+                if err.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(glob = %self.typed, "cannot list {}: {err}", dir.display());
                 }
-            };
-            found.dirs.push(dir.clone());
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let next = self.advance(&states, &name);
-                if next.is_empty() {
-                    continue;
-                }
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                let path = dir.join(&name);
-                if kind.is_dir() {
-                    if self.leads_on(&next) {
-                        todo.push((path, next));
-                    }
-                } else if self.done(&next) && !is_dir_link(&path, kind) {
-                    found.files.push(path);
-                }
+                continue;
             }
+            found.dirs.push(dir.clone());
+            let below = self.list(&dir, &states);
+            found.files.extend(below.files);
+            todo.extend(below.subdirs);
         }
         found.files.sort();
         found
     }
+}
+
+/// What each directory held when it was last listed, so that `--poll`'s
+/// rescan every interval costs a `stat` per directory, not a listing and a
+/// match per entry: a directory's modification time changes whenever an
+/// entry is made, removed or renamed in it.
+#[derive(Debug, Default)]
+pub struct WalkCache {
+    dirs: std::collections::HashMap<PathBuf, Listed>,
+}
+
+#[derive(Debug)]
+struct Listed {
+    modified: std::time::SystemTime,
+    /// When it was listed: a change in the same moment may not have moved
+    /// a coarse (one-second, NFS) modification time, so a listing is
+    /// trusted only once it is older than [`RACY`] past the change.
+    listed: std::time::SystemTime,
+    subdirs: Vec<(PathBuf, States)>,
+}
+
+/// How close a directory's change may be to its listing for the listing to
+/// be distrusted (file systems with whole-second times).
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Glob {
+    /// As [`walk`](Self::walk) from the root, but a directory unchanged
+    /// since its last listing is not listed again: its files are not
+    /// returned (none can be new), its subdirectories are still visited.
+    pub fn walk_changed(&self, cache: &mut WalkCache) -> Found {
+        let mut found = Found::default();
+        let mut visited = std::collections::HashSet::new();
+        let mut todo = vec![(self.root.clone(), self.start())];
+        while let Some((dir, states)) = todo.pop() {
+            if found.dirs.len() >= MAX_WALK_DIRS {
+                break;
+            }
+            let Ok(modified) = std::fs::metadata(&dir).and_then(|m| m.modified()) else {
+                continue;
+            };
+            visited.insert(dir.clone());
+            found.dirs.push(dir.clone());
+            if let Some(listed) = cache.dirs.get(&dir)
+                && listed.modified == modified
+                && modified + RACY < listed.listed
+            {
+                todo.extend(listed.subdirs.iter().cloned());
+                continue;
+            }
+            let listed_at = std::time::SystemTime::now();
+            let below = self.list(&dir, &states);
+            found.files.extend(below.files);
+            todo.extend(below.subdirs.iter().cloned());
+            cache.dirs.insert(
+                dir,
+                Listed {
+                    modified,
+                    listed: listed_at,
+                    subdirs: below.subdirs,
+                },
+            );
+        }
+        cache.dirs.retain(|dir, _| visited.contains(dir));
+        found.files.sort();
+        found
+    }
+
+    /// One directory's matching files and the subdirectories worth a visit.
+    fn list(&self, dir: &Path, states: &[usize]) -> Listing {
+        let mut out = Listing::default();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let next = self.advance(states, &name);
+            if next.is_empty() {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = dir.join(&name);
+            if kind.is_dir() {
+                if self.leads_on(&next) {
+                    out.subdirs.push((path, next));
+                }
+            } else if self.done(&next) && !is_dir_link(&path, kind) {
+                out.files.push(path);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Default)]
+struct Listing {
+    files: Vec<PathBuf>,
+    subdirs: Vec<(PathBuf, States)>,
 }
 
 fn is_dir_link(path: &Path, kind: std::fs::FileType) -> bool {
@@ -314,6 +395,42 @@ mod tests {
     fn a_name_prefixes_the_matches() {
         let g = Glob::new("/l/*.log", Path::new("/l/*.log"), "api").unwrap();
         assert_eq!(g.name_of(Path::new("/l/x.log")), "api/x.log");
+    }
+
+    /// `--poll`'s rescan lists only the directories that changed.
+    #[test]
+    fn walk_changed_lists_only_changed_directories() {
+        let keep = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(keep.path()).unwrap();
+        for d in ["a", "b"] {
+            std::fs::create_dir(root.join(d)).unwrap();
+            std::fs::write(root.join(d).join("1.log"), b"").unwrap();
+        }
+        let pattern = root.join("*/*.log");
+        let g = glob(pattern.to_str().unwrap());
+        let mut cache = WalkCache::default();
+        let first = g.walk_changed(&mut cache);
+        assert_eq!(first.files, [root.join("a/1.log"), root.join("b/1.log")]);
+        // Listed just now: too recent to trust, so listed again.
+        assert_eq!(g.walk_changed(&mut cache).files.len(), 2);
+        // Old listings of unchanged directories are trusted: nothing new.
+        for listed in cache.dirs.values_mut() {
+            listed.listed += RACY * 2;
+        }
+        assert!(g.walk_changed(&mut cache).files.is_empty());
+        std::fs::write(root.join("b/2.log"), b"").unwrap();
+        let mut touched = std::fs::metadata(root.join("b"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        touched += std::time::Duration::from_secs(1);
+        std::fs::File::open(root.join("b"))
+            .unwrap()
+            .set_modified(touched)
+            .unwrap();
+        let again = g.walk_changed(&mut cache);
+        assert_eq!(again.files, [root.join("b/1.log"), root.join("b/2.log")]);
+        assert_eq!(again.dirs.len(), 3, "every directory is still visited");
     }
 
     #[test]

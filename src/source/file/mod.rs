@@ -218,6 +218,8 @@ struct Shared {
     /// Held from "is this match followed yet?" to "it is": the start-up
     /// walk and the discovery thread may find one file at once.
     considering: Mutex<()>,
+    /// With `--poll`: what each glob's directories held when last listed.
+    poll_walks: Mutex<HashMap<ScanId, glob::WalkCache>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,6 +266,7 @@ impl FileSource {
             discovery,
             scans_incomplete: Mutex::new(HashSet::new()),
             considering: Mutex::new(()),
+            poll_walks: Mutex::new(HashMap::new()),
         });
         let mut threads = Vec::new();
         let spawned = (|| {
@@ -573,7 +576,14 @@ impl Shared {
     /// Looks at the whole glob again (at start, after lost events, with
     /// `--poll` every interval): follows every match not followed yet.
     fn rescan(&self, scan: ScanId, glob: &Glob) {
-        let found = self.scan_from_root(scan, glob);
+        let found = match self.options.mode {
+            // No watches to place: only directories that changed are listed.
+            WatchMode::Poll(_) => {
+                let mut caches = lock(&self.poll_walks);
+                glob.walk_changed(caches.entry(scan).or_default())
+            }
+            WatchMode::Events => self.scan_from_root(scan, glob),
+        };
         for file in found.files {
             self.consider(scan, glob, &file, From::Start);
         }
@@ -683,6 +693,10 @@ fn pass(
     replan: bool,
 ) -> bool {
     let Some(watches) = &shared.watches else {
+        // `--poll`: a file with nothing new costs two `stat`s, no read.
+        if follower.looks_unchanged() {
+            return false;
+        }
         return follower.catch_up().more;
     };
     let mut opened = || {
