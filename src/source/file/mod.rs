@@ -693,10 +693,6 @@ fn pass(
     replan: bool,
 ) -> bool {
     let Some(watches) = &shared.watches else {
-        // `--poll`: a file with nothing new costs two `stat`s, no read.
-        if follower.looks_unchanged() {
-            return false;
-        }
         return follower.catch_up().more;
     };
     let mut opened = || {
@@ -754,9 +750,22 @@ fn tick(shared: &Shared) {
         }
         match (&shared.options.mode, &shared.watches) {
             (WatchMode::Poll(_), _) | (WatchMode::Events, None) => {
-                let ids: Vec<FollowerId> = lock(&shared.followers).keys().copied().collect();
-                for id in ids {
-                    shared.ready.mark(id, false);
+                // A follower with nothing new is told by two `stat`s here,
+                // without waking a reader; one busy in a pass is marked
+                // (it is read again after it).
+                let slots: Vec<(FollowerId, Arc<Mutex<Slot>>)> = lock(&shared.followers)
+                    .iter()
+                    .map(|(id, slot)| (*id, Arc::clone(slot)))
+                    .collect();
+                for (id, slot) in slots {
+                    let unchanged = slot.try_lock().is_ok_and(|slot| {
+                        slot.follower
+                            .as_ref()
+                            .is_some_and(Follower::looks_unchanged)
+                    });
+                    if !unchanged {
+                        shared.ready.mark(id, false);
+                    }
                 }
             }
             (WatchMode::Events, Some(watches)) => {
