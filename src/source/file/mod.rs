@@ -24,12 +24,16 @@
 //! runtime worker that clients need.
 //!
 //! With `--poll` there is no watcher at all: every interval, the ticker
-//! marks every follower, and the readers give each one pass (a `read`, a
-//! `pread` of the bytes before the offset, a `stat` of the path — for a file
-//! with nothing new, that is all it costs). notify's `PollWatcher` is not
+//! looks at every follower — an `fstat` of the file held and a `stat` of
+//! the path ([`Follower::looks_unchanged`]) — and marks for the readers only
+//! those that changed (size, modification or change time, or what the path
+//! names), which then get a full pass; a glob lists again only the
+//! directories whose modification time moved. notify's `PollWatcher` is not
 //! used: it compares modification times in whole seconds, so a write in the
 //! same second as its previous scan goes unseen — the last lines of a burst
-//! would wait for the next write, possibly forever. If inotify cannot watch
+//! would wait for the next write, possibly forever. (Our stamps compare
+//! nanoseconds, size too, and a file read to its end only counts as
+//! unchanged if its size is still our offset.) If inotify cannot watch
 //! a directory (watch limit reached, say), that follower is looked at every
 //! second instead.
 //!
