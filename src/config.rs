@@ -33,6 +33,11 @@ pub struct Cli {
     #[arg(long, env = "LOGTAIL_SHOW_PATHS")]
     pub show_paths: bool,
 
+    /// Log the `X-Forwarded-For` a reverse proxy sets with each client
+    /// (only behind a proxy you run: a client can send any value).
+    #[arg(long, env = "LOGTAIL_TRUST_PROXY")]
+    pub trust_proxy: bool,
+
     /// TCP port; 0 picks a free one (the chosen address is logged).
     #[arg(short = 'p', long, env = "LOGTAIL_PORT", default_value_t = 8080)]
     pub port: u16,
@@ -284,6 +289,8 @@ pub struct Config {
     pub inputs: Vec<Input>,
     /// `/files` shows server paths.
     pub show_paths: bool,
+    /// Client log lines carry `X-Forwarded-For`.
+    pub trust_proxy: bool,
     pub listen: SocketAddr,
     pub backlog: usize,
     pub history_bytes: u64,
@@ -330,6 +337,7 @@ impl Config {
         Ok(Config {
             inputs,
             show_paths: cli.show_paths,
+            trust_proxy: cli.trust_proxy,
             listen: SocketAddr::new(cli.bind, cli.port),
             backlog: cli.lines,
             history_bytes: cli.history_bytes,

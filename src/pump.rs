@@ -70,8 +70,10 @@ pub struct SinkGone;
 /// How a peer ended a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerEnd {
-    /// It closed, vanished, or stayed silent too long.
+    /// It closed, or vanished.
     Gone,
+    /// It stayed silent too long (no answer to pings).
+    Silent,
     /// It sent a message larger than it may.
     TooBig,
 }
@@ -98,6 +100,26 @@ impl End {
     pub fn too_slow(self) -> bool {
         matches!(self, End::Behind | End::Stuck)
     }
+
+    /// Why the stream ended, in a word or two, for the server's log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            End::Shutdown => "shutdown",
+            End::Behind => "too slow (behind)",
+            End::Stuck => "too slow (socket stuck)",
+            End::Peer(PeerEnd::Gone) => "closed by client",
+            End::Peer(PeerEnd::Silent) => "ping timeout",
+            End::Peer(PeerEnd::TooBig) => "message too big",
+            End::SourceClosed => "source closed",
+        }
+    }
+}
+
+/// What one stream delivered: lines (and their bytes) fed to its sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub lines: u64,
+    pub bytes: u64,
 }
 
 /// How one stream is pumped.
@@ -120,17 +142,19 @@ pub async fn pump<S: Sink>(
     options: &PumpOptions,
     cancel: &CancellationToken,
     metrics: &Metrics,
-) -> End {
+) -> (End, Delivered) {
     let mut out = Out {
         sink,
         options,
         deadline: Box::pin(tokio::time::sleep(Duration::ZERO)),
         started: false,
+        delivered: Delivered::default(),
     };
-    match run(cursor, &mut out, cancel, metrics).await {
+    let end = match run(cursor, &mut out, cancel, metrics).await {
         Ok(never) => match never {},
         Err(end) => end,
-    }
+    };
+    (end, out.delivered)
 }
 
 /// The sink with its deadline, and whether any line or event went out.
@@ -140,6 +164,7 @@ struct Out<'a, S> {
     /// Re-armed whenever a feed or flush has to wait.
     deadline: Pin<Box<Sleep>>,
     started: bool,
+    delivered: Delivered,
 }
 
 enum Never {}
@@ -267,6 +292,8 @@ impl<S: Sink> Out<'_, S> {
         self.started = true;
         if lines > 0 {
             metrics.lines_sent(lines, bytes as u64);
+            self.delivered.lines += lines;
+            self.delivered.bytes += bytes as u64;
         }
         Ok(bytes.max(1))
     }

@@ -1960,7 +1960,11 @@ async fn files_lists_each_file_with_exact_fields_and_no_paths() {
         .unwrap_or_else(|| panic!("/healthz files: {h}"));
     assert_eq!(names(hfiles), ["a.log", "b.log", "c.log"], "{h}");
     for f in hfiles {
-        assert_eq!(keys(f), ["inode", "name", "offset", "size", "state"], "{f}");
+        assert_eq!(
+            keys(f),
+            ["inode", "last_line_at", "name", "offset", "size", "state"],
+            "{f}"
+        );
     }
     let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).expect("stat"));
     assert_eq!(hfiles[0]["inode"], ino(&a), "{h}");

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{LogFile, PROMPT, Server, WsClient, http_get, wait_until_async};
+use crate::harness::{
+    LogFile, PROMPT, RawWs, Server, Sig, SseStream, WsClient, http_get, wait_until_async,
+};
 
 /// The value of counter or gauge `name` in a Prometheus text exposition.
 fn metric(text: &str, name: &str) -> u64 {
@@ -27,9 +29,16 @@ async fn healthz_reports_file_state_clients_epoch_and_seq() {
     let keys: Vec<&String> = h["files"][0].as_object().expect("a file").keys().collect();
     assert_eq!(
         keys,
-        ["inode", "name", "offset", "size", "state"],
+        ["inode", "last_line_at", "name", "offset", "size", "state"],
         "no path: {h}"
     );
+    assert_eq!(
+        h["files"][0]["last_line_at"],
+        serde_json::Value::Null,
+        "{h}"
+    );
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"), "{h}");
+    assert!(h["uptime_seconds"].as_u64().is_some(), "{h}");
     assert!(
         !h.to_string().contains(&log.path().display().to_string()),
         "the server path is never shown: {h}"
@@ -52,6 +61,12 @@ async fn healthz_reports_file_state_clients_epoch_and_seq() {
     assert_eq!(h["files"][0]["state"], "following", "{h}");
     assert_eq!(h["files"][0]["offset"], 8, "{h}");
     assert_eq!(h["files"][0]["size"], 8, "{h}");
+    assert!(
+        h["files"][0]["last_line_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{h}"
+    );
     assert_ne!(h["files"][0]["inode"], 0, "{h}");
     assert_eq!(h["seq"], 2, "{h}");
     assert_eq!(h["clients"], 1, "{h}");
@@ -154,4 +169,156 @@ async fn json_log_format() {
             .starts_with("listening on http://127.0.0.1:"),
         "{v}"
     );
+}
+
+/// `/readyz` is 200 once every file was looked at: a followed one and one
+/// waited for alike (the server logs `listening on` only after that).
+#[tokio::test]
+async fn readyz_once_every_file_was_looked_at() {
+    let log = LogFile::new();
+    let dir = log.dir().to_path_buf();
+    let missing = dir.join("later.log");
+    let server = Server::builder()
+        .file(log.path())
+        .arg("--file")
+        .arg(missing.display().to_string())
+        .start()
+        .await;
+    let r = http_get(server.addr(), "/readyz", &[]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ready\n"));
+}
+
+/// The `client disconnected` lines of a JSON log so far.
+fn disconnects(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("client disconnected"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// One log line per connect and one per disconnect, as JSON, with the
+/// peer, the transport, the selection, how long, how many lines and why it
+/// ended — for every end that can be provoked; never the token.
+#[tokio::test]
+async fn client_connects_and_ends_are_logged_with_why() {
+    const TOKEN: &str = "s3cret-never-logged";
+    let log = LogFile::new();
+    let server = Server::builder()
+        .file(log.path())
+        .args(&[
+            "--log-format",
+            "json",
+            "--ping-interval",
+            "1",
+            "--trust-proxy",
+        ])
+        .args(&["--token", TOKEN])
+        .start()
+        .await;
+    let addr = server.addr();
+    let auth = format!("Bearer {TOKEN}");
+    let wait_ends = |n: usize| {
+        let server = &server;
+        async move {
+            wait_until_async(PROMPT, "disconnect lines", || async {
+                disconnects(&server.stderr()).len() >= n
+            })
+            .await;
+        }
+    };
+    // Closed by the client, after two lines; with a selection and a proxy.
+    let req = WsClient::request(&server.ws_url("/ws?backlog=0&file=app.log"))
+        .with_header("Authorization", auth.as_str())
+        .with_header("X-Forwarded-For", "203.0.113.7");
+    let mut ws = WsClient::connect_with(req).await;
+    server.wait_clients(1, PROMPT).await;
+    log.append(b"one\ntwo\n");
+    ws.expect_lines(&["one", "two"]).await;
+    ws.close().await;
+    wait_ends(1).await;
+    // SSE, the token in the query (as EventSource must), closed by the client.
+    let sse = SseStream::connect(addr, &format!("/events?backlog=1&token={TOKEN}"), &[]).await;
+    assert_eq!(sse.status, 200);
+    server.wait_clients(1, PROMPT).await;
+    drop(sse);
+    wait_ends(2).await;
+    // A message over 4 KiB.
+    let req = WsClient::request(&server.ws_url("/ws?backlog=0"))
+        .with_header("Authorization", auth.as_str());
+    let mut big = WsClient::connect_with(req).await;
+    big.send_text(&"x".repeat(8 * 1024)).await;
+    assert_eq!(big.expect_close(PROMPT).await.0, 1009);
+    wait_ends(3).await;
+    // Silent: never reads, so never answers a ping (two periods: 2 s).
+    let silent = RawWs::connect_with(
+        addr,
+        "/ws?backlog=0",
+        &[("Authorization", auth.as_str())],
+        4096,
+    )
+    .await;
+    assert_eq!(silent.head.status, 101);
+    wait_ends(4).await;
+    drop(silent);
+    // Shutdown, with one client connected.
+    let req = WsClient::request(&server.ws_url("/ws?backlog=0"))
+        .with_header("Authorization", auth.as_str());
+    let _last = WsClient::connect_with(req).await;
+    server.wait_clients(1, PROMPT).await;
+    server.signal(Sig::Term);
+    wait_ends(5).await;
+
+    let stderr = server.stderr();
+    assert!(!stderr.contains(TOKEN), "the token was logged:\n{stderr}");
+    let ends = disconnects(&stderr);
+    let got: Vec<(&str, &str, u64)> = ends
+        .iter()
+        .map(|v| {
+            let f = &v["fields"];
+            (
+                f["transport"].as_str().unwrap_or("?"),
+                f["reason"].as_str().unwrap_or("?"),
+                f["lines"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ws", "closed by client", 2),
+            ("sse", "closed by client", 1),
+            ("ws", "message too big", 0),
+            ("ws", "ping timeout", 0),
+            ("ws", "shutdown", 0),
+        ],
+        "{stderr}"
+    );
+    for v in &ends {
+        let f = &v["fields"];
+        assert!(
+            f["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.1:")),
+            "{v}"
+        );
+        assert!(f["duration_seconds"].as_f64().is_some(), "{v}");
+    }
+    assert_eq!(
+        ends[0]["fields"]["forwarded_for"], "203.0.113.7",
+        "{}",
+        ends[0]
+    );
+    let connects: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.contains("client connected"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(connects.len(), 5, "{stderr}");
+    assert_eq!(
+        connects[0]["fields"]["files"], "[\"app.log\"]",
+        "{}",
+        connects[0]
+    );
+    assert_eq!(connects[1]["fields"]["transport"], "sse", "{}", connects[1]);
 }

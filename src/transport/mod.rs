@@ -82,18 +82,57 @@ pub struct AppState {
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     clients: Arc<Semaphore>,
+    /// When the server started serving (`uptime_seconds`).
+    pub started: std::time::Instant,
 }
 
 /// A streaming client's place among `--max-clients`; counted in the
-/// `clients` gauge while it lives.
+/// `clients` gauge while it lives. It also says who the client is, for the
+/// one log line at its connect and the one at its end.
 pub struct ClientSlot {
     _permit: OwnedSemaphorePermit,
     hub: Arc<Hub>,
     pub peer: SocketAddr,
+    /// `ws` or `sse`.
+    transport: &'static str,
+    /// `X-Forwarded-For`, with `--trust-proxy`.
+    forwarded_for: Option<String>,
+    since: std::time::Instant,
+    ended: bool,
+}
+
+impl ClientSlot {
+    /// Logs the end of this client's stream: why, how long, what it got.
+    pub fn ended(&mut self, end: crate::pump::End, delivered: crate::pump::Delivered) {
+        self.ended = true;
+        tracing::info!(
+            peer = %self.peer,
+            forwarded_for = self.forwarded_for.as_deref(),
+            transport = self.transport,
+            duration_seconds = self.since.elapsed().as_secs_f64(),
+            lines = delivered.lines,
+            bytes = delivered.bytes,
+            reason = end.reason(),
+            "client disconnected"
+        );
+    }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
+        if !self.ended {
+            // Dropped before streaming (a failed upgrade, say).
+            tracing::info!(
+                peer = %self.peer,
+                forwarded_for = self.forwarded_for.as_deref(),
+                transport = self.transport,
+                duration_seconds = self.since.elapsed().as_secs_f64(),
+                lines = 0,
+                bytes = 0,
+                reason = "error",
+                "client disconnected"
+            );
+        }
         self.hub.metrics.client_left();
     }
 }
@@ -113,11 +152,17 @@ impl AppState {
             cancel,
             tracker: TaskTracker::new(),
             clients,
+            started: std::time::Instant::now(),
         }
     }
 
     /// A slot for a new streaming client, or 503 when all are taken.
-    pub fn client_slot(&self, peer: SocketAddr) -> Result<ClientSlot, Rejection> {
+    pub fn client_slot(
+        &self,
+        peer: SocketAddr,
+        transport: &'static str,
+        forwarded_for: Option<String>,
+    ) -> Result<ClientSlot, Rejection> {
         match Arc::clone(&self.clients).try_acquire_owned() {
             Ok(permit) => {
                 self.hub.metrics.client_admitted();
@@ -125,6 +170,10 @@ impl AppState {
                     _permit: permit,
                     hub: Arc::clone(&self.hub),
                     peer,
+                    transport,
+                    forwarded_for,
+                    since: std::time::Instant::now(),
+                    ended: false,
                 })
             }
             Err(_) => {
@@ -152,6 +201,7 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.svg", get(viewer::icon))
         .route("/files", get(ops::files))
         .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
@@ -173,6 +223,7 @@ pub struct Admitted {
 /// response is a live line for it.
 pub fn admit(
     app: &AppState,
+    transport: &'static str,
     peer: SocketAddr,
     raw: &RawParams,
     uri: &Uri,
@@ -197,7 +248,27 @@ pub fn admit(
         _ => true,
     };
     let prefix = params.prefix.unwrap_or(many);
-    let slot = app.client_slot(peer)?;
+    let forwarded_for = app
+        .config
+        .trust_proxy
+        .then(|| {
+            headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
+        .flatten();
+    let slot = app.client_slot(peer, transport, forwarded_for)?;
+    tracing::info!(
+        peer = %slot.peer,
+        forwarded_for = slot.forwarded_for.as_deref(),
+        transport,
+        files = ?raw.file,
+        grep = raw.grep.is_some(),
+        format = ?params.format,
+        "client connected"
+    );
     let files = files.map(|wants| Arc::new(crate::hub::Selection::new(wants)));
     let cursor = app.hub.subscribe_to(params.start, files, params.filter);
     Ok(Admitted {

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -19,6 +19,8 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
     let (history_lines, history_bytes) = hub.history_usage();
     Json(json!({
         "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": app.started.elapsed().as_secs(),
         "epoch": hub.epoch(),
         "seq": hub.last_seq(),
         "clients": hub.metrics.clients_now(),
@@ -28,10 +30,39 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
             "inode": f.inode,
             "size": f.size,
             "offset": f.offset,
+            "last_line_at": f.last_line_at.map(rfc3339),
         })).collect::<Vec<_>>(),
         "history": { "lines": history_lines, "bytes": history_bytes, "limit": hub.limits().history_bytes },
     }))
     .into_response()
+}
+
+/// `GET /readyz`: 503 until every input has been looked at once (opened,
+/// or found missing and waited for), then 200. Open, like `/healthz`.
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    let files = app.status.files();
+    let starting: Vec<&str> = files
+        .iter()
+        .filter(|f| f.state == crate::source::FileState::Starting)
+        .map(|f| f.name.as_str())
+        .collect();
+    if starting.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {} of {} files not looked at yet\n",
+                starting.len(),
+                files.len()
+            ),
+        )
+            .into_response()
+    }
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// `GET /files`: every followed file, in the order they were added.
@@ -52,7 +83,7 @@ pub async fn files(State(app): State<AppState>, uri: Uri, headers: HeaderMap) ->
                 "size": f.size,
                 "offset": f.offset,
                 "lines": f.lines,
-                "last_line_at": f.last_line_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                "last_line_at": f.last_line_at.map(rfc3339),
             });
             if show_paths {
                 entry["path"] = json!(f.path);

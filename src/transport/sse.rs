@@ -53,7 +53,7 @@ pub async fn handler(
 ) -> Response {
     let raw = RawParams::from_query(uri.query());
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let admitted = match admit(&app, peer, &raw, &uri, &headers, last_event_id) {
+    let admitted = match admit(&app, "sse", peer, &raw, &uri, &headers, last_event_id) {
         Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };
@@ -113,7 +113,7 @@ async fn client(
         keep_alive: Some(KEEP_ALIVE),
         flush_bytes: FLUSH_BYTES,
     };
-    let end = pump(
+    let (end, delivered) = pump(
         &mut cursor,
         &mut sink,
         &options,
@@ -143,6 +143,8 @@ async fn client(
     }
     // Otherwise (shutdown, the peer gone) the body just ends: dropping the
     // sender lets hyper finish the response.
+    let mut slot = slot;
+    slot.ended(end, delivered);
     drop(slot);
 }
 

@@ -72,7 +72,7 @@ pub async fn handler(
         prefix,
         cursor,
         slot,
-    } = match admit(&app, peer, &raw, &uri, &headers, None) {
+    } = match admit(&app, "ws", peer, &raw, &uri, &headers, None) {
         Ok(admitted) => admitted,
         Err(rejection) => return rejection.into_response(),
     };
@@ -96,6 +96,8 @@ pub async fn handler(
 /// What the reader task tells the writer.
 enum FromReader {
     TooBig,
+    /// Nothing (not even a pong) for two ping periods.
+    Silent,
     Gone,
 }
 
@@ -127,7 +129,7 @@ async fn client(
         keep_alive: Some(app.config.ping_interval),
         flush_bytes: FLUSH_BYTES,
     };
-    let end = pump(
+    let (end, delivered) = pump(
         &mut cursor,
         &mut ws,
         &options,
@@ -139,12 +141,14 @@ async fn client(
         End::Shutdown | End::SourceClosed => Some((AWAY, "server shutting down")),
         End::Behind | End::Stuck => Some((TRY_AGAIN_LATER, "client too slow")),
         End::Peer(PeerEnd::TooBig) => Some((TOO_BIG, "message too big")),
-        End::Peer(PeerEnd::Gone) => None,
+        End::Peer(PeerEnd::Gone | PeerEnd::Silent) => None,
     };
     if end.too_slow() {
         app.hub.metrics.slow_client_closed();
         tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
     }
+    let mut slot = slot;
+    slot.ended(end, delivered);
     // Nothing more is queued for this client.
     drop(cursor);
     let mut sink = ws.sink;
@@ -226,6 +230,7 @@ impl Sink for WsSink {
     async fn peer_end(&mut self) -> PeerEnd {
         match (&mut self.told).await {
             Ok(FromReader::TooBig) => PeerEnd::TooBig,
+            Ok(FromReader::Silent) => PeerEnd::Silent,
             Ok(FromReader::Gone) | Err(_) => PeerEnd::Gone,
         }
     }
@@ -272,7 +277,7 @@ async fn read_client(
             match timeout(silence_limit, stream.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    report(&mut tell, FromReader::Gone);
+                    report(&mut tell, FromReader::Silent);
                     continue;
                 }
             }
