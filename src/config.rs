@@ -33,6 +33,12 @@ pub struct Cli {
     #[arg(long, env = "LOGTAIL_SHOW_PATHS")]
     pub show_paths: bool,
 
+    /// Serve every endpoint and the viewer under this prefix (`/logs`:
+    /// `/logs/ws`, `/logs/events`, `/logs/`), for a reverse proxy that
+    /// forwards the prefix as it is.
+    #[arg(long, env = "LOGTAIL_BASE_PATH", value_name = "/PREFIX", value_parser = parse_base_path)]
+    pub base_path: Option<String>,
+
     /// Log the `X-Forwarded-For` a reverse proxy sets with each client
     /// (only behind a proxy you run: a client can send any value).
     #[arg(long, env = "LOGTAIL_TRUST_PROXY")]
@@ -291,6 +297,8 @@ pub struct Config {
     pub show_paths: bool,
     /// Client log lines carry `X-Forwarded-For`.
     pub trust_proxy: bool,
+    /// Every route lives under it: empty, or `/a/b` (no trailing `/`).
+    pub base_path: String,
     pub listen: SocketAddr,
     pub backlog: usize,
     pub history_bytes: u64,
@@ -338,6 +346,7 @@ impl Config {
             inputs,
             show_paths: cli.show_paths,
             trust_proxy: cli.trust_proxy,
+            base_path: cli.base_path.unwrap_or_default(),
             listen: SocketAddr::new(cli.bind, cli.port),
             backlog: cli.lines,
             history_bytes: cli.history_bytes,
@@ -375,6 +384,26 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// Parses `--base-path`: `/logs`, `/a/b/` (the trailing `/` is dropped);
+/// `/` alone means none. Plain path characters only, so the prefix can be
+/// matched and put in front of routes as it is.
+pub fn parse_base_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!("`{s}` must start with `/` (try /{s})"));
+    }
+    let trimmed = s.trim_end_matches('/');
+    let ok = |c: char| c.is_ascii_alphanumeric() || "/-._~".contains(c);
+    if let Some(bad) = trimmed.chars().find(|c| !ok(*c)) {
+        return Err(format!(
+            "`{s}` holds `{bad}`: use letters, digits and `/-._~`"
+        ));
+    }
+    if trimmed.contains("//") || trimmed.split('/').any(|p| p == "." || p == "..") {
+        return Err(format!("`{s}` has an empty, `.` or `..` segment"));
+    }
+    Ok(trimmed.to_string())
+}
+
 /// Parses a positive number of seconds (fractions allowed).
 pub fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
@@ -401,6 +430,16 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("abc").is_err());
         assert!(parse_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(parse_base_path("/logs").as_deref(), Ok("/logs"));
+        assert_eq!(parse_base_path("/a/b/").as_deref(), Ok("/a/b"));
+        assert_eq!(parse_base_path("/").as_deref(), Ok(""));
+        for bad in ["logs", "/a b", "/a?b", "/a//b", "/a/../b", "/%2e"] {
+            assert!(parse_base_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -873,3 +873,38 @@ async fn viewer_screenshot() {
         eprintln!("wrote {} ({} bytes)", path.display(), png.len());
     }
 }
+
+/// Under `--base-path /logs`, the page at `/logs/` loads its script, style and icon from
+/// under the prefix and streams from `/logs/ws`: its links are relative to the page.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_works_under_a_base_path() {
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines(numbered("line ", 1..=3));
+    let server = Server::start(log.path(), &["--base-path", "/logs"]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/logs/")).await;
+    let v = page
+        .wait_view("the page under the prefix is live", SHOW, |v| {
+            v.is_live() && v.lines().len() >= 3
+        })
+        .await;
+    assert_eq!(v.lines(), strs(&numbered("line ", 1..=3)));
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["under the prefix"]);
+    let v = page
+        .wait_view("the appended line shows", SHOW, |v| {
+            v.has_line("under the prefix")
+        })
+        .await;
+    assert_eq!(v.lines().len(), 4);
+    let loaded = page
+        .eval(
+            "JSON.stringify([...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).pathname))].sort())",
+        )
+        .await;
+    assert_eq!(
+        loaded, r#"["/logs/favicon.svg","/logs/viewer.css","/logs/viewer.js"]"#,
+        "what the page loaded (its socket is /logs/ws: /ws is 404 with a base path)"
+    );
+}

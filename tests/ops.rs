@@ -322,3 +322,61 @@ async fn client_connects_and_ends_are_logged_with_why() {
     );
     assert_eq!(connects[1]["fields"]["transport"], "sse", "{}", connects[1]);
 }
+
+/// `--base-path /logs/`: every endpoint under the prefix (the trailing `/`
+/// dropped), nothing at the root, the bare prefix redirects to the page.
+#[tokio::test]
+async fn every_endpoint_lives_under_the_base_path() {
+    let log = LogFile::with_lines(["one"]);
+    let server = Server::start(log.path(), &["--base-path", "/logs/"]).await;
+    let addr = server.addr();
+    for path in [
+        "/logs/",
+        "/logs/viewer.js",
+        "/logs/viewer.css",
+        "/logs/favicon.svg",
+        "/logs/healthz",
+        "/logs/readyz",
+        "/logs/files",
+        "/logs/metrics",
+    ] {
+        let r = http_get(addr, path, &[]).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    let page = http_get(addr, "/logs/", &[]).await.text();
+    for link in [
+        r#"href="viewer.css""#,
+        r#"src="viewer.js""#,
+        r#"href="favicon.svg""#,
+    ] {
+        assert!(page.contains(link), "relative link {link}: {page}");
+    }
+    assert!(!page.contains("\"/viewer"), "an absolute link: {page}");
+    let bare = http_get(addr, "/logs", &[]).await;
+    assert_eq!(
+        (bare.status, bare.header("location")),
+        (308, Some("/logs/"))
+    );
+    for path in [
+        "/",
+        "/ws",
+        "/events",
+        "/healthz",
+        "/files",
+        "/viewer.js",
+        "/logsws",
+        "/logs/logs/ws",
+    ] {
+        let r = http_get(addr, path, &[]).await;
+        assert_eq!(r.status, 404, "{path}");
+    }
+    let mut ws = WsClient::connect(&server.ws_url("/logs/ws?backlog=1")).await;
+    ws.expect_lines(&["one"]).await;
+    let mut sse = SseStream::connect(addr, "/logs/events?backlog=1", &[]).await;
+    assert_eq!(sse.status, 200);
+    server.wait_clients(2, PROMPT).await;
+    log.append_lines(["two"]);
+    ws.expect_lines(&["two"]).await;
+    let text = sse.read_until_contains("data: two\n", PROMPT).await;
+    assert!(text.contains("data: one\n"), "{text}");
+}

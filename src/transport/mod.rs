@@ -190,19 +190,31 @@ impl AppState {
     }
 }
 
-/// The routes: every endpoint, one line each.
+/// The routes: every endpoint, one line each, under `--base-path` if given
+/// (then the bare prefix redirects to the page at `PREFIX/`, so that the
+/// page's relative links resolve under it).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/ws", get(ws::handler))
-        .route("/events", get(sse::handler))
-        .route("/", get(viewer::index))
-        .route("/viewer.js", get(viewer::script))
-        .route("/viewer.css", get(viewer::style))
-        .route("/favicon.svg", get(viewer::icon))
-        .route("/files", get(ops::files))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    let base = state.config.base_path.clone();
+    let at = |path: &str| format!("{base}{path}");
+    let mut router = Router::new()
+        .route(&at("/ws"), get(ws::handler))
+        .route(&at("/events"), get(sse::handler))
+        .route(&at("/"), get(viewer::index))
+        .route(&at("/viewer.js"), get(viewer::script))
+        .route(&at("/viewer.css"), get(viewer::style))
+        .route(&at("/favicon.svg"), get(viewer::icon))
+        .route(&at("/files"), get(ops::files))
+        .route(&at("/healthz"), get(ops::healthz))
+        .route(&at("/readyz"), get(ops::readyz))
+        .route(&at("/metrics"), get(ops::metrics));
+    if !base.is_empty() {
+        let page = format!("{base}/");
+        router = router.route(
+            &base,
+            get(move || async move { axum::response::Redirect::permanent(&page) }),
+        );
+    }
+    router
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .with_state(state)
 }

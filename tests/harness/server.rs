@@ -189,6 +189,13 @@ impl ServerBuilder {
 
     /// Spawns the server and waits (up to 20 s) until it logs `listening on URL`.
     pub async fn start(self) -> Server {
+        let prefix = self
+            .args
+            .iter()
+            .position(|a| a == "--base-path")
+            .and_then(|i| self.args.get(i + 1))
+            .map(|p| p.trim_end_matches('/').to_string())
+            .unwrap_or_default();
         let mut cmd = self.command();
         cmd.stdin(if self.stdin_piped {
             Stdio::piped()
@@ -210,6 +217,7 @@ impl ServerBuilder {
             child,
             base: String::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            prefix,
             stderr,
             exit: None,
         };
@@ -292,6 +300,8 @@ pub struct Server {
     child: Child,
     base: String,
     addr: SocketAddr,
+    /// `--base-path`, as the server uses it (no trailing `/`), or empty.
+    prefix: String,
     stderr: Arc<Mutex<String>>,
     exit: Option<ExitStatus>,
 }
@@ -399,7 +409,8 @@ impl Server {
 
     /// `GET /healthz` parsed as JSON (panics unless 200 with valid JSON).
     pub async fn healthz(&self) -> serde_json::Value {
-        let resp = super::http_get(self.addr, "/healthz", &[]).await;
+        let path = format!("{}/healthz", self.prefix);
+        let resp = super::http_get(self.addr, &path, &[]).await;
         assert_eq!(resp.status, 200, "/healthz: {resp:?}");
         resp.json()
     }

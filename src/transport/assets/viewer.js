@@ -59,7 +59,12 @@
       q.push('backlog=' + S.backlog);
     }
     if (S.grep) q.push('grep=' + encodeURIComponent(S.grep));
-    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws?' + q.join('&');
+    // Relative to the page, so that a --base-path, or a prefix a proxy adds
+    // or strips, needs nothing here.
+    const url = new URL('ws?' + q.join('&'), location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.hash = '';
+    return url.href;
   }
 
   function connect() {
