@@ -19,6 +19,7 @@ mod resume;
 mod sse;
 // /healthz and /metrics report what happened; --log-format json.
 mod ops;
+mod proxy;
 // Security: Origin (CSWSH), token, TLS, limits, slowloris, bad requests, loopback default.
 mod security;
 // File descriptors: the raised limit and capacity logged, a fast 503 (not a hang) when

@@ -56,6 +56,12 @@ const TOOLS: &[Tool] = &[
         only_as_root: false,
     },
     Tool {
+        name: "nginx",
+        programs: &["nginx"],
+        install: "apt-get install nginx",
+        only_as_root: false,
+    },
+    Tool {
         name: "setpriv",
         programs: &["setpriv"],
         install: "apt-get install util-linux",
