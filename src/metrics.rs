@@ -1,193 +1,325 @@
 //! Counters for `/metrics` and `/healthz`, owned by one object with a method
 //! per event (in the manner of Vector's internal events): a stage says what
-//! happened (`lines_read`, `client_admitted`, `slow_client_closed`…), never
-//! which counter to bump. One `Arc<Metrics>` is made at start-up and handed
-//! to the hub, the transports and the accept loop.
+//! happened (`lines_read`, `client_admitted`, `client_ended`…), never which
+//! counter to bump. One `Arc<Metrics>` is made at start-up and handed to the
+//! hub, the sources (through their `Publisher`), the transports and the
+//! accept loop.
 //!
-//! Plain relaxed atomics: they are bumped once per batch or per client event,
-//! never per line per client, so they cost nothing measurable on the hot path.
+//! Kept and rendered by `prometheus-client` (the Prometheus text format, with
+//! labels): per file (`file`, its public name) for what is read, rotated and
+//! truncated; per transport (`transport`: `ws`, `sse`) for clients; per
+//! reason for how clients ended. Each is bumped once per batch or per client
+//! event, never per line per client. The delivery delay is observed once per
+//! batch a client is fed: from the moment the hub published it to the moment
+//! its frames went to the client's sink.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-#[derive(Debug, Default)]
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabel {
+    transport: &'static str,
+    reason: &'static str,
+}
+
 pub struct Metrics {
-    lines_read: AtomicU64,
-    bytes_read: AtomicU64,
-    lines_sent: AtomicU64,
-    bytes_sent: AtomicU64,
-    clients: AtomicU64,
-    clients_total: AtomicU64,
-    slow_client_drops: AtomicU64,
-    rotations: AtomicU64,
-    truncations: AtomicU64,
-    gaps: AtomicU64,
-    rejected_requests: AtomicU64,
-    fd_refusals: AtomicU64,
+    registry: Registry,
+    lines_read: Family<FileLabel, Counter>,
+    bytes_read: Family<FileLabel, Counter>,
+    rotations: Family<FileLabel, Counter>,
+    truncations: Family<FileLabel, Counter>,
+    lines_sent: Counter,
+    bytes_sent: Counter,
+    clients: Family<TransportLabel, Gauge>,
+    clients_total: Family<TransportLabel, Counter>,
+    client_ends: Family<EndLabel, Counter>,
+    slow_client_drops: Counter,
+    resumes: Counter,
+    gaps: Counter,
+    rejected_requests: Counter,
+    fd_refusals: Counter,
+    history_lines: Gauge,
+    history_bytes: Gauge,
+    delivery_delay: Histogram,
+    /// Every transport's clients together, for `/healthz`.
+    clients_now: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("clients_now", &self.clients_now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("logtail");
+        let m = Metrics {
+            lines_read: Family::default(),
+            bytes_read: Family::default(),
+            rotations: Family::default(),
+            truncations: Family::default(),
+            lines_sent: Counter::default(),
+            bytes_sent: Counter::default(),
+            clients: Family::default(),
+            clients_total: Family::default(),
+            client_ends: Family::default(),
+            slow_client_drops: Counter::default(),
+            resumes: Counter::default(),
+            gaps: Counter::default(),
+            rejected_requests: Counter::default(),
+            fd_refusals: Counter::default(),
+            history_lines: Gauge::default(),
+            history_bytes: Gauge::default(),
+            // 100 µs … about 6.5 s.
+            delivery_delay: Histogram::new(exponential_buckets(0.000_1, 2.0, 17)),
+            clients_now: AtomicU64::new(0),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "lines_read",
+            "Lines read from each followed file (history at start-up included)",
+            m.lines_read.clone(),
+        );
+        registry.register_with_unit(
+            "read",
+            "Bytes read from each followed file, newlines included",
+            Unit::Bytes,
+            m.bytes_read.clone(),
+        );
+        registry.register(
+            "rotations",
+            "Rotations detected, per file",
+            m.rotations.clone(),
+        );
+        registry.register(
+            "truncations",
+            "Truncations detected, per file",
+            m.truncations.clone(),
+        );
+        registry.register(
+            "lines_sent",
+            "Lines sent to clients, summed over clients",
+            m.lines_sent.clone(),
+        );
+        registry.register_with_unit(
+            "sent",
+            "Bytes of line text sent to clients, summed over clients",
+            Unit::Bytes,
+            m.bytes_sent.clone(),
+        );
+        registry.register(
+            "clients",
+            "Connected streaming clients, per transport",
+            m.clients.clone(),
+        );
+        registry.register(
+            "clients",
+            "Streaming clients accepted since start, per transport",
+            m.clients_total.clone(),
+        );
+        registry.register(
+            "client_ends",
+            "Streams ended, per transport and reason",
+            m.client_ends.clone(),
+        );
+        registry.register(
+            "slow_client_drops",
+            "Clients closed for falling too far behind or not reading",
+            m.slow_client_drops.clone(),
+        );
+        registry.register(
+            "resumes",
+            "Streams that started with since= or Last-Event-ID",
+            m.resumes.clone(),
+        );
+        registry.register(
+            "gaps",
+            "Gap events sent (lines a client asked for that were gone)",
+            m.gaps.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests refused (origin, token, limits, bad parameters)",
+            m.rejected_requests.clone(),
+        );
+        registry.register(
+            "fd_refusals",
+            "Connections answered 503 at accept because file descriptors ran out",
+            m.fd_refusals.clone(),
+        );
+        registry.register(
+            "history_lines",
+            "Lines held in the in-memory history",
+            m.history_lines.clone(),
+        );
+        registry.register_with_unit(
+            "history",
+            "Accounting bytes held in the in-memory history",
+            Unit::Bytes,
+            m.history_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "delivery_delay",
+            "From a batch of lines published to its frames handed to a client's socket",
+            Unit::Seconds,
+            m.delivery_delay.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+fn file(name: &str) -> FileLabel {
+    FileLabel {
+        file: name.to_string(),
+    }
 }
 
 impl Metrics {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// `lines` lines were read from file `name`.
+    pub fn lines_read(&self, name: &str, lines: u64) {
+        self.lines_read.get_or_create(&file(name)).inc_by(lines);
     }
 
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// `bytes` bytes were read from file `name` (newlines and all).
+    pub fn bytes_read(&self, name: &str, bytes: u64) {
+        self.bytes_read.get_or_create(&file(name)).inc_by(bytes);
     }
 
-    /// A source published `lines` lines holding `bytes` bytes of text.
-    pub fn lines_read(&self, lines: u64, bytes: u64) {
-        Self::add(&self.lines_read, lines);
-        Self::add(&self.bytes_read, bytes);
+    pub fn rotation(&self, name: &str) {
+        self.rotations.get_or_create(&file(name)).inc();
     }
 
-    /// A followed file was rotated (the name now names another file).
-    pub fn rotation(&self) {
-        Self::add(&self.rotations, 1);
+    pub fn truncation(&self, name: &str) {
+        self.truncations.get_or_create(&file(name)).inc();
     }
 
-    /// A followed file was truncated (or rewritten) under us.
-    pub fn truncation(&self) {
-        Self::add(&self.truncations, 1);
+    /// File `name` is followed no more: its series go.
+    pub fn file_removed(&self, name: &str) {
+        let label = file(name);
+        self.lines_read.remove(&label);
+        self.bytes_read.remove(&label);
+        self.rotations.remove(&label);
+        self.truncations.remove(&label);
     }
 
-    /// A streaming client took a slot; [`client_left`](Self::client_left) when it goes.
-    pub fn client_admitted(&self) {
-        Self::add(&self.clients, 1);
-        Self::add(&self.clients_total, 1);
+    pub fn client_admitted(&self, transport: &'static str) {
+        let label = TransportLabel { transport };
+        self.clients.get_or_create(&label).inc();
+        self.clients_total.get_or_create(&label).inc();
+        self.clients_now.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A streaming client's slot was given back.
-    pub fn client_left(&self) {
-        self.clients.fetch_sub(1, Ordering::Relaxed);
+    pub fn client_left(&self, transport: &'static str) {
+        self.clients
+            .get_or_create(&TransportLabel { transport })
+            .dec();
+        self.clients_now.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Streaming clients connected now.
+    /// A stream ended, for `reason` (see `pump::End::reason`).
+    pub fn client_ended(&self, transport: &'static str, reason: &'static str) {
+        self.client_ends
+            .get_or_create(&EndLabel { transport, reason })
+            .inc();
+    }
+
     pub fn clients_now(&self) -> u64 {
-        Self::get(&self.clients)
+        self.clients_now.load(Ordering::Relaxed)
     }
 
-    /// A request was refused before streaming (Host, Origin, token, limits, parameters).
     pub fn request_rejected(&self) {
-        Self::add(&self.rejected_requests, 1);
+        self.rejected_requests.inc();
     }
 
-    /// A connection was answered 503 at accept for want of file descriptors.
     pub fn fd_refusal(&self) {
-        Self::add(&self.fd_refusals, 1);
+        self.fd_refusals.inc();
     }
 
-    /// A client was closed as too slow (behind, or its socket stuck).
     pub fn slow_client_closed(&self) {
-        Self::add(&self.slow_client_drops, 1);
+        self.slow_client_drops.inc();
     }
 
-    /// A client was told that lines it asked for are gone.
+    pub fn resumed(&self) {
+        self.resumes.inc();
+    }
+
     pub fn gap_sent(&self) {
-        Self::add(&self.gaps, 1);
+        self.gaps.inc();
     }
 
-    /// `lines` lines holding `bytes` bytes of text were sent to one client.
     pub fn lines_sent(&self, lines: u64, bytes: u64) {
-        Self::add(&self.lines_sent, lines);
-        Self::add(&self.bytes_sent, bytes);
+        self.lines_sent.inc_by(lines);
+        self.bytes_sent.inc_by(bytes);
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// A batch published `delay` ago was just fed to a client.
+    pub fn delivered_after(&self, delay: Duration) {
+        self.delivery_delay.observe(delay.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition, with the history's size as of now.
     pub fn render(&self, history_lines: usize, history_bytes: u64) -> String {
-        let rows: [(&str, &str, &str, u64); 14] = [
-            (
-                "logtail_lines_read_total",
-                "counter",
-                "Lines read from followed files.",
-                Self::get(&self.lines_read),
-            ),
-            (
-                "logtail_bytes_read_total",
-                "counter",
-                "Bytes of line text read from followed files.",
-                Self::get(&self.bytes_read),
-            ),
-            (
-                "logtail_lines_sent_total",
-                "counter",
-                "Lines sent to clients, summed over clients.",
-                Self::get(&self.lines_sent),
-            ),
-            (
-                "logtail_bytes_sent_total",
-                "counter",
-                "Bytes of line text sent to clients, summed over clients.",
-                Self::get(&self.bytes_sent),
-            ),
-            (
-                "logtail_clients",
-                "gauge",
-                "Connected streaming clients (WebSocket and SSE).",
-                Self::get(&self.clients),
-            ),
-            (
-                "logtail_clients_total",
-                "counter",
-                "Streaming clients accepted since start.",
-                Self::get(&self.clients_total),
-            ),
-            (
-                "logtail_slow_client_drops_total",
-                "counter",
-                "Clients closed for falling too far behind or not reading.",
-                Self::get(&self.slow_client_drops),
-            ),
-            (
-                "logtail_rotations_total",
-                "counter",
-                "Rotations detected.",
-                Self::get(&self.rotations),
-            ),
-            (
-                "logtail_truncations_total",
-                "counter",
-                "Truncations detected.",
-                Self::get(&self.truncations),
-            ),
-            (
-                "logtail_gaps_total",
-                "counter",
-                "Gap events sent (lines a client asked for that were gone).",
-                Self::get(&self.gaps),
-            ),
-            (
-                "logtail_rejected_requests_total",
-                "counter",
-                "Requests refused (origin, token, limits, bad parameters).",
-                Self::get(&self.rejected_requests),
-            ),
-            (
-                "logtail_fd_refusals_total",
-                "counter",
-                "Connections answered 503 at accept because file descriptors ran out.",
-                Self::get(&self.fd_refusals),
-            ),
-            (
-                "logtail_history_lines",
-                "gauge",
-                "Lines held in the in-memory history.",
-                history_lines as u64,
-            ),
-            (
-                "logtail_history_bytes",
-                "gauge",
-                "Accounting bytes held in the in-memory history.",
-                history_bytes,
-            ),
-        ];
+        self.history_lines
+            .set(i64::try_from(history_lines).unwrap_or(i64::MAX));
+        self.history_bytes
+            .set(i64::try_from(history_bytes).unwrap_or(i64::MAX));
         let mut out = String::new();
-        for (name, kind, help, value) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_series_with_conventional_names() {
+        let m = Metrics::default();
+        m.lines_read("app.log", 3);
+        m.bytes_read("app.log", 12);
+        m.client_admitted("ws");
+        m.client_admitted("sse");
+        m.client_left("sse");
+        m.client_ended("sse", "closed by client");
+        m.delivered_after(Duration::from_millis(1));
+        let text = m.render(3, 99);
+        for line in [
+            "logtail_lines_read_total{file=\"app.log\"} 3",
+            "logtail_read_bytes_total{file=\"app.log\"} 12",
+            "logtail_clients{transport=\"ws\"} 1",
+            "logtail_clients{transport=\"sse\"} 0",
+            "logtail_clients_total{transport=\"sse\"} 1",
+            "logtail_client_ends_total{transport=\"sse\",reason=\"closed by client\"} 1",
+            "logtail_history_lines 3",
+            "logtail_history_bytes 99",
+            "logtail_delivery_delay_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        assert_eq!(m.clients_now(), 1);
+        m.file_removed("app.log");
+        assert!(!m.render(0, 0).contains("app.log"));
     }
 }

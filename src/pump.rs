@@ -263,6 +263,7 @@ impl<S: Sink> Out<'_, S> {
                 }
             }
             Delivery::Live { batch, start } => {
+                metrics.delivered_after(batch.published_at.elapsed());
                 // Encoded once per batch for every client of this encoding.
                 let shared = batch.encoded(encoding, |line| line_frame(encoding, hub, line));
                 for (i, line) in batch.lines.iter().enumerate().skip(*start) {

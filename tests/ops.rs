@@ -7,13 +7,26 @@ use crate::harness::{
 };
 
 /// The value of counter or gauge `name` in a Prometheus text exposition.
+/// The value of metric `name`, summed over its labelled series.
 fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("metric {name} is not a number ({e}):\n{text}"))
+    let values: Vec<u64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            Some(
+                value
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("metric {name} is not a number ({e}):\n{text}")),
+            )
+        })
+        .collect();
+    assert!(!values.is_empty(), "no metric {name} in:\n{text}");
+    values.iter().sum()
 }
 
 /// `/healthz` names the file and its state (waiting, then following with the offset
@@ -104,21 +117,36 @@ async fn metrics_count_what_happened() {
     assert!(
         resp.header("content-type")
             .unwrap_or_default()
-            .starts_with("text/plain"),
+            .starts_with("application/openmetrics-text"),
         "{resp:?}"
     );
     let text = resp.text();
     assert_eq!(metric(&text, "logtail_lines_read_total"), 4);
-    assert_eq!(metric(&text, "logtail_bytes_read_total"), 19);
+    // As read from the file: newlines included.
+    assert_eq!(metric(&text, "logtail_read_bytes_total"), 23);
     assert_eq!(metric(&text, "logtail_lines_sent_total"), 8);
-    assert_eq!(metric(&text, "logtail_bytes_sent_total"), 38);
+    assert_eq!(metric(&text, "logtail_sent_bytes_total"), 38);
     assert_eq!(metric(&text, "logtail_clients"), 2);
     assert_eq!(metric(&text, "logtail_clients_total"), 2);
     assert_eq!(metric(&text, "logtail_truncations_total"), 1);
     assert_eq!(metric(&text, "logtail_rotations_total"), 1);
     assert_eq!(metric(&text, "logtail_slow_client_drops_total"), 0);
+    assert!(text.contains("# TYPE logtail_lines_read counter"), "{text}");
+    // Labelled where it helps: per file, per transport.
+    for series in [
+        "logtail_lines_read_total{file=\"app.log\"} 4",
+        "logtail_read_bytes_total{file=\"app.log\"} 23",
+        "logtail_rotations_total{file=\"app.log\"} 1",
+        "logtail_truncations_total{file=\"app.log\"} 1",
+        "logtail_clients{transport=\"ws\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == series),
+            "no `{series}` in:\n{text}"
+        );
+    }
     assert!(
-        text.contains("# TYPE logtail_lines_read_total counter"),
+        metric(&text, "logtail_delivery_delay_seconds_count") >= 6,
         "{text}"
     );
 
@@ -416,7 +444,7 @@ async fn churn_leaves_no_descriptor_thread_or_memory_behind() {
         move |i: usize| {
             let url = url.clone();
             async move {
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let mut ws = WsClient::connect(&url).await;
                     ws.expect_lines(&["only line"]).await;
                     ws.close().await;
@@ -447,15 +475,22 @@ async fn churn_leaves_no_descriptor_thread_or_memory_behind() {
         w.await.expect("a churn worker");
     }
     server.wait_clients(0, PROMPT).await;
-    // Closed sockets may take a moment to be released by the tasks that held them.
-    wait_until_async(PROMPT, "descriptors back to the baseline", || async {
-        resources(pid).0 <= before.0
-    })
+    // Closed sockets may take a moment to be released by the tasks that held
+    // them, and a blocking-pool thread started meanwhile ends after 10 s idle.
+    // (The baseline itself may hold a socket still closing: at most it.)
+    wait_until_async(
+        Duration::from_secs(30),
+        "descriptors and threads back to the baseline",
+        || async {
+            let now = resources(pid);
+            now.0 <= before.0 && now.1 <= before.1
+        },
+    )
     .await;
     let after = resources(pid);
     eprintln!("churn of {CYCLES}: (fds, threads, RSS KiB) before {before:?}, after {after:?}");
-    assert_eq!(after.0, before.0, "descriptors");
-    assert_eq!(after.1, before.1, "threads");
+    assert!(after.0 <= before.0, "descriptors: {before:?} -> {after:?}");
+    assert!(after.1 <= before.1, "threads: {before:?} -> {after:?}");
     assert!(
         after.2 <= before.2 + 16 * 1024,
         "RSS grew from {} KiB to {} KiB",

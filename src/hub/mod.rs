@@ -105,6 +105,8 @@ pub struct Notice {
 #[derive(Debug)]
 pub struct Batch {
     pub lines: Vec<Line>,
+    /// When the hub published it (the start of its delivery delay).
+    pub published_at: std::time::Instant,
     /// The lines encoded once per shared encoding (JSON, SSE), for every
     /// client that wants them that way: filled by the first client that
     /// sends them, one slot per encoding.
@@ -115,6 +117,7 @@ impl Batch {
     fn new(lines: Vec<Line>) -> Batch {
         Batch {
             lines,
+            published_at: std::time::Instant::now(),
             encoded: Default::default(),
         }
     }
@@ -341,8 +344,8 @@ impl Hub {
         } else {
             (first.seq, last.seq)
         };
-        let bytes: usize = lines.iter().map(|l| l.text.len()).sum();
         let count = lines.len() as u64;
+        let file = lines[0].file;
         for (n, line) in lines.iter_mut().enumerate() {
             if assign {
                 line.seq = first + n as u64;
@@ -355,7 +358,7 @@ impl Hub {
         self.cost_total.store(shared.cost_total, Ordering::Release);
         // Counted before any client can have the lines, so `/metrics` never
         // shows fewer lines read than a client has received.
-        self.metrics.lines_read(count, bytes as u64);
+        self.metrics.lines_read(&self.file_name(file), count);
         // Sent while holding the lock, so that a subscriber (which takes the
         // lock to subscribe) sees every batch either in the history or in its
         // receiver — never in neither. `send` fails only with no receivers.
@@ -368,8 +371,8 @@ impl Hub {
     /// published.
     pub fn publish_notice(&self, file: u32, kind: NoticeKind) {
         match kind {
-            NoticeKind::Rotated => self.metrics.rotation(),
-            NoticeKind::Truncated => self.metrics.truncation(),
+            NoticeKind::Rotated => self.metrics.rotation(&self.file_name(file)),
+            NoticeKind::Truncated => self.metrics.truncation(&self.file_name(file)),
             _ => {}
         }
         let mut shared = self.lock();

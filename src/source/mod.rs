@@ -91,6 +91,14 @@ impl Publisher {
     pub fn remove_input(&self, file: u32) {
         self.hub.publish_notice(file, NoticeKind::Removed);
         self.status.remove(file);
+        self.hub.metrics.file_removed(&self.hub.file_name(file));
+    }
+
+    /// `bytes` more bytes were read from input `file` (newlines and all).
+    pub fn bytes_read(&self, file: u32, bytes: u64) {
+        self.hub
+            .metrics
+            .bytes_read(&self.hub.file_name(file), bytes);
     }
 
     /// Publishes one batch of consecutive lines (one read of one input);

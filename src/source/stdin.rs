@@ -63,6 +63,7 @@ fn read_all(out: Publisher, file: u32, name: &str, mut input: impl Read, max_lin
             }
         };
         splitter.commit(CHUNK, n);
+        out.bytes_read(file, n as u64);
         if n == 0 {
             splitter.flush(&mut raw);
             publish(&out, file, &mut raw);

@@ -105,6 +105,7 @@ impl ClientSlot {
     /// Logs the end of this client's stream: why, how long, what it got.
     pub fn ended(&mut self, end: crate::pump::End, delivered: crate::pump::Delivered) {
         self.ended = true;
+        self.hub.metrics.client_ended(self.transport, end.reason());
         tracing::info!(
             peer = %self.peer,
             forwarded_for = self.forwarded_for.as_deref(),
@@ -132,8 +133,9 @@ impl Drop for ClientSlot {
                 reason = "error",
                 "client disconnected"
             );
+            self.hub.metrics.client_ended(self.transport, "error");
         }
-        self.hub.metrics.client_left();
+        self.hub.metrics.client_left(self.transport);
     }
 }
 
@@ -165,7 +167,7 @@ impl AppState {
     ) -> Result<ClientSlot, Rejection> {
         match Arc::clone(&self.clients).try_acquire_owned() {
             Ok(permit) => {
-                self.hub.metrics.client_admitted();
+                self.hub.metrics.client_admitted(transport);
                 Ok(ClientSlot {
                     _permit: permit,
                     hub: Arc::clone(&self.hub),
@@ -272,6 +274,9 @@ pub fn admit(
         })
         .flatten();
     let slot = app.client_slot(peer, transport, forwarded_for)?;
+    if let crate::hub::Start::Since { .. } = params.start {
+        app.hub.metrics.resumed();
+    }
     tracing::info!(
         peer = %slot.peer,
         forwarded_for = slot.forwarded_for.as_deref(),

@@ -105,7 +105,7 @@ pub async fn metrics(State(app): State<AppState>, uri: Uri, headers: HeaderMap) 
     let mut response = app.hub.metrics.render(lines, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     response
 }

@@ -605,6 +605,9 @@ impl Follower {
                 *skip_first = false;
                 continue;
             };
+            if n > 0 {
+                self.out.bytes_read(self.file, n as u64);
+            }
             *budget -= n;
             if n == 0 {
                 return true;
