@@ -34,6 +34,7 @@ pub mod fdlimit;
 pub mod hub;
 pub mod lines;
 pub mod metrics;
+pub mod packaging;
 pub mod pump;
 pub mod server;
 pub mod shutdown;

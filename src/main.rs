@@ -9,18 +9,25 @@
 //! limit that cannot be raised is only a warning). A command-line error is
 //! printed as `error: …` on stderr, before anything starts, as clap prints
 //! its own; a server failure goes to the log (JSON with `--log-format json`).
+//!
+//! `logtail-ws completions SHELL` and `logtail-ws man` print generated text instead
+//! ([`logtail_ws::packaging`]): exit 0, or 2 for a bad shell.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
-use logtail_ws::Error;
 use logtail_ws::config::{Cli, Config, LogFormat};
+use logtail_ws::{Error, packaging};
 use tokio_rustls::TlsAcceptor;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(request) = packaging::request(&args) {
+        return print_generated(request.unwrap_or_else(|err| err.exit()));
+    }
+    let cli = packaging::parse_server_cli(args);
     init_logging(cli.log_format);
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,6 +38,24 @@ fn main() -> ExitCode {
                 tracing::error!("{err}");
             }
             ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Writes what `completions` or `man` asked for to stdout; a closed pipe (`| head`) is
+/// not an error.
+fn print_generated(request: packaging::Request) -> ExitCode {
+    let written = packaging::render(request).and_then(|text| {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&text)?;
+        stdout.flush()
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: writing to stdout: {err}");
+            ExitCode::FAILURE
         }
     }
 }

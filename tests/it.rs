@@ -39,3 +39,6 @@ mod rotation;
 // matches), --file -, file= selection and prefixes, resume and backlog on a selection,
 // GET /files, added/removed events, names that never become paths.
 mod files;
+
+// Packaging (issue 12): `completions bash|zsh|fish` and `man` mention every flag of --help.
+mod packaging;
