@@ -125,6 +125,15 @@ impl Status {
         self.lock().contains_key(&file)
     }
 
+    /// The names of the inputs not looked at yet (`/readyz` waits for none).
+    pub fn not_started(&self) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter(|s| s.state == FileState::Starting)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     /// How many inputs are followed.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -163,6 +172,12 @@ mod tests {
             (9, 100, 7, 3)
         );
         assert!(files[1].last_line_at.is_some() && files[0].last_line_at.is_none());
+        assert_eq!(status.not_started(), ["b.log"], "b.log was never looked at");
+        status.set(1, FileState::Waiting, 0);
+        assert!(
+            status.not_started().is_empty(),
+            "waited for counts as looked at"
+        );
         status.remove(0);
         assert_eq!(status.len(), 1);
     }
