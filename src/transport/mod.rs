@@ -104,8 +104,12 @@ pub struct ClientSlot {
 impl ClientSlot {
     /// Logs the end of this client's stream: why, how long, what it got.
     pub fn ended(&mut self, end: crate::pump::End, delivered: crate::pump::Delivered) {
+        self.log_end(end.reason(), delivered);
+    }
+
+    fn log_end(&mut self, reason: &'static str, delivered: crate::pump::Delivered) {
         self.ended = true;
-        self.hub.metrics.client_ended(self.transport, end.reason());
+        self.hub.metrics.client_ended(self.transport, reason);
         tracing::info!(
             peer = %self.peer,
             forwarded_for = self.forwarded_for.as_deref(),
@@ -113,7 +117,7 @@ impl ClientSlot {
             duration_seconds = self.since.elapsed().as_secs_f64(),
             lines = delivered.lines,
             bytes = delivered.bytes,
-            reason = end.reason(),
+            reason,
             "client disconnected"
         );
     }
@@ -123,17 +127,7 @@ impl Drop for ClientSlot {
     fn drop(&mut self) {
         if !self.ended {
             // Dropped before streaming (a failed upgrade, say).
-            tracing::info!(
-                peer = %self.peer,
-                forwarded_for = self.forwarded_for.as_deref(),
-                transport = self.transport,
-                duration_seconds = self.since.elapsed().as_secs_f64(),
-                lines = 0,
-                bytes = 0,
-                reason = "error",
-                "client disconnected"
-            );
-            self.hub.metrics.client_ended(self.transport, "error");
+            self.log_end("error", crate::pump::Delivered::default());
         }
         self.hub.metrics.client_left(self.transport);
     }
