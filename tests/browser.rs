@@ -908,3 +908,86 @@ async fn viewer_works_under_a_base_path() {
         "what the page loaded (its socket is /logs/ws: /ws is 404 with a base path)"
     );
 }
+
+/// `window.logtail`, the devtools API of DESIGN.md: `lines()` is exactly what the page
+/// holds (shown, then buffered while paused), `state()` the connection, stream and counts,
+/// `pause()` / `resume()` what the Pause button does.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_devtools_api_tells_what_the_page_holds() {
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines(numbered("line ", 1..=3));
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with the backlog", SHOW, |v| {
+        v.is_live() && v.lines().len() >= 3
+    })
+    .await;
+    let want = |lines: &[(u64, &str)]| {
+        Value::from(
+            lines
+                .iter()
+                .map(|(seq, line)| json!({ "seq": seq, "file": "app.log", "line": line }))
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        eval_json(&mut page, "logtail.lines()").await,
+        want(&[(1, "line 1"), (2, "line 2"), (3, "line 3")])
+    );
+    let state = eval_json(&mut page, "logtail.state()").await;
+    let epoch = server.healthz().await["epoch"].clone();
+    assert_eq!(
+        state,
+        json!({ "connection": "live", "epoch": epoch, "seq": 3, "received": 3, "lost": 0 })
+    );
+
+    // Paused: new lines are held (buffered), not shown, and listed all the same.
+    page.eval("logtail.pause()").await;
+    let state = page.eval("logtail.state().connection").await;
+    assert_eq!(state, "paused");
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["while paused"]);
+    let deadline = Instant::now() + SHOW;
+    loop {
+        if eval_json(&mut page, "logtail.lines()")
+            .await
+            .as_array()
+            .is_some_and(|a| a.len() == 4)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the paused page never held the new line"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(
+        eval_json(&mut page, "logtail.lines()").await,
+        want(&[
+            (1, "line 1"),
+            (2, "line 2"),
+            (3, "line 3"),
+            (4, "while paused")
+        ])
+    );
+    let shown = page.wait_view("still three shown", SHOW, |_| true).await;
+    assert_eq!(shown.lines().len(), 3, "a paused page shows nothing new");
+    page.eval("logtail.resume()").await;
+    let v = page
+        .wait_view("the buffered line shows", SHOW, |v| {
+            v.has_line("while paused")
+        })
+        .await;
+    assert_eq!(v.lines().len(), 4);
+    assert_eq!(page.eval("logtail.state().connection").await, "live");
+}
+
+/// `expr` evaluated in the page, through `JSON.stringify`.
+async fn eval_json(page: &mut Page, expr: &str) -> Value {
+    let text = page.eval(&format!("JSON.stringify({expr})")).await;
+    serde_json::from_str(text.as_str().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("{expr} is not JSON ({e}): {text}"))
+}

@@ -33,6 +33,7 @@
     rows: 0, domLines: 0, domHits: 0, gw: 0,
     files: new Set(), fileState: new Map(),
     filter: null, filterTimer: 0, regex: false, matchCase: false,
+    lost: 0,
   };
   let el = {};
 
@@ -197,6 +198,7 @@
       case 'gap': {
         const from = Number(m.from), to = Number(m.to);
         const n = to - from + 1;
+        if (n > 0) S.lost += n;
         addEvent('gap', (n > 0 ? plural(n, 'line') : 'some lines') + ' could not be replayed (gap' +
           (n > 0 ? ' #' + fmt(from) + '–' + fmt(to) : '') + ')');
         if (to > S.lastSeq) S.lastSeq = to;
@@ -308,6 +310,7 @@
     const t = document.createElement('span');
     t.className = 'text';
     row.appendChild(t);
+    row.logtail = { seq: it.seq, file: it.file, line: it.text };  // for window.logtail.lines()
     S.domLines++;
     if (paint(row, t, it.text)) S.domHits++;
     return row;
@@ -650,6 +653,36 @@
       default:
     }
   }
+
+  // ---------- devtools API (DESIGN.md, "The viewer page") ----------
+  // In the console: logtail.lines(), logtail.state(), logtail.pause(), logtail.resume().
+
+  const api = Object.freeze({
+    /** Every line the page holds, oldest first: shown, then buffered (paused or hidden). */
+    lines() {
+      const out = [];
+      if (el.log) {
+        for (const row of el.log.querySelectorAll('.line')) {
+          if (row.logtail) out.push(Object.assign({}, row.logtail));
+        }
+      }
+      for (const it of S.pending) {
+        if (it.k === 0) out.push({ seq: it.seq, file: it.file, line: it.text });
+      }
+      return out;
+    },
+    /** The connection, the stream it reads (epoch, last seq) and what it got or lost. */
+    state() {
+      const st = document.body ? document.body.dataset.state : '';
+      const connection = S.paused ? 'paused'
+        : st === 'live' ? 'live'
+          : (st === 'connecting' || st === 'reconnecting') ? 'reconnecting' : 'closed';
+      return { connection, epoch: S.epoch, seq: S.lastSeq, received: S.count, lost: S.lost };
+    },
+    pause() { setPaused(true); },
+    resume() { setPaused(false); },
+  });
+  Object.defineProperty(window, 'logtail', { value: api, enumerable: true });
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
   else init();
