@@ -44,7 +44,7 @@ use crate::clients::{ConnectReport, new_hist};
 use crate::scenarios::{Cpu, CpuMark, Delivery, Env, Latency, Phase, Throughput, stop_server};
 use crate::server::{Samples, Server, Source};
 use crate::sys::{self, FdCensus};
-use crate::writer::WriteReport;
+use crate::writer::{Due, Pacer, WriteReport};
 
 #[derive(Clone, Debug)]
 pub struct FilesSpec {
@@ -495,8 +495,6 @@ fn write_random(
     cache_fds: usize,
 ) -> io::Result<WriterOut> {
     let total = (rate * secs).round().max(1.0) as u64;
-    let tick = Duration::from_secs_f64((1.0 / rate).max(0.001));
-    let hard = Duration::from_secs_f64(secs * 2.0 + 10.0);
     let mut cache: Vec<Option<(usize, File)>> = (0..cache_fds).map(|_| None).collect();
     let mut assign = Vec::with_capacity(total as usize + 1);
     assign.push(u32::MAX);
@@ -510,24 +508,16 @@ fn write_random(
     let mut hist = new_hist();
     let mut line = Vec::with_capacity(line_bytes + 64);
     let cpu0 = sys::thread_cpu_secs();
-    let start = Instant::now();
-    let mut k: u32 = 0;
+    let mut pacer = Pacer::new(rate, total, Duration::from_secs_f64(secs * 2.0 + 10.0));
     while rep.lines < total {
-        k += 1;
-        let deadline = start + tick * k;
-        let now = Instant::now();
-        if deadline > now {
-            std::thread::sleep(deadline - now);
-        }
-        let elapsed = start.elapsed();
-        if elapsed > hard {
-            rep.aborted = Some("writer time bound reached".into());
-            break;
-        }
-        let due = ((elapsed.as_secs_f64() * rate).floor() as u64).clamp(1, total);
-        if due <= rep.lines {
-            continue;
-        }
+        let due = match pacer.next(rep.lines) {
+            Due::Upto(due) => due,
+            Due::Nothing => continue,
+            Due::Overtime => {
+                rep.aborted = Some("writer time bound reached".into());
+                break;
+            }
+        };
         rep.max_behind_lines = rep.max_behind_lines.max(due - rep.lines);
         for id in rep.lines + 1..=due {
             let idx = rng.below(paths.len());
@@ -569,7 +559,7 @@ fn write_random(
         }
         rep.lines = due;
     }
-    rep.secs = start.elapsed().as_secs_f64();
+    rep.secs = pacer.secs();
     rep.lines_per_s = rep.lines as f64 / rep.secs.max(1e-9);
     rep.max_write_us = hist.max() as f64 / 1e3;
     extra.achieved_rate = rep.lines_per_s;

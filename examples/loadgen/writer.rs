@@ -77,6 +77,67 @@ impl Batch {
     }
 }
 
+/// The writers' clock: an absolute schedule of `rate` lines/s, in ticks of at
+/// least 1 ms, so a late tick writes everything due (burst catch-up).
+pub struct Pacer {
+    start: Instant,
+    tick: Duration,
+    hard: Duration,
+    rate: f64,
+    total: u64,
+    k: u32,
+}
+
+/// What [`Pacer::next`] says.
+pub enum Due {
+    /// Write lines up to this number (from 1), inclusive.
+    Upto(u64),
+    /// Nothing due at this tick.
+    Nothing,
+    /// The time bound (`hard`) is reached: stop.
+    Overtime,
+}
+
+impl Pacer {
+    /// `total` lines at `rate` lines/s, starting now, at most `hard` long.
+    pub fn new(rate: f64, total: u64, hard: Duration) -> Pacer {
+        Pacer {
+            start: Instant::now(),
+            tick: Duration::from_secs_f64((1.0 / rate).max(0.001)),
+            hard,
+            rate,
+            total,
+            k: 0,
+        }
+    }
+
+    /// Sleeps to the next tick; then how many lines should be written by
+    /// now, given that `done` are.
+    pub fn next(&mut self, done: u64) -> Due {
+        self.k += 1;
+        let deadline = self.start + self.tick * self.k;
+        let now = Instant::now();
+        if deadline > now {
+            std::thread::sleep(deadline - now);
+        }
+        let elapsed = self.start.elapsed();
+        if elapsed > self.hard {
+            return Due::Overtime;
+        }
+        let due = ((elapsed.as_secs_f64() * self.rate).floor() as u64).clamp(1, self.total);
+        if due <= done {
+            Due::Nothing
+        } else {
+            Due::Upto(due)
+        }
+    }
+
+    /// Seconds since the schedule started.
+    pub fn secs(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
 /// Writes `rate` lines/s for `duration`, in small batches on an absolute
 /// schedule (a late tick writes everything due: burst catch-up). Lines are
 /// numbered from 1. Bounded by the line count and by `duration * 2 + 10 s`.
@@ -89,29 +150,19 @@ pub fn paced(
 ) -> io::Result<WriteReport> {
     let mut f = OpenOptions::new().append(true).open(path)?;
     let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
-    let tick = Duration::from_secs_f64((1.0 / rate).max(0.001));
-    let hard = duration * 2 + Duration::from_secs(10);
+    let mut pacer = Pacer::new(rate, total, duration * 2 + Duration::from_secs(10));
     let mut rep = WriteReport::default();
     let mut batch = Batch::new();
-    let start = Instant::now();
-    let mut k: u32 = 0;
     let mut max_write = Duration::ZERO;
     while rep.lines < total {
-        k += 1;
-        let deadline = start + tick * k;
-        let now = Instant::now();
-        if deadline > now {
-            std::thread::sleep(deadline - now);
-        }
-        let elapsed = start.elapsed();
-        if elapsed > hard {
-            rep.aborted = Some("writer time bound reached".into());
-            break;
-        }
-        let due = ((elapsed.as_secs_f64() * rate).floor() as u64).clamp(1, total);
-        if due <= rep.lines {
-            continue;
-        }
+        let due = match pacer.next(rep.lines) {
+            Due::Upto(due) => due,
+            Due::Nothing => continue,
+            Due::Overtime => {
+                rep.aborted = Some("writer time bound reached".into());
+                break;
+            }
+        };
         rep.max_behind_lines = rep.max_behind_lines.max(due - rep.lines);
         for seq in rep.lines + 1..=due {
             batch.push(seq, line_bytes);
@@ -122,7 +173,7 @@ pub fn paced(
         rep.writes += 1;
         rep.lines = due;
     }
-    rep.secs = start.elapsed().as_secs_f64();
+    rep.secs = pacer.secs();
     rep.lines_per_s = rep.lines as f64 / rep.secs.max(1e-9);
     rep.max_write_us = max_write.as_secs_f64() * 1e6;
     Ok(rep)
