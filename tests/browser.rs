@@ -222,7 +222,7 @@ struct View {
     state: Option<String>,
     /// The footer's `#status` text.
     status: String,
-    /// `#log`'s rows in document order.
+    /// The rows of the view (`logtail.view()`), oldest first.
     rows: Vec<Row>,
 }
 
@@ -239,18 +239,14 @@ struct Row {
     text: Option<String>,
 }
 
-/// Reads `#log` and the connection state; returns a plain object for [`View`].
+/// Reads the view the page holds (`logtail.view()`: every row the filters let through, not
+/// only the few on screen) and the connection state; returns a plain object for [`View`].
 const VIEW_JS: &str = r#"(() => {
   const rows = [];
-  for (const r of document.querySelectorAll('#log .line, #log .sep')) {
-    if (r.classList.contains('line')) {
-      const t = r.querySelector('.text');
-      rows.push({ kind: 'line', seq: r.dataset.seq === undefined ? null : Number(r.dataset.seq),
-                  event: null, text: t ? t.textContent : null });
-    } else {
-      rows.push({ kind: r.classList.contains('event') ? 'event' : 'note', seq: null,
-                  event: r.dataset.event === undefined ? null : r.dataset.event, text: r.textContent });
-    }
+  const view = window.logtail ? window.logtail.view() : [];
+  for (const r of view) {
+    if (r.kind === 'line') rows.push({ kind: 'line', seq: r.seq, event: null, text: r.line });
+    else rows.push({ kind: r.kind, seq: null, event: r.event || null, text: r.text });
   }
   const b = document.body, s = document.getElementById('status');
   return { state: b && b.dataset.state !== undefined ? b.dataset.state : null,
@@ -904,7 +900,8 @@ async fn viewer_works_under_a_base_path() {
         )
         .await;
     assert_eq!(
-        loaded, r#"["/logs/favicon.svg","/logs/viewer.css","/logs/viewer.js"]"#,
+        loaded,
+        r#"["/logs/favicon.svg","/logs/files","/logs/format.js","/logs/viewer.css","/logs/viewer.js"]"#,
         "what the page loaded (its socket is /logs/ws: /ws is 404 with a base path)"
     );
 }
@@ -936,7 +933,12 @@ async fn viewer_devtools_api_tells_what_the_page_holds() {
         eval_json(&mut page, "logtail.lines()").await,
         want(&[(1, "line 1"), (2, "line 2"), (3, "line 3")])
     );
-    let state = eval_json(&mut page, "logtail.state()").await;
+    // DESIGN.md's keys (state() tells more: what the page holds and shows).
+    let state = eval_json(
+        &mut page,
+        "(({connection, epoch, seq, received, lost}) => ({connection, epoch, seq, received, lost}))(logtail.state())",
+    )
+    .await;
     let epoch = server.healthz().await["epoch"].clone();
     assert_eq!(
         state,

@@ -197,6 +197,7 @@ pub fn router(state: AppState) -> Router {
         .route(&at("/events"), get(sse::handler))
         .route(&at("/"), get(viewer::index))
         .route(&at("/viewer.js"), get(viewer::script))
+        .route(&at("/format.js"), get(viewer::format_script))
         .route(&at("/viewer.css"), get(viewer::style))
         .route(&at("/favicon.svg"), get(viewer::icon))
         .route(&at("/files"), get(ops::files))

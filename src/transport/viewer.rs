@@ -11,6 +11,9 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/viewer.js");
+/// Pure functions the page runs on each line (ANSI colours, levels, JSON and logfmt
+/// fields); a file of its own so that `tests/viewer/format.test.js` runs it under node.
+const FORMAT: &str = include_str!("assets/format.js");
 const STYLE: &str = include_str!("assets/viewer.css");
 const ICON: &str = include_str!("assets/favicon.svg");
 
@@ -42,6 +45,10 @@ pub async fn index() -> Response {
 
 pub async fn script() -> Response {
     asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+pub async fn format_script() -> Response {
+    asset(FORMAT, "text/javascript; charset=utf-8")
 }
 
 pub async fn style() -> Response {

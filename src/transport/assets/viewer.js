@@ -1,16 +1,42 @@
-/* logtail-ws viewer. Plain ES2020, no dependencies, CSP-safe (no inline code, no eval).
- * Log data is only ever written with textContent / text nodes. */
+/* logtail-ws viewer. Plain ES2020, no dependencies, CSP-safe (no inline code, no eval, no
+ * style attributes from line content). Log data is only ever written with text nodes.
+ *
+ * The page keeps every line it receives in a ring (a setting, 100 000 by default) and
+ * renders only the rows on screen: a "window" element that stays in place (position:
+ * sticky) while a "sizer" gives the scroller the height of all rows, so the scrollbar is
+ * the whole view. Frames are parsed as they arrive and drawn once per animation frame.
+ *
+ *   socket frames -> ingest() -> E (every held entry, oldest first)
+ *                             -> V (the entries the filters let through)
+ *                             -> render() draws V[top .. top + rows on screen]
+ *
+ * Pausing freezes what render() may show (entries up to the one seen last) while the
+ * stream goes on being received and counted; scrolling up stops following. While the
+ * reader looks at old rows the ring does not drop them; past twice its size it stops
+ * storing, counts, and fetches the skipped lines again from the server (since=) when the
+ * reader comes back. Scrolling above the oldest held line loads older lines with a second
+ * socket (since=, the server answers from its history, then from the file on disk). */
 (() => {
   'use strict';
 
-  const MAX_LINES = 5000;        // rows kept in the DOM (oldest chunk removed first)
-  const CHUNK = 100;             // rows per chunk element (the unit of trimming)
-  const MAX_PENDING = MAX_LINES; // rows buffered while paused or hidden
+  const F = window.LogtailFormat;
+  const RING_DEFAULT = 100000;   // lines kept in the page (a setting)
+  const RING_MIN = 1000;
+  const OLDER_CHUNK = 5000;      // lines fetched per "load older"
+  const PERMALINK_CONTEXT = 200; // lines before a linked line fetched with it
+  const KEEP_MARGIN = 500;       // rows above the reader's top row never dropped
+  const MAX_SCROLL_PX = 8000000; // keep the sizer below browsers' element-height limits
   const BACKOFF_MIN = 500;       // ms
   const BACKOFF_MAX = 10000;     // ms
   const FAIL_HINT_AFTER = 3;     // failed attempts (never opened) before the token hint
+  const OLDER_TIMEOUT = 20000;   // ms for one "load older" socket
+  const PERF_FRAMES = 4096;      // frame timings kept for logtail.perf()
   const THEME_KEY = 'logtail.theme';
   const WRAP_KEY = 'logtail.wrap';
+  const RING_KEY = 'logtail.ring';
+  const TIME_KEY = 'logtail.time';
+  const LEVELS = ['error', 'warn', 'info', 'debug', 'none'];
+  const FILE_COLOURS = 8;
 
   const store = {
     get(k) { try { return localStorage.getItem(k); } catch (_) { return null; } },
@@ -23,49 +49,125 @@
   if (theme !== 'light' && theme !== 'dark') theme = null;
   if (theme) root.dataset.theme = theme;
 
+  const ringSetting = () => {
+    const n = Number(store.get(RING_KEY));
+    return Number.isInteger(n) && n >= RING_MIN ? n : RING_DEFAULT;
+  };
+
   const S = {
-    ws: null, opened: false, everOpened: false,
+    // connection
+    ws: null, opened: false, everOpened: false, helloSeen: false,
     epoch: null, helloSeq: null, lastSeq: 0, resumable: false,
-    attempt: 0, fails: 0, timer: 0,
-    grep: '', backlog: null,
-    paused: false, follow: true, wrap: store.get(WRAP_KEY) === '1',
-    connMsg: null, pending: [], raf: 0, count: 0, newWhilePaused: 0, unseen: 0, titleTimer: 0,
-    rows: 0, domLines: 0, domHits: 0, gw: 0,
-    files: new Set(), fileState: new Map(),
-    filter: null, filterTimer: 0, regex: false, matchCase: false,
-    lost: 0,
+    attempt: 0, fails: 0, timer: 0, grep: '', backlog: null, connMsg: null,
+    // what the page holds
+    E: [], E0: 0, V: [], V0: 0, nextId: 1, olderId: 0, cap: ringSetting(),
+    heldLines: 0, lvCount: { error: 0, warn: 0, info: 0, debug: 0, none: 0 },
+    count: 0, lost: 0, skipped: 0, overflow: false, heldSeq: 0,
+    older: null, startReached: '', // '' | 'start' | 'gone' | 'restart'
+    // view
+    paused: false, pauseId: 0, pausedNew: 0, follow: true, belowNew: 0, top: 0,
+    wrap: store.get(WRAP_KEY) === '1', relTime: store.get(TIME_KEY) === 'rel',
+    rowH: 19, scale: 1, progScroll: null, raf: 0, dirty: true, gen: 0, cache: new Map(),
+    cur: null, flash: null, permalink: null, visRows: 1, domRows: 0,
+    // filters
+    filterTest: null, filterMark: null, regex: false, matchCase: false, hide: true, filterTimer: 0,
+    lvOff: new Set(), shownFiles: null, has: [], not: [], cols: [],
+    // files
+    files: new Map(), // name -> {lines, unread, state, colour, removed}
+    unseen: 0, titleTimer: 0,
+    perf: { render: new Float64Array(PERF_FRAMES), gap: new Float64Array(PERF_FRAMES), n: 0, last: 0 },
   };
   let el = {};
-
-  // Token from the fragment (#token=T); never put in a URL. Parsed by hand: '+' is a valid token char.
-  const readToken = () => {
-    const m = /(?:^#|&)token=([^&]*)/.exec(location.hash);
-    if (!m) return '';
-    try { return decodeURIComponent(m[1]); } catch (_) { return m[1]; }
-  };
-  let token = readToken();
 
   const fmt = (n) => n.toLocaleString();
   const plural = (n, w) => fmt(n) + ' ' + w + (n === 1 ? '' : 's');
   const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const dec = (s) => { try { return decodeURIComponent(s.replace(/\+/g, '%2B')); } catch (_) { return s; } };
+  const enc = (s) => encodeURIComponent(s).replace(/%3D/g, '=').replace(/%3A/g, ':').replace(/%2F/g, '/');
+
+  // ---------- the URL fragment: token, file=, q=, lv=, col=, has=, not=, seq=&epoch= ----------
+
+  function readHash() {
+    const out = [];
+    const h = location.hash.replace(/^#/, '');
+    if (!h) return out;
+    for (const part of h.split('&')) {
+      if (!part) continue;
+      const i = part.indexOf('=');
+      out.push(i < 0 ? [dec(part), ''] : [dec(part.slice(0, i)), dec(part.slice(i + 1))]);
+    }
+    return out;
+  }
+  const hashValues = (pairs, key) => pairs.filter((p) => p[0] === key).map((p) => p[1]);
+  let token = hashValues(readHash(), 'token')[0] || '';
+
+  function writeHash() {
+    const parts = [];
+    if (token) parts.push('token=' + encodeURIComponent(token));
+    if (S.shownFiles) for (const f of S.shownFiles) parts.push('file=' + enc(f));
+    const q = el.filter ? el.filter.value : '';
+    if (q) parts.push('q=' + enc(q));
+    if (S.regex) parts.push('re=1');
+    if (S.matchCase) parts.push('case=1');
+    if (!S.hide) parts.push('hide=0');
+    if (S.lvOff.size) parts.push('lv=' + LEVELS.filter((l) => !S.lvOff.has(l)).join(','));
+    for (const c of S.cols) parts.push('col=' + enc(c));
+    for (const [f, v] of S.has) parts.push('has=' + enc(f + '=' + v));
+    for (const [f, v] of S.not) parts.push('not=' + enc(f + '=' + v));
+    const h = parts.length ? '#' + parts.join('&') : '';
+    if (h !== location.hash && !(h === '' && location.hash === '#')) {
+      history.replaceState(history.state, '', location.pathname + location.search + h);
+    }
+  }
+
+  // Applies the fragment's view state (at load, and when the reader edits the address).
+  function applyHash() {
+    const pairs = readHash();
+    const files = hashValues(pairs, 'file');
+    S.shownFiles = files.length ? new Set(files) : null;
+    el.filter.value = hashValues(pairs, 'q')[0] || '';
+    S.regex = hashValues(pairs, 're')[0] === '1';
+    S.matchCase = hashValues(pairs, 'case')[0] === '1';
+    S.hide = hashValues(pairs, 'hide')[0] !== '0';
+    const lv = hashValues(pairs, 'lv')[0];
+    S.lvOff = new Set(lv === undefined ? [] : LEVELS.filter((l) => !lv.split(',').includes(l)));
+    S.cols = hashValues(pairs, 'col').filter(Boolean);
+    const fieldPairs = (key) => hashValues(pairs, key).map((s) => {
+      const i = s.indexOf('=');
+      return i > 0 ? [s.slice(0, i), s.slice(i + 1)] : null;
+    }).filter(Boolean);
+    S.has = fieldPairs('has');
+    S.not = fieldPairs('not');
+    const seq = hashValues(pairs, 'seq')[0];
+    const epoch = hashValues(pairs, 'epoch')[0];
+    S.permalink = seq && /^\d{1,18}$/.test(seq) ? { seq: Number(seq), epoch: epoch || null, found: false } : null;
+    el.regex.setAttribute('aria-pressed', String(S.regex));
+    el.matchCase.setAttribute('aria-pressed', String(S.matchCase));
+    el.hide.setAttribute('aria-pressed', String(S.hide));
+    S.filterTest = buildFilter(false);
+    S.filterMark = buildFilter(true);
+    showChips();
+    showFieldsBar();
+    showPicker();
+  }
 
   // ---------- connection ----------
 
-  function wsUrl() {
+  function streamQuery(since) {
     const q = ['format=json'];
-    if (S.resumable && S.epoch !== null) {
-      const since = S.lastSeq > 0 ? S.lastSeq : (S.helloSeq || 0);
-      q.push('since=' + since, 'epoch=' + encodeURIComponent(S.epoch));
-    } else if (S.backlog !== null) {
-      q.push('backlog=' + S.backlog);
-    }
+    if (since !== null) q.push('since=' + since, 'epoch=' + encodeURIComponent(S.epoch));
+    else if (S.backlog !== null) q.push('backlog=' + S.backlog);
     if (S.grep) q.push('grep=' + encodeURIComponent(S.grep));
-    // Relative to the page, so that a --base-path, or a prefix a proxy adds
-    // or strips, needs nothing here.
+    // Relative to the page, so that a --base-path, or a prefix a proxy adds or strips,
+    // needs nothing here.
     const url = new URL('ws?' + q.join('&'), location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.hash = '';
     return url.href;
+  }
+
+  function openSocket(url) {
+    return token ? new WebSocket(url, ['bearer.' + token]) : new WebSocket(url);
   }
 
   function connect() {
@@ -74,9 +176,11 @@
     el.retry.hidden = true;
     drop();
     setState(S.everOpened || S.fails ? 'reconnecting' : 'connecting');
+    let since = null;
+    if (S.resumable && S.epoch !== null) since = S.lastSeq > 0 ? S.lastSeq : (S.helloSeq || 0);
     let ws;
     try {
-      ws = token ? new WebSocket(wsUrl(), ['bearer.' + token]) : new WebSocket(wsUrl());
+      ws = openSocket(streamQuery(since));
     } catch (e) {
       const bad = token && e && e.name === 'SyntaxError';
       status(bad ? 'The token in #token= has characters a WebSocket subprotocol cannot carry.'
@@ -121,10 +225,10 @@
     let msg;
     if (code === 1013) {
       msg = 'The server closed the stream: client too slow' + why + '. Resuming where it left off…';
-      note('stream closed: client too slow — resuming');
+      note('reconnect', 'stream closed: client too slow — resuming');
     } else if (code === 1001) {
       msg = 'The server is going away' + why + '. Reconnecting…';
-      if (opened) note('server shutting down — reconnecting');
+      if (opened) note('reconnect', 'server shutting down — reconnecting');
     } else if (!opened && S.grep && S.fails >= 1) {
       msg = 'Cannot connect with server grep — the server may reject this regex (HTTP 400), or is unreachable. Clear it with ×.';
     } else if (!opened && S.fails >= FAIL_HINT_AFTER) {
@@ -133,7 +237,7 @@
         : 'Cannot connect — is a token needed? Open /#token=…';
     } else if (opened) {
       msg = 'Connection lost' + why + '. Reconnecting…';
-      note('connection lost — reconnecting');
+      note('reconnect', 'connection lost — reconnecting');
     } else {
       msg = 'Cannot connect' + why + '. Retrying…';
     }
@@ -158,6 +262,12 @@
 
   // ---------- frames ----------
 
+  // The epoch as the exact text the server sent (a number would lose digits).
+  function epochOf(raw, m) {
+    const d = /"epoch"\s*:\s*(-?\d+)/.exec(raw);
+    return d ? d[1] : (m.epoch == null ? null : String(m.epoch));
+  }
+
   function onFrame(raw) {
     if (typeof raw !== 'string') return;
     let m;
@@ -181,232 +291,757 @@
     if (file) seeFile(file);
     switch (m.event) {
       case 'hello': {
-        // Keep the epoch's exact digits: a u64 would lose precision as a JS number.
-        const d = /"epoch"\s*:\s*(-?\d+)/.exec(raw);
-        const epoch = d ? d[1] : (m.epoch == null ? null : String(m.epoch));
-        if (S.epoch !== null && epoch !== S.epoch) {
+        const epoch = epochOf(raw, m);
+        const link = S.permalink;
+        if (link && !S.helloSeen && link.epoch !== null && epoch !== link.epoch) {
+          addEvent('restart', 'the link is for an earlier run of the server (epoch ' + link.epoch + '); its lines are gone');
+          status('Line #' + fmt(link.seq) + ' of that run is no longer on the server.', true, true);
+          S.permalink = null;
+          S.lastSeq = 0;
+        } else if (S.epoch !== null && S.helloSeen && epoch !== S.epoch) {
           addEvent('restart', 'server restarted — line numbers start again');
           S.lastSeq = 0;
         }
+        S.helloSeen = true;
         S.epoch = epoch;
         S.helloSeq = typeof m.seq === 'number' ? m.seq : 0;
         S.resumable = true;
         S.attempt = 0;
         S.fails = 0;
+        loadFiles();
         return;
       }
       case 'gap': {
         const from = Number(m.from), to = Number(m.to);
         const n = to - from + 1;
+        if (m.reason === 'epoch') {
+          // Our seq belonged to an earlier run: nothing to count as lost in this one.
+          if (to > S.lastSeq) S.lastSeq = to;
+          return;
+        }
         if (n > 0) S.lost += n;
         addEvent('gap', (n > 0 ? plural(n, 'line') : 'some lines') + ' could not be replayed (gap' +
-          (n > 0 ? ' #' + fmt(from) + '–' + fmt(to) : '') + ')');
+          (n > 0 ? ' #' + fmt(from) + '–' + fmt(to) : '') + ')', '', to);
         if (to > S.lastSeq) S.lastSeq = to;
         return;
       }
-      case 'rotated': addEvent('rotated', (file || 'file') + ' rotated'); break;
-      case 'truncated': addEvent('truncated', (file || 'file') + ' truncated — reading from the start'); break;
+      case 'rotated': addEvent('rotated', (file || 'file') + ' rotated — following the new file', file); break;
+      case 'truncated': addEvent('truncated', (file || 'file') + ' truncated — reading from the start', file); break;
       case 'waiting':
       case 'following': {
-        if (S.fileState.get(file) === m.event) return;  // repeated on every reconnect
-        S.fileState.set(file, m.event);
-        addEvent(m.event, m.event === 'waiting' ? 'waiting for ' + (file || 'the file') + ' to appear' : 'following ' + (file || 'the file'));
+        const info = fileInfo(file);
+        if (info.state === m.event) return;  // repeated on every reconnect
+        info.state = m.event;
+        addEvent(m.event, m.event === 'waiting' ? 'waiting for ' + (file || 'the file') + ' to appear' : 'following ' + (file || 'the file'), file);
+        showPicker();
         return;
       }
-      default: addEvent(m.event, m.event + (file ? ' — ' + file : ''));
+      case 'added': fileInfo(file).removed = false; addEvent('added', (file || 'a file') + ' added', file); showPicker(); return;
+      case 'removed': fileInfo(file).removed = true; addEvent('removed', (file || 'a file') + ' removed', file); showPicker(); return;
+      case 'ended': fileInfo(file).state = 'ended'; addEvent('ended', (file || 'input') + ' ended', file); showPicker(); return;
+      default: addEvent(m.event, m.event + (file ? ' — ' + file : ''), file);
     }
-    if (m.event === 'rotated' || m.event === 'truncated') S.fileState.set(file, 'following');
+    if (m.event === 'rotated' || m.event === 'truncated') fileInfo(file).state = 'following';
   }
 
-  function seeFile(f) {
-    if (S.files.has(f)) return;
-    S.files.add(f);
-    const names = Array.from(S.files).join(', ');
-    el.files.textContent = names;
-    document.body.classList.toggle('multi', S.files.size > 1);
-    setTitle();
+  // ---------- files ----------
+
+  function colourOf(name) {
+    let h = 0;
+    for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) | 0;
+    return Math.abs(h) % FILE_COLOURS;
   }
 
-  // ---------- buffering and rendering ----------
+  function fileInfo(name) {
+    let f = S.files.get(name);
+    if (!f) {
+      f = { lines: 0, unread: 0, state: '', colour: colourOf(name), removed: false };
+      S.files.set(name, f);
+      if (S.files.size > 1) document.body.classList.add('multi');
+      el.files.textContent = Array.from(S.files.keys()).join(', ');
+      setTitle();
+      S.pickerDirty = true;
+    }
+    return f;
+  }
+  function seeFile(name) { if (name) fileInfo(name); }
+  const fileShown = (name) => !name || S.shownFiles === null || S.shownFiles.has(name);
 
+  // The full list (files that have written nothing yet too); the stream keeps it current.
+  function loadFiles() {
+    if (S.filesLoaded) return;
+    S.filesLoaded = true;
+    const headers = token ? { Authorization: 'Bearer ' + token } : {};
+    fetch('files', { headers, cache: 'no-store' }).then((r) => (r.ok ? r.json() : null)).then((list) => {
+      if (!Array.isArray(list)) return;
+      for (const f of list) {
+        if (!f || typeof f.name !== 'string') continue;
+        const info = fileInfo(f.name);
+        if (!info.state && typeof f.state === 'string') info.state = f.state;
+      }
+      showPicker();
+    }).catch(() => { S.filesLoaded = false; });
+  }
+
+  function setShownFiles(set) {
+    S.shownFiles = set && set.size ? set : null;
+    for (const [name, f] of S.files) if (fileShown(name)) f.unread = 0;
+    writeHash();
+    rebuildView();
+    showPicker();
+  }
+
+  function toggleFile(name, only) {
+    if (only) { setShownFiles(new Set([name])); return; }
+    const all = Array.from(S.files.keys());
+    const cur = S.shownFiles ? new Set(S.shownFiles) : new Set(all);
+    if (cur.has(name)) cur.delete(name); else cur.add(name);
+    setShownFiles(cur.size === all.length && all.every((n) => cur.has(n)) ? null : cur);
+  }
+
+  // The picker: one button per file, made once; counts updated at most once a frame.
+  function showPicker() {
+    if (!el.picker) return;
+    S.pickerDirty = false;
+    const many = S.files.size > 1;
+    el.picker.hidden = !many;
+    document.body.classList.toggle('multi', many);
+    if (!many) return;
+    if (!S.pickerButtons) S.pickerButtons = new Map();
+    const buttons = S.pickerButtons;
+    for (const [name, f] of S.files) {
+      let b = buttons.get(name);
+      if (!b) {
+        const li = document.createElement('li');
+        b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'ftog fc' + f.colour;
+        b.dataset.file = name;
+        const n = document.createElement('span');
+        n.className = 'fname';
+        n.textContent = name;
+        const c = document.createElement('span');
+        c.className = 'fcount';
+        b.append(n, c);
+        li.appendChild(b);
+        el.fileList.appendChild(li);
+        buttons.set(name, b);
+      }
+      const shown = String(fileShown(name));
+      if (b.getAttribute('aria-pressed') !== shown) b.setAttribute('aria-pressed', shown);
+      const count = f.unread ? fmt(f.unread) + ' new' : (f.lines ? fmt(f.lines) : '');
+      const c = b.lastElementChild;
+      if (c.textContent !== count) { c.textContent = count; c.classList.toggle('unread', f.unread > 0); }
+      const gone = f.removed || f.state === 'waiting' || f.state === 'ended';
+      b.classList.toggle('gone', gone);
+      const title = name + (f.state ? ' — ' + f.state : '') + (f.removed ? ' (removed)' : '') + ' · click: show/hide · double-click: only this';
+      if (b.title !== title) b.title = title;
+    }
+    el.allFiles.disabled = S.shownFiles === null;
+  }
+
+  // ---------- the store: E (held entries), V (entries in view) ----------
+
+  // k: 0 line, 1 stream event, 2 the page's own note (reconnects)
   function addLine(seq, file, text) {
     if (file) seeFile(file);
+    if (S.overflow) {      // the reader is far behind: count, fetch again later
+      S.skipped++;
+      markDirty();
+      return;
+    }
     S.count++;
-    if (S.paused) S.newWhilePaused++;
     if (document.hidden) {
       S.unseen++;
       if (!S.titleTimer) S.titleTimer = setTimeout(() => { S.titleTimer = 0; setTitle(); }, 1000);
     }
-    enqueue({ k: 0, seq, file, text });
-  }
-
-  function addEvent(kind, text) { enqueue({ k: 1, kind, text: '— ' + text + ' —' }); }
-  function note(text) { enqueue({ k: 2, kind: 'conn', text: '— ' + text + ' —' }); }
-
-  function enqueue(item) {
-    const p = S.pending;
-    p.push(item);
-    if (p.length > MAX_PENDING + 1000) p.splice(0, p.length - MAX_PENDING); // the DOM would drop them anyway
-    schedule();
-  }
-
-  function schedule() {
-    if (!S.raf) S.raf = requestAnimationFrame(frame);
-  }
-
-  function frame() {
-    S.raf = 0;
-    if (!S.paused && S.pending.length) {
-      const items = S.pending;
-      S.pending = [];
-      render(items.length > MAX_LINES ? items.slice(-MAX_LINES) : items);
+    const e = makeEntry(0, seq, file, text);
+    if (seq !== null) S.heldSeq = seq;
+    if (file) {
+      const f = fileInfo(file);
+      f.lines++;
+      if (!fileShown(file)) f.unread++;
+      if (S.files.size > 1) S.pickerDirty = true;
     }
+    push(e);
+    const link = S.permalink;
+    if (link && !link.found && seq !== null && seq >= link.seq) reachPermalink(e);
+  }
+
+  function makeEntry(k, seq, file, line) {
+    const e = { id: 0, k, seq, file, line, plain: line, lv: 'none', st: undefined, ev: '', open: false };
+    if (k === 0) {
+      if (F.hasAnsi(line)) e.plain = F.stripAnsi(line);
+      e.lv = F.levelOf(e.plain) || 'none';
+    }
+    return e;
+  }
+
+  function addEvent(kind, text, file, seq) {
+    const e = makeEntry(1, typeof seq === 'number' ? seq : null, file || '', '— ' + text + ' —');
+    e.ev = kind;
+    push(e);
+  }
+  function note(kind, text) {
+    const e = makeEntry(2, null, '', '— ' + text + ' —');
+    e.ev = kind;
+    push(e);
+  }
+
+  function push(e) {
+    e.id = S.nextId++;
+    S.E.push(e);
+    if (e.k === 0) { S.heldLines++; S.lvCount[e.lv]++; }
+    if (matches(e)) {
+      S.V.push(e);
+      if (e.k === 0) {
+        if (S.paused) S.pausedNew++;
+        else if (!S.follow) S.belowNew++;
+      }
+    }
+    if (S.heldLines > S.cap) evict();
+    markDirty();
+  }
+
+  const heldCount = () => S.E.length - S.E0;
+  const viewCount = () => S.V.length - S.V0;
+  const viewAt = (i) => S.V[S.V0 + i];
+
+  // The first view index whose entry has id >= id (ids grow from oldest to newest).
+  function viewIndexOf(id) {
+    let lo = S.V0, hi = S.V.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (S.V[mid].id < id) lo = mid + 1; else hi = mid;
+    }
+    return lo - S.V0;
+  }
+  function heldIndexOf(id) {
+    let lo = S.E0, hi = S.E.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (S.E[mid].id < id) lo = mid + 1; else hi = mid;
+    }
+    return lo - S.E0;
+  }
+
+  // How many view rows render() may show: all of them, or while paused those seen before.
+  function shownCount() {
+    if (!S.paused) return viewCount();
+    return viewIndexOf(S.pauseId + 1);
+  }
+
+  function evict() {
+    let over = S.heldLines - S.cap;
+    if (over <= 0) return;
+    let limit = heldCount();
+    if (S.paused || !S.follow) {
+      // Never drop what the reader may be looking at (or is about to scroll back to).
+      const top = viewAt(Math.min(S.top, viewCount() - 1));
+      limit = top ? Math.max(0, heldIndexOf(top.id) - KEEP_MARGIN) : 0;
+      if (S.cur) limit = Math.min(limit, Math.max(0, heldIndexOf(S.cur.id) - KEEP_MARGIN));
+    }
+    let i = S.E0;
+    const end = S.E0 + limit;
+    while (over > 0 && i < end) {
+      const e = S.E[i++];
+      e.gone = true;
+      if (e.k === 0) { S.heldLines--; S.lvCount[e.lv]--; over--; }
+    }
+    if (i > S.E0) {
+      S.E0 = i;
+      S.startReached = '';
+      let dropped = 0;
+      while (S.V0 < S.V.length && S.V[S.V0].gone) { S.V0++; dropped++; }
+      S.top = Math.max(0, S.top - dropped);
+      compact();
+    }
+    if (S.heldLines > 2 * S.cap && !S.overflow) {
+      S.overflow = true;   // the reader holds the oldest rows: stop storing, keep counting
+      status('The page holds ' + fmt(S.heldLines) + ' lines; newer ones are counted and fetched again when you resume.', false, true);
+    }
+  }
+
+  function compact() {
+    if (S.E0 > 65536 && S.E0 * 2 > S.E.length) { S.E = S.E.slice(S.E0); S.E0 = 0; }
+    if (S.V0 > 65536 && S.V0 * 2 > S.V.length) { S.V = S.V.slice(S.V0); S.V0 = 0; }
+  }
+
+  function structured(e) {
+    if (e.st === undefined) e.st = e.k === 0 ? F.parseStructured(e.plain) : null;
+    return e.st;
+  }
+  const fieldText = (st, path) => {
+    if (!st) return undefined;
+    const v = F.getField(st.fields, path);
+    return v === undefined ? undefined : F.formatValue(v);
+  };
+
+  function matches(e) {
+    if (e.file && !fileShown(e.file)) return false;
+    if (e.k !== 0) return true;
+    if (S.lvOff.size && S.lvOff.has(e.lv)) return false;
+    if (S.has.length || S.not.length) {
+      const st = structured(e);
+      for (const [f, v] of S.has) if (fieldText(st, f) !== v) return false;
+      for (const [f, v] of S.not) if (fieldText(st, f) === v) return false;
+    }
+    if (S.hide && S.filterTest && !S.filterTest.test(e.plain)) return false;
+    return true;
+  }
+
+  // After any filter change: the view again from every held entry, the reader kept in place.
+  function rebuildView() {
+    const anchor = S.follow ? null : viewAt(Math.min(S.top, viewCount() - 1));
+    const V = [];
+    let pausedNew = 0;
+    for (let i = S.E0; i < S.E.length; i++) {
+      const e = S.E[i];
+      if (matches(e)) {
+        V.push(e);
+        if (S.paused && e.k === 0 && e.id > S.pauseId) pausedNew++;
+      }
+    }
+    S.V = V;
+    S.V0 = 0;
+    S.pausedNew = pausedNew;
+    if (anchor) S.top = viewIndexOf(anchor.id);
+    S.gen++;
+    markDirty();
     updateCounts();
   }
 
-  // Rows live in chunks of CHUNK rows; CSS gives chunks content-visibility:auto, so the
-  // browser skips layout and paint of chunks off screen, and trimming removes a whole chunk.
-  function render(items) {
-    const log = el.log;
-    let chunk = log.lastElementChild;
-    let n = chunk ? chunk.childElementCount : CHUNK;
-    const tail = document.createDocumentFragment(); // rows for the chunk already in the page
-    const fresh = document.createDocumentFragment(); // new chunks
-    for (const it of items) {
-      if (n >= CHUNK) {
-        chunk = document.createElement('div');
-        chunk.className = 'chunk';
-        fresh.appendChild(chunk);
-        n = 0;
+  // ---------- older lines: a second socket, since= ----------
+
+  function oldestHeldSeq() {
+    for (let i = S.E0; i < S.E.length; i++) if (S.E[i].seq !== null && S.E[i].k === 0) return S.E[i].seq;
+    return null;
+  }
+
+  function loadOlder() {
+    if (S.older || S.startReached || S.epoch === null) return;
+    const oldest = oldestHeldSeq();
+    if (oldest === null) return;
+    if (oldest <= 1) { S.startReached = 'start'; markDirty(); return; }
+    const since = Math.max(0, oldest - 1 - OLDER_CHUNK);
+    fetchRange(since, oldest, (lines, goneTo, restarted) => {
+      prepend(lines, goneTo);
+      if (restarted) S.startReached = 'restart';
+      else if (goneTo !== null && (lines.length === 0 || lines[0].seq > goneTo)) S.startReached = 'gone';
+      else if (since === 0) S.startReached = 'start';
+    });
+  }
+
+  // Lines with since < seq < before, from a socket of their own; done(lines, lastGoneSeq, restarted).
+  function fetchRange(since, before, done) {
+    let ws;
+    try { ws = openSocket(streamQuery(since)); } catch (_) { return; }
+    const got = [];
+    let goneTo = null, liveSeq = null, finished = false;
+    const finish = (restarted, failed) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(1000); } catch (_) { /* ignore */ }
+      S.older = null;
+      if (failed) status('Could not load older lines: ' + failed, true, true);
+      else done(got, goneTo, restarted);
+      markDirty();
+    };
+    const timer = setTimeout(() => finish(false, 'no answer in ' + OLDER_TIMEOUT / 1000 + ' s'), OLDER_TIMEOUT);
+    S.older = { since, before };
+    markDirty();
+    ws.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (_) { return; }
+      if (!m || typeof m !== 'object') return;
+      if (m.event === 'hello') {
+        if (epochOf(ev.data, m) !== S.epoch) { finish(true); return; }
+        liveSeq = typeof m.seq === 'number' ? m.seq : null;
+        if (liveSeq !== null && liveSeq <= since) finish(false);
+        return;
       }
-      const row = it.k === 0 ? makeLine(it) : makeSep(it);
-      if (chunk.isConnected) tail.appendChild(row); else chunk.appendChild(row);
-      n++;
-      S.rows++;
-    }
-    if (tail.firstChild) log.lastElementChild.appendChild(tail);
-    log.appendChild(fresh);
-    trim();
-    if (S.follow) log.scrollTop = log.scrollHeight;
+      if (m.event === 'gap') { goneTo = Math.max(goneTo || 0, Number(m.to)); return; }
+      if (typeof m.line !== 'string' || typeof m.seq !== 'number') return;
+      if (m.seq >= before || (liveSeq !== null && m.seq >= liveSeq)) {
+        if (m.seq < before) got.push(m);
+        finish(false);
+        return;
+      }
+      if (m.seq > since) got.push(m);
+    };
+    ws.onclose = () => finish(false, got.length ? null : 'the server closed the socket');
+    ws.onerror = () => { /* onclose follows */ };
   }
 
-  function makeLine(it) {
-    const row = document.createElement('div');
-    row.className = 'line';
-    if (it.seq !== null) {
-      row.dataset.seq = it.seq;
-      const gw = String(it.seq).length;
-      if (gw > S.gw) { S.gw = gw; el.log.dataset.gw = Math.min(12, Math.max(4, gw)); }
+  function prepend(lines, goneTo) {
+    const add = [];
+    if (goneTo !== null && lines.length && lines[0].seq > goneTo + 1) { /* nothing between */ }
+    for (const m of lines) {
+      const file = typeof m.file === 'string' ? m.file : '';
+      if (file) seeFile(file);
+      add.push(makeEntry(0, m.seq, file, m.line));
     }
-    const lv = levelOf(it.text);
-    if (lv) row.dataset.level = lv;
-    if (it.file) {
-      row.dataset.file = it.file;
-      const f = document.createElement('span');
-      f.className = 'file';
-      f.textContent = it.file;
-      row.appendChild(f);
+    if (goneTo !== null) {
+      const g = makeEntry(1, goneTo, '', '— older lines, up to #' + fmt(goneTo) + ', are no longer on the server —');
+      g.ev = 'gap';
+      add.unshift(g);
     }
-    const t = document.createElement('span');
-    t.className = 'text';
-    row.appendChild(t);
-    row.logtail = { seq: it.seq, file: it.file, line: it.text };  // for window.logtail.lines()
-    S.domLines++;
-    if (paint(row, t, it.text)) S.domHits++;
-    return row;
+    if (!add.length) return;
+    for (let i = add.length - 1; i >= 0; i--) add[i].id = --S.olderId;
+    // ids must stay ascending: older entries got ids below every held one
+    add.sort((a, b) => a.id - b.id);
+    const viewAdd = [];
+    for (const e of add) {
+      if (e.k === 0) {
+        S.heldLines++;
+        S.lvCount[e.lv]++;
+        const f = e.file ? fileInfo(e.file) : null;
+        if (f) f.lines++;
+      }
+      if (matches(e)) viewAdd.push(e);
+    }
+    S.E = add.concat(S.E.slice(S.E0));
+    S.E0 = 0;
+    S.V = viewAdd.concat(S.V.slice(S.V0));
+    S.V0 = 0;
+    if (!S.follow) S.top += viewAdd.length;
+    S.pickerDirty = true;
+    markDirty();
   }
 
-  function makeSep(it) {
+  // ---------- permalinks: #seq=N&epoch=E ----------
+
+  function reachPermalink(e) {
+    const link = S.permalink;
+    link.found = true;
+    S.permalink = null;
+    if (e.seq !== link.seq) {
+      status('Line #' + fmt(link.seq) + ' is not in this stream (no longer on the server, or not selected); showing the next one.', true, true);
+    }
+    S.cur = e;
+    S.flash = e;
+    setFollow(false);
+    const i = viewIndexOf(e.id);
+    S.top = Math.max(0, i - Math.floor(S.visRows / 3));
+    S.gen++;
+    markDirty();
+    writeHash();
+  }
+
+  function linkTo(e) {
+    const parts = ['seq=' + e.seq];
+    if (S.epoch !== null) parts.push('epoch=' + encodeURIComponent(S.epoch));
+    if (e.file && S.files.size > 1) parts.unshift('file=' + enc(e.file));
+    return location.origin + location.pathname + location.search + '#' + parts.join('&');
+  }
+
+  function copyLink(e) {
+    if (!e || e.seq === null) return;
+    const url = linkTo(e);
+    const ok = () => status('Link to line #' + fmt(e.seq) + ' copied: ' + url, false, true);
+    const fallback = () => {
+      const t = document.createElement('textarea');
+      t.value = url;
+      document.body.appendChild(t);
+      t.select();
+      let done = false;
+      try { done = document.execCommand('copy'); } catch (_) { done = false; }
+      t.remove();
+      if (done) ok(); else status('Link to line #' + fmt(e.seq) + ': ' + url, false, true);
+    };
+    S.lastLink = url;
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(url).then(ok, fallback);
+    else fallback();
+  }
+
+  // ---------- rendering ----------
+
+  function markDirty() {
+    S.dirty = true;
+    if (!S.raf) S.raf = requestAnimationFrame(frame);
+  }
+
+  function frame(now) {
+    S.raf = 0;
+    const t0 = performance.now();
+    if (S.dirty) {
+      S.dirty = false;
+      render();
+    }
+    updateCounts();
+    if (S.pickerDirty) showPicker();
+    const p = S.perf;
+    const i = p.n % PERF_FRAMES;
+    p.render[i] = performance.now() - t0;
+    p.gap[i] = p.last ? now - p.last : 0;
+    p.last = now;
+    p.n++;
+  }
+
+  function setScroll(v) {
+    const log = el.log;
+    if (Math.abs(log.scrollTop - v) < 1) return;
+    S.progScroll = v;
+    log.scrollTop = v;
+  }
+
+  function render() {
+    const log = el.log;
+    const ch = log.clientHeight;
+    const rowH = S.rowH;
+    const vis = Math.max(1, Math.ceil(ch / rowH));
+    S.visRows = vis;
+    const n = shownCount();
+    const range = Math.max(0, n * rowH - ch + rowH);
+    const px = Math.min(MAX_SCROLL_PX, range);
+    S.scale = px > 0 ? range / px : 1;
+    el.sizer.style.height = px + 'px';
+    const bottom = n > vis && (S.follow || S.top >= n - vis);
+    let first;
+    if (bottom) {
+      first = n - vis - 1;
+      S.top = n - vis;
+      setScroll(px);
+    } else {
+      first = Math.max(0, Math.min(S.top, n - vis));
+      S.top = first;
+      setScroll(Math.min(px, first * rowH / S.scale));
+    }
+    first = Math.max(0, first);
+    const last = Math.min(n, first + vis + 2);
+    el.win.classList.toggle('bottom', bottom);
+    const nodes = [];
+    if (!bottom && first === 0 && heldCount()) nodes.push(topRow(n));
+    const cache = new Map();
+    for (let i = first; i < last; i++) {
+      const e = viewAt(i);
+      let node = S.cache.get(e.id);
+      if (!node || node.gen !== S.gen) node = e.k === 0 ? lineRow(e) : sepRow(e);
+      cache.set(e.id, node);
+      node.classList.toggle('cur', e === S.cur);
+      nodes.push(node);
+    }
+    S.cache = cache;
+    S.domRows = nodes.length;
+    if (n === 0) {
+      const empty = document.createElement('div');
+      empty.className = 'empty';
+      empty.textContent = heldCount() ? 'No line matches the filters.' : 'Waiting for lines…';
+      nodes.push(empty);
+    }
+    const win = el.win;
+    let same = win.childNodes.length === nodes.length;
+    for (let i = 0; same && i < nodes.length; i++) same = win.childNodes[i] === nodes[i];
+    if (!same) win.replaceChildren(...nodes);
+    if (S.flash) {
+      const f = S.cache.get(S.flash.id);
+      if (f) { f.classList.add('flash'); S.flash = null; }
+    }
+  }
+
+  // Above the oldest row: what lies before it.
+  function topRow(n) {
     const row = document.createElement('div');
-    row.className = it.k === 1 ? 'sep event' : 'sep note';
-    row.dataset.event = it.kind;
+    row.className = 'row sep older';
     const s = document.createElement('span');
-    s.textContent = it.text;
+    if (S.older) s.textContent = '— loading older lines… —';
+    else if (S.startReached === 'start' || oldestHeldSeq() === 1) s.textContent = '— start of the stream —';
+    else if (S.startReached === 'gone') s.textContent = '— older lines are no longer on the server —';
+    else if (S.startReached === 'restart') s.textContent = '— the server restarted; older lines belong to its earlier run —';
+    else {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.dataset.act = 'older';
+      b.textContent = 'Load older lines (g)';
+      s.appendChild(b);
+    }
     row.appendChild(s);
     return row;
   }
 
-  function trim() {
-    if (S.rows <= MAX_LINES) return;
-    const log = el.log;
-    const keep = !S.follow;
-    const before = keep ? log.scrollHeight : 0;
-    while (S.rows > MAX_LINES && log.firstElementChild) {
-      const c = log.firstElementChild;
-      for (const row of c.children) {
-        S.rows--;
-        if (row.classList.contains('line')) {
-          S.domLines--;
-          if (!row.classList.contains('miss')) S.domHits--;
-        }
-      }
-      c.remove();
-    }
-    if (keep) log.scrollTop -= before - log.scrollHeight; // keep what the reader looks at in place
+  function sepRow(e) {
+    const row = document.createElement('div');
+    row.className = e.k === 1 ? 'row sep event' : 'row sep note';
+    row.dataset.event = e.ev;
+    if (e.file) row.dataset.file = e.file;
+    const s = document.createElement('span');
+    s.textContent = e.line;
+    row.appendChild(s);
+    row.gen = S.gen;
+    row.lt = e;
+    return row;
   }
 
-  const LV_WORD = /\b(FATAL|PANIC|CRIT(?:ICAL)?|ERROR|ERR|WARN(?:ING)?|INFO|NOTICE|DEBUG|TRACE)\b/;
-  const LV_KEY = /(?:\b(?:level|lvl|severity)"?\s*[:=]\s*"?|\[)(fatal|panic|crit\w*|error|err|warn\w*|info|notice|debug|trace)\b/i;
-  function levelOf(s) {
-    const h = s.length > 240 ? s.slice(0, 240) : s;
-    const m = LV_WORD.exec(h) || LV_KEY.exec(h);
-    if (!m) return '';
-    const c = m[1][0].toLowerCase();
-    if (c === 'f' || c === 'p' || c === 'c' || c === 'e') return 'error';
-    if (c === 'w') return 'warn';
-    if (c === 'i' || c === 'n') return 'info';
-    return 'debug';
-  }
-
-  // Paints text into t, highlighting filter matches; returns whether the row matches.
-  function paint(row, t, text) {
-    const re = S.filter;
-    if (!re) {
-      t.textContent = text;
-      row.classList.remove('miss');
-      return true;
-    }
+  // Text with the filter's matches marked (only text nodes and <mark>).
+  function appendText(parent, text) {
+    const re = S.filterMark;
+    if (!re || !text) { parent.appendChild(document.createTextNode(text)); return; }
     re.lastIndex = 0;
-    const frag = document.createDocumentFragment();
-    let m, last = 0, hit = false, marks = 0;
+    let m, last = 0, marks = 0;
     while ((m = re.exec(text)) !== null) {
-      hit = true;
-      const s = m.index, e = s + m[0].length;
-      if (e === s) { re.lastIndex++; if (re.lastIndex > text.length) break; continue; }
-      if (s > last) frag.appendChild(document.createTextNode(text.slice(last, s)));
+      const s = m.index, end = s + m[0].length;
+      if (end === s) { re.lastIndex++; if (re.lastIndex > text.length) break; continue; }
+      if (s > last) parent.appendChild(document.createTextNode(text.slice(last, s)));
       const mk = document.createElement('mark');
       mk.textContent = m[0];
-      frag.appendChild(mk);
-      last = e;
-      if (++marks >= 500) break;
+      parent.appendChild(mk);
+      last = end;
+      if (++marks >= 200) break;
     }
-    if (last === 0) t.textContent = text;
-    else {
-      if (last < text.length) frag.appendChild(document.createTextNode(text.slice(last)));
-      t.textContent = '';
-      t.appendChild(frag);
-    }
-    row.classList.toggle('miss', !hit);
-    return hit;
+    if (last < text.length) parent.appendChild(document.createTextNode(last ? text.slice(last) : text));
   }
 
-  function refilter() {
-    let hits = 0;
-    for (const row of el.log.querySelectorAll('.line')) {
-      const t = row.lastElementChild;
-      if (paint(row, t, t.textContent)) hits++;
+  function appendAnsi(parent, line) {
+    if (!F.hasAnsi(line) && !/[\x00-\x08\x0b-\x1f\x7f]/.test(line)) { appendText(parent, line); return; }
+    for (const sp of F.ansiSpans(line)) {
+      if (!sp.cls && !sp.fg && !sp.bg) { appendText(parent, sp.text); continue; }
+      const span = document.createElement('span');
+      if (sp.cls) span.className = sp.cls;
+      // CSSOM, not a style attribute: allowed by the CSP, and never parsed from the line.
+      if (sp.fg) span.style.color = sp.fg;
+      if (sp.bg) span.style.backgroundColor = sp.bg;
+      appendText(span, sp.text);
+      parent.appendChild(span);
     }
-    S.domHits = hits;
-    if (S.follow) el.log.scrollTop = el.log.scrollHeight;
-    updateCounts();
   }
 
-  function buildFilter() {
+  function timeText(t) {
+    if (!t) return '';
+    if (S.relTime) {
+      const ms = Date.parse(t);
+      if (!Number.isNaN(ms)) {
+        const d = Math.round((Date.now() - ms) / 1000);
+        if (Math.abs(d) < 60) return d + 's ago';
+        if (Math.abs(d) < 3600) return Math.round(d / 60) + 'm ago';
+        if (Math.abs(d) < 86400) return Math.round(d / 3600) + 'h ago';
+        return Math.round(d / 86400) + 'd ago';
+      }
+    }
+    const m = /T(\d\d:\d\d:\d\d(?:\.\d{1,3})?)/.exec(t);
+    return m ? m[1] : t;
+  }
+
+  function span(parent, cls, text) {
+    const s = document.createElement('span');
+    s.className = cls;
+    if (text !== undefined) appendText(s, text);
+    parent.appendChild(s);
+    return s;
+  }
+
+  function lineRow(e) {
+    const row = document.createElement('div');
+    row.className = 'row line';
+    row.lt = e;
+    row.gen = S.gen;
+    if (e.seq !== null) row.dataset.seq = e.seq;
+    row.dataset.level = e.lv;
+    if (e.file) {
+      row.dataset.file = e.file;
+      const f = fileInfo(e.file);
+      const tag = document.createElement('span');
+      tag.className = 'ftag fc' + f.colour;
+      tag.textContent = e.file;
+      row.appendChild(tag);
+    }
+    const st = structured(e);
+    const t = document.createElement('span');
+    t.className = 'text';
+    if (st) {
+      row.classList.add('st');
+      if (st.time) span(t, 'ts', timeText(st.time));
+      if (st.level) span(t, 'lvl', st.level);
+      for (const c of S.cols) {
+        const v = fieldText(st, c);
+        const cell = span(t, 'col', v === undefined ? '–' : v);
+        cell.dataset.path = c;
+        if (v !== undefined) { cell.dataset.act = 'has'; cell.dataset.value = v; }
+      }
+      if (st.msg !== null && st.msg !== undefined) {
+        span(t, 'msg', st.msg);
+        const rest = restOf(st);
+        if (rest) span(t, 'rest', rest);
+      } else appendText(t, e.plain);
+    } else {
+      appendAnsi(t, e.line);
+    }
+    row.appendChild(t);
+    if (e.seq !== null) {
+      const a = document.createElement('button');
+      a.type = 'button';
+      a.className = 'lnk';
+      a.dataset.act = 'link';
+      a.title = 'Copy a link to this line (c)';
+      a.textContent = '#';
+      row.appendChild(a);
+    }
+    if (e.open && st) row.appendChild(tree(st));
+    return row;
+  }
+
+  const SHOWN_KEYS = new Set(['time', 'ts', 'timestamp', '@t', 't', 'date', 'datetime', '@timestamp', 'level', 'lvl', 'severity', 'severityText', '@l', 'msg', 'message', '@m', '@mt', 'body']);
+  function restOf(st) {
+    const out = [];
+    for (const p of F.fieldPaths(st.fields)) {
+      if (SHOWN_KEYS.has(p) || S.cols.includes(p) || p === 'log.level') continue;
+      out.push(p + '=' + F.formatValue(F.getField(st.fields, p)));
+      if (out.length >= 12) break;
+    }
+    return out.join(' ');
+  }
+
+  function tree(st) {
+    const box = document.createElement('div');
+    box.className = 'tree';
+    for (const p of F.fieldPaths(st.fields)) {
+      const v = F.formatValue(F.getField(st.fields, p));
+      const r = document.createElement('div');
+      r.className = 'kv';
+      span(r, 'k', p);
+      const val = span(r, 'v', v);
+      val.dataset.act = 'has';
+      val.dataset.path = p;
+      val.dataset.value = v;
+      val.title = 'Click: only lines with ' + p + '=' + v + ' · Alt-click: exclude them';
+      for (const [act, label, title] of [['has', '=', 'Only lines with this value'], ['not', '≠', 'Hide lines with this value'], ['col', '▥', 'Show this field as a column']]) {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'fa';
+        b.dataset.act = act;
+        b.dataset.path = p;
+        b.dataset.value = v;
+        b.title = title;
+        b.textContent = label;
+        r.appendChild(b);
+      }
+      box.appendChild(r);
+    }
+    return box;
+  }
+
+  function measureRow() {
+    const probe = document.createElement('div');
+    probe.className = 'row line';
+    const t = document.createElement('span');
+    t.className = 'text';
+    t.textContent = 'X';
+    probe.appendChild(t);
+    el.win.appendChild(probe);
+    const h = probe.getBoundingClientRect().height;
+    probe.remove();
+    if (h > 4) S.rowH = h;
+  }
+
+  // ---------- filters ----------
+
+  function buildFilter(forMarks) {
     const v = el.filter.value;
     el.filter.removeAttribute('aria-invalid');
     if (!v) return null;
     try {
-      return new RegExp(S.regex ? v : escapeRe(v), S.matchCase ? 'g' : 'gi');
+      return new RegExp(S.regex ? v : escapeRe(v), (S.matchCase ? '' : 'i') + (forMarks ? 'g' : ''));
     } catch (_) {
       el.filter.setAttribute('aria-invalid', 'true');
       return null;
@@ -415,8 +1050,78 @@
 
   function onFilterChange(now) {
     clearTimeout(S.filterTimer);
-    const run = () => { S.filter = buildFilter(); refilter(); };
+    const run = () => {
+      S.filterTest = buildFilter(false);
+      S.filterMark = buildFilter(true);
+      writeHash();
+      rebuildView();
+    };
     if (now) run(); else S.filterTimer = setTimeout(run, 120);
+  }
+
+  function setLevel(lv, only) {
+    if (only) S.lvOff = new Set(LEVELS.filter((l) => l !== lv));
+    else if (S.lvOff.has(lv)) S.lvOff.delete(lv);
+    else S.lvOff.add(lv);
+    if (S.lvOff.size === LEVELS.length) S.lvOff.clear();
+    showChips();
+    writeHash();
+    rebuildView();
+  }
+
+  function showChips() {
+    for (const b of el.levels.querySelectorAll('.lv')) b.setAttribute('aria-pressed', String(!S.lvOff.has(b.dataset.lv)));
+  }
+
+  function addFieldFilter(kind, path, value) {
+    const list = kind === 'has' ? S.has : S.not;
+    if (!list.some(([f, v]) => f === path && v === value)) list.push([path, value]);
+    showFieldsBar();
+    writeHash();
+    rebuildView();
+  }
+
+  function pinColumn(path) {
+    if (!S.cols.includes(path)) S.cols.push(path);
+    S.gen++;
+    showFieldsBar();
+    writeHash();
+    markDirty();
+  }
+
+  // Pinned columns and field filters, each with × to remove it.
+  function showFieldsBar() {
+    const bar = el.cols;
+    const chips = [];
+    const chip = (label, act, i) => {
+      const c = document.createElement('span');
+      c.className = 'chip ' + act;
+      c.appendChild(document.createTextNode(label));
+      const x = document.createElement('button');
+      x.type = 'button';
+      x.dataset.act = act;
+      x.dataset.i = String(i);
+      x.textContent = '×';
+      x.title = 'Remove';
+      c.appendChild(x);
+      chips.push(c);
+    };
+    S.cols.forEach((c, i) => chip('column ' + c, 'uncol', i));
+    S.has.forEach(([f, v], i) => chip(f + ' = ' + v, 'unhas', i));
+    S.not.forEach(([f, v], i) => chip(f + ' ≠ ' + v, 'unnot', i));
+    bar.replaceChildren(...chips);
+    bar.hidden = chips.length === 0;
+  }
+
+  function onFieldsBarClick(ev) {
+    const b = ev.target.closest('button[data-act]');
+    if (!b) return;
+    const i = Number(b.dataset.i);
+    if (b.dataset.act === 'uncol') { S.cols.splice(i, 1); S.gen++; markDirty(); } else if (b.dataset.act === 'unhas') S.has.splice(i, 1);
+    else if (b.dataset.act === 'unnot') S.not.splice(i, 1);
+    showFieldsBar();
+    writeHash();
+    if (b.dataset.act !== 'uncol') rebuildView();
   }
 
   // ---------- server grep ----------
@@ -441,7 +1146,7 @@
     S.lastSeq = 0;
     S.helloSeq = null;
     S.resumable = false;
-    note(g ? 'server grep: ' + g : 'server grep cleared');
+    note('grep', g ? 'server grep: ' + g : 'server grep cleared');
     reconnectNow();
   }
 
@@ -459,27 +1164,47 @@
   }
 
   function setTitle() {
-    const names = S.files.size ? Array.from(S.files).join(', ') + ' — logtail' : 'logtail';
+    const names = S.files.size ? Array.from(S.files.keys()).slice(0, 5).join(', ') + (S.files.size > 5 ? '…' : '') + ' — logtail' : 'logtail';
     document.title = (S.unseen && document.hidden ? '(' + fmt(S.unseen) + ') ' : '') + names;
   }
 
-  function updateCounts() {
-    let t = plural(S.count, 'line');
-    if (S.filter) t += ' · ' + fmt(S.domHits) + ' shown';
-    el.count.textContent = t;
-    el.pause.textContent = S.paused ? (S.newWhilePaused ? 'Resume · ' + fmt(S.newWhilePaused) + ' new' : 'Resume') : 'Pause';
-    updateJump();
+  function connectionState() {
+    const st = document.body ? document.body.dataset.state : '';
+    if (S.paused) return 'paused';
+    if (st === 'live') return 'live';
+    if (st === 'connecting' || st === 'reconnecting') return 'reconnecting';
+    return 'closed';
   }
 
-  function updateJump() {
+  function updateCounts() {
+    el.stConn.textContent = connectionState();
+    el.stSeq.textContent = S.lastSeq ? fmt(S.lastSeq) : '–';
+    el.stRecv.textContent = fmt(S.count);
+    el.stLost.textContent = fmt(S.lost);
+    el.stLostBox.classList.toggle('bad', S.lost > 0);
+    el.stHeld.textContent = fmt(S.heldLines) + (viewCount() !== heldCount() ? ' · ' + fmt(viewCount()) + ' shown' : '');
+    for (const b of el.levels.querySelectorAll('.lv')) b.lastElementChild.textContent = fmt(S.lvCount[b.dataset.lv]);
+    const newLines = S.pausedNew + S.skipped;
+    el.pause.textContent = S.paused ? (newLines ? 'Resume · ' + fmt(newLines) + ' new' : 'Resume') : 'Pause';
     const j = el.jump;
     if (S.paused) {
       j.hidden = false;
-      j.textContent = S.newWhilePaused ? 'Paused · ' + plural(S.newWhilePaused, 'new line') + ' — resume' : 'Paused — resume';
+      j.textContent = newLines ? 'Paused · ' + plural(newLines, 'new line') + ' — resume' : 'Paused — resume';
     } else if (!S.follow) {
       j.hidden = false;
-      j.textContent = '↓ Follow';
+      const below = S.belowNew + S.skipped;
+      j.textContent = below ? '↓ ' + plural(below, 'new line') : '↓ Follow';
     } else j.hidden = true;
+  }
+
+  // Leaving a pause or scroll-back: if the page stopped storing, fetch what it skipped.
+  function catchUp() {
+    if (!S.overflow) return;
+    S.overflow = false;
+    S.skipped = 0;
+    S.lastSeq = S.heldSeq;
+    evict();
+    if (S.resumable) reconnectNow();
   }
 
   function setPaused(p) {
@@ -487,19 +1212,29 @@
     S.paused = p;
     document.body.dataset.paused = p ? 'true' : 'false';
     el.pause.setAttribute('aria-pressed', String(p));
-    if (!p) S.newWhilePaused = 0;
-    if (p) status('Paused: new lines are buffered (Space to resume).', false, true);
-    else if (S.connMsg) status(S.connMsg[0], S.connMsg[1]);
-    if (!p && S.follow) el.log.scrollTop = el.log.scrollHeight;
-    schedule();
+    if (p) {
+      const lastInView = viewAt(viewCount() - 1);
+      S.pauseId = lastInView ? lastInView.id : 0;
+      S.pausedNew = 0;
+      status('Paused: new lines are kept and counted (Space to resume).', false, true);
+    } else {
+      S.pausedNew = 0;
+      if (S.connMsg) status(S.connMsg[0], S.connMsg[1]);
+      if (S.follow) catchUp();
+    }
+    markDirty();
     updateCounts();
   }
 
   function setFollow(f) {
     S.follow = f;
     el.follow.setAttribute('aria-pressed', String(f));
-    if (f) el.log.scrollTop = el.log.scrollHeight;
-    updateJump();
+    if (f) {
+      S.belowNew = 0;
+      if (!S.paused) catchUp();
+    }
+    markDirty();
+    updateCounts();
   }
 
   function setWrap(w) {
@@ -507,7 +1242,23 @@
     store.set(WRAP_KEY, w ? '1' : null);
     el.log.classList.toggle('wrap', w);
     el.wrap.setAttribute('aria-pressed', String(w));
-    if (S.follow) el.log.scrollTop = el.log.scrollHeight;
+    markDirty();
+  }
+
+  function setRelTime(r) {
+    S.relTime = r;
+    store.set(TIME_KEY, r ? 'rel' : null);
+    el.time.textContent = r ? 'Time: rel' : 'Time: abs';
+    S.gen++;
+    markDirty();
+  }
+
+  function setRing(n) {
+    if (!Number.isInteger(n) || n < RING_MIN) return;
+    S.cap = n;
+    store.set(RING_KEY, n === RING_DEFAULT ? null : String(n));
+    if (S.heldLines > S.cap) { evict(); rebuildView(); }
+    markDirty();
   }
 
   function cycleTheme() {
@@ -527,15 +1278,111 @@
   }
 
   function clearView() {
-    el.log.textContent = '';
-    S.pending = [];
-    S.count = 0;
-    S.newWhilePaused = 0;
-    S.rows = 0;
-    S.domLines = 0;
-    S.domHits = 0;
+    S.E = []; S.E0 = 0; S.V = []; S.V0 = 0;
+    S.heldLines = 0;
+    for (const l of LEVELS) S.lvCount[l] = 0;
+    S.count = 0; S.pausedNew = 0; S.belowNew = 0; S.skipped = 0; S.overflow = false;
+    S.startReached = ''; S.cur = null; S.top = 0;
+    for (const f of S.files.values()) { f.lines = 0; f.unread = 0; }
+    S.pickerDirty = true;
     setFollow(true);
-    updateCounts();
+    markDirty();
+  }
+
+  // ---------- moving around: selection, matches, errors ----------
+
+  function scrollToIndex(i) {
+    setFollow(false);
+    S.top = Math.max(0, i - Math.floor(S.visRows / 3));
+    markDirty();
+  }
+
+  function select(e) {
+    S.cur = e;
+    const i = viewIndexOf(e.id);
+    if (i < S.top || i >= S.top + S.visRows - 1 || S.follow) scrollToIndex(i);
+    markDirty();
+  }
+
+  // The index to search from: the selected row, else the top row on screen.
+  function fromIndex() {
+    if (S.cur && !S.cur.gone) {
+      const i = viewIndexOf(S.cur.id);
+      if (i < viewCount() && viewAt(i) === S.cur) return i;
+    }
+    return S.follow ? Math.max(0, shownCount() - 1) : S.top;
+  }
+
+  function findNext(dir, test) {
+    const n = shownCount();
+    for (let i = fromIndex() + dir; i >= 0 && i < n; i += dir) {
+      const e = viewAt(i);
+      if (e.k === 0 && test(e)) { select(e); return true; }
+    }
+    status(dir > 0 ? 'No more below.' : 'No more above' + (S.startReached ? '.' : ' (g loads older lines).'), false, true);
+    return false;
+  }
+
+  const isMatch = (e) => !!S.filterTest && S.filterTest.test(e.plain);
+  const isError = (e) => e.lv === 'error';
+
+  function moveCursor(dir) {
+    const n = shownCount();
+    if (!n) return;
+    let i = fromIndex() + (S.cur ? dir : 0);
+    i = Math.max(0, Math.min(n - 1, i));
+    select(viewAt(i));
+  }
+
+  function toggleOpen(e) {
+    if (!e || e.k !== 0 || !structured(e)) return;
+    e.open = !e.open;
+    S.cache.delete(e.id);
+    markDirty();
+  }
+
+  function onRowsClick(ev) {
+    const t = ev.target;
+    const act = t.closest('[data-act]');
+    const row = t.closest('.row');
+    const e = row ? row.lt : null;
+    if (act) {
+      const a = act.dataset.act;
+      if (a === 'older') { loadOlder(); return; }
+      if (a === 'link') { copyLink(e); S.cur = e; markDirty(); return; }
+      if (a === 'col') { pinColumn(act.dataset.path); return; }
+      if (a === 'has' || a === 'not') {
+        addFieldFilter(a === 'has' && !ev.altKey ? 'has' : 'not', act.dataset.path, act.dataset.value);
+        return;
+      }
+    }
+    if (!e || e.k !== 0) return;
+    const sel = window.getSelection();
+    if (sel && String(sel).length) return;   // the reader is selecting text
+    S.cur = e;
+    if (t.closest('.tree')) { markDirty(); return; }
+    toggleOpen(e);
+    markDirty();
+  }
+
+  function download(jsonl) {
+    const out = [];
+    const n = shownCount();
+    for (let i = 0; i < n; i++) {
+      const e = viewAt(i);
+      if (e.k !== 0) continue;
+      out.push(jsonl ? JSON.stringify({ seq: e.seq, file: e.file, line: e.line }) : e.line);
+    }
+    const blob = new Blob([out.join('\n') + (out.length ? '\n' : '')], { type: jsonl ? 'application/jsonl' : 'text/plain' });
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    const base = (S.files.size === 1 ? Array.from(S.files.keys())[0] : 'logtail').replace(/[^\w.-]+/g, '_');
+    a.download = base + (jsonl ? '.jsonl' : '.log');
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    status('Saved ' + plural(out.length, 'line') + ' as ' + a.download + '.', false, true);
   }
 
   // ---------- wiring ----------
@@ -543,16 +1390,23 @@
   function init() {
     const $ = (id) => document.getElementById(id);
     el = {
-      log: $('log'), files: $('files'), connText: $('conn-text'), count: $('count'),
-      filter: $('filter'), regex: $('regex'), matchCase: $('case'), serverGrep: $('server-grep'),
-      grepChip: $('grep-chip'), grepText: $('grep-text'), grepClear: $('grep-clear'),
-      pause: $('pause'), follow: $('follow'), wrap: $('wrap'), clear: $('clear'), theme: $('theme'),
-      help: $('help'), jump: $('jump'), status: $('status'), retry: $('retry'),
+      log: $('log'), win: $('win'), sizer: $('sizer'), files: $('files'), connText: $('conn-text'),
+      filter: $('filter'), regex: $('regex'), matchCase: $('case'), hide: $('hide'), serverGrep: $('server-grep'),
+      grepChip: $('grep-chip'), grepText: $('grep-text'), grepClear: $('grep-clear'), levels: $('levels'),
+      pause: $('pause'), follow: $('follow'), wrap: $('wrap'), time: $('time'), download: $('download'),
+      clear: $('clear'), theme: $('theme'), help: $('help'), ring: $('ring'), jump: $('jump'),
+      status: $('status'), retry: $('retry'), cols: $('cols'), picker: $('picker'), fileList: $('file-list'),
+      allFiles: $('all-files'), stConn: $('st-conn'), stSeq: $('st-seq'), stRecv: $('st-recv'),
+      stLost: $('st-lost'), stLostBox: $('st-lost-box'), stHeld: $('st-held'),
     };
     document.body.dataset.paused = 'false';
     setState('connecting');
     showTheme();
     setWrap(S.wrap);
+    setRelTime(S.relTime);
+    el.ring.value = String(S.cap);
+    measureRow();
+    applyHash();
 
     const params = new URLSearchParams(location.search);
     const b = params.get('backlog');
@@ -564,6 +1418,13 @@
       el.grepText.textContent = g;
       el.serverGrep.setAttribute('aria-pressed', 'true');
     }
+    if (S.permalink && S.permalink.epoch !== null) {
+      // Open the stream just before the linked line: the server replays from there.
+      S.epoch = S.permalink.epoch;
+      S.resumable = true;
+      S.lastSeq = Math.max(0, S.permalink.seq - 1 - PERMALINK_CONTEXT);
+      S.helloSeq = S.lastSeq;
+    }
 
     el.filter.addEventListener('input', () => onFilterChange(false));
     el.filter.addEventListener('keydown', (e) => {
@@ -573,25 +1434,41 @@
       S[key] = !S[key];
       btn.setAttribute('aria-pressed', String(S[key]));
       onFilterChange(true);
+      S.gen++;
     });
     toggle(el.regex, 'regex');
     toggle(el.matchCase, 'matchCase');
+    toggle(el.hide, 'hide');
     el.serverGrep.addEventListener('click', applyServerGrep);
     el.grepClear.addEventListener('click', () => setGrep(''));
+    el.levels.addEventListener('click', (ev) => {
+      const btn = ev.target.closest('.lv');
+      if (btn) setLevel(btn.dataset.lv, ev.altKey || ev.detail === 2);
+    });
     el.pause.addEventListener('click', () => setPaused(!S.paused));
     el.follow.addEventListener('click', () => setFollow(!S.follow));
     el.jump.addEventListener('click', () => { if (S.paused) setPaused(false); setFollow(true); });
     el.wrap.addEventListener('click', () => setWrap(!S.wrap));
+    el.time.addEventListener('click', () => setRelTime(!S.relTime));
+    el.download.addEventListener('click', (ev) => download(ev.shiftKey));
     el.clear.addEventListener('click', clearView);
     el.theme.addEventListener('click', cycleTheme);
     el.retry.addEventListener('click', reconnectNow);
+    el.ring.addEventListener('change', () => setRing(Number(el.ring.value)));
+    el.win.addEventListener('click', onRowsClick);
+    el.cols.addEventListener('click', onFieldsBarClick);
+    el.fileList.addEventListener('click', (ev) => {
+      const btn = ev.target.closest('.ftog');
+      if (btn) toggleFile(btn.dataset.file, ev.altKey || ev.detail === 2);
+    });
+    el.allFiles.addEventListener('click', () => setShownFiles(null));
 
-    el.log.addEventListener('scroll', () => {
-      const log = el.log;
-      const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
-      if (atBottom !== S.follow) setFollow(atBottom);
+    el.log.addEventListener('scroll', onScroll, { passive: true });
+    el.log.addEventListener('wheel', (ev) => {
+      // Nothing to scroll yet (every row fits): a wheel up still asks for older lines.
+      if (ev.deltaY < 0 && el.log.scrollTop === 0) loadOlder();
     }, { passive: true });
-    window.addEventListener('resize', () => { if (S.follow) el.log.scrollTop = el.log.scrollHeight; });
+    window.addEventListener('resize', markDirty);
 
     document.addEventListener('keydown', onKey);
     document.addEventListener('click', (e) => {
@@ -609,12 +1486,52 @@
     window.addEventListener('pagehide', () => { clearTimeout(S.timer); S.timer = 0; drop(); });
     window.addEventListener('pageshow', (e) => { if (e.persisted) reconnectNow(); });
     window.addEventListener('hashchange', () => {
-      const t = readToken();
-      if (t !== token) { token = t; S.fails = 0; reconnectNow(); }
+      const t = hashValues(readHash(), 'token')[0] || '';
+      applyHash();
+      rebuildView();
+      if (t !== token) { token = t; S.fails = 0; S.filesLoaded = false; reconnectNow(); return; }
+      if (S.permalink) goToPermalink();
     });
 
     updateCounts();
     connect();
+  }
+
+  // A permalink opened in a page that already streams.
+  function goToPermalink() {
+    const link = S.permalink;
+    if (link.epoch !== null && S.epoch !== null && link.epoch !== S.epoch) {
+      status('That link is for an earlier run of the server; its lines are gone.', true, true);
+      S.permalink = null;
+      return;
+    }
+    for (let i = S.E0; i < S.E.length; i++) {
+      const e = S.E[i];
+      if (e.k === 0 && e.seq !== null && e.seq >= link.seq) { reachPermalink(e); return; }
+    }
+    // Not held: start the view again just before it.
+    clearView();
+    S.lastSeq = Math.max(0, link.seq - 1 - PERMALINK_CONTEXT);
+    S.resumable = S.epoch !== null;
+    reconnectNow();
+  }
+
+  function onScroll() {
+    const log = el.log;
+    if (S.progScroll !== null) {
+      const expected = S.progScroll;
+      S.progScroll = null;
+      if (Math.abs(log.scrollTop - expected) < 2) return;
+    }
+    const range = log.scrollHeight - log.clientHeight;
+    if (range > 0 && log.scrollTop >= range - 2) {
+      if (!S.follow) setFollow(true);
+    } else {
+      if (S.follow) setFollow(false);
+      S.top = Math.floor(log.scrollTop * S.scale / S.rowH);
+      if (log.scrollTop <= 0) loadOlder();
+    }
+    markDirty();
   }
 
   function onKey(e) {
@@ -628,27 +1545,31 @@
       }
       return;
     }
-    switch (e.key) {
+    const key = e.key;
+    const handled = () => e.preventDefault();
+    switch (key) {
       case ' ':
         if (t instanceof HTMLButtonElement || (t && t.tagName === 'SUMMARY')) return; // let Space press it
-        e.preventDefault();
-        setPaused(!S.paused);
-        break;
-      case '/':
-        e.preventDefault();
-        el.filter.focus();
-        el.filter.select();
-        break;
-      case 'End':
-        e.preventDefault();
-        setFollow(true);
-        break;
-      case '?':
-        e.preventDefault();
-        el.help.open = !el.help.open;
-        break;
+        handled(); setPaused(!S.paused); break;
+      case '/': handled(); el.filter.focus(); el.filter.select(); break;
+      case 'n': handled(); findNext(1, isMatch); break;
+      case 'N': handled(); findNext(-1, isMatch); break;
+      case 'e': handled(); findNext(1, isError); break;
+      case 'E': handled(); findNext(-1, isError); break;
+      case 'j': case 'ArrowDown': if (key === 'ArrowDown' && t !== el.log) return; handled(); moveCursor(1); break;
+      case 'k': case 'ArrowUp': if (key === 'ArrowUp' && t !== el.log) return; handled(); moveCursor(-1); break;
+      case 'Enter': if (t instanceof HTMLButtonElement) return; handled(); toggleOpen(S.cur); break;
+      case 'c': handled(); copyLink(S.cur); break;
+      case 'g': case 'Home': handled(); setFollow(false); S.top = 0; markDirty(); loadOlder(); break;
+      case 'G': case 'End': handled(); setFollow(true); break;
+      case 'f': handled(); setFollow(!S.follow); break;
+      case 'w': handled(); setWrap(!S.wrap); break;
+      case 't': handled(); setRelTime(!S.relTime); break;
+      case '?': handled(); el.help.open = !el.help.open; break;
       case 'Escape':
-        el.help.open = false;
+        if (el.help.open) { el.help.open = false; break; }
+        if (S.cur) { S.cur = null; markDirty(); break; }
+        if (el.filter.value) { el.filter.value = ''; onFilterChange(true); }
         break;
       default:
     }
@@ -657,27 +1578,52 @@
   // ---------- devtools API (DESIGN.md, "The viewer page") ----------
   // In the console: logtail.lines(), logtail.state(), logtail.pause(), logtail.resume().
 
+  const pct = (arr, count, q) => {
+    const n = Math.min(count, arr.length);
+    if (!n) return 0;
+    const s = Array.from(arr.subarray(0, n)).sort((a, b) => a - b);
+    return s[Math.min(n - 1, Math.floor(q * n))];
+  };
+
   const api = Object.freeze({
-    /** Every line the page holds, oldest first: shown, then buffered (paused or hidden). */
+    /** Every line the page holds, oldest first, as {seq, file, line}. */
     lines() {
       const out = [];
-      if (el.log) {
-        for (const row of el.log.querySelectorAll('.line')) {
-          if (row.logtail) out.push(Object.assign({}, row.logtail));
-        }
-      }
-      for (const it of S.pending) {
-        if (it.k === 0) out.push({ seq: it.seq, file: it.file, line: it.text });
+      for (let i = S.E0; i < S.E.length; i++) {
+        const e = S.E[i];
+        if (e.k === 0) out.push({ seq: e.seq, file: e.file, line: e.line });
       }
       return out;
     },
     /** The connection, the stream it reads (epoch, last seq) and what it got or lost. */
     state() {
-      const st = document.body ? document.body.dataset.state : '';
-      const connection = S.paused ? 'paused'
-        : st === 'live' ? 'live'
-          : (st === 'connecting' || st === 'reconnecting') ? 'reconnecting' : 'closed';
-      return { connection, epoch: S.epoch, seq: S.lastSeq, received: S.count, lost: S.lost };
+      return {
+        connection: connectionState(), epoch: S.epoch, seq: S.lastSeq, received: S.count, lost: S.lost,
+        held: S.heldLines, capacity: S.cap, shown: viewCount(), following: S.follow,
+        newLines: S.pausedNew + S.skipped, domRows: el.win ? el.win.querySelectorAll('.row').length : 0,
+        rowsOnScreen: S.visRows, selected: S.cur && S.cur.seq !== null ? S.cur.seq : null,
+        older: S.older ? 'loading' : (S.startReached || 'more'),
+      };
+    },
+    /** The rows of the view (filters applied), oldest first: lines and the stream's events. */
+    view() {
+      const out = [];
+      const n = shownCount();
+      for (let i = 0; i < n; i++) {
+        const e = viewAt(i);
+        out.push(e.k === 0 ? { kind: 'line', seq: e.seq, file: e.file, line: e.line, level: e.lv === 'none' ? '' : e.lv }
+          : { kind: e.k === 1 ? 'event' : 'note', event: e.ev, file: e.file, text: e.line });
+      }
+      return out;
+    },
+    /** Frame timings (ms) of the last frames drawn. */
+    perf() {
+      const p = S.perf;
+      const n = Math.min(p.n, PERF_FRAMES);
+      return {
+        frames: p.n, renderP50: pct(p.render, n, 0.5), renderP99: pct(p.render, n, 0.99),
+        renderMax: pct(p.render, n, 1), frameGapP50: pct(p.gap, n, 0.5), frameGapP99: pct(p.gap, n, 0.99),
+      };
     },
     pause() { setPaused(true); },
     resume() { setPaused(false); },
