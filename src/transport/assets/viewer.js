@@ -74,6 +74,7 @@
     lvOff: new Set(), shownFiles: null, has: [], not: [], cols: [],
     // files
     files: new Map(), // name -> {lines, unread, state, colour, removed}
+    pickerDirty: false, pickerAll: true, pickerNames: new Set(),
     unseen: 0, titleTimer: 0,
     perf: { render: new Float64Array(PERF_FRAMES), gap: new Float64Array(PERF_FRAMES), n: 0, last: 0 },
   };
@@ -148,7 +149,7 @@
     S.filterMark = buildFilter(true);
     showChips();
     showFieldsBar();
-    showPicker();
+    pickerChanged(null);
   }
 
   // ---------- connection ----------
@@ -302,8 +303,16 @@
           addEvent('restart', 'server restarted — line numbers start again');
           S.lastSeq = 0;
         }
+        const firstHello = !S.helloSeen;
         S.helloSeen = true;
         S.epoch = epoch;
+        if (firstHello && S.permalink && S.permalink.epoch === null) {
+          S.permalink.epoch = epoch;
+          S.helloSeq = typeof m.seq === 'number' ? m.seq : 0;
+          S.resumable = true;
+          goToPermalink();
+          return;
+        }
         S.helloSeq = typeof m.seq === 'number' ? m.seq : 0;
         S.resumable = true;
         S.attempt = 0;
@@ -333,12 +342,12 @@
         if (info.state === m.event) return;  // repeated on every reconnect
         info.state = m.event;
         addEvent(m.event, m.event === 'waiting' ? 'waiting for ' + (file || 'the file') + ' to appear' : 'following ' + (file || 'the file'), file);
-        showPicker();
+        pickerChanged(file);
         return;
       }
-      case 'added': fileInfo(file).removed = false; addEvent('added', (file || 'a file') + ' added', file); showPicker(); return;
-      case 'removed': fileInfo(file).removed = true; addEvent('removed', (file || 'a file') + ' removed', file); showPicker(); return;
-      case 'ended': fileInfo(file).state = 'ended'; addEvent('ended', (file || 'input') + ' ended', file); showPicker(); return;
+      case 'added': fileInfo(file).removed = false; addEvent('added', (file || 'a file') + ' added', file); pickerChanged(file); return;
+      case 'removed': fileInfo(file).removed = true; addEvent('removed', (file || 'a file') + ' removed', file); pickerChanged(file); return;
+      case 'ended': fileInfo(file).state = 'ended'; addEvent('ended', (file || 'input') + ' ended', file); pickerChanged(file); return;
       default: addEvent(m.event, m.event + (file ? ' — ' + file : ''), file);
     }
     if (m.event === 'rotated' || m.event === 'truncated') fileInfo(file).state = 'following';
@@ -358,8 +367,10 @@
       f = { lines: 0, unread: 0, state: '', colour: colourOf(name), removed: false };
       S.files.set(name, f);
       if (S.files.size > 1) document.body.classList.add('multi');
-      el.files.textContent = Array.from(S.files.keys()).join(', ');
-      setTitle();
+      if (S.files.size <= 4) el.files.textContent = Array.from(S.files.keys()).join(', ');
+      else el.files.textContent = fmt(S.files.size) + ' files';
+      if (S.files.size <= 6) setTitle();
+      S.pickerAll = true;
       S.pickerDirty = true;
     }
     return f;
@@ -379,7 +390,7 @@
         const info = fileInfo(f.name);
         if (!info.state && typeof f.state === 'string') info.state = f.state;
       }
-      showPicker();
+      pickerChanged(null);
     }).catch(() => { S.filesLoaded = false; });
   }
 
@@ -388,7 +399,7 @@
     for (const [name, f] of S.files) if (fileShown(name)) f.unread = 0;
     writeHash();
     rebuildView();
-    showPicker();
+    pickerChanged(null);
   }
 
   function toggleFile(name, only) {
@@ -397,6 +408,12 @@
     const cur = S.shownFiles ? new Set(S.shownFiles) : new Set(all);
     if (cur.has(name)) cur.delete(name); else cur.add(name);
     setShownFiles(cur.size === all.length && all.every((n) => cur.has(n)) ? null : cur);
+  }
+
+  function pickerChanged(name) {
+    if (name) S.pickerNames.add(name); else S.pickerAll = true;
+    S.pickerDirty = true;
+    if (el.log) markDirty();
   }
 
   // The picker: one button per file, made once; counts updated at most once a frame.
@@ -409,7 +426,11 @@
     if (!many) return;
     if (!S.pickerButtons) S.pickerButtons = new Map();
     const buttons = S.pickerButtons;
-    for (const [name, f] of S.files) {
+    const names = S.pickerAll ? S.files.keys() : S.pickerNames;
+    S.pickerAll = false;
+    for (const name of names) {
+      const f = S.files.get(name);
+      if (!f) continue;
       let b = buttons.get(name);
       if (!b) {
         const li = document.createElement('li');
@@ -437,6 +458,7 @@
       const title = name + (f.state ? ' — ' + f.state : '') + (f.removed ? ' (removed)' : '') + ' · click: show/hide · double-click: only this';
       if (b.title !== title) b.title = title;
     }
+    S.pickerNames.clear();
     el.allFiles.disabled = S.shownFiles === null;
   }
 
@@ -461,7 +483,7 @@
       const f = fileInfo(file);
       f.lines++;
       if (!fileShown(file)) f.unread++;
-      if (S.files.size > 1) S.pickerDirty = true;
+      if (S.files.size > 1) { S.pickerNames.add(file); S.pickerDirty = true; }
     }
     push(e);
     const link = S.permalink;
@@ -537,8 +559,8 @@
     let limit = heldCount();
     if (S.paused || !S.follow) {
       // Never drop what the reader may be looking at (or is about to scroll back to).
-      const top = viewAt(Math.min(S.top, viewCount() - 1));
-      limit = top ? Math.max(0, heldIndexOf(top.id) - KEEP_MARGIN) : 0;
+      const top = viewCount() ? viewAt(Math.min(S.top, viewCount() - 1)) : null;
+      if (top) limit = Math.max(0, heldIndexOf(top.id) - KEEP_MARGIN);
       if (S.cur) limit = Math.min(limit, Math.max(0, heldIndexOf(S.cur.id) - KEEP_MARGIN));
     }
     let i = S.E0;
@@ -707,7 +729,7 @@
     S.V = viewAdd.concat(S.V.slice(S.V0));
     S.V0 = 0;
     if (!S.follow) S.top += viewAdd.length;
-    S.pickerDirty = true;
+    pickerChanged(null);
     markDirty();
   }
 
@@ -1284,7 +1306,7 @@
     S.count = 0; S.pausedNew = 0; S.belowNew = 0; S.skipped = 0; S.overflow = false;
     S.startReached = ''; S.cur = null; S.top = 0;
     for (const f of S.files.values()) { f.lines = 0; f.unread = 0; }
-    S.pickerDirty = true;
+    pickerChanged(null);
     setFollow(true);
     markDirty();
   }
