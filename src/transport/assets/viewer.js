@@ -370,6 +370,9 @@
       if (S.files.size <= 4) el.files.textContent = Array.from(S.files.keys()).join(', ');
       else el.files.textContent = fmt(S.files.size) + ' files';
       if (S.files.size <= 6) setTitle();
+      // One width for every file tag (CSSOM, not a style attribute), so the text aligns.
+      const w = Math.min(24, Math.max(S.tagWidth || 0, name.length));
+      if (w !== S.tagWidth && el.log) { S.tagWidth = w; el.log.style.setProperty('--fw', w + 'ch'); }
       S.pickerAll = true;
       S.pickerDirty = true;
     }
@@ -1270,7 +1273,8 @@
   function setRelTime(r) {
     S.relTime = r;
     store.set(TIME_KEY, r ? 'rel' : null);
-    el.time.textContent = r ? 'Time: rel' : 'Time: abs';
+    el.time.textContent = r ? 'Rel time' : 'Time';
+    el.time.setAttribute('aria-pressed', String(r));
     S.gen++;
     markDirty();
   }
