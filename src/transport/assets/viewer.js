@@ -31,6 +31,7 @@
   const FAIL_HINT_AFTER = 3;     // failed attempts (never opened) before the token hint
   const OLDER_TIMEOUT = 20000;   // ms for one "load older" socket
   const PERF_FRAMES = 4096;      // frame timings kept for logtail.perf()
+  const MAX_SPANS = 2000;        // styled spans drawn per line
   const THEME_KEY = 'logtail.theme';
   const WRAP_KEY = 'logtail.wrap';
   const RING_KEY = 'logtail.ring';
@@ -920,7 +921,13 @@
 
   function appendAnsi(parent, line) {
     if (!F.hasAnsi(line) && !/[\x00-\x08\x0b-\x1f\x7f]/.test(line)) { appendText(parent, line); return; }
-    for (const sp of F.ansiSpans(line)) {
+    const spans = F.ansiSpans(line);
+    for (let i = 0; i < spans.length; i++) {
+      const sp = spans[i];
+      if (i === MAX_SPANS) {   // a line of nothing but escapes: the rest as plain text
+        appendText(parent, spans.slice(i).map((x) => x.text).join(''));
+        break;
+      }
       if (!sp.cls && !sp.fg && !sp.bg) { appendText(parent, sp.text); continue; }
       const span = document.createElement('span');
       if (sp.cls) span.className = sp.cls;
@@ -1538,6 +1545,7 @@
     // Not held: start the view again just before it.
     clearView();
     S.lastSeq = Math.max(0, link.seq - 1 - PERMALINK_CONTEXT);
+    S.helloSeq = S.lastSeq;
     S.resumable = S.epoch !== null;
     reconnectNow();
   }
