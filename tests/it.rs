@@ -27,6 +27,8 @@ mod security;
 mod limits;
 // The viewer page in headless Chromium (CDP): backlog, live, token, rotation, reconnect.
 mod browser;
+// The viewer's format.js (ANSI, levels, JSON/logfmt): its node unit tests and level corpus.
+mod viewer_format;
 
 // The README's quick start, read from README.md and typed literally: websocat, curl -N, echo.
 mod quickstart;

@@ -62,6 +62,12 @@ const TOOLS: &[Tool] = &[
         only_as_root: false,
     },
     Tool {
+        name: "node",
+        programs: &["node", "nodejs"],
+        install: "apt-get install nodejs",
+        only_as_root: false,
+    },
+    Tool {
         name: "setpriv",
         programs: &["setpriv"],
         install: "apt-get install util-linux",
