@@ -894,7 +894,7 @@
   }
 
   function appendAnsi(parent, line) {
-    if (!F.hasAnsi(line) && !/[\x00-\x08\x0b-\x1f\x7f]/.test(line)) { appendText(parent, line); return; }
+    if (!F.hasAnsi(line) && !/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(line)) { appendText(parent, line); return; }
     for (const sp of F.ansiSpans(line)) {
       if (!sp.cls && !sp.fg && !sp.bg) { appendText(parent, sp.text); continue; }
       const span = document.createElement('span');
