@@ -1315,7 +1315,11 @@
 
   function findNext(dir, test) {
     const n = shownCount();
-    for (let i = fromIndex() + dir; i >= 0 && i < n; i += dir) {
+    let i = fromIndex();
+    // Past the selected row; with none, the row searched from (the last one when
+    // following, else the top one on screen) is a candidate itself, in the direction it can be.
+    if ((S.cur && !S.cur.gone && viewAt(i) === S.cur) || (S.follow ? dir > 0 : dir < 0)) i += dir;
+    for (; i >= 0 && i < n; i += dir) {
       const e = viewAt(i);
       if (e.k === 0 && test(e)) { select(e); return true; }
     }
