@@ -2167,4 +2167,434 @@ async fn viewer_keyboard_drives_filter_matches_errors_pause_and_help() {
         ""
     );
     assert_eq!(page.eval(HASH_JS).await, "hide=0");
+
+    // Following the tail with nothing selected, E finds the newest error: the last line.
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["ERROR newest"]);
+    page.wait_view("the new error shows", SHOW, |v| v.has_line("ERROR newest"))
+        .await;
+    page.press("G").await;
+    assert_eq!(page.state().await["following"], true);
+    for (key, seq) in [("E", 9), ("E", 6), ("e", 9)] {
+        walk(&mut page, key, seq).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 13: what a line looks like (format.js): ANSI, levels, JSON and logfmt
+
+/// Records every CSP violation the documents loaded from now on report.
+const CSP_LISTENER_JS: &str = r#"(() => {
+  window.__cspViolations = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
+  });
+})();"#;
+
+/// The pieces of a line row's `.text`, in order: text nodes as `{text}`, elements as
+/// `{tag, cls, text, color, bg, weight, fontStyle, deco, opacity}` (computed styles).
+fn pieces_js(seq: u64) -> String {
+    format!(
+        r#"(() => {{
+  const t = document.querySelector('#win .row.line[data-seq="{seq}"] .text');
+  if (!t) return null;
+  return [...t.childNodes].map((n) => {{
+    if (n.nodeType === Node.TEXT_NODE) return {{ text: n.textContent }};
+    const s = getComputedStyle(n);
+    return {{ tag: n.tagName.toLowerCase(), cls: n.className, text: n.textContent, color: s.color,
+             bg: s.backgroundColor, weight: s.fontWeight, fontStyle: s.fontStyle,
+             deco: s.textDecorationLine, opacity: s.opacity }};
+  }});
+}})()"#
+    )
+}
+
+/// `{tag, cls, text}` of the pieces, without the computed styles.
+fn shapes(pieces: &Value) -> Vec<Value> {
+    pieces
+        .as_array()
+        .unwrap_or_else(|| panic!("no pieces: {pieces}"))
+        .iter()
+        .map(|p| match p.get("tag") {
+            None => json!({ "text": p["text"] }),
+            Some(tag) => json!({ "tag": tag, "cls": p["cls"], "text": p["text"] }),
+        })
+        .collect()
+}
+
+/// ANSI SGR colours and styles render as spans with classes (palette colours, readable
+/// in both themes) and CSSOM colours (256 and true colour), exactly the colours the codes
+/// name; control characters show as visible symbols; no ESC reaches the DOM; the page's
+/// CSP reports no violation.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_renders_ansi_colours_and_shows_control_characters() {
+    let browser = Chromium::launch().await;
+    let lines = [
+        "\x1b[1;31mERR\x1b[0m plain \x1b[38;5;208morange\x1b[m \x1b[38;2;1;2;3mtrue\x1b[0m",
+        "\x1b[2;3;9mdim italic struck\x1b[22;23;29m back\x1b[0m \x1b[4;92munder green\x1b[24;39m end",
+        "\x1b[41;97m white on red \x1b[49;39m \x1b[48;5;21mblue bg\x1b[0m \x1b[7minverse\x1b[27m",
+        "bell\x07 bs\x08 erase\x1b[2K del\x7f tab\tend",
+        "c1 \u{85} only",
+    ];
+    let log = LogFile::with_lines(lines);
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": CSP_LISTENER_JS }),
+    )
+    .await;
+    page.call(
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "light" }] }),
+    )
+    .await;
+    page.goto(&server.http_url("/")).await;
+    let v = page
+        .wait_view("live with the 5 lines", SHOW, |v| {
+            v.is_live() && v.lines().len() == 5
+        })
+        .await;
+    assert_eq!(v.lines(), lines, "logtail.view() keeps each line as sent");
+    page.frames().await;
+
+    // Line 1: bold red (palette), 256-colour 208, true colour 1;2;3; resets (bare ESC[m too).
+    let p1 = eval_json(&mut page, &pieces_js(1)).await;
+    assert_eq!(
+        shapes(&p1),
+        [
+            json!({ "tag": "span", "cls": "a-b a-f1", "text": "ERR" }),
+            json!({ "text": " plain " }),
+            json!({ "tag": "span", "cls": "", "text": "orange" }),
+            json!({ "text": " " }),
+            json!({ "tag": "span", "cls": "", "text": "true" }),
+        ],
+        "{p1:#}"
+    );
+    assert_eq!(
+        p1[0]["color"], "rgb(207, 34, 46)",
+        "31 in the light palette"
+    );
+    assert_eq!(p1[0]["weight"], "700");
+    assert_eq!(p1[2]["color"], "rgb(255, 135, 0)", "38;5;208");
+    assert_eq!(p1[4]["color"], "rgb(1, 2, 3)", "38;2;1;2;3");
+
+    // Line 2: dim, italic, strikethrough, each undone by its own code; underline, bright.
+    let p2 = eval_json(&mut page, &pieces_js(2)).await;
+    assert_eq!(
+        shapes(&p2),
+        [
+            json!({ "tag": "span", "cls": "a-d a-i a-s", "text": "dim italic struck" }),
+            json!({ "text": " back " }),
+            json!({ "tag": "span", "cls": "a-u a-f10", "text": "under green" }),
+            json!({ "text": " end" }),
+        ],
+        "{p2:#}"
+    );
+    assert_eq!(p2[0]["opacity"], "0.65");
+    assert_eq!(p2[0]["fontStyle"], "italic");
+    assert_eq!(p2[0]["deco"], "line-through");
+    assert_eq!(p2[2]["deco"], "underline");
+    assert_eq!(
+        p2[2]["color"], "rgb(26, 127, 55)",
+        "92 in the light palette"
+    );
+
+    // Line 3: backgrounds (palette, 256-colour), bright white, inverse.
+    let p3 = eval_json(&mut page, &pieces_js(3)).await;
+    assert_eq!(
+        shapes(&p3),
+        [
+            json!({ "tag": "span", "cls": "a-f15 a-g1", "text": " white on red " }),
+            json!({ "text": " " }),
+            json!({ "tag": "span", "cls": "", "text": "blue bg" }),
+            json!({ "text": " " }),
+            json!({ "tag": "span", "cls": "a-fi a-gi", "text": "inverse" }),
+        ],
+        "{p3:#}"
+    );
+    assert_eq!(p3[0]["bg"], "rgb(255, 206, 203)", "41 in the light palette");
+    assert_eq!(p3[2]["bg"], "rgb(0, 0, 255)", "48;5;21");
+    let (bg, fg) = (
+        page.eval("getComputedStyle(document.body).backgroundColor")
+            .await,
+        page.eval("getComputedStyle(document.body).color").await,
+    );
+    assert_eq!(
+        (&p3[4]["color"], &p3[4]["bg"]),
+        (&bg, &fg),
+        "inverse swaps the theme's colours"
+    );
+
+    // Lines 4 and 5: controls as visible symbols, in their own spans; TAB stays a tab.
+    let p4 = eval_json(&mut page, &pieces_js(4)).await;
+    assert_eq!(
+        shapes(&p4),
+        [
+            json!({ "text": "bell" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{2407}" }),
+            json!({ "text": " bs" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{2408}" }),
+            json!({ "text": " erase" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{241b}[2K" }),
+            json!({ "text": " del" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{2421}" }),
+            json!({ "text": " tab\tend" }),
+        ],
+        "{p4:#}"
+    );
+    let p5 = eval_json(&mut page, &pieces_js(5)).await;
+    assert_eq!(
+        shapes(&p5),
+        [
+            json!({ "text": "c1 " }),
+            json!({ "tag": "span", "cls": "ctl", "text": "<85>" }),
+            json!({ "text": " only" }),
+        ],
+        "{p5:#}"
+    );
+
+    // No escape or control character reached the DOM's text (TAB aside).
+    let raw = page
+        .eval(
+            "[...document.getElementById('win').textContent].filter(c => { const n = c.charCodeAt(0); return (n < 32 && n !== 9) || (n >= 127 && n < 160); }).length",
+        )
+        .await;
+    assert_eq!(raw, 0, "raw control characters in the DOM");
+
+    // The dark theme: the same classes, the dark palette.
+    page.call(
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+    )
+    .await;
+    page.frames().await;
+    let p1 = eval_json(&mut page, &pieces_js(1)).await;
+    assert_eq!(
+        p1[0]["color"], "rgb(255, 123, 114)",
+        "31 in the dark palette"
+    );
+    assert_eq!(p1[2]["color"], "rgb(255, 135, 0)", "38;5;208 in any theme");
+
+    let violations = page.eval("window.__cspViolations").await;
+    assert_eq!(violations, json!([]), "CSP violations");
+}
+
+/// Levels from JSON (pino numbers too), logfmt, klog, brackets, `LEVEL:` and behind ANSI;
+/// a level chip hides a level, the fragment says so (`lv=`) and a reload keeps it.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_detects_levels_and_filters_them_with_the_chips() {
+    let browser = Chromium::launch().await;
+    let lines = [
+        (
+            "time=2026-01-02T03:04:05Z level=warn msg=\"disk almost full\"",
+            "warn",
+        ),
+        (
+            r#"{"level":50,"time":1767323045000,"msg":"pino fails"}"#,
+            "error",
+        ),
+        (
+            r#"{"level":30,"time":1767323045001,"msg":"pino says hello"}"#,
+            "info",
+        ),
+        (
+            "E0806 12:34:56.789012    1 main.go:42] klog failure",
+            "error",
+        ),
+        ("I0806 12:34:56.789012    1 main.go:43] klog info", "info"),
+        ("[ERROR] bracketed failure", "error"),
+        ("[DEBUG] bracketed detail", "debug"),
+        ("WARN: colon form", "warn"),
+        ("\x1b[31mERROR\x1b[0m behind colour", "error"),
+        ("a plain line without any level", ""),
+    ];
+    let log = LogFile::with_lines(lines.map(|(l, _)| l));
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    let v = page
+        .wait_view("live with the 10 lines", SHOW, |v| {
+            v.is_live() && v.lines().len() == 10
+        })
+        .await;
+    let got: Vec<(&str, &str)> = v
+        .rows
+        .iter()
+        .map(|r| (r.text.as_deref().unwrap(), r.level.as_deref().unwrap()))
+        .collect();
+    assert_eq!(got, lines);
+    page.frames().await;
+    let dom_levels = eval_json(
+        &mut page,
+        "[...document.querySelectorAll('#win .row.line')].map(r => r.dataset.level)",
+    )
+    .await;
+    let want: Vec<&str> = lines
+        .iter()
+        .map(|(_, l)| if l.is_empty() { "none" } else { l })
+        .collect();
+    assert_eq!(dom_levels, json!(want), "the rows' data-level (their tint)");
+    let counts = eval_json(
+        &mut page,
+        "[...document.querySelectorAll('.lv')].map(b => [b.dataset.lv, b.querySelector('.n').textContent])",
+    )
+    .await;
+    assert_eq!(
+        counts,
+        json!([
+            ["error", "4"],
+            ["warn", "2"],
+            ["info", "2"],
+            ["debug", "1"],
+            ["none", "1"]
+        ])
+    );
+
+    // Hide the errors.
+    page.click(".lv[data-lv=\"error\"]").await;
+    let no_errors: Vec<&str> = lines
+        .iter()
+        .filter(|(_, l)| *l != "error")
+        .map(|(t, _)| *t)
+        .collect();
+    let v = page
+        .wait_view("the errors are hidden", SHOW, |v| v.lines().len() == 6)
+        .await;
+    assert_eq!(v.lines(), no_errors);
+    assert_eq!(page.eval(HASH_JS).await, "lv=warn,info,debug,none");
+    assert_eq!(
+        page.eval("document.querySelector('.lv[data-lv=\"error\"]').getAttribute('aria-pressed')")
+            .await,
+        "false"
+    );
+
+    // Reloaded with that fragment: the same view.
+    page.reload().await;
+    page.wait_state("the reloaded page has its lines", SHOW, |s| {
+        s["received"] == 10 && s["connection"] == "live"
+    })
+    .await;
+    let v = page.view().await;
+    assert_eq!(v.lines(), no_errors);
+    assert_eq!(
+        page.eval("document.querySelector('.lv[data-lv=\"error\"]').getAttribute('aria-pressed')")
+            .await,
+        "false"
+    );
+    assert_eq!(page.eval(HASH_JS).await, "lv=warn,info,debug,none");
+}
+
+/// JSON and logfmt rows show time, level and message; a click expands every field as a
+/// tree; a value filters `has=field=value`, `▥` pins a column; both live in the fragment
+/// and come back on reload.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_structured_rows_expand_filter_by_field_and_pin_columns() {
+    let browser = Chromium::launch().await;
+    let lines = [
+        r#"{"time":"2026-01-02T03:04:05.678Z","level":"info","msg":"user logged in","user":"ann","req":{"id":7,"path":"/login"}}"#,
+        r#"{"time":"2026-01-02T03:04:06.000Z","level":"error","msg":"payment failed","user":"bob","req":{"id":8,"path":"/pay"}}"#,
+        r#"time=2026-01-02T03:04:07.250Z level=warn msg="slow request" user=ann req.id=9"#,
+        "a plain text line by ann",
+    ];
+    let log = LogFile::with_lines(lines);
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with the 4 lines", SHOW, |v| {
+        v.is_live() && v.lines().len() == 4
+    })
+    .await;
+    page.frames().await;
+    let cells_js = "[...document.querySelectorAll('#win .row.line')].map(r => [Number(r.dataset.seq), r.classList.contains('st'), ...['.ts', '.lvl', '.msg'].map(c => r.querySelector(c)?.textContent ?? null), [...r.querySelectorAll('.col')].map(c => c.textContent)])";
+    let cells = eval_json(&mut page, cells_js).await;
+    assert_eq!(
+        cells,
+        json!([
+            [1, true, "03:04:05.678", "info", "user logged in", []],
+            [2, true, "03:04:06.000", "error", "payment failed", []],
+            [3, true, "03:04:07.250", "warn", "slow request", []],
+            [4, false, null, null, null, []],
+        ])
+    );
+
+    // A click expands the first row: every field, nested ones by their path.
+    page.click("#win .row.line[data-seq=\"1\"] .msg").await;
+    let tree = page
+        .wait_eval(
+            "the first row's tree shows",
+            SHOW,
+            "[...document.querySelectorAll('#win .row.line[data-seq=\"1\"] .tree .kv')].map(kv => [kv.querySelector('.k').textContent, kv.querySelector('.v').textContent])",
+            |t| t.as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    assert_eq!(
+        tree,
+        json!([
+            ["time", "2026-01-02T03:04:05.678Z"],
+            ["level", "info"],
+            ["msg", "user logged in"],
+            ["user", "ann"],
+            ["req.id", "7"],
+            ["req.path", "/login"],
+        ])
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('#win .tree').length")
+            .await,
+        1,
+        "only the clicked row is expanded"
+    );
+
+    // A value filters: only the lines whose user is ann (JSON and logfmt alike).
+    page.click("#win .row.line[data-seq=\"1\"] .tree .v[data-path=\"user\"]")
+        .await;
+    let v = page
+        .wait_view("only user=ann", SHOW, |v| v.lines().len() == 2)
+        .await;
+    assert_eq!(v.lines(), [lines[0], lines[2]]);
+    assert_eq!(page.eval(HASH_JS).await, "has=user=ann");
+
+    // ▥ pins req.id as a column.
+    page.click("#win .row.line[data-seq=\"1\"] .tree .fa[data-act=\"col\"][data-path=\"req.id\"]")
+        .await;
+    let cols = page
+        .wait_eval(
+            "the column shows",
+            SHOW,
+            "[...document.querySelectorAll('#win .row.line')].map(r => [Number(r.dataset.seq), [...r.querySelectorAll('.col')].map(c => c.textContent)])",
+            |c| c[0][1].as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    assert_eq!(cols, json!([[1, ["7"]], [3, ["9"]]]));
+    assert_eq!(page.eval(HASH_JS).await, "col=req.id&has=user=ann");
+    let chips = "[...document.querySelectorAll('#cols .chip')].map(c => c.firstChild.textContent)";
+    assert_eq!(
+        eval_json(&mut page, chips).await,
+        json!(["column req.id", "user = ann"])
+    );
+
+    // Reloaded with the fragment: the filter and the column again.
+    page.reload().await;
+    page.wait_state("the reloaded page has its lines", SHOW, |s| {
+        s["received"] == 4 && s["connection"] == "live"
+    })
+    .await;
+    let v = page.view().await;
+    assert_eq!(v.lines(), [lines[0], lines[2]]);
+    page.frames().await;
+    let cols = eval_json(
+        &mut page,
+        "[...document.querySelectorAll('#win .row.line')].map(r => [Number(r.dataset.seq), [...r.querySelectorAll('.col')].map(c => c.textContent)])",
+    )
+    .await;
+    assert_eq!(cols, json!([[1, ["7"]], [3, ["9"]]]));
+    assert_eq!(
+        eval_json(&mut page, chips).await,
+        json!(["column req.id", "user = ann"])
+    );
 }
