@@ -1,6 +1,14 @@
 //! The built-in viewer page in a real browser: headless Chromium, driven over the Chrome
 //! DevTools Protocol (CDP) with tokio-tungstenite, opens `/` and the tests read what the page
-//! shows (`body[data-state]`, `#log .line[data-seq] .text`, `.sep.event[data-event]`).
+//! shows (`body[data-state]`, `#log .line[data-seq] .text`, `.sep.event[data-event]`) and
+//! holds (`window.logtail`: `lines()`, `state()`, `view()`).
+//!
+//! The issue-13 tests drive it as a reader does: real key presses and mouse clicks (CDP
+//! `Input.*`), scrolling `#log`, the URL fragment; they assert exact contents and order,
+//! and wait on conditions with deadlines (never sleep to synchronise): the 100 000-line
+//! ring with virtual rows, lossless pause, overflow past twice the ring, older lines,
+//! stream events as rows, ANSI colours under the CSP, levels, JSON/logfmt rows, the file
+//! picker, permalinks and the keys.
 //!
 //! Chromium is found on `PATH` (`chromium`, or `chromium-browser`) as the tests are built;
 //! without it they are ignored with the reason (`#[needs::tools(chromium)]`; CI installs
@@ -19,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{LogFile, PROMPT, Server, WsClient, http_open, numbered, strs};
+use crate::harness::{LogFile, PROMPT, Server, WsClient, fixed_line, http_open, numbered, strs};
 
 /// How long Chromium gets to start and write `DevToolsActivePort` (slow on a busy CI box).
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -237,6 +245,12 @@ struct Row {
     event: Option<String>,
     /// A line's `.text` textContent (`None` if it has no `.text`), a separator's text.
     text: Option<String>,
+    /// The file the line or event belongs to (`""`: none).
+    #[serde(default)]
+    file: Option<String>,
+    /// A line's level as the page detected it (`""`: none).
+    #[serde(default)]
+    level: Option<String>,
 }
 
 /// Reads the view the page holds (`logtail.view()`: every row the filters let through, not
@@ -245,8 +259,8 @@ const VIEW_JS: &str = r#"(() => {
   const rows = [];
   const view = window.logtail ? window.logtail.view() : [];
   for (const r of view) {
-    if (r.kind === 'line') rows.push({ kind: 'line', seq: r.seq, event: null, text: r.line });
-    else rows.push({ kind: r.kind, seq: null, event: r.event || null, text: r.text });
+    if (r.kind === 'line') rows.push({ kind: 'line', seq: r.seq, event: null, text: r.line, file: r.file, level: r.level });
+    else rows.push({ kind: r.kind, seq: null, event: r.event || null, text: r.text, file: r.file || '', level: null });
   }
   const b = document.body, s = document.getElementById('status');
   return { state: b && b.dataset.state !== undefined ? b.dataset.state : null,
@@ -406,6 +420,28 @@ impl Page {
         loop {
             // While the old document unloads, evaluating can fail: try again.
             let loaded = self.try_eval(&check).await;
+            if loaded == Ok(Value::Bool(true)) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("{url} did not load within {PROMPT:?}: {loaded:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Navigates to `url` and waits until a new document has loaded (whatever its address
+    /// becomes: the page may rewrite its fragment as soon as it runs).
+    async fn goto_fresh(&mut self, url: &str) {
+        self.eval("window.__beforeNavigate = true").await;
+        let r = self.call("Page.navigate", json!({ "url": url })).await;
+        if let Some(err) = r.get("errorText").and_then(Value::as_str) {
+            panic!("navigating to {url} failed: {err}");
+        }
+        let check = "window.__beforeNavigate === undefined && document.readyState === 'complete' && location.protocol !== 'about:'";
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let loaded = self.try_eval(check).await;
             if loaded == Ok(Value::Bool(true)) {
                 return;
             }
@@ -992,4 +1028,1573 @@ async fn eval_json(page: &mut Page, expr: &str) -> Value {
     let text = page.eval(&format!("JSON.stringify({expr})")).await;
     serde_json::from_str(text.as_str().unwrap_or("null"))
         .unwrap_or_else(|e| panic!("{expr} is not JSON ({e}): {text}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Driving the page as a reader does: keys, clicks, scrolling; reading window.logtail
+
+/// Deadline for the page to take a large backlog or burst (a debug server, two cores).
+const BIG: Duration = Duration::from_secs(60);
+
+/// The `data-seq` of the line rows in the DOM (`#win`), top to bottom.
+const DOM_SEQS_JS: &str =
+    "[...document.querySelectorAll('#win .row.line[data-seq]')].map(r => Number(r.dataset.seq))";
+
+/// The top line row of `#win`: its seq, its offset from the top of `#log`, and `#log`'s
+/// scrollTop.
+const TOP_ROW_JS: &str = r#"(() => {
+  const log = document.getElementById('log');
+  const row = document.querySelector('#win .row.line[data-seq]');
+  return row ? { seq: Number(row.dataset.seq),
+                 y: Math.round(row.getBoundingClientRect().top - log.getBoundingClientRect().top),
+                 scrollTop: Math.round(log.scrollTop) } : null;
+})()"#;
+
+/// The fragment of the page's address, decoded (`file=a.log&lv=warn,info`).
+const HASH_JS: &str = "decodeURIComponent(location.hash.replace(/^#/, ''))";
+
+impl Page {
+    /// `logtail.state()`.
+    async fn state(&mut self) -> Value {
+        eval_json(self, "logtail.state()").await
+    }
+
+    /// Evaluates `expr` (through `JSON.stringify`) until `cond` holds on its value, and
+    /// returns it; panics naming `what`, with the last value, after `timeout`.
+    async fn wait_eval(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        expr: &str,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = eval_json(self, expr).await;
+            if cond(&v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting until {what}; {expr} = {v}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// [`wait_eval`](Self::wait_eval) on `logtail.state()`.
+    async fn wait_state(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_eval(what, timeout, "logtail.state()", cond).await
+    }
+
+    /// Waits for two animation frames: what the page had to draw is drawn.
+    async fn frames(&mut self) {
+        self.eval(
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+        )
+        .await;
+    }
+
+    /// The seqs of `logtail.lines()` and their texts.
+    async fn held(&mut self) -> (Vec<u64>, Vec<String>) {
+        let v = eval_json(
+            self,
+            "(() => { const l = logtail.lines(); return { seqs: l.map(x => x.seq), lines: l.map(x => x.line) }; })()",
+        )
+        .await;
+        let seqs = v["seqs"]
+            .as_array()
+            .expect("seqs")
+            .iter()
+            .map(|s| {
+                s.as_u64()
+                    .unwrap_or_else(|| panic!("a held line without seq: {s}"))
+            })
+            .collect();
+        let lines = v["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|s| s.as_str().expect("line text").to_owned())
+            .collect();
+        (seqs, lines)
+    }
+
+    /// Presses `key` (a `KeyboardEvent.key`: a letter, `/`, `?`, `" "`, `Enter`,
+    /// `Escape`) through CDP, as a keyboard would: keyDown (with its text), keyUp.
+    async fn press(&mut self, key: &str) {
+        let (code, vk, text, shift) = match key {
+            " " => ("Space".to_owned(), 32u32, " ", false),
+            "Enter" => ("Enter".to_owned(), 13, "\r", false),
+            "Escape" => ("Escape".to_owned(), 27, "", false),
+            "/" => ("Slash".to_owned(), 191, "/", false),
+            "?" => ("Slash".to_owned(), 191, "?", true),
+            k if k.len() == 1 && k.as_bytes()[0].is_ascii_alphabetic() => {
+                let up = k.as_bytes()[0].to_ascii_uppercase();
+                (
+                    format!("Key{}", up as char),
+                    u32::from(up),
+                    k,
+                    k.as_bytes()[0].is_ascii_uppercase(),
+                )
+            }
+            other => panic!("press: no key mapping for {other:?}"),
+        };
+        let modifiers = if shift { 8 } else { 0 };
+        let mut down = json!({
+            "type": "keyDown", "key": key, "code": code, "modifiers": modifiers,
+            "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk,
+        });
+        if !text.is_empty() {
+            down["text"] = json!(text);
+            down["unmodifiedText"] = json!(text);
+        }
+        self.call("Input.dispatchKeyEvent", down).await;
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({
+                "type": "keyUp", "key": key, "code": code, "modifiers": modifiers,
+                "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk,
+            }),
+        )
+        .await;
+    }
+
+    /// Types `text` into the focused element (an `input` event, as an IME commits text).
+    async fn type_text(&mut self, text: &str) {
+        self.call("Input.insertText", json!({ "text": text })).await;
+    }
+
+    /// Clicks the middle of the element `selector` with the mouse (CDP mouse events),
+    /// once it exists and is not covered by another element.
+    async fn click(&mut self, selector: &str) {
+        let js = format!(
+            "(() => {{ const e = document.querySelector({sel}); if (!e) return 'missing';
+              const r = e.getBoundingClientRect(); const x = r.left + r.width / 2, y = r.top + r.height / 2;
+              const at = document.elementFromPoint(x, y);
+              if (!at || !e.contains(at)) return 'covered by ' + (at ? at.outerHTML.slice(0, 200) : 'nothing');
+              return [x, y]; }})()",
+            sel = Value::from(selector)
+        );
+        let at = self
+            .wait_eval(
+                &format!("{selector} can be clicked"),
+                SHOW,
+                &js,
+                Value::is_array,
+            )
+            .await;
+        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        self.call(
+            "Input.dispatchMouseEvent",
+            json!({ "type": "mouseMoved", "x": x, "y": y }),
+        )
+        .await;
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({ "type": kind, "x": x, "y": y, "button": "left", "buttons": 1, "clickCount": 1 }),
+            )
+            .await;
+        }
+    }
+
+    /// Scrolls `#log` to `frac` (0 top, 1 bottom) of its range; returns its scrollTop.
+    async fn scroll_log(&mut self, frac: f64) -> f64 {
+        let v = self
+            .eval(&format!(
+                "(() => {{ const l = document.getElementById('log');
+                  l.scrollTop = Math.floor((l.scrollHeight - l.clientHeight) * {frac}); return l.scrollTop; }})()"
+            ))
+            .await;
+        v.as_f64().expect("scrollTop")
+    }
+
+    /// The page's `textContent` of `selector` (panics if there is no such element).
+    async fn text_of(&mut self, selector: &str) -> String {
+        let v = self
+            .eval(&format!(
+                "(() => {{ const e = document.querySelector({}); return e ? e.textContent : null; }})()",
+                Value::from(selector)
+            ))
+            .await;
+        v.as_str()
+            .unwrap_or_else(|| panic!("no element {selector}"))
+            .to_owned()
+    }
+}
+
+/// `v` as a u64 (panics naming `what` otherwise).
+fn num(v: &Value, what: &str) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
+}
+
+/// The numbers of a JSON array.
+fn nums(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|n| num(n, "an element"))
+        .collect()
+}
+
+/// Asserts that `seqs` are consecutive (each one more than the one before).
+fn assert_run(seqs: &[u64], what: &str) {
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "{what}: not consecutive: {seqs:?}");
+    }
+}
+
+/// The rows of a view as short labels, for exact order assertions: `line:TEXT`,
+/// `event:KIND`, `note:KIND`.
+fn labels(v: &View) -> Vec<String> {
+    v.rows
+        .iter()
+        .map(|r| match r.kind.as_str() {
+            "line" => format!("line:{}", r.text.as_deref().unwrap_or("")),
+            kind => format!("{kind}:{}", r.event.as_deref().unwrap_or("")),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 13: the ring, pause, older lines, events
+
+/// 120 000 lines of backlog into the default ring of 100 000: the page holds exactly the
+/// newest 100 000, in order, and renders only the rows on screen (≤ 3 × those), also once
+/// scrolled to the middle.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_keeps_a_100000_line_ring_and_renders_only_the_rows_on_screen() {
+    const TOTAL: u64 = 120_000;
+    const RING: u64 = 100_000;
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines((1..=TOTAL).map(fixed_line));
+    // 120 000 × (12 + 64 bytes of accounting) fits; say so rather than rely on the default.
+    let server = Server::start(log.path(), &["--history-bytes", "64MiB"]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/?backlog=120000")).await;
+    let st = page
+        .wait_state("the page received the whole backlog", BIG, |s| {
+            s["received"] == TOTAL
+        })
+        .await;
+    assert_eq!(st["capacity"], RING, "{st}");
+    assert_eq!(st["held"], RING, "{st}");
+    assert_eq!(st["connection"], "live", "{st}");
+    assert_eq!(st["lost"], 0, "{st}");
+
+    let (seqs, lines) = page.held().await;
+    assert_eq!(seqs.len(), RING as usize, "lines().length");
+    assert!(
+        seqs.iter().copied().eq(TOTAL - RING + 1..=TOTAL),
+        "held seqs are not exactly {}..={TOTAL}: first {:?}, last {:?}",
+        TOTAL - RING + 1,
+        seqs.first(),
+        seqs.last()
+    );
+    for (seq, line) in seqs.iter().zip(&lines) {
+        assert_eq!(*line, fixed_line(*seq), "the text of line {seq}");
+    }
+
+    // Following: the newest rows, and only about a screenful of them.
+    page.frames().await;
+    let st = page.state().await;
+    let on_screen = num(&st["rowsOnScreen"], "rowsOnScreen");
+    assert!(on_screen >= 10, "a 720 px window shows more rows: {st}");
+    assert!(
+        num(&st["domRows"], "domRows") <= 3 * on_screen,
+        "DOM rows vs rows on screen: {st}"
+    );
+    let dom = nums(&eval_json(&mut page, DOM_SEQS_JS).await);
+    assert_run(&dom, "DOM rows at the bottom");
+    assert_eq!(dom.last(), Some(&TOTAL), "the newest line is in the DOM");
+
+    // The middle of the scroll range: the rows there, consecutive, still a screenful.
+    let top = page.scroll_log(0.5).await;
+    assert!(top > 0.0);
+    page.wait_state("scrolling up stops following", SHOW, |s| {
+        s["following"] == false
+    })
+    .await;
+    page.frames().await;
+    let st = page.state().await;
+    let dom = nums(&eval_json(&mut page, DOM_SEQS_JS).await);
+    assert!(!dom.is_empty(), "no line rows in the middle: {st}");
+    assert_run(&dom, "DOM rows in the middle");
+    assert!(
+        dom.len() as u64 <= 3 * num(&st["rowsOnScreen"], "rowsOnScreen")
+            && num(&st["domRows"], "domRows") <= 3 * num(&st["rowsOnScreen"], "rowsOnScreen"),
+        "DOM rows in the middle: {} lines, {st}",
+        dom.len()
+    );
+    let middle = TOTAL - RING / 2;
+    assert!(
+        dom[0].abs_diff(middle) < 100,
+        "the middle of the range shows line {} (expected about {middle})",
+        dom[0]
+    );
+    // Nothing was dropped meanwhile.
+    assert_eq!(page.state().await["held"], RING);
+}
+
+/// Pausing keeps every line (7 000 here, more than the old page's 5 000), counts them in
+/// the pill and shows them all, in order, on resume. Scrolled up, arriving lines leave the
+/// reader's top row where it is.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_pause_is_lossless_and_scrolling_up_holds_the_top_row() {
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines(numbered("boot ", 1..=10));
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with the backlog", SHOW, |v| {
+        v.is_live() && v.lines().len() == 10
+    })
+    .await;
+    server.wait_clients(1, PROMPT).await;
+
+    page.click("#pause").await;
+    assert_eq!(page.state().await["connection"], "paused");
+    let paused = numbered("paused ", 1..=7000);
+    log.append_lines(&paused);
+    page.wait_state("the paused page received the 7 000 lines", BIG, |s| {
+        s["received"] == 7010
+    })
+    .await;
+    page.frames().await;
+    let v = page.view().await;
+    assert_eq!(
+        v.lines(),
+        strs(&numbered("boot ", 1..=10)),
+        "the paused view still ends where it was"
+    );
+    let st = page.state().await;
+    assert_eq!(st["newLines"], 7000, "{st}");
+    assert_eq!(st["held"], 7010, "{st}");
+    let locale_7000 = page.eval("(7000).toLocaleString()").await;
+    let pill = page.text_of("#jump").await;
+    let want = format!("{} new lines", locale_7000.as_str().unwrap());
+    assert!(pill.contains(&want), "#jump says {pill:?}, not {want:?}");
+    assert_eq!(want, "7,000 new lines", "Chromium's locale formats 7000 so");
+    assert!(
+        page.eval("!document.getElementById('jump').hidden").await == true,
+        "the pill shows"
+    );
+
+    // Resume from the pill: all of them, once each, in order.
+    page.click("#jump").await;
+    let v = page
+        .wait_view("every paused line shows", SHOW, |v| v.lines().len() == 7010)
+        .await;
+    let mut want = numbered("boot ", 1..=10);
+    want.extend(paused);
+    assert_eq!(v.lines(), strs(&want));
+    assert_consecutive(&v.seqs(), 1);
+    assert!(v.events().is_empty(), "{:?}", v.events());
+    let st = page.state().await;
+    assert_eq!(
+        (&st["connection"], &st["newLines"]),
+        (&json!("live"), &json!(0))
+    );
+
+    // Scrolled up: the top row stays put while 500 lines arrive below.
+    page.scroll_log(0.4).await;
+    page.wait_state("scrolling up stops following", SHOW, |s| {
+        s["following"] == false
+    })
+    .await;
+    page.frames().await;
+    let before = eval_json(&mut page, TOP_ROW_JS).await;
+    assert!(
+        before["seq"].as_u64().is_some_and(|s| s > 1000 && s < 6000),
+        "{before}"
+    );
+    let later = numbered("later ", 1..=500);
+    log.append_lines(&later);
+    page.wait_state("the 500 lines arrived", BIG, |s| s["received"] == 7510)
+        .await;
+    page.frames().await;
+    let after = eval_json(&mut page, TOP_ROW_JS).await;
+    assert_eq!(after, before, "the reader's top row moved");
+    assert_eq!(page.state().await["following"], false);
+    let pill = page.text_of("#jump").await;
+    assert!(pill.contains("500 new lines"), "#jump says {pill:?}");
+
+    // Back to the tail: the newest line in the DOM, every line once.
+    page.click("#jump").await;
+    page.wait_eval("the tail shows", SHOW, DOM_SEQS_JS, |s| {
+        s.as_array().and_then(|a| a.last()) == Some(&json!(7510))
+    })
+    .await;
+    let v = page.view().await;
+    want.extend(later);
+    assert_eq!(v.lines(), strs(&want));
+    assert_consecutive(&v.seqs(), 1);
+}
+
+/// With the ring at 1 000 (the setting), a pause through 2 500 lines goes past twice the
+/// ring: the page stops storing, counts, and on resume fetches what it skipped with
+/// `since=`: it ends holding exactly the newest 1 000 lines, each once.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_paused_past_twice_its_ring_fetches_the_skipped_lines() {
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines(numbered("boot ", 1..=10));
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.hook_websocket().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with the backlog", SHOW, |v| {
+        v.is_live() && v.lines().len() == 10
+    })
+    .await;
+    server.wait_clients(1, PROMPT).await;
+
+    // The setting in the help popover.
+    page.press("?").await;
+    let cap = page
+        .eval(
+            "(() => { const r = document.getElementById('ring'); r.value = '1000';
+               r.dispatchEvent(new Event('change')); return logtail.state().capacity; })()",
+        )
+        .await;
+    assert_eq!(cap, 1000);
+    assert_eq!(
+        page.eval("localStorage.getItem('logtail.ring')").await,
+        "1000"
+    );
+    page.press("Escape").await;
+
+    page.click("#pause").await;
+    let paused = numbered("paused ", 1..=2500);
+    log.append_lines(&paused);
+    let st = page
+        .wait_state("the paused page counted 2 500 new lines", BIG, |s| {
+            s["newLines"] == 2500
+        })
+        .await;
+    let held = num(&st["held"], "held");
+    assert!(
+        held > 1000 && held <= 2001,
+        "paused, the page keeps what the reader may scroll to, up to twice the ring: {st}"
+    );
+    let (seqs, _) = page.held().await;
+    assert!(
+        seqs.iter().copied().eq(1..=held),
+        "held while paused: {seqs:?}"
+    );
+
+    page.click("#jump").await;
+    let st = page
+        .wait_state("the skipped lines were fetched again", BIG, |s| {
+            s["seq"] == 2510 && s["connection"] == "live" && s["newLines"] == 0
+        })
+        .await;
+    assert_eq!(st["held"], 1000, "{st}");
+    assert_eq!(st["lost"], 0, "{st}");
+    let (seqs, lines) = page.held().await;
+    let mut all = numbered("boot ", 1..=10);
+    all.extend(paused);
+    assert!(
+        seqs.iter().copied().eq(1511..=2510),
+        "the newest 1 000, each once: {seqs:?}"
+    );
+    assert_eq!(lines, all[1510..]);
+    let v = page.view().await;
+    assert_eq!(v.lines(), strs(&all[1510..]));
+    assert!(v.events().is_empty(), "{:?}", v.events());
+    let urls = page.eval("__logtailTest.urls").await;
+    let last = urls
+        .as_array()
+        .and_then(|u| u.last())
+        .and_then(Value::as_str);
+    assert!(
+        last.is_some_and(|u| u.contains(&format!("since={held}&epoch="))),
+        "the page resumed after the last line it stored: {urls}"
+    );
+}
+
+/// Older lines from the server: the "Load older lines" button, scrolling to the top and
+/// `g` each fetch 5 000 more with `since=`, until line 1; then the top row says so.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_loads_older_lines_back_to_the_start() {
+    const TOTAL: u64 = 12_000;
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines((1..=TOTAL).map(fixed_line));
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.hook_websocket().await;
+    page.goto(&server.http_url("/?backlog=10")).await;
+    page.wait_state("live with 10 lines", SHOW, |s| {
+        s["connection"] == "live" && s["held"] == 10
+    })
+    .await;
+    let older = "#win .row.older";
+    let top = page
+        .wait_eval(
+            "the top row offers older lines",
+            SHOW,
+            "document.querySelector('#win .row.older')?.textContent ?? null",
+            |t| !t.is_null(),
+        )
+        .await;
+    assert_eq!(top, "Load older lines (g)");
+
+    let held_after = async |page: &mut Page, n: u64, what: &str| {
+        page.wait_state(what, BIG, |s| s["held"] == n && s["older"] != "loading")
+            .await
+    };
+    page.click(&format!("{older} button[data-act=\"older\"]"))
+        .await;
+    held_after(&mut page, 5010, "the button loaded 5 000 older lines").await;
+    let (seqs, _) = page.held().await;
+    assert!(seqs.iter().copied().eq(6991..=TOTAL), "{seqs:?}");
+
+    page.scroll_log(0.0).await;
+    held_after(&mut page, 10_010, "scrolling to the top loaded 5 000 more").await;
+    let (seqs, _) = page.held().await;
+    assert!(seqs.iter().copied().eq(1991..=TOTAL), "{seqs:?}");
+
+    page.press("g").await;
+    let st = held_after(&mut page, TOTAL, "g loaded the rest").await;
+    assert_eq!(st["older"], "start", "{st}");
+    let (seqs, lines) = page.held().await;
+    assert!(
+        seqs.iter().copied().eq(1..=TOTAL),
+        "every line once, in order"
+    );
+    for (seq, line) in seqs.iter().zip(&lines) {
+        assert_eq!(*line, fixed_line(*seq));
+    }
+    let v = page.view().await;
+    assert_eq!(v.lines().len(), TOTAL as usize);
+    assert_consecutive(&v.seqs(), 1);
+
+    // At the top now: the start of the stream, then line 1.
+    page.press("g").await;
+    page.frames().await;
+    assert_eq!(page.text_of(older).await, "— start of the stream —");
+    let dom = nums(&eval_json(&mut page, DOM_SEQS_JS).await);
+    assert_eq!(dom.first(), Some(&1), "{dom:?}");
+    assert_run(&dom, "DOM rows at the top");
+
+    let urls = page.eval("__logtailTest.urls").await;
+    let since: Vec<&str> = urls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|u| u.split("since=").nth(1)?.split('&').next())
+        .collect();
+    assert_eq!(since, ["6990", "1990", "0"], "{urls}");
+}
+
+/// Rotation, truncation, deletion (and the file back), a file moved away and back, and a
+/// `gap` each show as their own row at the place they happened; `lost` counts the gap's
+/// lines, in `state()` and in the footer.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_shows_each_stream_event_as_a_row_where_it_happened() {
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines(["a 1", "a 2"]);
+    // A small history, so that the gap below is certain.
+    let server = Server::start(log.path(), &["--history-bytes", "4096"]).await;
+    let mut page = browser.page().await;
+    page.hook_websocket().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with the backlog", SHOW, |v| {
+        v.is_live() && v.has_line("a 2")
+    })
+    .await;
+    server.wait_clients(1, PROMPT).await;
+    let count = |v: &View, kind: &str| v.events().into_iter().filter(|e| *e == kind).count();
+
+    // Rotated atomically (the path never names nothing): hard link, rename over.
+    fs::hard_link(log.path(), log.sibling("app.log.1")).expect("hard link");
+    let new = log.write_sibling("app.log.new", b"b 1\nb 2\n");
+    fs::rename(new, log.path()).expect("rename over app.log");
+    page.wait_view("the new file shows", SHOW, |v| v.has_line("b 2"))
+        .await;
+    // Truncated in place, then written again.
+    log.truncate();
+    page.wait_view("the truncation shows", SHOW, |v| count(v, "truncated") == 1)
+        .await;
+    log.append_lines(["c 1"]);
+    page.wait_view("c 1 shows", SHOW, |v| v.has_line("c 1"))
+        .await;
+    // Deleted; then a new file at the name.
+    log.delete();
+    page.wait_view("the page tells it waits", SHOW, |v| {
+        count(v, "waiting") == 1
+    })
+    .await;
+    log.append_lines(["d 1"]);
+    page.wait_view("d 1 shows", SHOW, |v| v.has_line("d 1"))
+        .await;
+    // Moved away and back: waiting, then following the same file.
+    let away = log.rename_to("app.log.away");
+    page.wait_view("waiting again", SHOW, |v| count(v, "waiting") == 2)
+        .await;
+    fs::rename(&away, log.path()).expect("rename back");
+    page.wait_view("following again", SHOW, |v| count(v, "following") == 1)
+        .await;
+    log.append_lines(["e 1"]);
+    page.wait_view("e 1 shows", SHOW, |v| v.has_line("e 1"))
+        .await;
+
+    // A gap: the page's socket drops and cannot reconnect while 200 lines are written,
+    // more than the 4 KiB history holds, and the file is truncated: the older of them are
+    // neither in the history nor on disk any more (the server replays from the file what
+    // it still holds).
+    let mut witness = WsClient::connect(&server.ws_url("/ws?backlog=0")).await;
+    server.wait_clients(2, PROMPT).await;
+    page.eval(
+        "__logtailTest.block = true; \
+         __logtailTest.sockets[__logtailTest.sockets.length - 1].close(); true",
+    )
+    .await;
+    page.wait_view("the page notices the lost connection", SHOW, |v| {
+        v.state.as_deref() == Some("reconnecting")
+    })
+    .await;
+    let f = numbered("f ", 1..=200);
+    log.append_lines(&f);
+    witness.expect_lines(&strs(&f)).await;
+    log.truncate();
+    log.append_lines(["g 1"]);
+    witness.expect_lines(&["g 1"]).await;
+    page.eval("__logtailTest.block = false; true").await;
+    page.click("#retry").await;
+    let v = page
+        .wait_view("the page is live again after the gap", SHOW, |v| {
+            v.is_live() && v.has_line("g 1")
+        })
+        .await;
+
+    // Exactly: the lines and events in the order they happened.
+    let all = labels(&v);
+    let gap_at = all
+        .iter()
+        .position(|l| l == "event:gap")
+        .unwrap_or_else(|| panic!("no gap row: {all:#?}"));
+    let after: Vec<&Row> = v.rows[gap_at + 1..].iter().collect();
+    let first_after = after
+        .first()
+        .and_then(|r| r.text.as_deref())
+        .and_then(|t| t.strip_prefix("f "))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no f line after the gap: {all:#?}"));
+    assert!(
+        first_after > 1 && first_after < 200,
+        "the 4 KiB history holds some of the 200 lines, not all: {first_after}"
+    );
+    let mut want: Vec<String> = [
+        "line:a 1",
+        "line:a 2",
+        "event:rotated",
+        "line:b 1",
+        "line:b 2",
+        "event:truncated",
+        "line:c 1",
+        "event:waiting",
+        "event:rotated",
+        "line:d 1",
+        "event:waiting",
+        "event:following",
+        "line:e 1",
+        "note:reconnect",
+        "event:gap",
+    ]
+    .map(String::from)
+    .to_vec();
+    want.extend(f[first_after - 1..].iter().map(|l| format!("line:{l}")));
+    want.extend(["event:truncated", "line:g 1"].map(String::from));
+    assert_eq!(all, want, "{v:#?}");
+    // Seqs: a 1 .. e 1 are 1..=7, f i is 7 + i, g 1 208; the gap is the f lines not
+    // replayed.
+    let seqs: Vec<u64> = v.seqs().into_iter().map(|s| s.expect("seq")).collect();
+    let mut want_seqs: Vec<u64> = (1..=7).collect();
+    want_seqs.extend(7 + first_after as u64..=208);
+    assert_eq!(seqs, want_seqs);
+    let lost = first_after as u64 - 1;
+    let gap_text = v.rows[gap_at].text.clone().unwrap_or_default();
+    assert!(
+        gap_text.contains(&format!("{lost} lines"))
+            && gap_text.contains(&format!("#8–{}", 7 + lost)),
+        "gap row text: {gap_text:?}"
+    );
+    let st = page.state().await;
+    assert_eq!(st["lost"], lost, "{st}");
+    page.frames().await;
+    assert_eq!(page.text_of("#st-lost").await, lost.to_string());
+    assert_eq!(
+        page.eval("document.getElementById('st-lost-box').classList.contains('bad')")
+            .await,
+        true
+    );
+    // The event rows carry the file they are about.
+    for r in v
+        .rows
+        .iter()
+        .filter(|r| r.kind == "event" && r.event.as_deref() != Some("gap"))
+    {
+        assert_eq!(r.file.as_deref(), Some("app.log"), "{r:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 13: files, permalinks, keys
+
+/// Appends `line\n` for each line to `path` (creating it) in one write(2).
+fn append_to(path: &Path, lines: &[&str]) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let bytes = crate::harness::join_lines(lines);
+    assert_eq!(f.write(&bytes).expect("write"), bytes.len(), "short write");
+}
+
+/// What the file picker shows: `[name, class, aria-pressed, count text]` per button.
+const PICKER_JS: &str = "[...document.querySelectorAll('#file-list .ftog')].map(b => [b.dataset.file, b.className, b.getAttribute('aria-pressed'), b.querySelector('.fcount').textContent, b.querySelector('.fcount').classList.contains('unread')])";
+
+/// The `fcN` colour class in a class list.
+fn colour_class(classes: &str) -> &str {
+    classes
+        .split(' ')
+        .find(|c| c.len() == 3 && c.starts_with("fc") && c.as_bytes()[2].is_ascii_digit())
+        .unwrap_or_else(|| panic!("no fcN colour class in {classes:?}"))
+}
+
+/// Two `--file`s and a glob: the picker lists every file with its colour (the rows' tags
+/// have it too), a file the glob finds later appears, a click hides a file's lines and its
+/// new lines then count as unread; `#file=a.log` opens the page on that file alone.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_file_picker_lists_toggles_and_counts_unread_lines() {
+    let browser = Chromium::launch().await;
+    let dir = tempfile::Builder::new()
+        .prefix("logtail-ws-picker-")
+        .tempdir()
+        .expect("temp dir");
+    let (a, b, more) = (
+        dir.path().join("a.log"),
+        dir.path().join("b.log"),
+        dir.path().join("more"),
+    );
+    fs::create_dir(&more).expect("mkdir more");
+    append_to(&a, &["a 1"]);
+    append_to(&b, &["b 1"]);
+    let server = Server::builder()
+        .file(&a)
+        .file(&b)
+        .file(more.join("*.log"))
+        .start()
+        .await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with both files' lines", SHOW, |v| {
+        v.is_live() && v.has_line("a 1") && v.has_line("b 1")
+    })
+    .await;
+    server.wait_clients(1, PROMPT).await;
+    let picker = page
+        .wait_eval("the picker lists a.log and b.log", SHOW, PICKER_JS, |p| {
+            p.as_array().is_some_and(|a| a.len() == 2)
+        })
+        .await;
+    assert_eq!(
+        page.eval("document.getElementById('picker').hidden").await,
+        false
+    );
+    let names: Vec<&str> = picker
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.log", "b.log"]);
+    for f in picker.as_array().unwrap() {
+        assert_eq!(f[2], "true", "shown: {f}");
+        assert!(
+            f[1].as_str().unwrap().split(' ').any(|c| c == "ftog"),
+            "{f}"
+        );
+    }
+
+    // A file the glob matches from now on.
+    append_to(&more.join("c.log"), &["c 1"]);
+    let v = page
+        .wait_view("c.log's line shows", SHOW, |v| v.has_line("c 1"))
+        .await;
+    assert!(v.events().contains(&"added"), "{v:#?}");
+    let picker = page
+        .wait_eval("the picker lists c.log too", SHOW, PICKER_JS, |p| {
+            p.as_array().is_some_and(|a| a.len() == 3)
+        })
+        .await;
+    let colours: Vec<(String, String)> = picker
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f[0].as_str().unwrap().to_owned(),
+                colour_class(f[1].as_str().unwrap()).to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        colours.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["a.log", "b.log", "c.log"]
+    );
+    let distinct: std::collections::BTreeSet<&str> =
+        colours.iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(distinct.len(), 3, "one colour per file: {colours:?}");
+    // Each row's file tag has its file's colour.
+    page.frames().await;
+    let tags = eval_json(
+        &mut page,
+        "[...document.querySelectorAll('#win .row.line')].map(r => [r.dataset.file, r.querySelector('.ftag').className, r.querySelector('.ftag').textContent])",
+    )
+    .await;
+    assert_eq!(tags.as_array().map(Vec::len), Some(3), "{tags}");
+    for t in tags.as_array().unwrap() {
+        let file = t[0].as_str().unwrap();
+        let want = &colours
+            .iter()
+            .find(|(n, _)| n == file)
+            .expect("a listed file")
+            .1;
+        assert_eq!(colour_class(t[1].as_str().unwrap()), want, "{t}");
+        assert_eq!(t[2], file);
+    }
+
+    // Hide a.log.
+    page.click(".ftog[data-file=\"a.log\"]").await;
+    let v = page
+        .wait_view("a.log's lines are hidden", SHOW, |v| !v.has_line("a 1"))
+        .await;
+    assert_eq!(v.lines(), ["b 1", "c 1"]);
+    assert!(
+        v.rows.iter().all(|r| r.file.as_deref() != Some("a.log")),
+        "{v:#?}"
+    );
+    assert_eq!(page.eval(HASH_JS).await, "file=b.log&file=c.log");
+    // Its new lines are counted, not shown.
+    append_to(&a, &["a 2", "a 3"]);
+    append_to(&b, &["b 2"]);
+    page.wait_state("six lines received", SHOW, |s| s["received"] == 6)
+        .await;
+    let picker = page
+        .wait_eval("a.log counts 2 unread lines", SHOW, PICKER_JS, |p| {
+            p[0][3] == "2 new"
+        })
+        .await;
+    assert_eq!(
+        picker[0],
+        json!(["a.log", picker[0][1], "false", "2 new", true])
+    );
+    assert_eq!(picker[1][2], "true");
+    let v = page.view().await;
+    assert_eq!(v.lines(), ["b 1", "c 1", "b 2"]);
+    let (_, held) = page.held().await;
+    assert_eq!(held.len(), 6, "the hidden file's lines are held: {held:?}");
+
+    // Opened with #file=a.log: a.log alone.
+    page.goto("about:blank").await;
+    page.goto(&server.http_url("/#file=a.log")).await;
+    let v = page
+        .wait_view("a.log's lines show", SHOW, |v| {
+            v.is_live() && v.has_line("a 3")
+        })
+        .await;
+    page.wait_state("the whole backlog arrived", SHOW, |s| s["received"] == 6)
+        .await;
+    assert_eq!(v.lines(), ["a 1", "a 2", "a 3"]);
+    let v = page.view().await;
+    assert_eq!(v.lines(), ["a 1", "a 2", "a 3"]);
+    let picker = page
+        .wait_eval("the picker shows a.log alone", SHOW, PICKER_JS, |p| {
+            p.as_array().is_some_and(|a| a.len() == 3)
+        })
+        .await;
+    let pressed: Vec<&str> = picker
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[2].as_str().unwrap())
+        .collect();
+    assert_eq!(pressed, ["true", "false", "false"]);
+}
+
+/// Where `.row.cur` is: `{seq, onScreen, count}`; on screen: its middle is inside `#log`
+/// (a row the page placed last on screen may be cut by a few pixels: the window aligns its
+/// rows to the top of `#log` once it no longer follows the tail).
+const CUR_ROW_JS: &str = r#"(() => {
+  const rows = document.querySelectorAll('#win .row.cur');
+  if (!rows.length) return null;
+  const l = document.getElementById('log').getBoundingClientRect(), b = rows[0].getBoundingClientRect();
+  const mid = (b.top + b.bottom) / 2;
+  return { seq: Number(rows[0].dataset.seq), onScreen: mid >= l.top && mid <= l.bottom, count: rows.length };
+})()"#;
+
+/// `#seq=N&epoch=E` opens the page at line N, fetched from the server though older than the
+/// backlog, selected and on screen, the live lines following once; a wrong epoch says the
+/// line is gone; `c` copies a link that opens on the same line.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_permalinks_open_on_their_line() {
+    let browser = Chromium::launch().await;
+    let log = LogFile::with_lines((1..=1000).map(fixed_line));
+    let server = Server::start(log.path(), &[]).await;
+    let epoch = server.healthz().await["epoch"]
+        .as_str()
+        .expect("the epoch is a string")
+        .to_owned();
+    let mut page = browser.page().await;
+    page.hook_websocket().await;
+
+    // Line 500: far older than the backlog (the last 10).
+    page.goto_fresh(&server.http_url(&format!("/#seq=500&epoch={epoch}")))
+        .await;
+    page.wait_state("line 500 is selected", SHOW, |s| s["selected"] == 500)
+        .await;
+    page.frames().await;
+    let cur = eval_json(&mut page, CUR_ROW_JS).await;
+    assert_eq!(cur, json!({ "seq": 500, "onScreen": true, "count": 1 }));
+    let urls = page.eval("__logtailTest.urls").await;
+    assert!(
+        urls[0]
+            .as_str()
+            .is_some_and(|u| u.contains("since=") && u.contains(&format!("epoch={epoch}"))),
+        "the page asked for the lines around it: {urls}"
+    );
+    let v = page.view().await;
+    let first = v.seqs()[0].expect("seq");
+    assert!(first <= 500, "the view starts at {first}");
+    let want: Vec<String> = (first..=1000).map(fixed_line).collect();
+    assert_eq!(v.lines(), strs(&want));
+    // Live lines follow, once each; the reader stays on line 500.
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["live 1", "live 2", "live 3"]);
+    let v = page
+        .wait_view("the live lines show", SHOW, |v| v.has_line("live 3"))
+        .await;
+    let mut want = want;
+    want.extend(numbered("live ", 1..=3));
+    assert_eq!(v.lines(), strs(&want));
+    assert_consecutive(&v.seqs(), first);
+    let st = page.state().await;
+    assert_eq!(
+        (&st["selected"], &st["following"]),
+        (&json!(500), &json!(false))
+    );
+    page.frames().await;
+    assert_eq!(eval_json(&mut page, CUR_ROW_JS).await["seq"], 500);
+
+    // A link to a line the page holds, in the address of the open page.
+    page.eval(&format!("location.hash = '#seq=995&epoch={epoch}'; true"))
+        .await;
+    page.wait_state("line 995 is selected", SHOW, |s| s["selected"] == 995)
+        .await;
+
+    // k selects the line above; c makes a link to it.
+    page.press("k").await;
+    page.wait_state("k selects line 994", SHOW, |s| s["selected"] == 994)
+        .await;
+    page.press("c").await;
+    let link = server.http_url(&format!("/#seq=994&epoch={epoch}"));
+    let status = page
+        .wait_eval(
+            "the link shows in #status",
+            SHOW,
+            "document.getElementById('status').textContent",
+            |t| t.as_str().is_some_and(|t| t.contains("#seq=994&epoch=")),
+        )
+        .await;
+    let status = status.as_str().unwrap();
+    assert!(status.ends_with(&link), "#status: {status:?}, link {link}");
+    page.goto("about:blank").await;
+    page.goto_fresh(&link).await;
+    page.wait_state("the copied link selects line 994", SHOW, |s| {
+        s["selected"] == 994
+    })
+    .await;
+    page.frames().await;
+    let cur = eval_json(&mut page, CUR_ROW_JS).await;
+    assert_eq!(cur, json!({ "seq": 994, "onScreen": true, "count": 1 }));
+
+    // The wrong epoch: an earlier run of the server. A restart row, an explanation.
+    page.goto("about:blank").await;
+    let other = if epoch == "0123456789abcdef" {
+        "fedcba9876543210"
+    } else {
+        "0123456789abcdef"
+    };
+    page.goto_fresh(&server.http_url(&format!("/#seq=500&epoch={other}")))
+        .await;
+    let v = page
+        .wait_view("the page tells the line is gone", SHOW, |v| {
+            v.events().contains(&"restart") && v.has_line("live 3")
+        })
+        .await;
+    assert!(
+        v.status.contains("no longer on the server"),
+        "#status: {:?}",
+        v.status
+    );
+    let l = labels(&v);
+    assert_eq!(l[0], "event:restart", "{l:?}");
+    let mut want: Vec<String> = (1..=1000).map(fixed_line).collect();
+    want.extend(numbered("live ", 1..=3));
+    assert_eq!(v.lines(), strs(&want), "every line the server holds, once");
+    assert_eq!(page.state().await["selected"], Value::Null);
+}
+
+/// Only the keyboard: `/` and typing filter, `n`/`N` and `e`/`E` walk the matches and the
+/// errors, Space pauses and resumes, `?` opens the help, Esc closes it and clears.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_keyboard_drives_filter_matches_errors_pause_and_help() {
+    let browser = Chromium::launch().await;
+    let lines = [
+        "boot",
+        "ERROR disk 1",
+        "match one",
+        "quiet",
+        "match two",
+        "ERROR disk 2",
+        "match three",
+        "tail",
+    ];
+    let log = LogFile::with_lines(lines);
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with the 8 lines", SHOW, |v| {
+        v.is_live() && v.lines().len() == 8
+    })
+    .await;
+
+    page.press("/").await;
+    assert_eq!(page.eval("document.activeElement.id").await, "filter");
+    assert_eq!(
+        page.eval("document.getElementById('filter').value").await,
+        ""
+    );
+    page.type_text("match").await;
+    let v = page
+        .wait_view("the filter keeps the matches", SHOW, |v| {
+            v.lines().len() == 3
+        })
+        .await;
+    assert_eq!(v.lines(), ["match one", "match two", "match three"]);
+    assert_eq!(page.eval(HASH_JS).await, "q=match");
+
+    // Hide off: every line, the matches marked; n / N walk them.
+    page.click("#hide").await;
+    let v = page
+        .wait_view("every line shows", SHOW, |v| v.lines().len() == 8)
+        .await;
+    assert_eq!(v.lines(), lines);
+    assert_eq!(page.eval(HASH_JS).await, "q=match&hide=0");
+    page.frames().await;
+    assert_eq!(
+        page.eval("[...document.querySelectorAll('#win mark')].map(m => m.textContent).join()")
+            .await,
+        "match,match,match"
+    );
+    page.eval("document.getElementById('log').focus(); true")
+        .await;
+    let walk = async |page: &mut Page, key: &str, want: u64| {
+        page.press(key).await;
+        page.frames().await;
+        let st = page.state().await;
+        assert_eq!(st["selected"], want, "after {key}: {st}");
+    };
+    for (key, seq) in [
+        ("N", 7),
+        ("N", 5),
+        ("N", 3),
+        ("N", 3),
+        ("n", 5),
+        ("n", 7),
+        ("n", 7),
+    ] {
+        walk(&mut page, key, seq).await;
+    }
+    assert_eq!(page.text_of("#status").await, "No more below.");
+    page.frames().await;
+    assert_eq!(eval_json(&mut page, CUR_ROW_JS).await["seq"], 7);
+    for (key, seq) in [("E", 6), ("E", 2), ("E", 2), ("e", 6), ("e", 6)] {
+        walk(&mut page, key, seq).await;
+    }
+
+    // Space pauses and resumes.
+    page.press(" ").await;
+    assert_eq!(page.state().await["connection"], "paused");
+    page.press(" ").await;
+    assert_eq!(page.state().await["connection"], "live");
+
+    // ? opens the help; Esc closes it, then clears the selection, then the filter.
+    page.press("?").await;
+    assert_eq!(
+        page.eval("document.getElementById('help').open").await,
+        true
+    );
+    page.press("Escape").await;
+    assert_eq!(
+        page.eval("document.getElementById('help').open").await,
+        false
+    );
+    assert_eq!(page.state().await["selected"], 6);
+    page.press("Escape").await;
+    assert_eq!(page.state().await["selected"], Value::Null);
+    page.press("Escape").await;
+    assert_eq!(
+        page.eval("document.getElementById('filter').value").await,
+        ""
+    );
+    assert_eq!(page.eval(HASH_JS).await, "hide=0");
+
+    // Following the tail with nothing selected, E finds the newest error: the last line.
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["ERROR newest"]);
+    page.wait_view("the new error shows", SHOW, |v| v.has_line("ERROR newest"))
+        .await;
+    page.press("G").await;
+    assert_eq!(page.state().await["following"], true);
+    for (key, seq) in [("E", 9), ("E", 6), ("e", 9)] {
+        walk(&mut page, key, seq).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 13: what a line looks like (format.js): ANSI, levels, JSON and logfmt
+
+/// Records every CSP violation the documents loaded from now on report.
+const CSP_LISTENER_JS: &str = r#"(() => {
+  window.__cspViolations = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
+  });
+})();"#;
+
+/// The pieces of a line row's `.text`, in order: text nodes as `{text}`, elements as
+/// `{tag, cls, text, color, bg, weight, fontStyle, deco, opacity}` (computed styles).
+fn pieces_js(seq: u64) -> String {
+    format!(
+        r#"(() => {{
+  const t = document.querySelector('#win .row.line[data-seq="{seq}"] .text');
+  if (!t) return null;
+  return [...t.childNodes].map((n) => {{
+    if (n.nodeType === Node.TEXT_NODE) return {{ text: n.textContent }};
+    const s = getComputedStyle(n);
+    return {{ tag: n.tagName.toLowerCase(), cls: n.className, text: n.textContent, color: s.color,
+             bg: s.backgroundColor, weight: s.fontWeight, fontStyle: s.fontStyle,
+             deco: s.textDecorationLine, opacity: s.opacity }};
+  }});
+}})()"#
+    )
+}
+
+/// `{tag, cls, text}` of the pieces, without the computed styles.
+fn shapes(pieces: &Value) -> Vec<Value> {
+    pieces
+        .as_array()
+        .unwrap_or_else(|| panic!("no pieces: {pieces}"))
+        .iter()
+        .map(|p| match p.get("tag") {
+            None => json!({ "text": p["text"] }),
+            Some(tag) => json!({ "tag": tag, "cls": p["cls"], "text": p["text"] }),
+        })
+        .collect()
+}
+
+/// ANSI SGR colours and styles render as spans with classes (palette colours, readable
+/// in both themes) and CSSOM colours (256 and true colour), exactly the colours the codes
+/// name; control characters show as visible symbols; no ESC reaches the DOM; the page's
+/// CSP reports no violation.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_renders_ansi_colours_and_shows_control_characters() {
+    let browser = Chromium::launch().await;
+    let lines = [
+        "\x1b[1;31mERR\x1b[0m plain \x1b[38;5;208morange\x1b[m \x1b[38;2;1;2;3mtrue\x1b[0m",
+        "\x1b[2;3;9mdim italic struck\x1b[22;23;29m back\x1b[0m \x1b[4;92munder green\x1b[24;39m end",
+        "\x1b[41;97m white on red \x1b[49;39m \x1b[48;5;21mblue bg\x1b[0m \x1b[7minverse\x1b[27m",
+        "bell\x07 bs\x08 erase\x1b[2K del\x7f tab\tend",
+        "c1 \u{85} only",
+    ];
+    let log = LogFile::with_lines(lines);
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": CSP_LISTENER_JS }),
+    )
+    .await;
+    page.call(
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "light" }] }),
+    )
+    .await;
+    page.goto(&server.http_url("/")).await;
+    let v = page
+        .wait_view("live with the 5 lines", SHOW, |v| {
+            v.is_live() && v.lines().len() == 5
+        })
+        .await;
+    assert_eq!(v.lines(), lines, "logtail.view() keeps each line as sent");
+    page.frames().await;
+
+    // Line 1: bold red (palette), 256-colour 208, true colour 1;2;3; resets (bare ESC[m too).
+    let p1 = eval_json(&mut page, &pieces_js(1)).await;
+    assert_eq!(
+        shapes(&p1),
+        [
+            json!({ "tag": "span", "cls": "a-b a-f1", "text": "ERR" }),
+            json!({ "text": " plain " }),
+            json!({ "tag": "span", "cls": "", "text": "orange" }),
+            json!({ "text": " " }),
+            json!({ "tag": "span", "cls": "", "text": "true" }),
+        ],
+        "{p1:#}"
+    );
+    assert_eq!(
+        p1[0]["color"], "rgb(207, 34, 46)",
+        "31 in the light palette"
+    );
+    assert_eq!(p1[0]["weight"], "700");
+    assert_eq!(p1[2]["color"], "rgb(255, 135, 0)", "38;5;208");
+    assert_eq!(p1[4]["color"], "rgb(1, 2, 3)", "38;2;1;2;3");
+
+    // Line 2: dim, italic, strikethrough, each undone by its own code; underline, bright.
+    let p2 = eval_json(&mut page, &pieces_js(2)).await;
+    assert_eq!(
+        shapes(&p2),
+        [
+            json!({ "tag": "span", "cls": "a-d a-i a-s", "text": "dim italic struck" }),
+            json!({ "text": " back " }),
+            json!({ "tag": "span", "cls": "a-u a-f10", "text": "under green" }),
+            json!({ "text": " end" }),
+        ],
+        "{p2:#}"
+    );
+    assert_eq!(p2[0]["opacity"], "0.65");
+    assert_eq!(p2[0]["fontStyle"], "italic");
+    assert_eq!(p2[0]["deco"], "line-through");
+    assert_eq!(p2[2]["deco"], "underline");
+    assert_eq!(
+        p2[2]["color"], "rgb(26, 127, 55)",
+        "92 in the light palette"
+    );
+
+    // Line 3: backgrounds (palette, 256-colour), bright white, inverse.
+    let p3 = eval_json(&mut page, &pieces_js(3)).await;
+    assert_eq!(
+        shapes(&p3),
+        [
+            json!({ "tag": "span", "cls": "a-f15 a-g1", "text": " white on red " }),
+            json!({ "text": " " }),
+            json!({ "tag": "span", "cls": "", "text": "blue bg" }),
+            json!({ "text": " " }),
+            json!({ "tag": "span", "cls": "a-fi a-gi", "text": "inverse" }),
+        ],
+        "{p3:#}"
+    );
+    assert_eq!(p3[0]["bg"], "rgb(255, 206, 203)", "41 in the light palette");
+    assert_eq!(p3[2]["bg"], "rgb(0, 0, 255)", "48;5;21");
+    let (bg, fg) = (
+        page.eval("getComputedStyle(document.body).backgroundColor")
+            .await,
+        page.eval("getComputedStyle(document.body).color").await,
+    );
+    assert_eq!(
+        (&p3[4]["color"], &p3[4]["bg"]),
+        (&bg, &fg),
+        "inverse swaps the theme's colours"
+    );
+
+    // Lines 4 and 5: controls as visible symbols, in their own spans; TAB stays a tab.
+    let p4 = eval_json(&mut page, &pieces_js(4)).await;
+    assert_eq!(
+        shapes(&p4),
+        [
+            json!({ "text": "bell" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{2407}" }),
+            json!({ "text": " bs" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{2408}" }),
+            json!({ "text": " erase" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{241b}[2K" }),
+            json!({ "text": " del" }),
+            json!({ "tag": "span", "cls": "ctl", "text": "\u{2421}" }),
+            json!({ "text": " tab\tend" }),
+        ],
+        "{p4:#}"
+    );
+    let p5 = eval_json(&mut page, &pieces_js(5)).await;
+    assert_eq!(
+        shapes(&p5),
+        [
+            json!({ "text": "c1 " }),
+            json!({ "tag": "span", "cls": "ctl", "text": "<85>" }),
+            json!({ "text": " only" }),
+        ],
+        "{p5:#}"
+    );
+
+    // No escape or control character reached the DOM's text (TAB aside).
+    let raw = page
+        .eval(
+            "[...document.getElementById('win').textContent].filter(c => { const n = c.charCodeAt(0); return (n < 32 && n !== 9) || (n >= 127 && n < 160); }).length",
+        )
+        .await;
+    assert_eq!(raw, 0, "raw control characters in the DOM");
+
+    // The dark theme: the same classes, the dark palette.
+    page.call(
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+    )
+    .await;
+    page.frames().await;
+    let p1 = eval_json(&mut page, &pieces_js(1)).await;
+    assert_eq!(
+        p1[0]["color"], "rgb(255, 123, 114)",
+        "31 in the dark palette"
+    );
+    assert_eq!(p1[2]["color"], "rgb(255, 135, 0)", "38;5;208 in any theme");
+
+    let violations = page.eval("window.__cspViolations").await;
+    assert_eq!(violations, json!([]), "CSP violations");
+}
+
+/// Levels from JSON (pino numbers too), logfmt, klog, brackets, `LEVEL:` and behind ANSI;
+/// a level chip hides a level, the fragment says so (`lv=`) and a reload keeps it.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_detects_levels_and_filters_them_with_the_chips() {
+    let browser = Chromium::launch().await;
+    let lines = [
+        (
+            "time=2026-01-02T03:04:05Z level=warn msg=\"disk almost full\"",
+            "warn",
+        ),
+        (
+            r#"{"level":50,"time":1767323045000,"msg":"pino fails"}"#,
+            "error",
+        ),
+        (
+            r#"{"level":30,"time":1767323045001,"msg":"pino says hello"}"#,
+            "info",
+        ),
+        (
+            "E0806 12:34:56.789012    1 main.go:42] klog failure",
+            "error",
+        ),
+        ("I0806 12:34:56.789012    1 main.go:43] klog info", "info"),
+        ("[ERROR] bracketed failure", "error"),
+        ("[DEBUG] bracketed detail", "debug"),
+        ("WARN: colon form", "warn"),
+        ("\x1b[31mERROR\x1b[0m behind colour", "error"),
+        ("a plain line without any level", ""),
+    ];
+    let log = LogFile::with_lines(lines.map(|(l, _)| l));
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    let v = page
+        .wait_view("live with the 10 lines", SHOW, |v| {
+            v.is_live() && v.lines().len() == 10
+        })
+        .await;
+    let got: Vec<(&str, &str)> = v
+        .rows
+        .iter()
+        .map(|r| (r.text.as_deref().unwrap(), r.level.as_deref().unwrap()))
+        .collect();
+    assert_eq!(got, lines);
+    page.frames().await;
+    let dom_levels = eval_json(
+        &mut page,
+        "[...document.querySelectorAll('#win .row.line')].map(r => r.dataset.level)",
+    )
+    .await;
+    let want: Vec<&str> = lines
+        .iter()
+        .map(|(_, l)| if l.is_empty() { "none" } else { l })
+        .collect();
+    assert_eq!(dom_levels, json!(want), "the rows' data-level (their tint)");
+    let counts = eval_json(
+        &mut page,
+        "[...document.querySelectorAll('.lv')].map(b => [b.dataset.lv, b.querySelector('.n').textContent])",
+    )
+    .await;
+    assert_eq!(
+        counts,
+        json!([
+            ["error", "4"],
+            ["warn", "2"],
+            ["info", "2"],
+            ["debug", "1"],
+            ["none", "1"]
+        ])
+    );
+
+    // Hide the errors.
+    page.click(".lv[data-lv=\"error\"]").await;
+    let no_errors: Vec<&str> = lines
+        .iter()
+        .filter(|(_, l)| *l != "error")
+        .map(|(t, _)| *t)
+        .collect();
+    let v = page
+        .wait_view("the errors are hidden", SHOW, |v| v.lines().len() == 6)
+        .await;
+    assert_eq!(v.lines(), no_errors);
+    assert_eq!(page.eval(HASH_JS).await, "lv=warn,info,debug,none");
+    assert_eq!(
+        page.eval("document.querySelector('.lv[data-lv=\"error\"]').getAttribute('aria-pressed')")
+            .await,
+        "false"
+    );
+
+    // Reloaded with that fragment: the same view.
+    page.reload().await;
+    page.wait_state("the reloaded page has its lines", SHOW, |s| {
+        s["received"] == 10 && s["connection"] == "live"
+    })
+    .await;
+    let v = page.view().await;
+    assert_eq!(v.lines(), no_errors);
+    assert_eq!(
+        page.eval("document.querySelector('.lv[data-lv=\"error\"]').getAttribute('aria-pressed')")
+            .await,
+        "false"
+    );
+    assert_eq!(page.eval(HASH_JS).await, "lv=warn,info,debug,none");
+}
+
+/// JSON and logfmt rows show time, level and message; a click expands every field as a
+/// tree; a value filters `has=field=value`, `▥` pins a column; both live in the fragment
+/// and come back on reload.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_structured_rows_expand_filter_by_field_and_pin_columns() {
+    let browser = Chromium::launch().await;
+    let lines = [
+        r#"{"time":"2026-01-02T03:04:05.678Z","level":"info","msg":"user logged in","user":"ann","req":{"id":7,"path":"/login"}}"#,
+        r#"{"time":"2026-01-02T03:04:06.000Z","level":"error","msg":"payment failed","user":"bob","req":{"id":8,"path":"/pay"}}"#,
+        r#"time=2026-01-02T03:04:07.250Z level=warn msg="slow request" user=ann req.id=9"#,
+        "a plain text line by ann",
+    ];
+    let log = LogFile::with_lines(lines);
+    let server = Server::start(log.path(), &[]).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    page.wait_view("live with the 4 lines", SHOW, |v| {
+        v.is_live() && v.lines().len() == 4
+    })
+    .await;
+    page.frames().await;
+    let cells_js = "[...document.querySelectorAll('#win .row.line')].map(r => [Number(r.dataset.seq), r.classList.contains('st'), ...['.ts', '.lvl', '.msg'].map(c => r.querySelector(c)?.textContent ?? null), [...r.querySelectorAll('.col')].map(c => c.textContent)])";
+    let cells = eval_json(&mut page, cells_js).await;
+    assert_eq!(
+        cells,
+        json!([
+            [1, true, "03:04:05.678", "info", "user logged in", []],
+            [2, true, "03:04:06.000", "error", "payment failed", []],
+            [3, true, "03:04:07.250", "warn", "slow request", []],
+            [4, false, null, null, null, []],
+        ])
+    );
+
+    // A click expands the first row: every field, nested ones by their path.
+    page.click("#win .row.line[data-seq=\"1\"] .msg").await;
+    let tree = page
+        .wait_eval(
+            "the first row's tree shows",
+            SHOW,
+            "[...document.querySelectorAll('#win .row.line[data-seq=\"1\"] .tree .kv')].map(kv => [kv.querySelector('.k').textContent, kv.querySelector('.v').textContent])",
+            |t| t.as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    assert_eq!(
+        tree,
+        json!([
+            ["time", "2026-01-02T03:04:05.678Z"],
+            ["level", "info"],
+            ["msg", "user logged in"],
+            ["user", "ann"],
+            ["req.id", "7"],
+            ["req.path", "/login"],
+        ])
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('#win .tree').length")
+            .await,
+        1,
+        "only the clicked row is expanded"
+    );
+
+    // A value filters: only the lines whose user is ann (JSON and logfmt alike).
+    page.click("#win .row.line[data-seq=\"1\"] .tree .v[data-path=\"user\"]")
+        .await;
+    let v = page
+        .wait_view("only user=ann", SHOW, |v| v.lines().len() == 2)
+        .await;
+    assert_eq!(v.lines(), [lines[0], lines[2]]);
+    assert_eq!(page.eval(HASH_JS).await, "has=user=ann");
+
+    // ▥ pins req.id as a column.
+    page.click("#win .row.line[data-seq=\"1\"] .tree .fa[data-act=\"col\"][data-path=\"req.id\"]")
+        .await;
+    let cols = page
+        .wait_eval(
+            "the column shows",
+            SHOW,
+            "[...document.querySelectorAll('#win .row.line')].map(r => [Number(r.dataset.seq), [...r.querySelectorAll('.col')].map(c => c.textContent)])",
+            |c| c[0][1].as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    assert_eq!(cols, json!([[1, ["7"]], [3, ["9"]]]));
+    assert_eq!(page.eval(HASH_JS).await, "col=req.id&has=user=ann");
+    let chips = "[...document.querySelectorAll('#cols .chip')].map(c => c.firstChild.textContent)";
+    assert_eq!(
+        eval_json(&mut page, chips).await,
+        json!(["column req.id", "user = ann"])
+    );
+
+    // Reloaded with the fragment: the filter and the column again.
+    page.reload().await;
+    page.wait_state("the reloaded page has its lines", SHOW, |s| {
+        s["received"] == 4 && s["connection"] == "live"
+    })
+    .await;
+    let v = page.view().await;
+    assert_eq!(v.lines(), [lines[0], lines[2]]);
+    page.frames().await;
+    let cols = eval_json(
+        &mut page,
+        "[...document.querySelectorAll('#win .row.line')].map(r => [Number(r.dataset.seq), [...r.querySelectorAll('.col')].map(c => c.textContent)])",
+    )
+    .await;
+    assert_eq!(cols, json!([[1, ["7"]], [3, ["9"]]]));
+    assert_eq!(
+        eval_json(&mut page, chips).await,
+        json!(["column req.id", "user = ann"])
+    );
 }

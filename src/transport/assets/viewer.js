@@ -920,7 +920,7 @@
   }
 
   function appendAnsi(parent, line) {
-    if (!F.hasAnsi(line) && !/[\x00-\x08\x0b-\x1f\x7f]/.test(line)) { appendText(parent, line); return; }
+    if (!F.hasAnsi(line) && !/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(line)) { appendText(parent, line); return; }
     const spans = F.ansiSpans(line);
     for (let i = 0; i < spans.length; i++) {
       const sp = spans[i];
@@ -1348,7 +1348,11 @@
 
   function findNext(dir, test) {
     const n = shownCount();
-    for (let i = fromIndex() + dir; i >= 0 && i < n; i += dir) {
+    let i = fromIndex();
+    // Past the selected row; with none, the row searched from (the last one when
+    // following, else the top one on screen) is a candidate itself, in the direction it can be.
+    if ((S.cur && !S.cur.gone && viewAt(i) === S.cur) || (S.follow ? dir > 0 : dir < 0)) i += dir;
+    for (; i >= 0 && i < n; i += dir) {
       const e = viewAt(i);
       if (e.k === 0 && test(e)) { select(e); return true; }
     }
