@@ -485,3 +485,57 @@ async fn websocat_receives_exact_lines() {
         assert_eq!(&got, want, "websocat line #{i}");
     }
 }
+
+/// `format=jsonl`: the JSON frames of `format=json`, several per message (one per line of
+/// the message), exactly and in order: the hello, the backlog, then live lines — and a
+/// backlog of a thousand lines takes far fewer than a thousand messages.
+#[tokio::test]
+async fn jsonl_packs_the_json_frames_of_a_delivery_into_one_message() {
+    let log = LogFile::with_lines(numbered("old ", 1..=1000));
+    let server = Server::start(log.path(), &["--lines", "1000"]).await;
+    let mut client = WsClient::connect(&server.ws_url("/ws?format=jsonl")).await;
+    let mut frames: Vec<serde_json::Value> = Vec::new();
+    let mut messages = 0;
+    while frames.len() < 1001 {
+        let text = client.next_text(PROMPT).await;
+        messages += 1;
+        for frame in text.split('\n') {
+            frames.push(
+                serde_json::from_str(frame)
+                    .unwrap_or_else(|e| panic!("not a JSON frame ({e}): {frame:?}")),
+            );
+        }
+    }
+    assert_eq!(frames[0]["event"], "hello", "{:?}", frames[0]);
+    let lines: Vec<(u64, String)> = frames[1..]
+        .iter()
+        .map(|f| {
+            (
+                f["seq"].as_u64().unwrap_or(0),
+                f["line"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String)> = (1..=1000).map(|i| (i, format!("old {i}"))).collect();
+    assert_eq!(lines, want);
+    assert!(messages < 100, "{messages} messages for 1001 frames");
+    server.wait_clients(1, PROMPT).await;
+    log.append_lines(["new 1", "new \"quoted\"\\ 2"]);
+    let mut live = Vec::new();
+    while live.len() < 2 {
+        for frame in client.next_text(PROMPT).await.split('\n') {
+            let v: serde_json::Value = serde_json::from_str(frame).expect("a JSON frame");
+            live.push((v["seq"].clone(), v["line"].clone()));
+        }
+    }
+    assert_eq!(
+        live,
+        vec![
+            (serde_json::json!(1001), serde_json::json!("new 1")),
+            (
+                serde_json::json!(1002),
+                serde_json::json!("new \"quoted\"\\ 2")
+            ),
+        ]
+    );
+}

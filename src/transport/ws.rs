@@ -119,11 +119,15 @@ async fn client(
     // atomic load (an mpsc receiver showed up in profiles).
     let (tell, told) = oneshot::channel();
     let mut reader = tokio::spawn(read_client(stream, tell, app.config.ping_interval * 2));
-    let mut ws = WsSink { sink, told };
+    let mut ws = WsSink {
+        sink,
+        told,
+        lines: (format == Format::JsonLines).then(String::new),
+    };
     let options = PumpOptions {
         encoding: match format {
             Format::Text => Encoding::Text.prefixed(prefix),
-            Format::Json => Encoding::Json,
+            Format::Json | Format::JsonLines => Encoding::Json,
         },
         send_timeout: app.config.send_timeout,
         keep_alive: Some(app.config.ping_interval),
@@ -187,15 +191,44 @@ async fn client(
     drop(slot);
 }
 
-/// The WebSocket as the pump's [`Sink`]: frames become Text messages, the
-/// keep-alive a Ping; the reader task tells how the peer ended.
+/// The WebSocket as the pump's [`Sink`]: frames become Text messages (or,
+/// for `format=jsonl`, lines of one message per flush), the keep-alive a
+/// Ping; the reader task tells how the peer ended.
 struct WsSink {
     sink: SplitSink<WebSocket, Message>,
     told: oneshot::Receiver<FromReader>,
+    /// `format=jsonl`: the frames fed since the last flush, `\n` between them.
+    lines: Option<String>,
+}
+
+impl WsSink {
+    /// Appends a frame to the pending `jsonl` message; false if it is full.
+    fn gather(lines: &mut String, frame: &Text, always: bool) -> bool {
+        if !always && !lines.is_empty() && lines.len() + 1 + frame.len() > FLUSH_BYTES {
+            return false;
+        }
+        if !lines.is_empty() {
+            lines.push('\n');
+        }
+        lines.push_str(frame.as_str());
+        true
+    }
+
+    /// Queues the pending `jsonl` message, if any.
+    async fn feed_gathered(&mut self) -> Result<(), SinkGone> {
+        let Some(lines) = self.lines.as_mut().filter(|l| !l.is_empty()) else {
+            return Ok(());
+        };
+        let message = Message::Text(Text::from(std::mem::take(lines)));
+        self.sink.feed(message).await.map_err(|_| SinkGone)
+    }
 }
 
 impl Sink for WsSink {
     fn try_feed(&mut self, frame: Text) -> Result<Option<Text>, SinkGone> {
+        if let Some(lines) = self.lines.as_mut() {
+            return Ok((!Self::gather(lines, &frame, false)).then_some(frame));
+        }
         // Polled once with a waker that does nothing: if the sink is not
         // ready, the pump's `feed` polls it again with the task's own.
         let mut cx = Context::from_waker(Waker::noop());
@@ -210,6 +243,14 @@ impl Sink for WsSink {
     }
 
     async fn feed(&mut self, frame: Text) -> Result<(), SinkGone> {
+        if self.lines.is_some() {
+            // Full: the gathered message goes first, then this frame starts the next.
+            self.feed_gathered().await?;
+            if let Some(lines) = self.lines.as_mut() {
+                Self::gather(lines, &frame, true);
+            }
+            return Ok(());
+        }
         self.sink
             .feed(Message::Text(frame))
             .await
@@ -217,6 +258,7 @@ impl Sink for WsSink {
     }
 
     async fn flush(&mut self) -> Result<(), SinkGone> {
+        self.feed_gathered().await?;
         self.sink.flush().await.map_err(|_| SinkGone)
     }
 

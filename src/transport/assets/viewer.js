@@ -156,7 +156,9 @@
   // ---------- connection ----------
 
   function streamQuery(since) {
-    const q = ['format=json'];
+    // jsonl: the JSON frames, several per message (a browser spends about as much
+    // on each message as on its content, so one message per delivery, not per line).
+    const q = ['format=jsonl'];
     if (since !== null) q.push('since=' + since, 'epoch=' + encodeURIComponent(S.epoch));
     else if (S.backlog !== null) q.push('backlog=' + S.backlog);
     if (S.grep) q.push('grep=' + encodeURIComponent(S.grep));
@@ -201,7 +203,7 @@
       setState('live');
       status('Live' + (S.grep ? ' (server grep active)' : '') + '.');
     };
-    ws.onmessage = (ev) => { if (ws === S.ws) onFrame(ev.data); };
+    ws.onmessage = (ev) => { if (ws === S.ws) onMessage(ev.data); };
     ws.onerror = () => { /* a close event follows */ };
     ws.onclose = (ev) => {
       if (ws !== S.ws) return;
@@ -268,6 +270,12 @@
   function epochOf(raw, m) {
     const d = /"epoch"\s*:\s*(-?\d+)/.exec(raw);
     return d ? d[1] : (m.epoch == null ? null : String(m.epoch));
+  }
+
+  function onMessage(data) {
+    if (typeof data !== 'string') return;
+    if (data.indexOf('\n') < 0) { onFrame(data); return; }
+    for (const raw of data.split('\n')) if (raw) onFrame(raw);
   }
 
   function onFrame(raw) {
@@ -679,11 +687,18 @@
     S.older = { since, before };
     markDirty();
     ws.onmessage = (ev) => {
+      if (typeof ev.data !== 'string') return;
+      for (const raw of ev.data.split('\n')) {
+        if (finished) return;
+        if (raw) olderFrame(raw);
+      }
+    };
+    const olderFrame = (raw) => {
       let m;
-      try { m = JSON.parse(ev.data); } catch (_) { return; }
+      try { m = JSON.parse(raw); } catch (_) { return; }
       if (!m || typeof m !== 'object') return;
       if (m.event === 'hello') {
-        if (epochOf(ev.data, m) !== S.epoch) { finish(true); return; }
+        if (epochOf(raw, m) !== S.epoch) { finish(true); return; }
         liveSeq = typeof m.seq === 'number' ? m.seq : null;
         if (liveSeq !== null && liveSeq <= since) finish(false);
         return;
