@@ -404,6 +404,49 @@ async fn stuck_h2_event_stream_gets_its_last_event_while_its_sibling_keeps_recei
     assert!(rest.ends_with(last), "more after the last event: {rest:?}");
 }
 
+/// Stuck streams that never read again are reset once their grace (30 s) is over, and
+/// what the server held for them goes: a WebSocket and an SSE stream over one connection,
+/// beside a live one, which is served throughout and after.
+#[tokio::test]
+async fn stuck_h2_streams_are_reset_after_their_grace() {
+    let log = LogFile::new();
+    let server = Server::start(
+        log.path(),
+        &["--send-timeout", "1", "--client-queue", "1073741824"],
+    )
+    .await;
+    let mut h2 = H2::connect_with(server.addr(), None, Some(16 * 1024)).await;
+    let mut live = h2.ws("/ws?backlog=0", &[]).await.expect("ws over h2");
+    let _stuck_ws = h2.ws("/ws?backlog=0", &[]).await.expect("ws over h2");
+    let _stuck_sse = h2.open("/events?backlog=0", &[]).await;
+    server.wait_clients(3, PROMPT).await;
+    let line = |i: usize| format!("{i:08} {}", "z".repeat(90));
+    let mut written = 0;
+    while server
+        .stderr()
+        .matches("closing a client that is too slow")
+        .count()
+        < 2
+    {
+        assert!(written < 200_000, "not both closed after {written} lines");
+        let chunk: Vec<String> = (written + 1..=written + 320).map(line).collect();
+        log.append_lines(&chunk);
+        live.expect_lines(&strs(&chunk)).await;
+        written += chunk.len();
+    }
+    let reset = || async { metric(&server, None, "logtail_stream_resets_total").await == 2 };
+    let grace = Duration::from_secs(30) + PROMPT;
+    wait_until_async(grace, "both stuck streams are reset after the grace", reset).await;
+    assert_eq!(
+        metric(&server, None, "logtail_streams{version=\"h2\"}").await,
+        1,
+        "only the live stream is left"
+    );
+    let after: Vec<String> = (written + 1..=written + 10).map(line).collect();
+    log.append_lines(&after);
+    live.expect_lines(&strs(&after)).await;
+}
+
 /// An ordinary response whose stream the client leaves unread (its window nearly shut) is
 /// reset after `--send-timeout`, as an HTTP/1.1 connection that accepts nothing is
 /// closed, and what the server held for it goes; the connection and its other streams
