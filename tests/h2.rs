@@ -563,6 +563,22 @@ async fn origin_rebinding_and_token_rules_hold_over_h2() {
     );
 }
 
+/// The request header limit holds over HTTP/2 as over HTTP/1.1: a header list over
+/// 16 KiB gets 431 (and only its stream: the connection serves on), one well under it is
+/// served.
+#[tokio::test]
+async fn oversized_request_headers_get_431_over_h2() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &[]).await;
+    let mut h2 = H2::connect(server.addr()).await;
+    let big = "x".repeat(20 * 1024);
+    let (status, _) = h2.get("/healthz", &[("x-big", &big)]).await;
+    assert_eq!(status, 431, "a 20 KiB header over h2");
+    let fine = "x".repeat(8 * 1024);
+    let (status, body) = h2.get("/healthz", &[("x-fine", &fine)]).await;
+    assert_eq!(status, 200, "an 8 KiB header over h2: {body}");
+}
+
 /// The HTTP/2 preface has a deadline: a cleartext connection that sends nothing, or half
 /// the preface, and a TLS connection that negotiates `h2` and sends nothing, are closed by
 /// the server within the handshake timeout, with no answer.
