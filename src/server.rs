@@ -524,6 +524,10 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// its last bytes remain (the Close 1013, `event: closed`), it sets a
 /// deadline for them with [`wait_until`](Self::wait_until), which wakes a
 /// write already waiting so that the deadline applies to it too.
+///
+/// On HTTP/2 each stream has one of its own, with the same meaning, kept by
+/// the watchdog its tasks run under instead of a socket (see [`h2`]): the
+/// handlers cannot tell the two apart.
 #[derive(Clone)]
 pub struct SendLimit(Arc<LimitState>);
 
