@@ -95,6 +95,8 @@ pub async fn run(
         tracker: state.tracker.clone(),
         send_timeout: config.send_timeout,
         handshake_timeout: config.handshake_timeout,
+        ping_interval: config.ping_interval,
+        close_grace: transport::CLOSE_CAP,
         metrics,
     };
     let router = transport::router(state.clone());

@@ -11,7 +11,9 @@
 //! reason for how clients ended. Each is bumped once per batch or per client
 //! event, never per line per client. The delivery delay is observed once per
 //! batch a client is fed: from the moment the hub published it to the moment
-//! its frames went to the client's sink.
+//! its frames went to the client's sink. Connections and streams (an HTTP/1.1
+//! request, an HTTP/2 stream) are counted per protocol version (`version`:
+//! `http/1.1`, `h2`, the ALPN names).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,6 +33,37 @@ struct FileLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransportLabel {
     transport: &'static str,
+}
+
+/// The HTTP version a connection speaks, for the per-version counts.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    H2,
+}
+
+impl HttpVersion {
+    /// Both, in the order `/healthz` lists them.
+    pub const ALL: [HttpVersion; 2] = [HttpVersion::Http1, HttpVersion::H2];
+
+    /// The ALPN name: `http/1.1`, `h2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Http1 => "http/1.1",
+            HttpVersion::H2 => "h2",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+fn version(v: HttpVersion) -> VersionLabel {
+    VersionLabel {
+        version: v.as_str(),
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +91,11 @@ pub struct Metrics {
     history_lines: Gauge,
     history_bytes: Gauge,
     delivery_delay: Histogram,
+    connections: Family<VersionLabel, Gauge>,
+    connections_total: Family<VersionLabel, Counter>,
+    streams: Family<VersionLabel, Gauge>,
+    streams_total: Family<VersionLabel, Counter>,
+    stream_resets: Counter,
     /// Every transport's clients together, for `/healthz`.
     clients_now: AtomicU64,
 }
@@ -92,6 +130,11 @@ impl Default for Metrics {
             history_bytes: Gauge::default(),
             // 100 µs … about 6.5 s.
             delivery_delay: Histogram::new(exponential_buckets(0.000_1, 2.0, 17)),
+            connections: Family::default(),
+            connections_total: Family::default(),
+            streams: Family::default(),
+            streams_total: Family::default(),
+            stream_resets: Counter::default(),
             clients_now: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -184,6 +227,32 @@ impl Default for Metrics {
             Unit::Seconds,
             m.delivery_delay.clone(),
         );
+        registry.register(
+            "connections",
+            "Open client connections, per HTTP version",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections",
+            "Client connections served since start, per HTTP version",
+            m.connections_total.clone(),
+        );
+        registry.register(
+            "streams",
+            "Requests being served (an HTTP/2 stream, an HTTP/1.1 request; a WebSocket \
+             until it closes), per HTTP version",
+            m.streams.clone(),
+        );
+        registry.register(
+            "streams",
+            "Requests received since start, per HTTP version",
+            m.streams_total.clone(),
+        );
+        registry.register(
+            "stream_resets",
+            "HTTP/2 streams reset because their client took nothing for too long",
+            m.stream_resets.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -247,6 +316,41 @@ impl Metrics {
         self.clients_now.load(Ordering::Relaxed)
     }
 
+    /// A connection speaking `v` is being served (until [`connection_closed`](Self::connection_closed)).
+    pub fn connection_opened(&self, v: HttpVersion) {
+        self.connections.get_or_create(&version(v)).inc();
+        self.connections_total.get_or_create(&version(v)).inc();
+    }
+
+    pub fn connection_closed(&self, v: HttpVersion) {
+        self.connections.get_or_create(&version(v)).dec();
+    }
+
+    /// A request (an HTTP/2 stream) over `v` began (until [`stream_closed`](Self::stream_closed)).
+    pub fn stream_opened(&self, v: HttpVersion) {
+        self.streams.get_or_create(&version(v)).inc();
+        self.streams_total.get_or_create(&version(v)).inc();
+    }
+
+    pub fn stream_closed(&self, v: HttpVersion) {
+        self.streams.get_or_create(&version(v)).dec();
+    }
+
+    /// An HTTP/2 stream was reset: its client took nothing within its limit.
+    pub fn stream_reset(&self) {
+        self.stream_resets.inc();
+    }
+
+    /// Open connections speaking `v`, for `/healthz`.
+    pub fn connections_now(&self, v: HttpVersion) -> i64 {
+        self.connections.get_or_create(&version(v)).get()
+    }
+
+    /// Requests over `v` being served, for `/healthz`.
+    pub fn streams_now(&self, v: HttpVersion) -> i64 {
+        self.streams.get_or_create(&version(v)).get()
+    }
+
     pub fn request_rejected(&self) {
         self.rejected_requests.inc();
     }
@@ -304,6 +408,10 @@ mod tests {
         m.client_left("sse");
         m.client_ended("sse", "closed by client");
         m.delivered_after(Duration::from_millis(1));
+        m.connection_opened(HttpVersion::H2);
+        m.connection_opened(HttpVersion::Http1);
+        m.connection_closed(HttpVersion::Http1);
+        m.stream_opened(HttpVersion::H2);
         let text = m.render(3, 99);
         for line in [
             "logtail_lines_read_total{file=\"app.log\"} 3",
@@ -315,10 +423,17 @@ mod tests {
             "logtail_history_lines 3",
             "logtail_history_bytes 99",
             "logtail_delivery_delay_seconds_count 1",
+            "logtail_connections{version=\"h2\"} 1",
+            "logtail_connections{version=\"http/1.1\"} 0",
+            "logtail_connections_total{version=\"http/1.1\"} 1",
+            "logtail_streams{version=\"h2\"} 1",
+            "logtail_streams_total{version=\"h2\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
         assert_eq!(m.clients_now(), 1);
+        assert_eq!(m.connections_now(HttpVersion::H2), 1);
+        assert_eq!(m.streams_now(HttpVersion::Http1), 0);
         m.file_removed("app.log");
         assert!(!m.render(0, 0).contains("app.log"));
     }

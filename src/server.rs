@@ -2,6 +2,11 @@
 //! It knows nothing of the endpoints: it is handed a [`Router`] (built by
 //! [`crate::transport::router`]) and [`ServeOptions`].
 //!
+//! Every connection speaks HTTP/1.1 or HTTP/2 on the same port: over TLS as
+//! ALPN decided, in cleartext as its first bytes say (the HTTP/2 preface, or
+//! anything else); both within the handshake timeout. HTTP/2 connections,
+//! their limits and their streams' deadlines are [`h2`]'s.
+//!
 //! Why our own accept loop instead of `axum::serve`: we need what it does not
 //! offer — TLS, a deadline on reading request headers (slowloris), a bound on
 //! header size, TCP_NODELAY, a write timeout on every connection (so a client
@@ -11,12 +16,17 @@
 //! fast 503 instead of a hang in the accept queue when file descriptors run
 //! out ([`crate::fdlimit`]).
 //!
-//! Each connection's write timeout comes with a [`SendLimit`], shared with
-//! the handlers through each request's extensions: a stream bounds its own
+//! Each HTTP/1.1 connection's write timeout comes with a [`SendLimit`], shared with
+//! the handlers through each request's extensions (on HTTP/2 each stream has
+//! its own, see [`h2`]): a stream bounds its own
 //! writes (the delivery loop's deadline works for any transport), and when
 //! it gives up on a stuck client it sets one deadline for what was in
 //! flight and its last word.
 
+mod h2;
+
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -37,15 +47,18 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::time::{Instant, Sleep};
+use tokio::time::{Instant, Sleep, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+pub use h2::PREFACE;
+
 use crate::error::{Error, TlsFileError};
 use crate::fdlimit::{self, RateLimited, Spare};
-use crate::metrics::Metrics;
+use crate::metrics::{HttpVersion, Metrics};
+use h2::{Opening, Rewind};
 
 /// What the accept loop needs besides the router: plumbing only.
 #[derive(Clone)]
@@ -56,9 +69,27 @@ pub struct ServeOptions {
     pub tracker: TaskTracker,
     /// A write that waits this long for the peer fails (see [`TimeoutIo`]).
     pub send_timeout: Duration,
-    /// Request headers (and a TLS handshake) must arrive within this.
+    /// Request headers (and a TLS handshake, an HTTP/2 preface) must
+    /// arrive within this.
     pub handshake_timeout: Duration,
+    /// HTTP/2 PING period (`--ping-interval`); a peer that answers none for
+    /// two periods is dropped.
+    pub ping_interval: Duration,
+    /// How long a stream that is closing a stuck client waits for it (the
+    /// transports' `CLOSE_CAP`): an HTTP/2 socket's writes may wait
+    /// `send_timeout` plus this, so that it never cuts a stream's grace short.
+    pub close_grace: Duration,
     pub metrics: Arc<Metrics>,
+}
+
+impl ServeOptions {
+    /// How long a write on an HTTP/2 connection's socket may wait. Its
+    /// streams bound their own writes (see [`h2`]); the socket's limit is the
+    /// backstop for a peer that reads nothing at all, once every stream on
+    /// it has had its `--send-timeout` and its grace.
+    fn h2_socket_timeout(&self) -> Duration {
+        self.send_timeout + self.close_grace
+    }
 }
 
 /// Accepts connections until `options.cancel` fires.
@@ -160,26 +191,16 @@ pub async fn serve(
             continue;
         }
         let _ = tcp.set_nodelay(true);
-        let limit = SendLimit::default();
-        let io = TimeoutIo::new(tcp, state.send_timeout, limit.clone());
-        let router = router.clone();
-        let cancel = state.cancel.clone();
-        let handshake = state.handshake_timeout;
+        let io = TimeoutIo::new(tcp, state.send_timeout, SendLimit::default());
+        let conn = Conn {
+            peer,
+            router: router.clone(),
+            options: state.clone(),
+        };
         let tls = tls.clone();
         let closed = Arc::clone(&closed);
         state.tracker.spawn(async move {
-            match tls {
-                None => serve_connection(io, peer, limit, router, cancel, handshake).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake, acceptor.accept(io)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, limit, router, cancel, handshake).await
-                        }
-                        Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
+            conn.serve(io, tls).await;
             closed.notify_one();
         });
     }
@@ -234,40 +255,257 @@ fn is_connection_error(err: &std::io::Error) -> bool {
     )
 }
 
-async fn serve_connection<I>(
-    io: I,
+/// One accepted connection, until it is served: who, and what serves it.
+struct Conn {
     peer: SocketAddr,
-    limit: SendLimit,
     router: Router,
-    cancel: CancellationToken,
-    handshake: Duration,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = router.map_request(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request.extensions_mut().insert(limit.clone());
-        request.map(Body::new)
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(handshake)
-        .max_buf_size(16 * 1024)
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
-        .with_upgrades();
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(err) = result {
-                tracing::debug!(%peer, "connection ended: {err}");
+    options: ServeOptions,
+}
+
+impl Conn {
+    /// Finds out which protocol the connection speaks, within the handshake
+    /// timeout (the TLS handshake and, for HTTP/2, its preface: see
+    /// [`h2`]), and serves it.
+    async fn serve(self, mut io: TimeoutIo<tokio::net::TcpStream>, tls: Option<TlsAcceptor>) {
+        let peer = self.peer;
+        let deadline = Instant::now() + self.options.handshake_timeout;
+        let Some(acceptor) = tls else {
+            match timeout_at(deadline, h2::read_opening(&mut io)).await {
+                Ok(Ok((Opening::H2, seen))) => {
+                    io.set_timeout(self.options.h2_socket_timeout());
+                    self.serve_h2(Rewind::new(seen, io)).await;
+                }
+                Ok(Ok((Opening::Http1, seen))) => {
+                    let limit = io.limit.clone();
+                    self.serve_http1(Rewind::new(seen, io), limit).await;
+                }
+                Ok(Ok((Opening::Closed, _))) => tracing::debug!(%peer, "closed before a request"),
+                Ok(Err(err)) => tracing::debug!(%peer, "connection failed before a request: {err}"),
+                Err(_) => tracing::debug!(%peer, "no request within the handshake timeout"),
+            }
+            return;
+        };
+        let mut stream = match timeout_at(deadline, acceptor.accept(io)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return tracing::debug!(%peer, "TLS handshake failed: {err}"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        };
+        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            let limit = stream.get_ref().0.limit.clone();
+            return self.serve_http1(stream, limit).await;
+        }
+        match timeout_at(deadline, h2::read_opening(&mut stream)).await {
+            Ok(Ok((Opening::H2, seen))) => {
+                stream
+                    .get_mut()
+                    .0
+                    .set_timeout(self.options.h2_socket_timeout());
+                self.serve_h2(Rewind::new(seen, stream)).await;
+            }
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                tracing::debug!(%peer, "negotiated h2 but sent no HTTP/2 preface")
+            }
+            Err(_) => tracing::debug!(%peer, "no HTTP/2 preface within the handshake timeout"),
+        }
+    }
+
+    /// The router as hyper's service for this connection: each request gets
+    /// the peer's address, its [`SendLimit`] (the connection's on HTTP/1.1,
+    /// its stream's on HTTP/2) and its [`OpenStream`] among its extensions.
+    fn service(
+        router: Router,
+        peer: SocketAddr,
+        version: HttpVersion,
+        connection_limit: Option<SendLimit>,
+        open: Arc<OpenConnection>,
+    ) -> TowerToHyperService<
+        impl tower::Service<
+            Request<Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future = impl Future + Send,
+        > + Clone
+        + Send,
+    > {
+        TowerToHyperService::new(tower::service_fn(move |mut request: Request<Incoming>| {
+            let router = router.clone();
+            let limit = connection_limit.clone();
+            let stream = OpenStream::new(&open);
+            async move {
+                // On HTTP/2 this runs inside the stream's task (see `h2`).
+                let limit = limit.or_else(h2::stream_limit).unwrap_or_default();
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(limit.clone());
+                request.extensions_mut().insert(stream.clone());
+                let response = router.oneshot(request).await?;
+                Ok::<_, Infallible>(response.map(|inner| {
+                    let inner = match version {
+                        HttpVersion::Http1 => inner,
+                        HttpVersion::H2 => Body::new(h2::WatchedBody::new(inner, limit)),
+                    };
+                    Body::new(Counted {
+                        inner,
+                        _stream: stream,
+                    })
+                }))
+            }
+        }))
+    }
+
+    async fn serve_http1<I>(self, io: I, limit: SendLimit)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let open = OpenConnection::new(&self.options.metrics, HttpVersion::Http1);
+        let service = Conn::service(
+            self.router.clone(),
+            self.peer,
+            HttpVersion::Http1,
+            Some(limit),
+            open,
+        );
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.options.handshake_timeout)
+            .max_buf_size(16 * 1024)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(peer = %self.peer, "connection ended: {err}");
+                }
+            }
+            _ = self.options.cancel.cancelled() => {
+                // Bounded: a response still being written to a stuck client (an SSE
+                // stream in its grace) must not hold up the exit.
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHUTDOWN_FLUSH, connection).await;
             }
         }
-        _ = cancel.cancelled() => {
-            // Bounded: a response still being written to a stuck client (an SSE
-            // stream in its grace) must not hold up the exit.
-            connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, connection).await;
+    }
+
+    /// Serves an HTTP/2 connection with the limits of [`h2`] and
+    /// `--ping-interval` keep-alive; at shutdown, GOAWAY, and the streams
+    /// (each WebSocket sends its Close 1001) get [`SHUTDOWN_FLUSH`].
+    async fn serve_h2<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let open = OpenConnection::new(&self.options.metrics, HttpVersion::H2);
+        let service = Conn::service(self.router.clone(), self.peer, HttpVersion::H2, None, open);
+        let options = &self.options;
+        let executor = h2::StreamExecutor {
+            tracker: options.tracker.clone(),
+            send_timeout: options.send_timeout,
+            metrics: Arc::clone(&options.metrics),
+        };
+        let mut builder = hyper::server::conn::http2::Builder::new(executor);
+        builder
+            .timer(TokioTimer::new())
+            .enable_connect_protocol()
+            .max_concurrent_streams(h2::MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(h2::MAX_HEADER_LIST)
+            .initial_stream_window_size(h2::STREAM_WINDOW)
+            .initial_connection_window_size(h2::CONNECTION_WINDOW)
+            .max_send_buf_size(h2::MAX_SEND_BUF)
+            // A peer that answers no PING for two periods is gone, as a
+            // WebSocket peer silent that long is.
+            .keep_alive_interval(options.ping_interval)
+            .keep_alive_timeout(options.ping_interval);
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(peer = %self.peer, "HTTP/2 connection ended: {err}");
+                }
+            }
+            _ = options.cancel.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHUTDOWN_FLUSH, connection).await;
+            }
         }
+    }
+}
+
+/// A connection being served, counted per version until the last of its
+/// requests ends (an HTTP/1.1 WebSocket outlives hyper's connection task).
+struct OpenConnection {
+    metrics: Arc<Metrics>,
+    version: HttpVersion,
+}
+
+impl OpenConnection {
+    fn new(metrics: &Arc<Metrics>, version: HttpVersion) -> Arc<OpenConnection> {
+        metrics.connection_opened(version);
+        Arc::new(OpenConnection {
+            metrics: Arc::clone(metrics),
+            version,
+        })
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connection_closed(self.version);
+    }
+}
+
+/// A request being served (an HTTP/2 stream), counted per version while it
+/// lives: held by its response body and, for a WebSocket, by the socket's
+/// task (found among the request's extensions).
+#[derive(Clone)]
+pub struct OpenStream {
+    _count: Arc<StreamCount>,
+}
+
+struct StreamCount {
+    connection: Arc<OpenConnection>,
+}
+
+impl OpenStream {
+    fn new(connection: &Arc<OpenConnection>) -> OpenStream {
+        connection.metrics.stream_opened(connection.version);
+        OpenStream {
+            _count: Arc::new(StreamCount {
+                connection: Arc::clone(connection),
+            }),
+        }
+    }
+}
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        let connection = &self.connection;
+        connection.metrics.stream_closed(connection.version);
+    }
+}
+
+/// A response body that holds its request's [`OpenStream`].
+struct Counted {
+    inner: Body,
+    _stream: OpenStream,
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -286,6 +524,10 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// its last bytes remain (the Close 1013, `event: closed`), it sets a
 /// deadline for them with [`wait_until`](Self::wait_until), which wakes a
 /// write already waiting so that the deadline applies to it too.
+///
+/// On HTTP/2 each stream has one of its own, with the same meaning, kept by
+/// the watchdog its tasks run under instead of a socket (see [`h2`]): the
+/// handlers cannot tell the two apart.
 #[derive(Clone)]
 pub struct SendLimit(Arc<LimitState>);
 
@@ -296,9 +538,12 @@ struct LimitState {
     until: AtomicU64,
     /// The stream on this connection bounds its own writes.
     stream_owned: AtomicBool,
-    /// A write waiting with no deadline of its own (stream-owned): woken
-    /// when a deadline is set.
+    /// A write waiting with no deadline of its own (stream-owned), or an
+    /// HTTP/2 stream's watchdog: woken when a deadline is set.
     waiting: AtomicWaker,
+    /// HTTP/2 only: while not 0, hyper has held a chunk of the response
+    /// since `born` + this many nanoseconds, waiting for the client's window.
+    handed: AtomicU64,
 }
 
 impl Default for SendLimit {
@@ -309,6 +554,7 @@ impl Default for SendLimit {
             until: AtomicU64::new(0),
             stream_owned: AtomicBool::new(false),
             waiting: AtomicWaker::new(),
+            handed: AtomicU64::new(0),
         }))
     }
 }
@@ -323,12 +569,55 @@ impl SendLimit {
 
     /// From now on writes may wait until `deadline` and no longer: for a
     /// stream that has given up on its client and only flushes what is in
-    /// flight and its last word.
+    /// flight and its last word. A deadline already set and earlier stays.
     pub fn wait_until(&self, deadline: Instant) {
-        let since = deadline.saturating_duration_since(self.0.born);
-        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX).max(1);
-        self.0.until.store(nanos, Ordering::Release);
+        let nanos = self.nanos(deadline);
+        let _ = self
+            .0
+            .until
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                (old == 0 || nanos < old).then_some(nanos)
+            });
         self.0.waiting.wake();
+    }
+
+    /// `at` as nanoseconds since `born`, never 0 (0 means none).
+    fn nanos(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.0.born);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// HTTP/2: hyper holds a chunk of the response it could not pass on yet.
+    fn handed(&self) {
+        let now = self.nanos(Instant::now());
+        self.0.handed.store(now, Ordering::Release);
+    }
+
+    /// HTTP/2: hyper passed the chunk on and asks for the next.
+    fn taken(&self) {
+        self.0.handed.store(0, Ordering::Release);
+    }
+
+    /// HTTP/2: when the stream is to be given up: the deadline set with
+    /// [`wait_until`](Self::wait_until), else (unless the stream bounds its
+    /// writes itself) `timeout` after hyper began to hold a chunk it cannot
+    /// pass on; `None` while neither applies.
+    fn stream_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if let Some(at) = self.deadline() {
+            return Some(at);
+        }
+        if self.0.stream_owned.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.0.handed.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(self.0.born + Duration::from_nanos(nanos) + timeout),
+        }
+    }
+
+    /// Wakes `waker` when a deadline is set.
+    fn register(&self, waker: &std::task::Waker) {
+        self.0.waiting.register(waker);
     }
 
     /// The deadline set by [`wait_until`](Self::wait_until), if any.
@@ -367,6 +656,11 @@ impl<T> TimeoutIo<T> {
             deadline: None,
             armed: false,
         }
+    }
+
+    /// Each write that waits may wait `timeout` from now on.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Called when a write is pending: arms the deadline, or reports that it
@@ -469,8 +763,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
     }
 }
 
-/// Loads a PEM certificate chain and key into a TLS acceptor (http/1.1
-/// only). A file that cannot be read or used is named with its flag
+/// Loads a PEM certificate chain and key into a TLS acceptor offering, by
+/// ALPN, `h2` then `http/1.1` (a client that offers neither gets HTTP/1.1). A file that cannot be read or used is named with its flag
 /// ([`Error::TlsFile`], [`Error::TlsPair`]): the command line is at fault.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, Error> {
     use rustls::pki_types::pem::PemObject;
@@ -509,6 +803,6 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
             key: key.to_path_buf(),
             source,
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

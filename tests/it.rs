@@ -42,5 +42,10 @@ mod rotation;
 // GET /files, added/removed events, names that never become paths.
 mod files;
 
+// HTTP/2 (issue 14): TLS by ALPN and cleartext prior knowledge on the same port, SSE
+// multiplexed (curl), WebSocket over HTTP/2 (RFC 8441), stuck streams, the security rules
+// without Host, the preface deadline.
+mod h2;
+
 // Packaging (issue 12): `completions bash|zsh|fish` and `man` mention every flag of --help.
 mod packaging;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -23,7 +23,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::harness::{
     LogFile, PROMPT, Response, Server, SseStream, UPGRADE, WsClient, http_exchange, http_get,
-    http_open, http_request, numbered, send_until_close, status_code, strs, wait_until_async,
+    http_open, http_request, numbered, self_signed, send_until_close, status_code, strs, trusting,
+    wait_until_async,
 };
 
 /// The token used by the token tests.
@@ -491,33 +492,6 @@ fn token_from_env_is_not_shown_by_help_or_errors() {
 // ---------------------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------------------
-
-/// A throwaway self-signed certificate for `localhost` and `127.0.0.1`, written as
-/// `cert.pem` and `key.pem` next to the log; returns both paths and the certificate.
-fn self_signed(log: &LogFile, prefix: &str) -> (PathBuf, PathBuf, CertificateDer<'static>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("generate a self-signed certificate");
-    let cert = log.write_sibling(&format!("{prefix}cert.pem"), ck.cert.pem().as_bytes());
-    let key = log.write_sibling(
-        &format!("{prefix}key.pem"),
-        ck.signing_key.serialize_pem().as_bytes(),
-    );
-    (cert, key, ck.cert.der().clone())
-}
-
-/// A rustls client configuration (ring) trusting only `cert`.
-fn trusting(cert: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).expect("add the test certificate");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Arc::new(config)
-}
 
 /// `GET path` over TLS (`Connection: close`); returns the status and the body text.
 async fn https_get(

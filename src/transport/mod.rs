@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, get, on};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -193,7 +193,11 @@ pub fn router(state: AppState) -> Router {
     let base = state.config.base_path.clone();
     let at = |path: &str| format!("{base}{path}");
     let mut router = Router::new()
-        .route(&at("/ws"), get(ws::handler))
+        // CONNECT: a WebSocket over HTTP/2 (RFC 8441) is an extended CONNECT.
+        .route(
+            &at("/ws"),
+            on(MethodFilter::GET.or(MethodFilter::CONNECT), ws::handler),
+        )
         .route(&at("/events"), get(sse::handler))
         .route(&at("/"), get(viewer::index))
         .route(&at("/viewer.js"), get(viewer::script))

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::{RawParams, check_access};
+use crate::metrics::HttpVersion;
 
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let hub = &app.hub;
@@ -24,6 +25,9 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "epoch": hub.epoch(),
         "seq": hub.last_seq(),
         "clients": hub.metrics.clients_now(),
+        // Per HTTP version: open connections, and requests (HTTP/2 streams) in progress.
+        "connections": per_version(|v| hub.metrics.connections_now(v)),
+        "streams": per_version(|v| hub.metrics.streams_now(v)),
         "files": app.status.files().iter().map(|f| json!({
             "name": f.name,
             "state": f.state,
@@ -59,6 +63,15 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
         )
             .into_response()
     }
+}
+
+/// `{"http/1.1": N, "h2": M}`.
+fn per_version(count: impl Fn(HttpVersion) -> i64) -> serde_json::Value {
+    HttpVersion::ALL
+        .iter()
+        .map(|&v| (v.as_str().to_string(), json!(count(v))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn rfc3339(at: std::time::SystemTime) -> String {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
@@ -48,6 +48,7 @@ pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
@@ -87,10 +88,13 @@ pub async fn handler(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tell nginx-style proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    // A stream that ended (too slow, shutdown) ends its connection too: the
-    // connection's write limits were the stream's, and a client reusing it
-    // should start afresh. `EventSource` reconnects with a new one anyway.
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    // A stream that ended (too slow, shutdown) ends its HTTP/1.1 connection
+    // too: the connection's write limits were the stream's, and a client
+    // reusing it should start afresh. `EventSource` reconnects with a new one
+    // anyway. (HTTP/2 has no such header: each stream has its own limits.)
+    if version < Version::HTTP_2 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
@@ -142,7 +146,12 @@ async fn client(
         }
     }
     // Otherwise (shutdown, the peer gone) the body just ends: dropping the
-    // sender lets hyper finish the response.
+    // sender lets hyper finish the response, within the grace at most (on
+    // HTTP/2 a stream whose client stopped reading is then reset; on
+    // HTTP/1.1 the connection ends with the response anyway).
+    if let Some(limit) = &limit {
+        limit.wait_until(Instant::now() + CLOSE_CAP);
+    }
     let mut slot = slot;
     slot.ended(end, delivered);
     drop(slot);

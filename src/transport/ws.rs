@@ -43,7 +43,7 @@ use crate::encode::Encoding;
 use crate::hub::Cursor;
 use crate::lines::Text;
 use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone, pump};
-use crate::server::{SHUTDOWN_FLUSH, SendLimit};
+use crate::server::{OpenStream, SHUTDOWN_FLUSH, SendLimit};
 
 /// Largest message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -61,6 +61,7 @@ pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
+    stream: Option<Extension<OpenStream>>,
     uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -89,7 +90,11 @@ pub async fn handler(
     upgrade
         .on_failed_upgrade(|err| tracing::debug!("websocket upgrade failed: {err}"))
         .on_upgrade(move |socket| {
-            tracker.track_future(client(socket, cursor, format, prefix, app, slot, limit))
+            tracker.track_future(async move {
+                // Counted as an open stream (`/metrics`) while the socket lives.
+                let _stream = stream;
+                client(socket, cursor, format, prefix, app, slot, limit).await;
+            })
         })
 }
 
@@ -170,7 +175,8 @@ async fn client(
         } else {
             // The frame queues behind what the socket already holds, however
             // long it has accepted nothing: a feed the pump gave up on left
-            // its bytes buffered, and they go first, within the grace.
+            // its bytes buffered, and they go first, within the grace. (On
+            // HTTP/2 the stream is reset when the grace ends: see below.)
             let deadline = Instant::now() + CLOSE_CAP;
             let goodbye = async {
                 if send_close(&mut sink, frame, deadline, &slot).await {
@@ -189,6 +195,13 @@ async fn client(
     }
     reader.abort();
     drop(slot);
+    // What the socket still holds gets a short while to leave, and no more:
+    // on HTTP/2 the stream's unsent bytes (a client whose window stays shut)
+    // are then dropped and the stream reset; on HTTP/1.1 dropping the socket
+    // below closes the connection anyway.
+    if let Some(limit) = &limit {
+        limit.wait_until(Instant::now() + SHUTDOWN_FLUSH);
+    }
 }
 
 /// The WebSocket as the pump's [`Sink`]: frames become Text messages (or,

@@ -10,6 +10,10 @@
 //! - `http.rs`: the one raw HTTP/1.1 client, over any stream (TCP or TLS): whole responses
 //!   ([`http_get`], [`http_exchange`]), a response head with the connection kept open
 //!   ([`http_open`]), raw bytes ([`send_until_close`]), and [`SseStream`].
+//! - `h2.rs`: [`H2`], an HTTP/2 client connection (hyper's, cleartext prior knowledge or
+//!   TLS with ALPN `h2`): requests with an `:authority` and no `Host`, streaming bodies
+//!   ([`H2Body`]), WebSocket over HTTP/2 by extended CONNECT ([`H2Ws`]).
+//! - `tls.rs`: a throwaway self-signed certificate and a rustls client trusting it.
 //! - `resume.rs`: [`exactly_once_across_disconnects`], the random-disconnect resume run,
 //!   over any [`ResumingClient`] (WebSocket `since=`/`epoch=`, SSE `Last-Event-ID`).
 //! - `tools.rs`: third-party programs (websocat, curl, Chromium, prlimit, setpriv): a test
@@ -21,13 +25,16 @@
 // Not every test module uses every helper.
 #![allow(dead_code, unused_imports)]
 
+mod h2;
 mod http;
 mod logfile;
 mod resume;
 mod server;
+mod tls;
 mod tools;
 mod ws;
 
+pub use h2::{H2, H2Body, H2Ws};
 pub use http::{
     Response, SseStream, http_exchange, http_get, http_open, http_request, send_until_close,
     status_code,
@@ -35,6 +42,7 @@ pub use http::{
 pub use logfile::{LogFile, Writer, join_lines};
 pub use resume::{Resume, ResumingClient, exactly_once_across_disconnects};
 pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig, running_as_root};
+pub use tls::{self_signed, trusting, trusting_alpn};
 pub use tools::{KillOnDrop, skipped};
 pub use ws::{RawWs, Recv, UPGRADE, WsClient};
 
