@@ -764,6 +764,7 @@
     S.cur = e;
     S.flash = e;
     setFollow(false);
+    S.pinTop = true;
     const i = viewIndexOf(e.id);
     S.top = Math.max(0, i - Math.floor(S.visRows / 3));
     S.gen++;
@@ -839,14 +840,15 @@
     const px = Math.min(MAX_SCROLL_PX, range);
     S.scale = px > 0 ? range / px : 1;
     el.sizer.style.height = px + 'px';
-    const bottom = n > vis && (S.follow || S.top >= n - vis);
+    // pinTop: a permalink's line stays a third down, even with few lines after it yet.
+    const bottom = n > vis && (S.follow || (!S.pinTop && S.top >= n - vis));
     let first;
     if (bottom) {
       first = n - vis - 1;
       S.top = n - vis;
       setScroll(px);
     } else {
-      first = Math.max(0, Math.min(S.top, n - vis));
+      first = Math.max(0, S.pinTop ? Math.min(S.top, n - 1) : Math.min(S.top, n - vis));
       S.top = first;
       setScroll(Math.min(px, first * rowH / S.scale));
     }
@@ -1275,6 +1277,7 @@
 
   function setFollow(f) {
     S.follow = f;
+    if (f) S.pinTop = false;
     el.follow.setAttribute('aria-pressed', String(f));
     if (f) {
       S.belowNew = 0;
@@ -1576,6 +1579,7 @@
       S.progScroll = null;
       if (Math.abs(log.scrollTop - expected) < 2) return;
     }
+    S.pinTop = false;
     const range = log.scrollHeight - log.clientHeight;
     if (range > 0 && log.scrollTop >= range - 2) {
       if (!S.follow) setFollow(true);
