@@ -10,6 +10,12 @@
 //! stream events as rows, ANSI colours under the CSP, levels, JSON/logfmt rows, the file
 //! picker, permalinks and the keys.
 //!
+//! The issue-14 tests load the page over HTTP/2 (TLS, a self-signed certificate pinned
+//! with `--ignore-certificate-errors-spki-list`): it streams, its WebSocket is an HTTP/2
+//! stream (or, sent to another host name, one HTTP/1.1 connection of its own), and ten
+//! `EventSource`s in one page all receive over h2 where only six open over HTTP/1.1; the
+//! server's `/metrics`, read over HTTP/2, says which version carried what.
+//!
 //! Chromium is found on `PATH` (`chromium`, or `chromium-browser`) as the tests are built;
 //! without it they are ignored with the reason (`#[needs::tools(chromium)]`; CI installs
 //! it and runs them all the same).
@@ -19,6 +25,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -27,7 +34,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::harness::{LogFile, PROMPT, Server, WsClient, fixed_line, http_open, numbered, strs};
+use crate::harness::{
+    H2, LogFile, PROMPT, Server, WsClient, fixed_line, http_get, http_open, numbered, strs,
+    trusting_alpn, wait_until_async,
+};
 
 /// How long Chromium gets to start and write `DevToolsActivePort` (slow on a busy CI box).
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,6 +73,12 @@ struct Chromium {
 impl Chromium {
     /// Launches Chromium (`chromium`, Debian, or `chromium-browser`, Ubuntu).
     async fn launch() -> Chromium {
+        Chromium::launch_with(&[]).await
+    }
+
+    /// [`launch`](Self::launch), with `extra` flags after the fixed ones (e.g. a
+    /// certificate pin, `--enable-websocket-over-http2`).
+    async fn launch_with(extra: &[&str]) -> Chromium {
         let exe = needs::program!(chromium);
         let dir = tempfile::Builder::new()
             .prefix("logtail-ws-chromium-")
@@ -86,6 +102,7 @@ impl Chromium {
             "--window-size=1280,720",
             "--remote-debugging-port=0",
         ])
+        .args(extra)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("about:blank")
         .stdin(Stdio::null())
@@ -540,6 +557,37 @@ fn base64_decodes_padded_input() {
     assert_eq!(base64_decode("aGk="), b"hi");
     assert_eq!(base64_decode("YWJj"), b"abc");
     assert_eq!(base64_decode("iVBORw0KGgo="), b"\x89PNG\r\n\x1a\n");
+}
+
+/// Standard base64 with padding (what `openssl base64` writes, and Chromium's
+/// `--ignore-certificate-errors-spki-list` reads).
+fn base64_encode(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut b = [0u8; 3];
+        b[..chunk.len()].copy_from_slice(chunk);
+        let n = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The encoder writes what a standard encoder does, and the decoder reads it back.
+#[test]
+fn base64_encodes_with_padding() {
+    assert_eq!(base64_encode(b"hello"), "aGVsbG8=");
+    assert_eq!(base64_encode(b"hi"), "aGk=");
+    assert_eq!(base64_encode(b"abc"), "YWJj");
+    assert_eq!(base64_encode(b""), "");
+    let all: Vec<u8> = (0..=255).collect();
+    assert_eq!(base64_decode(&base64_encode(&all)), all);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2597,4 +2645,383 @@ async fn viewer_structured_rows_expand_filter_by_field_and_pin_columns() {
         eval_json(&mut page, chips).await,
         json!(["column req.id", "user = ann"])
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP/2 (issue 14): the page over h2, its WebSocket over HTTP/2 (RFC 8441) with
+// Chromium's `--enable-websocket-over-http2` and on its own HTTP/1.1 connection without
+// it; ten EventSources in one page over h2, six over HTTP/1.1
+// (../shared/reference/transports.md §0 rows 1–3, §1 "Testing").
+
+/// `/metrics` samples these tests read.
+const WS_CLIENTS: &str = "logtail_clients{transport=\"ws\"}";
+const SSE_CLIENTS: &str = "logtail_clients{transport=\"sse\"}";
+const H1_OPEN: &str = "logtail_connections{version=\"http/1.1\"}";
+const H1_TOTAL: &str = "logtail_connections_total{version=\"http/1.1\"}";
+const H1_STREAMS: &str = "logtail_streams{version=\"http/1.1\"}";
+const H2_OPEN: &str = "logtail_connections{version=\"h2\"}";
+const H2_TOTAL: &str = "logtail_connections_total{version=\"h2\"}";
+const H2_STREAMS: &str = "logtail_streams{version=\"h2\"}";
+
+/// The protocol the page's document came over (`h2`, `http/1.1`).
+const NEXT_HOP_JS: &str = "performance.getEntriesByType('navigation')[0].nextHopProtocol";
+
+/// A server's self-signed certificate, with its key pinned for Chromium.
+struct Pinned {
+    /// `--tls-cert PATH --tls-key PATH`, for the server.
+    args: Vec<String>,
+    /// `--ignore-certificate-errors-spki-list=PIN`: Chromium accepts this key's certificate
+    /// (which names `127.0.0.1`), nothing else is relaxed.
+    flag: String,
+    /// A client trusting the certificate, offering only `h2` by ALPN: the test's own
+    /// requests, which so never add an HTTP/1.1 connection to the server's counts.
+    h2: Arc<rustls::ClientConfig>,
+}
+
+/// A throwaway certificate for `localhost` and `127.0.0.1` next to `log`, and its pin:
+/// base64 of the SHA-256 of its SubjectPublicKeyInfo (DER), what `openssl x509 -pubkey
+/// -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64` gives.
+fn pinned_cert(log: &LogFile) -> Pinned {
+    use rcgen::PublicKeyData;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("generate a self-signed certificate");
+    let cert = log.write_sibling("cert.pem", ck.cert.pem().as_bytes());
+    let key = log.write_sibling("key.pem", ck.signing_key.serialize_pem().as_bytes());
+    let spki = ck.signing_key.subject_public_key_info();
+    let der = ck.cert.der().clone();
+    assert!(
+        der.windows(spki.len()).any(|w| w == spki),
+        "the certificate carries the key's SubjectPublicKeyInfo as encoded here"
+    );
+    // SHA-256 from the ring provider rustls already has (no hashing crate of its own).
+    let sha256 = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
+        .tls13()
+        .expect("a TLS 1.3 suite")
+        .common
+        .hash_provider;
+    assert_eq!(
+        sha256.algorithm(),
+        rustls::crypto::hash::HashAlgorithm::SHA256
+    );
+    let pin = base64_encode(sha256.hash(&spki).as_ref());
+    Pinned {
+        args: vec![
+            "--tls-cert".into(),
+            cert.to_str().expect("UTF-8 path").into(),
+            "--tls-key".into(),
+            key.to_str().expect("UTF-8 path").into(),
+        ],
+        flag: format!("--ignore-certificate-errors-spki-list={pin}"),
+        h2: trusting_alpn(der, &[b"h2"]),
+    }
+}
+
+/// A `/metrics` text.
+struct Samples(String);
+
+impl Samples {
+    /// The value of the sample `name` (`logtail_clients{transport="ws"}`); 0 when absent.
+    fn get(&self, name: &str) -> i64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The server's `/metrics`, read over one HTTP/2 connection of the test's own, kept open
+/// (it is one of `logtail_connections{version="h2"}`, and its request is one of
+/// `logtail_streams{version="h2"}` while it is answered).
+struct Probe {
+    h2: H2,
+}
+
+impl Probe {
+    async fn connect(server: &Server, pinned: &Pinned) -> Probe {
+        Probe {
+            h2: H2::connect_tls(server.addr(), Arc::clone(&pinned.h2)).await,
+        }
+    }
+
+    async fn metrics(&mut self) -> Samples {
+        let (status, text) = self.h2.get("/metrics", &[]).await;
+        assert_eq!(status, 200, "/metrics over h2: {text}");
+        Samples(text)
+    }
+
+    /// Reads `/metrics` until `cond` holds; panics naming `what` after [`PROMPT`].
+    async fn wait(&mut self, what: &str, cond: impl Fn(&Samples) -> bool) -> Samples {
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let m = self.metrics().await;
+            if cond(&m) {
+                return m;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {PROMPT:?} waiting until {what}; /metrics:\n{}",
+                    m.0
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// `/metrics` of a cleartext server, over HTTP/1.1.
+async fn h1_metrics(server: &Server) -> Samples {
+    let resp = http_get(server.addr(), "/metrics", &[]).await;
+    assert_eq!(resp.status, 200, "/metrics: {resp:?}");
+    Samples(resp.text())
+}
+
+/// What the page holds (`logtail.lines()`), as `[seq, line]` pairs.
+async fn held_lines(page: &mut Page) -> Value {
+    eval_json(page, "logtail.lines().map(l => [l.seq, l.line])").await
+}
+
+/// `[seq, line]` pairs for `lines` numbered from `first`.
+fn seq_lines(first: u64, lines: &[String]) -> Value {
+    json!(
+        lines
+            .iter()
+            .zip(first..)
+            .map(|(l, seq)| json!([seq, l]))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// The viewer over h2, live with its backlog, then the appended lines, exactly (the view
+/// and `logtail.lines()`).
+async fn viewer_streams(page: &mut Page, log: &LogFile, probe: &mut Probe) {
+    let v = page
+        .wait_view("the page is live with its backlog", SHOW, |v| {
+            v.is_live() && v.lines().len() >= 10
+        })
+        .await;
+    assert_eq!(v.lines(), strs(&numbered("line ", 11..=20)));
+    assert_consecutive(&v.seqs(), 11);
+    probe
+        .wait("the server counts the page's WebSocket", |m| {
+            m.get(WS_CLIENTS) == 1
+        })
+        .await;
+    log.append_lines(["appended <b>1</b>", "appended 2"]);
+    let v = page
+        .wait_view("the appended lines show", SHOW, |v| {
+            v.has_line("appended 2")
+        })
+        .await;
+    let mut want = numbered("line ", 11..=20);
+    want.extend(["appended <b>1</b>", "appended 2"].map(String::from));
+    assert_eq!(v.lines(), strs(&want));
+    assert_consecutive(&v.seqs(), 11);
+    assert_eq!(held_lines(page).await, seq_lines(11, &want));
+}
+
+/// With `--enable-websocket-over-http2`, Chromium loads the viewer over h2 and opens its
+/// WebSocket as an HTTP/2 stream (RFC 8441 extended CONNECT) on the same connection: the
+/// page goes live with its backlog, then shows appended lines exactly, while the server
+/// has seen no HTTP/1.1 connection at all; the stream ends when the page is left. (The
+/// Chromium 148 these tests were written with does this by default and no longer knows
+/// the switch; it is passed for the versions that need it, transports.md §0 rows 1–2.)
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_over_h2_streams_and_its_websocket_is_http2() {
+    let log = LogFile::with_lines(numbered("line ", 1..=20));
+    let pinned = pinned_cert(&log);
+    let server = Server::start(log.path(), &strs(&pinned.args)).await;
+    assert!(
+        server.base_url().starts_with("https://"),
+        "{}",
+        server.base_url()
+    );
+    let browser = Chromium::launch_with(&[&pinned.flag, "--enable-websocket-over-http2"]).await;
+    let mut probe = Probe::connect(&server, &pinned).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    assert_eq!(page.eval(NEXT_HOP_JS).await, "h2", "the page's protocol");
+
+    viewer_streams(&mut page, &log, &mut probe).await;
+    // The WebSocket is an HTTP/2 stream: the h2 streams are it and this /metrics request,
+    // and no HTTP/1.1 connection was ever made (the test reads over h2 too).
+    let m = probe.metrics().await;
+    assert_eq!(m.get(WS_CLIENTS), 1, "{}", m.0);
+    assert_eq!(m.get(H2_STREAMS), 2, "the WebSocket and /metrics:\n{}", m.0);
+    assert_eq!(m.get(H1_TOTAL), 0, "HTTP/1.1 connections:\n{}", m.0);
+    assert_eq!(
+        m.get(H2_TOTAL),
+        2,
+        "Chromium's h2 connection and the probe's:\n{}",
+        m.0
+    );
+    assert_eq!(m.get(H1_STREAMS), 0, "{}", m.0);
+
+    // Leaving the page closes the socket: its h2 stream ends, the connections stay.
+    page.goto("about:blank").await;
+    let m = probe
+        .wait("the WebSocket's h2 stream ended", |m| {
+            m.get(WS_CLIENTS) == 0 && m.get(H2_STREAMS) == 1
+        })
+        .await;
+    assert_eq!(m.get(H1_TOTAL), 0, "HTTP/1.1 connections:\n{}", m.0);
+}
+
+/// Sends the page's WebSockets to `localhost` instead of `127.0.0.1` (the same server; its
+/// certificate names both), installed before the page's own script runs.
+const WS_TO_LOCALHOST_JS: &str = r#"(() => {
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      const u = new URL(url);
+      u.hostname = 'localhost';
+      super(u.href, protocols);
+    }
+  };
+})();"#;
+
+/// A page over h2 whose WebSocket does not go over HTTP/2 still streams: its WebSocket goes
+/// over one HTTP/1.1 connection of its own, the only HTTP/1.1 connection the server sees.
+///
+/// Chromium opens a WebSocket as an HTTP/2 stream only on an h2 connection it already has
+/// to that host, and otherwise opens a new connection offering only `http/1.1` by ALPN.
+/// Leaving out `--enable-websocket-over-http2` is not enough to get there: the Chromium
+/// 148 these tests were written with has no such switch any more and uses RFC 8441 by
+/// default (transports.md §0 row 1 saw 156 not do it). So the page's WebSocket is sent to
+/// `localhost` ([`WS_TO_LOCALHOST_JS`]), a host the browser has no connection to; the
+/// server allows that cross-host origin (`--allow-origin '*'`).
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_over_h2_streams_with_its_websocket_on_one_http1_connection() {
+    let log = LogFile::with_lines(numbered("line ", 1..=20));
+    let pinned = pinned_cert(&log);
+    let mut args = strs(&pinned.args);
+    args.extend(["--allow-origin", "*"]);
+    let server = Server::start(log.path(), &args).await;
+    let browser = Chromium::launch_with(&[&pinned.flag]).await;
+    let mut probe = Probe::connect(&server, &pinned).await;
+    let mut page = browser.page().await;
+    page.call("Page.enable", json!({})).await;
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": WS_TO_LOCALHOST_JS }),
+    )
+    .await;
+    page.goto(&server.http_url("/")).await;
+    assert_eq!(page.eval(NEXT_HOP_JS).await, "h2", "the page's protocol");
+
+    viewer_streams(&mut page, &log, &mut probe).await;
+    let m = probe.metrics().await;
+    assert_eq!(m.get(WS_CLIENTS), 1, "{}", m.0);
+    assert_eq!(m.get(H1_TOTAL), 1, "HTTP/1.1 connections:\n{}", m.0);
+    assert_eq!(m.get(H1_OPEN), 1, "{}", m.0);
+    assert_eq!(m.get(H1_STREAMS), 1, "the WebSocket:\n{}", m.0);
+    assert_eq!(m.get(H2_STREAMS), 1, "only /metrics:\n{}", m.0);
+
+    // Leaving the page closes the socket and its HTTP/1.1 connection.
+    page.goto("about:blank").await;
+    let m = probe
+        .wait("the WebSocket's HTTP/1.1 connection closed", |m| {
+            m.get(WS_CLIENTS) == 0 && m.get(H1_OPEN) == 0
+        })
+        .await;
+    assert_eq!(m.get(H1_TOTAL), 1, "HTTP/1.1 connections:\n{}", m.0);
+}
+
+/// Opens ten `EventSource('events?backlog=0')` in the page, each keeping what it got.
+const TEN_SOURCES_JS: &str = r#"(() => {
+  window.__sources = [];
+  for (let i = 0; i < 10; i++) {
+    const s = { es: new EventSource('events?backlog=0'), got: [] };
+    s.es.onmessage = (e) => s.got.push(e.data);
+    window.__sources.push(s);
+  }
+  return true;
+})()"#;
+
+/// Each source's `readyState` (0 connecting, 1 open) and the data it got.
+const SOURCES_JS: &str = "window.__sources.map(s => ({ state: s.es.readyState, got: s.got }))";
+
+/// How many of the sources (from [`SOURCES_JS`]) satisfy `f`.
+fn count_sources(v: &Value, f: impl Fn(&Value) -> bool) -> usize {
+    v.as_array()
+        .map_or(0, |a| a.iter().filter(|s| f(s)).count())
+}
+
+/// Ten `EventSource`s in one page: over h2 all ten open (streams of one connection) and
+/// all ten get the appended line; over HTTP/1.1 (a cleartext server: browsers never speak
+/// h2c) only six open (Chromium's six connections per host), six get the line and four
+/// stay CONNECTING with nothing.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn ten_event_sources_open_over_h2_but_six_over_http1() {
+    let log = LogFile::with_lines(["before"]);
+    let pinned = pinned_cert(&log);
+    let server = Server::start(log.path(), &strs(&pinned.args)).await;
+    let browser = Chromium::launch_with(&[&pinned.flag, "--enable-websocket-over-http2"]).await;
+    let mut probe = Probe::connect(&server, &pinned).await;
+    let mut page = browser.page().await;
+
+    // Over h2: ten open, ten receive.
+    page.goto(&server.http_url("/")).await;
+    assert_eq!(page.eval(NEXT_HOP_JS).await, "h2", "the page's protocol");
+    page.wait_view("the h2 page is live", SHOW, |v| {
+        v.is_live() && v.has_line("before")
+    })
+    .await;
+    page.eval(TEN_SOURCES_JS).await;
+    page.wait_eval("all ten sources are open", SHOW, SOURCES_JS, |v| {
+        count_sources(v, |s| s["state"] == 1) == 10
+    })
+    .await;
+    let m = probe
+        .wait("the server counts ten SSE clients", |m| {
+            m.get(SSE_CLIENTS) == 10
+        })
+        .await;
+    assert_eq!(m.get(H1_TOTAL), 0, "HTTP/1.1 connections:\n{}", m.0);
+    // One h2 connection from Chromium for the page, its WebSocket and the ten (beside
+    // the probe's own).
+    assert_eq!(m.get(H2_TOTAL), 2, "h2 connections:\n{}", m.0);
+    assert_eq!(m.get(H2_OPEN), 2, "{}", m.0);
+    log.append_lines(["to all ten"]);
+    let v = page
+        .wait_eval("all ten sources got the line", SHOW, SOURCES_JS, |v| {
+            count_sources(v, |s| s["got"] != json!([])) == 10
+        })
+        .await;
+    let one = json!({ "state": 1, "got": ["to all ten"] });
+    assert_eq!(v, json!(vec![one; 10]));
+
+    // Over HTTP/1.1: six open, six receive, four wait.
+    let log1 = LogFile::with_lines(["before"]);
+    let server1 = Server::start(log1.path(), &[]).await;
+    page.goto(&server1.http_url("/")).await;
+    assert_eq!(
+        page.eval(NEXT_HOP_JS).await,
+        "http/1.1",
+        "the page's protocol"
+    );
+    page.wait_view("the HTTP/1.1 page is live", SHOW, |v| {
+        v.is_live() && v.has_line("before")
+    })
+    .await;
+    page.eval(TEN_SOURCES_JS).await;
+    page.wait_eval("six sources are open", SHOW, SOURCES_JS, |v| {
+        count_sources(v, |s| s["state"] == 1) == 6
+    })
+    .await;
+    let six = || async { h1_metrics(&server1).await.get(SSE_CLIENTS) == 6 };
+    wait_until_async(PROMPT, "the server counts six SSE clients", six).await;
+    log1.append_lines(["to the six"]);
+    let v = page
+        .wait_eval("six sources got the line", SHOW, SOURCES_JS, |v| {
+            count_sources(v, |s| s["got"] != json!([])) == 6
+        })
+        .await;
+    let open = json!({ "state": 1, "got": ["to the six"] });
+    let waiting = json!({ "state": 0, "got": [] });
+    assert_eq!(count_sources(&v, |s| *s == open), 6, "{v}");
+    assert_eq!(count_sources(&v, |s| *s == waiting), 4, "{v}");
+    assert_eq!(h1_metrics(&server1).await.get(SSE_CLIENTS), 6);
 }
