@@ -578,7 +578,8 @@
     let i = S.E0;
     const end = S.E0 + limit;
     while (over > 0 && i < end) {
-      const e = S.E[i++];
+      const e = S.E[i];
+      S.E[i++] = undefined;   // freed now, not at the next compaction
       e.gone = true;
       if (e.k === 0) { S.heldLines--; S.lvCount[e.lv]--; over--; }
     }
@@ -586,7 +587,7 @@
       S.E0 = i;
       S.startReached = '';
       let dropped = 0;
-      while (S.V0 < S.V.length && S.V[S.V0].gone) { S.V0++; dropped++; }
+      while (S.V0 < S.V.length && S.V[S.V0].gone) { S.V[S.V0++] = undefined; dropped++; }
       S.top = Math.max(0, S.top - dropped);
       compact();
     }
@@ -874,10 +875,16 @@
       empty.textContent = heldCount() ? 'No line matches the filters.' : 'Waiting for lines…';
       nodes.push(empty);
     }
+    // Only the rows that came or went are touched: a row moved in the DOM is laid out
+    // (its text shaped) again, and following the tail shifts every row each frame.
     const win = el.win;
-    let same = win.childNodes.length === nodes.length;
-    for (let i = 0; same && i < nodes.length; i++) same = win.childNodes[i] === nodes[i];
-    if (!same) win.replaceChildren(...nodes);
+    const keep = new Set(nodes);
+    for (const c of Array.from(win.children)) if (!keep.has(c)) c.remove();
+    let ref = win.firstChild;
+    for (const node of nodes) {
+      if (node === ref) { ref = ref.nextSibling; continue; }
+      win.insertBefore(node, ref);
+    }
     if (S.flash) {
       const f = S.cache.get(S.flash.id);
       if (f) { f.classList.add('flash'); S.flash = null; }
