@@ -1184,6 +1184,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
         idle: None,
         stuck: None,
         files: Some(report),
+        viewer: None,
         server_log,
         server_shutdown: shutdown,
         notes,

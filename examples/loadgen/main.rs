@@ -7,6 +7,8 @@
 //! cargo run --release --example loadgen -- --scenario sse-latency-100x1000,sse-throughput-100
 //! cargo run --release --example loadgen -- --server-addr 127.0.0.1:8080 --file app.log --scenario throughput-1
 //! cargo run --release --example loadgen -- --scenario files-10000 --duration 20 --idle-secs 10
+//! cargo run --release --example loadgen -- --scenario viewer-5000x10
+//! cargo run --release --example loadgen -- --scenario viewer-5000x60 --viewer-fragment q=ERROR
 //! ```
 //!
 //! By default it builds (`cargo build --release --bin logtail-ws`) and starts a
@@ -15,15 +17,20 @@
 //! (WebSocket) or, in the `sse-*` phases, `/events?backlog=0` (SSE), with the
 //! same delivery checks. `files-10000` (issue 11) instead follows 10 000 files
 //! through one glob with clients on all files and on single files (see
-//! `files.rs`). Every loop is bounded in count and time; only loopback
+//! `files.rs`). `viewer-*` (issue 13) streams into the built-in page in
+//! headless Chromium and reads it over CDP (see `viewer.rs`); they are not
+//! part of `all`. Every loop is bounded in count and time; only loopback
 //! addresses are contacted.
 
+mod browser;
 mod clients;
 mod files;
 mod scenarios;
 mod server;
 mod sse;
 mod sys;
+mod trace;
+mod viewer;
 mod writer;
 
 use std::fmt::Write as _;
@@ -49,6 +56,9 @@ const SCENARIOS: &[&str] = &[
     "files-10000",
 ];
 
+/// Run by name only (they need Chromium): not part of `all`.
+const VIEWER_SCENARIOS: &[&str] = &["viewer-5000x60", "viewer-5000x10"];
+
 #[derive(Parser, Debug)]
 #[command(
     name = "loadgen",
@@ -63,6 +73,12 @@ const SCENARIOS: &[&str] = &[
                   must arrive exactly once at every client that selected its file (the phase FAILS \
                   otherwise); reports latency, start-up time, server threads, fds (inotify), RSS, CPU under \
                   load and idle. Add --server-arg=--poll for the poll watcher.\n\
+                  viewer-5000x60 / viewer-5000x10 (issue 13, not part of `all`, need Chromium on PATH): \
+                  the built-in page in headless Chromium (1280x800) while 5 000 mixed lines/s (--rate) are \
+                  written for 60 or 10 s (--duration); checks every line arrives exactly once \
+                  (logtail.state(), lines()), reports the ring, DOM rows, frame and render times, long tasks, \
+                  JS heap, renderer and server CPU and the delivery lag. --viewer-fragment q=ERROR opens \
+                  the page filtered.\n\
                   Overrides (--clients, --rate, ...) apply to every selected scenario."
 )]
 struct Opts {
@@ -138,12 +154,31 @@ struct Opts {
     /// files-10000: files the writer keeps open (direct-mapped cache); 0 = open/append/close per line.
     #[arg(long, default_value_t = 0)]
     writer_fds: usize,
+    /// viewer-*: the page's URL fragment, without `#` (e.g. `q=ERROR`).
+    #[arg(long, default_value = "")]
+    viewer_fragment: String,
+    /// viewer-*: also record a JS CPU profile of the page during the writing (CDP
+    /// Profiler, 1 ms sampling; costs a little) and print its top functions.
+    #[arg(long)]
+    viewer_profile: bool,
+    /// viewer-*: also record a Chromium trace (devtools.timeline) of 5 s in the middle of
+    /// the writing and print what the page's main thread spent its time on (costs a little).
+    #[arg(long)]
+    viewer_trace: bool,
+    /// viewer-*: force a GC (CDP HeapProfiler.collectGarbage) every SECS seconds of the
+    /// writing and record the heap after it (costs a pause each time) [default: never].
+    #[arg(long, value_name = "SECS")]
+    viewer_gc_every: Option<f64>,
+    /// viewer-*: the Chromium binary [default: `chromium` or `chromium-browser` on PATH].
+    #[arg(long)]
+    chromium: Option<PathBuf>,
 }
 
 enum Plan {
     Stream(StreamSpec),
     Idle(IdleSpec),
     Files(files::FilesSpec),
+    Viewer(viewer::ViewerSpec),
 }
 
 fn plans(o: &Opts, name: &str) -> Vec<Plan> {
@@ -205,6 +240,27 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
             line_bytes: lb(100),
             writer_fds: o.writer_fds,
         })],
+        "viewer-5000x60" | "viewer-5000x10" => {
+            let frag = o.viewer_fragment.trim_start_matches('#').to_string();
+            vec![Plan::Viewer(viewer::ViewerSpec {
+                name: if frag.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name}#{frag}")
+                },
+                rate: o.rate.unwrap_or(5000.0),
+                secs: o
+                    .duration
+                    .unwrap_or(if name == "viewer-5000x60" { 60.0 } else { 10.0 }),
+                fragment: frag,
+                profile: o.viewer_profile,
+                trace: o.viewer_trace,
+                gc_every: o.viewer_gc_every,
+                chromium: o.chromium.clone(),
+                width: 1280,
+                height: 800,
+            })]
+        }
         "stuck-1-of-20" => {
             // 1 MB/s of 1000-byte lines; 19 healthy clients, with and without a stuck one.
             let healthy = o.clients.unwrap_or(20).saturating_sub(1).max(1);
@@ -272,17 +328,19 @@ fn print_phase(p: &Phase) {
     let mut s = String::new();
     let _ = writeln!(s, "\n== {} (server {}) ==", p.name, p.server_addr);
     let c = &p.connect;
-    let _ = writeln!(
-        s,
-        "  connect     {}/{} in {:.2} s ({:.0}/s); handshake p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        c.connected,
-        c.requested,
-        c.secs,
-        c.handshakes_per_s,
-        c.handshake_p50_ms,
-        c.handshake_p99_ms,
-        c.handshake_max_ms
-    );
+    if p.viewer.is_none() {
+        let _ = writeln!(
+            s,
+            "  connect     {}/{} in {:.2} s ({:.0}/s); handshake p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            c.connected,
+            c.requested,
+            c.secs,
+            c.handshakes_per_s,
+            c.handshake_p50_ms,
+            c.handshake_p99_ms,
+            c.handshake_max_ms
+        );
+    }
     if c.listen_overflows > 0 || c.syn_retrans > 0 {
         let _ = writeln!(
             s,
@@ -315,7 +373,9 @@ fn print_phase(p: &Phase) {
             },
         );
     }
-    if let Some(l) = &p.latency {
+    if let Some(l) = &p.latency
+        && p.viewer.is_none()
+    {
         let _ = writeln!(
             s,
             "  latency     p50 {:.1} us  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1} us  (n={})",
@@ -403,6 +463,9 @@ fn print_phase(p: &Phase) {
     );
     if let Some(f) = &p.files {
         print_files(&mut s, f, p.latency.as_ref());
+    }
+    if let Some(v) = &p.viewer {
+        viewer::print(&mut s, v);
     }
     if let Some(st) = &p.stuck {
         let _ = writeln!(
@@ -741,10 +804,11 @@ async fn run(o: Opts) -> Result<(), String> {
         o.scenario.split(',').map(str::trim).collect()
     };
     for n in &names {
-        if !SCENARIOS.contains(n) {
+        if !SCENARIOS.contains(n) && !VIEWER_SCENARIOS.contains(n) {
             return Err(format!(
-                "unknown scenario {n:?}; known: {} or all",
-                SCENARIOS.join(", ")
+                "unknown scenario {n:?}; known: {}, {} or all",
+                SCENARIOS.join(", "),
+                VIEWER_SCENARIOS.join(", ")
             ));
         }
     }
@@ -756,6 +820,7 @@ async fn run(o: Opts) -> Result<(), String> {
             Plan::Stream(s) => s.clients + s.stuck,
             Plan::Idle(i) => i.clients,
             Plan::Files(f) => f.all_clients + f.one_clients,
+            Plan::Viewer(_) => 1,
         })
         .max()
         .unwrap_or(0);
@@ -824,6 +889,20 @@ async fn run(o: Opts) -> Result<(), String> {
                         f.name, f.files, f.all_clients, f.one_clients, f.rate, f.secs, f.idle_secs
                     );
                     (f.name.clone(), files::phase(&env, f).await)
+                }
+                Plan::Viewer(v) => {
+                    eprintln!(
+                        "loadgen: running {} (the viewer page in headless Chromium, {} lines/s for {} s{}) ...",
+                        v.name,
+                        v.rate,
+                        v.secs,
+                        if v.fragment.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", #{}", v.fragment)
+                        }
+                    );
+                    (v.name.clone(), viewer::phase(&env, v).await)
                 }
             };
             match r {

@@ -188,6 +188,9 @@ pub struct Phase {
     /// The many-files phase's own figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<crate::files::FilesReport>,
+    /// The viewer-in-a-browser phase's own figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub viewer: Option<crate::viewer::ViewerReport>,
     pub server_log: LogSummary,
     pub server_shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
@@ -421,6 +424,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         server_shutdown: shutdown,
         notes,
         files: None,
+        viewer: None,
         failed: Vec::new(),
     })
 }
@@ -549,6 +553,7 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
         server_shutdown: shutdown,
         notes,
         files: None,
+        viewer: None,
         failed: Vec::new(),
     })
 }

@@ -19,10 +19,12 @@ unsafe extern "C" {
     fn getrlimit(resource: c_int, rlim: *mut RLimit) -> c_int;
     fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
     fn kill(pid: c_int, sig: c_int) -> c_int;
+    fn geteuid() -> u32;
 }
 
 const RLIMIT_NOFILE: c_int = 7;
 pub const SIGTERM: c_int = 15;
+pub const SIGKILL: c_int = 9;
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (capped at 1 Mi).
 /// Children spawned afterwards (the server) inherit it. Returns (old, new).
@@ -51,6 +53,27 @@ pub fn raise_nofile() -> Option<(u64, u64)> {
 pub fn signal(pid: u32, sig: c_int) -> bool {
     // SAFETY: plain syscall on a pid we spawned.
     unsafe { kill(pid as c_int, sig) == 0 }
+}
+
+/// Sends `sig` to a process group we started (`pgid`: its leader's pid).
+pub fn signal_group(pgid: u32, sig: c_int) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: plain syscall; a negative pid names the process group.
+    unsafe { kill(-(pgid as c_int), sig) == 0 }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { geteuid() == 0 }
+}
+
+/// The parent pid of a process (field 4 of /proc/PID/stat).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// VmRSS of a process in KiB.
