@@ -424,6 +424,21 @@ impl Page {
     }
 
     /// Navigates to `url` and waits until that document has loaded.
+    /// Closes the page's socket and makes its reconnections fail (404) until
+    /// `__logtailTest.block = false`; returns once the page says it is reconnecting.
+    /// Needs [`hook_websocket`](Self::hook_websocket) before the page loaded.
+    async fn cut_socket(&mut self) {
+        self.eval(
+            "__logtailTest.block = true; \
+             __logtailTest.sockets[__logtailTest.sockets.length - 1].close(); true",
+        )
+        .await;
+        self.wait_view("the page notices the lost connection", SHOW, |v| {
+            v.state.as_deref() == Some("reconnecting")
+        })
+        .await;
+    }
+
     async fn goto(&mut self, url: &str) {
         let r = self.call("Page.navigate", json!({ "url": url })).await;
         if let Some(err) = r.get("errorText").and_then(Value::as_str) {
@@ -818,15 +833,7 @@ async fn viewer_reconnects_without_loss() {
     server.wait_clients(2, PROMPT).await;
 
     // Drop the page's socket; its reconnection attempts fail (404) until unblocked.
-    page.eval(
-        "__logtailTest.block = true; \
-         __logtailTest.sockets[__logtailTest.sockets.length - 1].close(); true",
-    )
-    .await;
-    page.wait_view("the page notices the lost connection", SHOW, |v| {
-        v.state.as_deref() == Some("reconnecting")
-    })
-    .await;
+    page.cut_socket().await;
     server.wait_clients(1, PROMPT).await;
 
     let missed = numbered("missed ", 1..=50);
@@ -1704,15 +1711,7 @@ async fn viewer_shows_each_stream_event_as_a_row_where_it_happened() {
     // it still holds).
     let mut witness = WsClient::connect(&server.ws_url("/ws?backlog=0")).await;
     server.wait_clients(2, PROMPT).await;
-    page.eval(
-        "__logtailTest.block = true; \
-         __logtailTest.sockets[__logtailTest.sockets.length - 1].close(); true",
-    )
-    .await;
-    page.wait_view("the page notices the lost connection", SHOW, |v| {
-        v.state.as_deref() == Some("reconnecting")
-    })
-    .await;
+    page.cut_socket().await;
     let f = numbered("f ", 1..=200);
     log.append_lines(&f);
     witness.expect_lines(&strs(&f)).await;
