@@ -24,6 +24,7 @@
 //! flight and its last word.
 
 mod h2;
+mod h3;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -54,6 +55,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 pub use h2::PREFACE;
+pub use h3::{alt_svc, quic_config, serve_h3};
 
 use crate::error::{Error, TlsFileError};
 use crate::fdlimit::{self, RateLimited, Spare};
@@ -340,8 +342,9 @@ impl Conn {
                 let response = router.oneshot(request).await?;
                 Ok::<_, Infallible>(response.map(|inner| {
                     let inner = match version {
-                        HttpVersion::Http1 => inner,
                         HttpVersion::H2 => Body::new(h2::WatchedBody::new(inner, limit)),
+                        // HTTP/3 requests are not served here, but by `h3`.
+                        HttpVersion::Http1 | HttpVersion::H3 => inner,
                     };
                     Body::new(Counted {
                         inner,
@@ -764,9 +767,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
 }
 
 /// Loads a PEM certificate chain and key into a TLS acceptor offering, by
-/// ALPN, `h2` then `http/1.1` (a client that offers neither gets HTTP/1.1). A file that cannot be read or used is named with its flag
+/// ALPN, `h2` then `http/1.1` (a client that offers neither gets HTTP/1.1).
+/// A file that cannot be read or used is named with its flag
 /// ([`Error::TlsFile`], [`Error::TlsPair`]): the command line is at fault.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, Error> {
+    let mut config = tls_config(cert, key, rustls::DEFAULT_VERSIONS)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A rustls server configuration (ring) with the certificate chain and key
+/// of `--tls-cert`/`--tls-key`, for the protocol `versions`, no ALPN yet:
+/// the one TLS setup behind TCP ([`tls_acceptor`]) and QUIC
+/// ([`h3::quic_config`]).
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ServerConfig, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let file_error = |flag, path: &std::path::Path, reason| Error::TlsFile {
@@ -793,8 +811,8 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|err| file_error("--tls-key", key, TlsFileError::from_pem(err, "private key")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .map_err(Error::Tls)?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
@@ -802,7 +820,5 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             source,
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        })
 }
