@@ -306,3 +306,101 @@ async fn sigterm_ends_an_h3_sse_stream_and_exits_0_within_budget() {
         s.server.stderr()
     );
 }
+
+/// `/metrics`' value of the sample `name` (over TCP); 0 when absent.
+async fn metric(s: &H3Server, name: &str) -> i64 {
+    let resp = s.get_tcp("/metrics").await;
+    assert_eq!(resp.status, 200, "/metrics: {resp:?}");
+    resp.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An SSE stream over HTTP/3 that stops reading (its flow-control window shut) is closed
+/// as too slow after `--send-timeout` while its sibling on the same QUIC connection gets
+/// every line; once its grace (30 s) is over it is reset (`H3_REQUEST_CANCELLED`) and
+/// dropped, and the sibling is served throughout and after.
+#[tokio::test]
+async fn stuck_h3_sse_stream_is_closed_then_reset_while_its_sibling_keeps_receiving() {
+    let log = LogFile::new();
+    let s = H3Server::start(
+        &log,
+        &["--send-timeout", "1", "--client-queue", "1073741824"],
+    )
+    .await;
+    let mut h3 = H3::connect_with(s.server.addr(), s.cert.clone(), Some(16 * 1024)).await;
+    let mut live = h3.open("/events?backlog=0", &[]).await;
+    let stuck = h3.open("/events?backlog=0", &[]).await;
+    assert_eq!((live.status, stuck.status), (200, 200));
+    s.wait_clients(2).await;
+    let line = |i: usize| format!("{i:08} {}", "q".repeat(90));
+    let mut written = 0;
+    while !s
+        .server
+        .stderr()
+        .contains("closing a client that is too slow")
+    {
+        assert!(
+            written < 200_000,
+            "the stuck stream was not closed after {written} lines"
+        );
+        let chunk: Vec<String> = (written + 1..=written + 320).map(line).collect();
+        log.append_lines(&chunk);
+        let last = format!("data: {}\n\n", chunk[chunk.len() - 1]);
+        live.read_until_contains(&last, PROMPT).await;
+        written += chunk.len();
+    }
+    let reset = || async { metric(&s, "logtail_stream_resets_total").await == 1 };
+    let grace = Duration::from_secs(30) + PROMPT;
+    wait_until_async(grace, "the stuck stream is reset after its grace", reset).await;
+    s.server
+        .wait_for_log("too slow (socket stuck)", PROMPT)
+        .await;
+    assert!(
+        s.server.stderr().contains("too slow (socket stuck)"),
+        "not closed for being stuck:\n{}",
+        s.server.stderr()
+    );
+    // Only the live stream is left: the stuck one's stream and client are gone.
+    assert_eq!(metric(&s, "logtail_streams{version=\"h3\"}").await, 1);
+    assert_eq!(s.healthz().await["clients"], 1);
+    let after: Vec<String> = (written + 1..=written + 10).map(line).collect();
+    log.append_lines(&after);
+    let want = format!("data: {}\n\n", after[9]);
+    let text = live.read_until_contains(&want, PROMPT).await;
+    // Every line, once, in order.
+    let got: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    let all: Vec<String> = (1..=written + 10).map(line).collect();
+    assert_eq!(got, strs(&all));
+}
+
+/// An ordinary response over HTTP/3 that the client leaves unread (its window nearly
+/// shut) is reset after `--send-timeout`; the connection and its other streams are served
+/// all the while.
+#[tokio::test]
+async fn unread_h3_response_is_reset_after_the_send_timeout() {
+    let log = LogFile::new();
+    let s = H3Server::start(&log, &["--send-timeout", "1"]).await;
+    let mut h3 = H3::connect_with(s.server.addr(), s.cert.clone(), Some(1024)).await;
+    let mut script = h3.open("/viewer.js", &[]).await;
+    assert_eq!(script.status, 200);
+    let resets = || async { metric(&s, "logtail_stream_resets_total").await == 1 };
+    wait_until_async(PROMPT, "the unread stream is reset", resets).await;
+    let (status, _, body) = h3.get("/healthz", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (end, text) = script.read_to_end_or_reset(PROMPT).await;
+    assert!(
+        end.is_err(),
+        "the unread response ended normally: {} bytes",
+        text.len()
+    );
+    let size = s.get_tcp("/viewer.js").await.body.len();
+    assert!(
+        text.len() < size,
+        "all {size} bytes arrived before the reset"
+    );
+}

@@ -44,9 +44,12 @@
 //!
 //! On cancel the accept loop stops, each connection sends GOAWAY, its
 //! streams end (an SSE stream's body ends as over TCP) and get
-//! [`SHUTDOWN_FLUSH`] to finish, then the connection is closed with
-//! `H3_NO_ERROR`; [`serve_h3`] returns once every connection's close has
-//! gone out (bounded by [`CLOSE_FLUSH`]).
+//! [`SHUTDOWN_FLUSH`] to finish; the client, which then has nothing left,
+//! is given [`LINGER`] to close the connection itself (so that nothing it
+//! has not read yet is dropped by our close), and then the connection is
+//! closed with `H3_NO_ERROR`; [`serve_h3`] returns once every connection's
+//! close has gone out (bounded by [`CLOSE_FLUSH`]): all within the 2 s exit
+//! budget.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -93,6 +96,10 @@ const SEND_WINDOW: u64 = 2 * 1024 * 1024;
 
 /// The largest request header section (as HTTP/2's `MAX_HEADER_LIST`).
 pub const MAX_FIELD_SECTION: u64 = 16 * 1024;
+
+/// At shutdown, how long a connection whose streams have ended waits for the
+/// client to close it (having read their last bytes) before closing it.
+pub const LINGER: Duration = Duration::from_millis(250);
 
 /// After every connection was closed, how long the endpoint may take to send
 /// the closes.
@@ -163,7 +170,7 @@ pub async fn serve_h3(endpoint: quinn::Endpoint, router: Router, options: ServeO
     // Each connection sends GOAWAY and closes itself; then the closes must
     // leave the socket before the process does.
     connections.close();
-    let _ = timeout(SHUTDOWN_FLUSH + CLOSE_FLUSH, connections.wait()).await;
+    let _ = timeout(SHUTDOWN_FLUSH + LINGER, connections.wait()).await;
     endpoint.close(H3_NO_ERROR, b"server shutting down");
     let _ = timeout(CLOSE_FLUSH, endpoint.wait_idle()).await;
 }
@@ -230,9 +237,15 @@ impl H3Conn {
         if self.options.cancel.is_cancelled() {
             // GOAWAY: no new request; those in progress (SSE ends at
             // shutdown) get the flush time to finish.
-            let _ = timeout(SHUTDOWN_FLUSH, h3.shutdown(0)).await;
+            let flushed = Instant::now() + SHUTDOWN_FLUSH;
+            let _ = timeout_at(flushed, h3.shutdown(0)).await;
             streams.close();
-            let _ = timeout(SHUTDOWN_FLUSH, streams.wait()).await;
+            let _ = timeout_at(flushed, streams.wait()).await;
+            // A stream's last bytes may still be on their way, or unread by
+            // the client's application: closing now would let its QUIC
+            // stack drop them. Told by GOAWAY that no request is left, the
+            // client closes once it has read them; wait for that, briefly.
+            let _ = timeout(LINGER, quic.closed()).await;
         } else {
             streams.close();
         }

@@ -37,17 +37,47 @@ impl H3 {
         }
     }
 
+    /// [`connect`](Self::connect), letting each stream receive at most `stream_window`
+    /// bytes the test has not read (quinn's default otherwise): a stream left unread
+    /// then stalls the server's writes to it, not the others'.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        cert: CertificateDer<'static>,
+        stream_window: Option<u32>,
+    ) -> H3 {
+        let connected = H3::try_connect_with(addr, cert, stream_window);
+        match tokio::time::timeout(PROMPT, connected).await {
+            Ok(Ok(h3)) => h3,
+            Ok(Err(err)) => panic!("HTTP/3 connection to {addr}: {err}"),
+            Err(_) => panic!("HTTP/3 connection to {addr}: no handshake within {PROMPT:?}"),
+        }
+    }
+
     /// [`connect`](Self::connect), with the error instead of a panic.
     pub async fn try_connect(
         addr: SocketAddr,
         cert: CertificateDer<'static>,
+    ) -> Result<H3, String> {
+        H3::try_connect_with(addr, cert, None).await
+    }
+
+    async fn try_connect_with(
+        addr: SocketAddr,
+        cert: CertificateDer<'static>,
+        stream_window: Option<u32>,
     ) -> Result<H3, String> {
         let tls = trusting_alpn(cert, &[b"h3"]);
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::clone(&tls))
             .map_err(|e| e.to_string())?;
         let mut endpoint =
             quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).map_err(|e| e.to_string())?;
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        if let Some(window) = stream_window {
+            let mut transport = quinn::TransportConfig::default();
+            transport.stream_receive_window(window.into());
+            config.transport_config(Arc::new(transport));
+        }
+        endpoint.set_default_client_config(config);
         let quic = endpoint
             .connect(addr, "localhost")
             .map_err(|e| e.to_string())?
