@@ -21,7 +21,8 @@
 //! - [`pump`]: the one delivery loop, cursor → encoded frames → a sink.
 //! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
 //!   and the checks in front of them (Origin, token, limits).
-//! - [`server`]: plumbing: the accept loop (TLS, timeouts) for a given router.
+//! - [`server`]: plumbing: the accept loop (TLS, timeouts) for a given router,
+//!   HTTP/1.1 and HTTP/2 on TCP, and with `--http3` HTTP/3 on UDP.
 //! - [`fdlimit`]: the descriptor limit raised at start-up, the client
 //!   capacity it gives, and the spare descriptor behind the fast 503.
 //! - [`shutdown`]: signals → cancellation → Close 1001 to every client.

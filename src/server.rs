@@ -5,7 +5,9 @@
 //! Every connection speaks HTTP/1.1 or HTTP/2 on the same port: over TLS as
 //! ALPN decided, in cleartext as its first bytes say (the HTTP/2 preface, or
 //! anything else); both within the handshake timeout. HTTP/2 connections,
-//! their limits and their streams' deadlines are [`h2`]'s.
+//! their limits and their streams' deadlines are [`h2`]'s. With `--http3`
+//! the same port number on UDP serves HTTP/3 with the same router, through
+//! [`h3`]'s adapter ([`serve_h3`]).
 //!
 //! Why our own accept loop instead of `axum::serve`: we need what it does not
 //! offer — TLS, a deadline on reading request headers (slowloris), a bound on
@@ -529,8 +531,9 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// write already waiting so that the deadline applies to it too.
 ///
 /// On HTTP/2 each stream has one of its own, with the same meaning, kept by
-/// the watchdog its tasks run under instead of a socket (see [`h2`]): the
-/// handlers cannot tell the two apart.
+/// the watchdog its tasks run under instead of a socket (see [`h2`]); on
+/// HTTP/3 likewise, kept by the task that sends the stream's response (see
+/// [`h3`]): the handlers cannot tell them apart.
 #[derive(Clone)]
 pub struct SendLimit(Arc<LimitState>);
 
@@ -542,10 +545,12 @@ struct LimitState {
     /// The stream on this connection bounds its own writes.
     stream_owned: AtomicBool,
     /// A write waiting with no deadline of its own (stream-owned), or an
-    /// HTTP/2 stream's watchdog: woken when a deadline is set.
+    /// HTTP/2 stream's watchdog (an HTTP/3 stream's sender): woken when a
+    /// deadline is set.
     waiting: AtomicWaker,
-    /// HTTP/2 only: while not 0, hyper has held a chunk of the response
-    /// since `born` + this many nanoseconds, waiting for the client's window.
+    /// HTTP/2 and HTTP/3 only: while not 0, hyper (h3) has held a chunk of
+    /// the response since `born` + this many nanoseconds, waiting for the
+    /// client's window.
     handed: AtomicU64,
 }
 
@@ -590,18 +595,19 @@ impl SendLimit {
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX).max(1)
     }
 
-    /// HTTP/2: hyper holds a chunk of the response it could not pass on yet.
+    /// HTTP/2, HTTP/3: hyper (h3) holds a chunk of the response it could not
+    /// pass on yet.
     fn handed(&self) {
         let now = self.nanos(Instant::now());
         self.0.handed.store(now, Ordering::Release);
     }
 
-    /// HTTP/2: hyper passed the chunk on and asks for the next.
+    /// HTTP/2, HTTP/3: the chunk was passed on and the next is asked for.
     fn taken(&self) {
         self.0.handed.store(0, Ordering::Release);
     }
 
-    /// HTTP/2: when the stream is to be given up: the deadline set with
+    /// HTTP/2, HTTP/3: when the stream is to be given up: the deadline set with
     /// [`wait_until`](Self::wait_until), else (unless the stream bounds its
     /// writes itself) `timeout` after hyper began to hold a chunk it cannot
     /// pass on; `None` while neither applies.
