@@ -142,6 +142,12 @@ pub struct Cli {
     )]
     pub tls_key: Option<PathBuf>,
 
+    /// Also serve HTTP/3 (QUIC) on the same port number over UDP, with the
+    /// --tls-cert certificate (needs --tls-cert and --tls-key); advertised by Alt-Svc.
+    /// WebSocket stays on TCP.
+    #[arg(long, env = "LOGTAIL_HTTP3")]
+    pub http3: bool,
+
     /// Poll the file instead of using inotify (NFS, some container mounts).
     #[arg(long, env = "LOGTAIL_POLL")]
     pub poll: bool,
@@ -310,6 +316,8 @@ pub struct Config {
     pub allow_origins: Vec<String>,
     pub token: Option<String>,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--http3`: also serve HTTP/3 on UDP (always with `tls`).
+    pub http3: bool,
     pub poll: Option<Duration>,
     /// How long an HTTP request (or TLS handshake) may take to arrive.
     pub handshake_timeout: Duration,
@@ -341,6 +349,11 @@ impl Config {
         if cli.client_queue == 0 {
             return Err(Error::Config("--client-queue must be at least 1".into()));
         }
+        if cli.http3 && cli.tls_cert.is_none() {
+            return Err(Error::Config(
+                "--http3 needs --tls-cert and --tls-key (QUIC is always encrypted)".into(),
+            ));
+        }
         let inputs = name_inputs(cli.file)?;
         Ok(Config {
             inputs,
@@ -358,6 +371,7 @@ impl Config {
             allow_origins: cli.allow_origins,
             token,
             tls: cli.tls_cert.zip(cli.tls_key),
+            http3: cli.http3,
             poll: cli.poll.then(|| Duration::from_millis(cli.poll_interval)),
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_millis(1500),
@@ -486,6 +500,17 @@ mod tests {
     #[test]
     fn tls_needs_both_files() {
         assert!(Cli::try_parse_from(["logtail-ws", "-f", "a", "--tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn http3_needs_tls() {
+        let cli = Cli::try_parse_from(["logtail-ws", "-f", "a", "--http3"]).unwrap();
+        let err = Config::from_cli(cli, None).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--http3"), "{err}");
+        let tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--http3"];
+        let cli = Cli::try_parse_from(["logtail-ws", "-f", "a"].into_iter().chain(tls)).unwrap();
+        assert!(Config::from_cli(cli, None).unwrap().http3);
     }
 
     fn inputs(args: &[&str]) -> Result<Vec<Input>, String> {

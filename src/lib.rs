@@ -21,7 +21,8 @@
 //! - [`pump`]: the one delivery loop, cursor → encoded frames → a sink.
 //! - [`transport`]: `/ws`, `/events`, the viewer page, `/healthz`, `/metrics`,
 //!   and the checks in front of them (Origin, token, limits).
-//! - [`server`]: plumbing: the accept loop (TLS, timeouts) for a given router.
+//! - [`server`]: plumbing: the accept loop (TLS, timeouts) for a given router,
+//!   HTTP/1.1 and HTTP/2 on TCP, and with `--http3` HTTP/3 on UDP.
 //! - [`fdlimit`]: the descriptor limit raised at start-up, the client
 //!   capacity it gives, and the spare descriptor behind the fast 503.
 //! - [`shutdown`]: signals → cancellation → Close 1001 to every client.
@@ -57,7 +58,8 @@ use source::file::{FileOptions, FileSource, WatchMode};
 use source::stdin::StdinSource;
 use source::{Publisher, Source, Status};
 
-/// Runs the server on an already bound listener until `shutdown` resolves,
+/// Runs the server on an already bound listener (and, with `--http3`, the
+/// QUIC endpoint bound on the same port number) until `shutdown` resolves,
 /// then tells every client and returns within the grace period.
 ///
 /// The file is opened (or found missing) and watched before the
@@ -67,6 +69,7 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    quic: Option<quinn::Endpoint>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let config = Arc::new(config);
@@ -106,7 +109,26 @@ pub async fn run(
         source,
     })?;
     tracing::info!("listening on {scheme}://{local}");
-    server::serve(listener, router, options, tls).await;
+    match quic {
+        Some(endpoint) => {
+            tracing::info!("serving HTTP/3 on udp/{local}");
+            // TCP responses tell browsers where HTTP/3 is.
+            let alt_svc = server::alt_svc(local.port());
+            let tcp_router = router.clone().layer(tower::util::MapResponseLayer::new(
+                move |mut response: axum::response::Response| {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::ALT_SVC, alt_svc.clone());
+                    response
+                },
+            ));
+            tokio::join!(
+                server::serve(listener, tcp_router, options.clone(), tls),
+                server::serve_h3(endpoint, router, options),
+            );
+        }
+        None => server::serve(listener, router, options, tls).await,
+    }
 
     // Stopped accepting; every client is being told. Wait for them, bounded.
     state.tracker.close();

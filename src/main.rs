@@ -69,6 +69,15 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         Some((cert, key)) => Some(logtail_ws::server::tls_acceptor(cert, key)?),
         None => None,
     };
+    // `--http3` comes with TLS (Config checks it).
+    let quic = match (&config.tls, config.http3) {
+        (Some((cert, key)), true) => Some(logtail_ws::server::quic_config(
+            cert,
+            key,
+            config.ping_interval,
+        )?),
+        _ => None,
+    };
     // Before the runtime's threads: one process-wide limit, raised once.
     match logtail_ws::fdlimit::raise_nofile() {
         Ok(limit) => logtail_ws::fdlimit::log_capacity(&limit, config.max_clients),
@@ -78,7 +87,7 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    runtime.block_on(start(config, tls))
+    runtime.block_on(start(config, tls, quic))
 }
 
 /// The first line of `--token-file` (validated with the rest of the flags).
@@ -92,10 +101,33 @@ fn read_token_file(path: &Path) -> Result<String, Error> {
     }
 }
 
-async fn start(config: Config, tls: Option<TlsAcceptor>) -> Result<(), Error> {
+async fn start(
+    config: Config,
+    tls: Option<TlsAcceptor>,
+    quic: Option<quinn::ServerConfig>,
+) -> Result<(), Error> {
     let addr = config.listen;
     let listener = listen(addr).map_err(|source| Error::Bind { addr, source })?;
-    logtail_ws::run(config, listener, tls, logtail_ws::shutdown::signal()).await
+    // HTTP/3 on the same port number as TCP (the one bound, for `--port 0`).
+    let endpoint = match quic {
+        Some(quic) => {
+            let addr = listener
+                .local_addr()
+                .map_err(|source| Error::Bind { addr, source })?;
+            let endpoint = quinn::Endpoint::server(quic, addr)
+                .map_err(|source| Error::Bind { addr, source })?;
+            Some(endpoint)
+        }
+        None => None,
+    };
+    logtail_ws::run(
+        config,
+        listener,
+        tls,
+        endpoint,
+        logtail_ws::shutdown::signal(),
+    )
+    .await
 }
 
 /// Binds with a deep accept queue: tokio's default of 128 drops SYNs when

@@ -12,8 +12,8 @@
 //! event, never per line per client. The delivery delay is observed once per
 //! batch a client is fed: from the moment the hub published it to the moment
 //! its frames went to the client's sink. Connections and streams (an HTTP/1.1
-//! request, an HTTP/2 stream) are counted per protocol version (`version`:
-//! `http/1.1`, `h2`, the ALPN names).
+//! request, an HTTP/2 or HTTP/3 stream) are counted per protocol version
+//! (`version`: `http/1.1`, `h2`, `h3`, the ALPN names).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,17 +40,20 @@ struct TransportLabel {
 pub enum HttpVersion {
     Http1,
     H2,
+    /// `--http3`: QUIC on UDP.
+    H3,
 }
 
 impl HttpVersion {
-    /// Both, in the order `/healthz` lists them.
-    pub const ALL: [HttpVersion; 2] = [HttpVersion::Http1, HttpVersion::H2];
+    /// Every one, in the order `/healthz` lists them.
+    pub const ALL: [HttpVersion; 3] = [HttpVersion::Http1, HttpVersion::H2, HttpVersion::H3];
 
-    /// The ALPN name: `http/1.1`, `h2`.
+    /// The ALPN name: `http/1.1`, `h2`, `h3`.
     pub fn as_str(self) -> &'static str {
         match self {
             HttpVersion::Http1 => "http/1.1",
             HttpVersion::H2 => "h2",
+            HttpVersion::H3 => "h3",
         }
     }
 }
@@ -239,8 +242,8 @@ impl Default for Metrics {
         );
         registry.register(
             "streams",
-            "Requests being served (an HTTP/2 stream, an HTTP/1.1 request; a WebSocket \
-             until it closes), per HTTP version",
+            "Requests being served (an HTTP/2 or HTTP/3 stream, an HTTP/1.1 request; a \
+             WebSocket until it closes), per HTTP version",
             m.streams.clone(),
         );
         registry.register(
@@ -250,7 +253,7 @@ impl Default for Metrics {
         );
         registry.register(
             "stream_resets",
-            "HTTP/2 streams reset because their client took nothing for too long",
+            "HTTP/2 and HTTP/3 streams reset because their client took nothing for too long",
             m.stream_resets.clone(),
         );
         Metrics { registry, ..m }

@@ -5,7 +5,9 @@
 //! Every connection speaks HTTP/1.1 or HTTP/2 on the same port: over TLS as
 //! ALPN decided, in cleartext as its first bytes say (the HTTP/2 preface, or
 //! anything else); both within the handshake timeout. HTTP/2 connections,
-//! their limits and their streams' deadlines are [`h2`]'s.
+//! their limits and their streams' deadlines are [`h2`]'s. With `--http3`
+//! the same port number on UDP serves HTTP/3 with the same router, through
+//! [`h3`]'s adapter ([`serve_h3`]).
 //!
 //! Why our own accept loop instead of `axum::serve`: we need what it does not
 //! offer — TLS, a deadline on reading request headers (slowloris), a bound on
@@ -24,6 +26,7 @@
 //! flight and its last word.
 
 mod h2;
+mod h3;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -54,6 +57,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 pub use h2::PREFACE;
+pub use h3::{alt_svc, quic_config, serve_h3};
 
 use crate::error::{Error, TlsFileError};
 use crate::fdlimit::{self, RateLimited, Spare};
@@ -340,8 +344,9 @@ impl Conn {
                 let response = router.oneshot(request).await?;
                 Ok::<_, Infallible>(response.map(|inner| {
                     let inner = match version {
-                        HttpVersion::Http1 => inner,
                         HttpVersion::H2 => Body::new(h2::WatchedBody::new(inner, limit)),
+                        // HTTP/3 requests are not served here, but by `h3`.
+                        HttpVersion::Http1 | HttpVersion::H3 => inner,
                     };
                     Body::new(Counted {
                         inner,
@@ -526,8 +531,9 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// write already waiting so that the deadline applies to it too.
 ///
 /// On HTTP/2 each stream has one of its own, with the same meaning, kept by
-/// the watchdog its tasks run under instead of a socket (see [`h2`]): the
-/// handlers cannot tell the two apart.
+/// the watchdog its tasks run under instead of a socket (see [`h2`]); on
+/// HTTP/3 likewise, kept by the task that sends the stream's response (see
+/// [`h3`]): the handlers cannot tell them apart.
 #[derive(Clone)]
 pub struct SendLimit(Arc<LimitState>);
 
@@ -539,10 +545,12 @@ struct LimitState {
     /// The stream on this connection bounds its own writes.
     stream_owned: AtomicBool,
     /// A write waiting with no deadline of its own (stream-owned), or an
-    /// HTTP/2 stream's watchdog: woken when a deadline is set.
+    /// HTTP/2 stream's watchdog (an HTTP/3 stream's sender): woken when a
+    /// deadline is set.
     waiting: AtomicWaker,
-    /// HTTP/2 only: while not 0, hyper has held a chunk of the response
-    /// since `born` + this many nanoseconds, waiting for the client's window.
+    /// HTTP/2 and HTTP/3 only: while not 0, hyper (h3) has held a chunk of
+    /// the response since `born` + this many nanoseconds, waiting for the
+    /// client's window.
     handed: AtomicU64,
 }
 
@@ -587,18 +595,19 @@ impl SendLimit {
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX).max(1)
     }
 
-    /// HTTP/2: hyper holds a chunk of the response it could not pass on yet.
+    /// HTTP/2, HTTP/3: hyper (h3) holds a chunk of the response it could not
+    /// pass on yet.
     fn handed(&self) {
         let now = self.nanos(Instant::now());
         self.0.handed.store(now, Ordering::Release);
     }
 
-    /// HTTP/2: hyper passed the chunk on and asks for the next.
+    /// HTTP/2, HTTP/3: the chunk was passed on and the next is asked for.
     fn taken(&self) {
         self.0.handed.store(0, Ordering::Release);
     }
 
-    /// HTTP/2: when the stream is to be given up: the deadline set with
+    /// HTTP/2, HTTP/3: when the stream is to be given up: the deadline set with
     /// [`wait_until`](Self::wait_until), else (unless the stream bounds its
     /// writes itself) `timeout` after hyper began to hold a chunk it cannot
     /// pass on; `None` while neither applies.
@@ -764,9 +773,24 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
 }
 
 /// Loads a PEM certificate chain and key into a TLS acceptor offering, by
-/// ALPN, `h2` then `http/1.1` (a client that offers neither gets HTTP/1.1). A file that cannot be read or used is named with its flag
+/// ALPN, `h2` then `http/1.1` (a client that offers neither gets HTTP/1.1).
+/// A file that cannot be read or used is named with its flag
 /// ([`Error::TlsFile`], [`Error::TlsPair`]): the command line is at fault.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, Error> {
+    let mut config = tls_config(cert, key, rustls::DEFAULT_VERSIONS)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A rustls server configuration (ring) with the certificate chain and key
+/// of `--tls-cert`/`--tls-key`, for the protocol `versions`, no ALPN yet:
+/// the one TLS setup behind TCP ([`tls_acceptor`]) and QUIC
+/// ([`h3::quic_config`]).
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ServerConfig, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let file_error = |flag, path: &std::path::Path, reason| Error::TlsFile {
@@ -793,8 +817,8 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|err| file_error("--tls-key", key, TlsFileError::from_pem(err, "private key")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .map_err(Error::Tls)?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
@@ -802,7 +826,5 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             source,
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        })
 }

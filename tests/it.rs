@@ -47,5 +47,10 @@ mod files;
 // without Host, the preface deadline.
 mod h2;
 
+// HTTP/3 (issue 14, --http3): an h3 client (h3 + h3-quinn) reads /events exactly, the viewer
+// and /healthz over h3, /ws refused, the security rules by :authority, Alt-Svc on TCP,
+// --http3 without TLS exits 2, SIGTERM ends h3 streams within the budget.
+mod h3;
+
 // Packaging (issue 12): `completions bash|zsh|fish` and `man` mention every flag of --help.
 mod packaging;

@@ -279,7 +279,8 @@ pub const PIECE: usize = 16 * 1024;
 /// telling the stream's [`SendLimit`] when hyper holds one it could not pass
 /// on yet: from the moment the body yields a piece until hyper asks for the
 /// next (it asks only once h2 took the piece, within the client's window and
-/// [`MAX_SEND_BUF`]).
+/// [`MAX_SEND_BUF`]). HTTP/3 streams use it the same way (see [`super::h3`]):
+/// the next piece is asked for once quinn took the last one.
 pub struct WatchedBody {
     inner: Body,
     limit: SendLimit,

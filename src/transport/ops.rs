@@ -25,7 +25,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "epoch": hub.epoch(),
         "seq": hub.last_seq(),
         "clients": hub.metrics.clients_now(),
-        // Per HTTP version: open connections, and requests (HTTP/2 streams) in progress.
+        // Per HTTP version: open connections, and requests (HTTP/2 and HTTP/3 streams) in progress.
         "connections": per_version(|v| hub.metrics.connections_now(v)),
         "streams": per_version(|v| hub.metrics.streams_now(v)),
         "files": app.status.files().iter().map(|f| json!({
@@ -65,7 +65,7 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
-/// `{"http/1.1": N, "h2": M}`.
+/// `{"http/1.1": N, "h2": M, "h3": O}`.
 fn per_version(count: impl Fn(HttpVersion) -> i64) -> serde_json::Value {
     HttpVersion::ALL
         .iter()

@@ -29,9 +29,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Extension, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink as _, SinkExt, StreamExt};
@@ -57,15 +58,31 @@ const AWAY: u16 = 1001;
 const TOO_BIG: u16 = 1009;
 const TRY_AGAIN_LATER: u16 = 1013;
 
+// One argument per extractor, as axum handlers go.
+#[allow(clippy::too_many_arguments)]
 pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     limit: Option<Extension<SendLimit>>,
     stream: Option<Extension<OpenStream>>,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if version == Version::HTTP_3 {
+        // Neither h3 nor any browser does RFC 9220 (WebSocket over HTTP/3).
+        return super::Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "WebSocket is not available over HTTP/3: connect to /ws over TCP \
+             (HTTP/1.1 or HTTP/2, same port)",
+        )
+        .into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
     let raw = RawParams::from_query(uri.query());
     let Admitted {
         access,

@@ -13,6 +13,9 @@
 //! - `h2.rs`: [`H2`], an HTTP/2 client connection (hyper's, cleartext prior knowledge or
 //!   TLS with ALPN `h2`): requests with an `:authority` and no `Host`, streaming bodies
 //!   ([`H2Body`]), WebSocket over HTTP/2 by extended CONNECT ([`H2Ws`]).
+//! - `h3.rs`: [`H3`], an HTTP/3 client connection (h3 + h3-quinn on quinn, trusting the
+//!   test certificate): requests with any `:authority`, bodies read as they arrive
+//!   ([`H3Body`]).
 //! - `tls.rs`: a throwaway self-signed certificate and a rustls client trusting it.
 //! - `resume.rs`: [`exactly_once_across_disconnects`], the random-disconnect resume run,
 //!   over any [`ResumingClient`] (WebSocket `since=`/`epoch=`, SSE `Last-Event-ID`).
@@ -26,6 +29,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod h2;
+mod h3;
 mod http;
 mod logfile;
 mod resume;
@@ -35,6 +39,7 @@ mod tools;
 mod ws;
 
 pub use h2::{H2, H2Body, H2Ws};
+pub use h3::{H3, H3Body};
 pub use http::{
     Response, SseStream, http_exchange, http_get, http_open, http_request, send_until_close,
     status_code,
