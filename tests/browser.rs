@@ -87,11 +87,14 @@ impl Chromium {
         let profile = dir.path().join("profile");
         let log = File::create(dir.path().join("chromium.log")).expect("create chromium.log");
         let mut cmd = Command::new(&exe);
+        // QUIC stays off unless a test asks for it (`--enable-quic`: HTTP/3).
+        if !extra.contains(&"--enable-quic") {
+            cmd.arg("--disable-quic");
+        }
         cmd.args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
-            "--disable-quic",
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-background-networking",
@@ -2661,6 +2664,8 @@ const H1_STREAMS: &str = "logtail_streams{version=\"http/1.1\"}";
 const H2_OPEN: &str = "logtail_connections{version=\"h2\"}";
 const H2_TOTAL: &str = "logtail_connections_total{version=\"h2\"}";
 const H2_STREAMS: &str = "logtail_streams{version=\"h2\"}";
+const H3_TOTAL: &str = "logtail_connections_total{version=\"h3\"}";
+const H3_STREAMS: &str = "logtail_streams{version=\"h3\"}";
 
 /// The protocol the page's document came over (`h2`, `http/1.1`).
 const NEXT_HOP_JS: &str = "performance.getEntriesByType('navigation')[0].nextHopProtocol";
@@ -3023,4 +3028,54 @@ async fn ten_event_sources_open_over_h2_but_six_over_http1() {
     assert_eq!(count_sources(&v, |s| *s == open), 6, "{v}");
     assert_eq!(count_sources(&v, |s| *s == waiting), 4, "{v}");
     assert_eq!(h1_metrics(&server1).await.get(SSE_CLIENTS), 6);
+}
+
+/// HTTP/3: Chromium told to use QUIC for the server's origin (a self-signed certificate
+/// needs `--origin-to-force-quic-on`; Alt-Svc alone fails its check, transports.md §0 row
+/// 5) loads the viewer over h3 and streams; the page's WebSocket goes over TCP (no RFC 9220
+/// in h3 or Chromium), and an `EventSource` in the page is an h3 stream.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_and_its_event_source_over_h3() {
+    let log = LogFile::with_lines(numbered("line ", 1..=20));
+    let pinned = pinned_cert(&log);
+    let mut args = strs(&pinned.args);
+    args.push("--http3");
+    let server = Server::start(log.path(), &args).await;
+    let force = format!(
+        "--origin-to-force-quic-on=127.0.0.1:{}",
+        server.addr().port()
+    );
+    let browser = Chromium::launch_with(&["--enable-quic", &force, &pinned.flag]).await;
+    let mut probe = Probe::connect(&server, &pinned).await;
+    let mut page = browser.page().await;
+    page.goto(&server.http_url("/")).await;
+    assert_eq!(page.eval(NEXT_HOP_JS).await, "h3", "the page's protocol");
+    viewer_streams(&mut page, &log, &mut probe).await;
+    let m = probe.metrics().await;
+    assert!(m.get(H3_TOTAL) >= 1, "Chromium's QUIC connection:\n{}", m.0);
+
+    page.eval(
+        "window.__h3 = []; const es = new EventSource('events?backlog=0'); \
+         es.onmessage = (e) => window.__h3.push(e.data); true",
+    )
+    .await;
+    probe
+        .wait("the EventSource is an h3 stream", |m| {
+            m.get(SSE_CLIENTS) == 1 && m.get(H3_STREAMS) == 1
+        })
+        .await;
+    log.append_lines(["over h3 1", "over h3 2"]);
+    let deadline = Instant::now() + SHOW;
+    loop {
+        let got = eval_json(&mut page, "window.__h3").await;
+        if got == json!(["over h3 1", "over h3 2"]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the EventSource over h3 got {got} instead of the two lines"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
