@@ -3079,3 +3079,154 @@ async fn viewer_and_its_event_source_over_h3() {
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Markup and script in log text never become markup or script: 240 classic XSS payloads
+/// as plain lines, inside ANSI colour sequences, as JSON keys and values (rows expanded,
+/// so the keys are drawn too), as logfmt values, and as file names — all drawn on one
+/// tall screen. None runs (each would bump `window.__xss`), the document holds only the
+/// viewer's own kinds of element, no element carries an event-handler attribute, and
+/// every line's text is exactly what was written.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn viewer_draws_xss_payloads_as_text() {
+    const RUN: &str = "window.__xss=(window.__xss||0)+1";
+    let vectors: Vec<String> = [
+        "<script>RUN</script>",
+        "<img src=x onerror=\"RUN\">",
+        "<svg onload=RUN>",
+        "\"><img src=x onerror=RUN>",
+        "'><svg onload=RUN>",
+        "javascript:RUN",
+        "<iframe srcdoc=\"<script>parent.RUN</script>\"></iframe>",
+        "<a href=\"javascript:RUN\">click</a>",
+        "<body onload=RUN>",
+        "<details open ontoggle=RUN>",
+        "<input autofocus onfocus=RUN>",
+        "<video><source onerror=RUN></video>",
+        "<object data=\"javascript:RUN\"></object>",
+        "<embed src=\"javascript:RUN\">",
+        "</span></div><img src=x onerror=RUN>",
+        "<marquee onstart=RUN>x</marquee>",
+        "<select autofocus onfocus=RUN></select>",
+        "<math><mtext><table><mglyph><style><img src=x onerror=RUN>",
+        "<template><script>RUN</script></template><img src=x onerror=RUN>",
+        "<!--<img src=\"--><img src=x onerror=RUN//\">",
+        "{{constructor.constructor('RUN')()}}",
+        "${RUN}",
+        "&lt;img src=x onerror=RUN&gt; &#60;script&#62;RUN&#60;/script&#62;",
+        "<div style=\"background:url(javascript:RUN)\">x</div>",
+    ]
+    .iter()
+    .map(|v| v.replace("RUN", RUN))
+    .collect();
+    let mut lines: Vec<String> = Vec::new();
+    for (i, v) in vectors.iter().enumerate() {
+        lines.push(format!("plain {i} {v}"));
+        lines.push(format!(
+            "\x1b[1;31mansi {i} {v}\x1b[0m \x1b[38;2;1;2;3m{v}\x1b[m"
+        ));
+        lines.push(serde_json::json!({ "msg": format!("json value {i} {v}"), "level": "error", v.clone(): v }).to_string());
+        lines.push(serde_json::json!({ format!("key {i} {v}"): "x", "msg": v }).to_string());
+        lines.push(format!("level=warn msg=\"logfmt {i}\" payload={:?}", v));
+        lines.push(format!("ERROR: {i} {v}"));
+        lines.push(format!("{i} {v}{v}"));
+        lines.push(format!("[{i}] \x1b]0;{v}\x07 title \x1b[2K{v}"));
+        lines.push(format!("line {i} with {v} in the middle"));
+        lines.push(format!("E0806 12:00:00.000000 1 x.go:1] {i} {v}"));
+    }
+    assert!(lines.len() >= 200, "{} payload lines", lines.len());
+    let log = LogFile::with_lines(&lines);
+    let other = log.write_sibling("other.log", b"");
+    // A name has no `=` (the first one ends NAME in NAME=PATH) and no `/`: markup that
+    // would still show up as elements if it were parsed.
+    let evil_name = "<svg><script>window.__xss++<script><svg>".to_string();
+    let server = Server::start(
+        log.path(),
+        &[
+            "--lines",
+            "1000",
+            "--file",
+            &format!("{evil_name}={}", other.display()),
+        ],
+    )
+    .await;
+    let browser = Chromium::launch().await;
+    let mut page = browser.page().await;
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 1600, "height": 12000, "deviceScaleFactor": 1, "mobile": false }),
+    )
+    .await;
+    page.goto(&server.http_url("/?backlog=1000")).await;
+    page.wait_view("every payload line is in", SHOW, |v| {
+        v.is_live() && v.lines().len() >= lines.len()
+    })
+    .await;
+    server.wait_clients(1, PROMPT).await;
+    fs::write(&other, format!("from the evil file {}\n", vectors[1])).expect("write other.log");
+    let v = page
+        .wait_view("the evil-named file's line is in", SHOW, |v| {
+            v.lines().len() == lines.len() + 1
+        })
+        .await;
+    let mut want = lines.clone();
+    want.push(format!("from the evil file {}", vectors[1]));
+    assert_eq!(v.lines(), strs(&want), "every line exactly as written");
+    // Open every structured row, so its keys and values are drawn in the tree.
+    page.eval("for (const m of document.querySelectorAll('#win .row.st .msg')) m.click(); true")
+        .await;
+    let trees = page
+        .eval(
+            "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => \
+             done(document.querySelectorAll('#win .tree').length))))",
+        )
+        .await;
+    assert!(
+        trees.as_u64().unwrap_or(0) >= 2 * vectors.len() as u64,
+        "{trees} rows expanded"
+    );
+    let on_screen = page
+        .eval("document.querySelectorAll('#win .row.line').length")
+        .await;
+    assert_eq!(
+        on_screen.as_u64(),
+        Some(want.len() as u64),
+        "every line drawn at once"
+    );
+    // What the document holds, after a frame or two for anything that would run late.
+    let report = page
+        .eval(
+            r#"new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => {
+          const allowed = new Set(['HTML','HEAD','META','TITLE','LINK','SCRIPT','BODY','HEADER',
+            'DIV','IMG','H1','SPAN','INPUT','BUTTON','CODE','DETAILS','SUMMARY','H2','DL','DT',
+            'DD','KBD','LABEL','P','NAV','UL','LI','FOOTER','B','MARK']);
+          const odd = [], handlers = [];
+          for (const el of document.querySelectorAll('*')) {
+            if (!allowed.has(el.tagName)) odd.push(el.tagName);
+            for (const a of el.attributes) {
+              if (/^on/i.test(a.name) || /javascript:/i.test(a.value) && a.name !== 'title'
+                  && !a.name.startsWith('data-')) handlers.push(el.tagName + ' ' + a.name);
+            }
+          }
+          done(JSON.stringify({ xss: window.__xss === undefined ? 0 : window.__xss, odd,
+                 handlers, scripts: document.scripts.length, imgs: document.images.length }));
+        })))"#,
+        )
+        .await;
+    let report: Value = serde_json::from_str(report.as_str().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("the report is not JSON ({e}): {report}"));
+    assert_eq!(
+        report,
+        json!({ "xss": 0, "odd": [], "handlers": [], "scripts": 2, "imgs": 1 }),
+        "the page after {} payload lines",
+        want.len()
+    );
+    // The file picker drew the evil name as text too.
+    let names = page
+        .eval("JSON.stringify([...document.querySelectorAll('#file-list .fname')].map(e => e.textContent))")
+        .await;
+    assert!(
+        names.as_str().unwrap_or("").contains("<svg><script>"),
+        "the picker lists the evil-named file as text: {names}"
+    );
+}
