@@ -541,23 +541,18 @@
   const viewCount = () => S.V.length - S.V0;
   const viewAt = (i) => S.V[S.V0 + i];
 
-  // The first view index whose entry has id >= id (ids grow from oldest to newest).
-  function viewIndexOf(id) {
-    let lo = S.V0, hi = S.V.length;
+  // The first index at or after `from` in `arr` whose entry has id >= id, counted from
+  // `from` (ids grow from oldest to newest in both E and V).
+  function firstIndexOf(arr, from, id) {
+    let lo = from, hi = arr.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (S.V[mid].id < id) lo = mid + 1; else hi = mid;
+      if (arr[mid].id < id) lo = mid + 1; else hi = mid;
     }
-    return lo - S.V0;
+    return lo - from;
   }
-  function heldIndexOf(id) {
-    let lo = S.E0, hi = S.E.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (S.E[mid].id < id) lo = mid + 1; else hi = mid;
-    }
-    return lo - S.E0;
-  }
+  const viewIndexOf = (id) => firstIndexOf(S.V, S.V0, id);
+  const heldIndexOf = (id) => firstIndexOf(S.E, S.E0, id);
 
   // How many view rows render() may show: all of them, or while paused those seen before.
   function shownCount() {
