@@ -3172,7 +3172,15 @@ async fn viewer_draws_xss_payloads_as_text() {
     let mut want = lines.clone();
     want.push(format!("from the evil file {}", vectors[1]));
     assert_eq!(v.lines(), strs(&want), "every line exactly as written");
-    // Open every structured row, so its keys and values are drawn in the tree.
+    // The page draws on its next frame: wait until every line is a row, then open every
+    // structured row, so its keys and values are drawn in the tree.
+    page.wait_eval(
+        "every line is drawn",
+        SHOW,
+        "document.querySelectorAll('#win .row.line').length",
+        |n| n.as_u64() == Some(want.len() as u64),
+    )
+    .await;
     page.eval("for (const m of document.querySelectorAll('#win .row.st .msg')) m.click(); true")
         .await;
     let trees = page

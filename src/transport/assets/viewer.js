@@ -30,6 +30,7 @@
   const BACKOFF_MAX = 10000;     // ms
   const FAIL_HINT_AFTER = 3;     // failed attempts (never opened) before the token hint
   const OLDER_TIMEOUT = 20000;   // ms for one "load older" socket
+  const INGEST_BUDGET_MS = 6;    // frames handled per task before yielding to rendering
   const PERF_FRAMES = 4096;      // frame timings kept for logtail.perf()
   const MAX_SPANS = 2000;        // styled spans drawn per line
   const THEME_KEY = 'logtail.theme';
@@ -68,7 +69,7 @@
     // view
     paused: false, pauseId: 0, pausedNew: 0, follow: true, belowNew: 0, top: 0,
     wrap: store.get(WRAP_KEY) === '1', relTime: store.get(TIME_KEY) === 'rel',
-    rowH: 19, scale: 1, progScroll: null, raf: 0, dirty: true, gen: 0, cache: new Map(),
+    rowH: 19, scale: 1, progScroll: null, raf: 0, dirty: true, gen: 0, gutter: 3, tailNew: 0, drewLast: false, cache: new Map(),
     cur: null, flash: null, permalink: null, visRows: 1, domRows: 0,
     // filters
     filterTest: null, filterMark: null, regex: false, matchCase: false, hide: true, filterTimer: 0,
@@ -81,7 +82,8 @@
   };
   let el = {};
 
-  const fmt = (n) => n.toLocaleString();
+  const NUM = new Intl.NumberFormat();
+  const fmt = (n) => NUM.format(n);
   const plural = (n, w) => fmt(n) + ' ' + w + (n === 1 ? '' : 's');
   const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const dec = (s) => { try { return decodeURIComponent(s.replace(/\+/g, '%2B')); } catch (_) { return s; } };
@@ -207,6 +209,7 @@
     ws.onerror = () => { /* a close event follows */ };
     ws.onclose = (ev) => {
       if (ws !== S.ws) return;
+      drain(Infinity);
       S.ws = null;
       onClose(ev);
     };
@@ -215,6 +218,7 @@
   function drop() {
     const ws = S.ws;
     if (!ws) return;
+    drain(Infinity);   // every frame of this socket is handled before the next one's
     S.ws = null;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     try { ws.close(1000); } catch (_) { /* ignore */ }
@@ -272,10 +276,39 @@
     return d ? d[1] : (m.epoch == null ? null : String(m.epoch));
   }
 
+  // Frames are taken in order from a queue, a few milliseconds' worth per task: a page
+  // that fell behind gets a large message (a burst, a replay step), and handling it in
+  // one task would hold the next frame back. The queue is emptied before a close is
+  // handled, so a reconnect resumes after the last frame received.
+  const Q = { parts: [], at: 0, pending: false, chan: null };
+
   function onMessage(data) {
     if (typeof data !== 'string') return;
-    if (data.indexOf('\n') < 0) { onFrame(data); return; }
-    for (const raw of data.split('\n')) if (raw) onFrame(raw);
+    Q.parts.push(data);
+    if (!Q.pending) drainSoon();
+  }
+
+  function drainSoon() {
+    Q.pending = true;
+    if (!Q.chan) {
+      Q.chan = new MessageChannel();
+      Q.chan.port1.onmessage = () => { Q.pending = false; drain(INGEST_BUDGET_MS); };
+    }
+    Q.chan.port2.postMessage(0);
+  }
+
+  function drain(budget) {
+    const t0 = performance.now();
+    let n = 0;
+    while (Q.parts.length) {
+      const data = Q.parts[0];
+      let end = data.indexOf('\n', Q.at);
+      if (end < 0) end = data.length;
+      if (end > Q.at) onFrame(Q.at === 0 && end === data.length ? data : data.slice(Q.at, end));
+      if (end >= data.length) { Q.parts.shift(); Q.at = 0; } else Q.at = end + 1;
+      if ((++n & 63) === 0 && performance.now() - t0 > budget) break;
+    }
+    if (Q.parts.length && !Q.pending) drainSoon();
   }
 
   function onFrame(raw) {
@@ -531,6 +564,7 @@
       if (e.k === 0) {
         if (S.paused) S.pausedNew++;
         else if (!S.follow) S.belowNew++;
+        else S.tailNew++;
       }
     }
     if (S.heldLines > S.cap) evict();
@@ -805,8 +839,19 @@
     S.raf = 0;
     const t0 = performance.now();
     if (S.dirty) {
-      S.dirty = false;
-      render();
+      // Following a stream that replaces the whole window between two frames, the window
+      // is drawn every other frame (30 Hz): a window of all-new rows is as unreadable at
+      // 60 Hz, and laying out a window of new text is most of a frame's cost. Scrolling,
+      // keys and anything but the flood still draw on the next frame.
+      if (S.follow && !S.paused && S.drewLast && S.tailNew >= S.visRows) {
+        S.drewLast = false;
+        S.raf = requestAnimationFrame(frame);
+      } else {
+        S.dirty = false;
+        S.drewLast = S.tailNew >= S.visRows;
+        S.tailNew = 0;
+        render();
+      }
     }
     updateCounts();
     if (S.pickerDirty) showPicker();
@@ -832,10 +877,16 @@
     const vis = Math.max(1, Math.ceil(ch / rowH));
     S.visRows = vis;
     const n = shownCount();
+    const digits = Math.max(3, String(S.lastSeq || 0).length);
+    if (digits !== S.gutter) {
+      S.gutter = digits;
+      S.gen++;
+      log.style.setProperty('--gw', (digits + 1) + 'ch');
+    }
     const range = Math.max(0, n * rowH - ch + rowH);
     const px = Math.min(MAX_SCROLL_PX, range);
     S.scale = px > 0 ? range / px : 1;
-    el.sizer.style.height = px + 'px';
+    if (px !== S.sizerPx) { S.sizerPx = px; el.sizer.style.height = px + 'px'; }
     // pinTop: a permalink's line stays a third down, even with few lines after it yet.
     const bottom = n > vis && (S.follow || (!S.pinTop && S.top >= n - vis));
     let first;
@@ -874,16 +925,39 @@
     // (its text shaped) again, and following the tail shifts every row each frame.
     const win = el.win;
     const keep = new Set(nodes);
-    for (const c of Array.from(win.children)) if (!keep.has(c)) c.remove();
-    let ref = win.firstChild;
-    for (const node of nodes) {
-      if (node === ref) { ref = ref.nextSibling; continue; }
-      win.insertBefore(node, ref);
+    const old = Array.from(win.children);
+    if (!old.some((c) => keep.has(c))) win.replaceChildren(...nodes);   // a new window
+    else {
+      for (const c of old) if (!keep.has(c)) c.remove();
+      let ref = win.firstChild;
+      for (const node of nodes) {
+        if (node === ref) { ref = ref.nextSibling; continue; }
+        win.insertBefore(node, ref);
+      }
     }
+    placeLink();
     if (S.flash) {
       const f = S.cache.get(S.flash.id);
       if (f) { f.classList.add('flash'); S.flash = null; }
     }
+  }
+
+  // One "copy link" button, on the row under the pointer or else the selected one: a
+  // button on every row made each new row a few more layout objects, every frame.
+  function placeLink() {
+    let row = S.hover && S.hover.isConnected ? S.hover : null;
+    if (!row && S.cur) row = S.cache.get(S.cur.id) || null;
+    const a = el.lnk;
+    if (!row || !row.lt || row.lt.k !== 0 || row.lt.seq === null) { if (a.parentNode) a.remove(); return; }
+    const tr = row.querySelector(':scope > .tree');
+    if (a.parentNode !== row || a.nextSibling !== tr) row.insertBefore(a, tr);
+  }
+
+  function onRowsHover(ev) {
+    const row = ev.type === 'mouseleave' ? null : ev.target.closest('.row.line');
+    if (row === S.hover) return;
+    S.hover = row;
+    placeLink();
   }
 
   // Above the oldest row: what lies before it.
@@ -989,6 +1063,12 @@
     row.gen = S.gen;
     if (e.seq !== null) row.dataset.seq = e.seq;
     row.dataset.level = e.lv;
+    // The gutter is text padded to the widest seq (the font is monospace): a pseudo-element
+    // or an inline-block per row cost a third of a frame's layout.
+    const g = document.createElement('span');
+    g.className = 'g';
+    g.textContent = (e.seq === null ? '' : String(e.seq)).padStart(S.gutter) + ' ';
+    row.appendChild(g);
     if (e.file) {
       row.dataset.file = e.file;
       const f = fileInfo(e.file);
@@ -1019,15 +1099,6 @@
       appendAnsi(t, e.line);
     }
     row.appendChild(t);
-    if (e.seq !== null) {
-      const a = document.createElement('button');
-      a.type = 'button';
-      a.className = 'lnk';
-      a.dataset.act = 'link';
-      a.title = 'Copy a link to this line (c)';
-      a.textContent = '#';
-      row.appendChild(a);
-    }
     if (e.open && st) row.appendChild(tree(st));
     return row;
   }
@@ -1227,29 +1298,35 @@
     return 'closed';
   }
 
+  // Text that did not change is not written again: a new text node is laid out anew.
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
   function updateCounts() {
-    el.stConn.textContent = connectionState();
-    el.stSeq.textContent = S.lastSeq ? fmt(S.lastSeq) : '–';
-    el.stRecv.textContent = fmt(S.count);
-    el.stLost.textContent = fmt(S.lost);
+    setText(el.stConn, connectionState());
+    setText(el.stSeq, S.lastSeq ? fmt(S.lastSeq) : '–');
+    setText(el.stRecv, fmt(S.count));
+    setText(el.stLost, fmt(S.lost));
     el.stLostBox.classList.toggle('bad', S.lost > 0);
-    el.stHeld.textContent = fmt(S.heldLines) + (viewCount() !== heldCount() ? ' · ' + fmt(viewCount()) + ' shown' : '');
-    for (const b of el.levels.querySelectorAll('.lv')) b.lastElementChild.textContent = fmt(S.lvCount[b.dataset.lv]);
+    setText(el.stHeld, fmt(S.heldLines) + (viewCount() !== heldCount() ? ' · ' + fmt(viewCount()) + ' shown' : ''));
+    for (const b of el.levelChips || []) setText(b.lastElementChild, fmt(S.lvCount[b.dataset.lv]));
     const newLines = S.pausedNew + S.skipped;
-    el.pause.textContent = S.paused ? (newLines ? 'Resume · ' + fmt(newLines) + ' new' : 'Resume') : 'Pause';
+    setText(el.pause, S.paused ? (newLines ? 'Resume · ' + fmt(newLines) + ' new' : 'Resume') : 'Pause');
     const j = el.jump;
     if (S.paused) {
       j.hidden = false;
-      j.textContent = newLines ? 'Paused · ' + plural(newLines, 'new line') + ' — resume' : 'Paused — resume';
+      setText(j, newLines ? 'Paused · ' + plural(newLines, 'new line') + ' — resume' : 'Paused — resume');
     } else if (!S.follow) {
       j.hidden = false;
       const below = S.belowNew + S.skipped;
-      j.textContent = below ? '↓ ' + plural(below, 'new line') : '↓ Follow';
+      setText(j, below ? '↓ ' + plural(below, 'new line') : '↓ Follow');
     } else j.hidden = true;
   }
 
   // Leaving a pause or scroll-back: if the page stopped storing, fetch what it skipped.
   function catchUp() {
+    drain(Infinity);   // what arrived while overflowing is counted first
     if (!S.overflow) return;
     S.overflow = false;
     S.skipped = 0;
@@ -1331,6 +1408,7 @@
   }
 
   function clearView() {
+    drain(Infinity);
     S.E = []; S.E0 = 0; S.V = []; S.V0 = 0;
     S.heldLines = 0;
     for (const l of LEVELS) S.lvCount[l] = 0;
@@ -1512,7 +1590,16 @@
     el.theme.addEventListener('click', cycleTheme);
     el.retry.addEventListener('click', reconnectNow);
     el.ring.addEventListener('change', () => setRing(Number(el.ring.value)));
+    el.levelChips = Array.from(el.levels.querySelectorAll('.lv'));
     el.win.addEventListener('click', onRowsClick);
+    el.win.addEventListener('mouseover', onRowsHover);
+    el.win.addEventListener('mouseleave', onRowsHover);
+    el.lnk = document.createElement('button');
+    el.lnk.type = 'button';
+    el.lnk.className = 'lnk';
+    el.lnk.dataset.act = 'link';
+    el.lnk.title = 'Copy a link to this line (c)';
+    el.lnk.textContent = '#';
     el.cols.addEventListener('click', onFieldsBarClick);
     el.fileList.addEventListener('click', (ev) => {
       const btn = ev.target.closest('.ftog');
