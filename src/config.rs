@@ -159,6 +159,153 @@ pub struct Cli {
     /// Format of the server's own logs on stderr (level from RUST_LOG, default info).
     #[arg(long, env = "LOGTAIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Also publish every line to a broker (repeatable): `nats://HOST:PORT`
+    /// (JetStream; several nats:// URLs are seed servers of one cluster),
+    /// `mqtt://HOST:PORT/PREFIX`, `amqp://USER:PASS@HOST:PORT/VHOST?exchange=NAME`.
+    /// At-least-once; a broker that is away is caught up with when it returns.
+    #[arg(long, env = "LOGTAIL_PUBLISH", value_delimiter = ',', value_name = "URL", value_parser = parse_publish)]
+    pub publish: Vec<PublishUrl>,
+
+    /// The JetStream stream lines are published to (created if missing).
+    #[arg(long, env = "LOGTAIL_NATS_STREAM", default_value = "LOGTAIL", value_name = "NAME", value_parser = parse_stream_name)]
+    pub nats_stream: String,
+
+    /// Replicas of the stream when this server creates it (1, 3 or 5 in a cluster).
+    #[arg(long, env = "LOGTAIL_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), value_name = "N")]
+    pub nats_replicas: u8,
+
+    /// The stream keeps lines this long when this server creates it (e.g. `7d`, `12h`; 0: no limit).
+    #[arg(long, env = "LOGTAIL_NATS_MAX_AGE", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub nats_max_age: Duration,
+
+    /// The stream keeps at most this many bytes when this server creates it (0: no limit).
+    #[arg(long, env = "LOGTAIL_NATS_MAX_BYTES", default_value = "1GiB", value_parser = parse_size, value_name = "BYTES")]
+    pub nats_max_bytes: u64,
+
+    /// This server's name in the broker's subjects (`logtail.NODE.FILE`) and
+    /// topics; default: the host name.
+    #[arg(long, env = "LOGTAIL_NODE", value_name = "NAME")]
+    pub node: Option<String>,
+
+    /// What a broker message carries: the line (`text`), or the JSON frame
+    /// of `/ws?format=json` (`json`: seq, offset, file, line), for MQTT and AMQP.
+    #[arg(long, env = "LOGTAIL_PUBLISH_FORMAT", value_enum, default_value_t = PublishFormat::Text)]
+    pub publish_format: PublishFormat,
+}
+
+/// The host name (`gethostname`), for `--node`'s default; `logtail` if it has none.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if rc == 0 && !name.is_empty() => name.to_string(),
+        _ => "logtail".to_string(),
+    }
+}
+
+/// What a broker message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublishFormat {
+    Text,
+    Json,
+}
+
+/// One `--publish` URL, by broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishUrl {
+    /// `nats://HOST:PORT` (the URL as given, for the client).
+    Nats(String),
+    /// `mqtt://HOST:PORT/PREFIX`.
+    Mqtt {
+        host: String,
+        port: u16,
+        prefix: String,
+    },
+    /// `amqp://USER:PASS@HOST:PORT/VHOST?exchange=NAME` (the URL as given).
+    Amqp { url: String, exchange: String },
+}
+
+/// Parses a `--publish` URL: its scheme picks the broker.
+pub fn parse_publish(arg: &str) -> Result<PublishUrl, String> {
+    let (scheme, rest) = arg
+        .split_once("://")
+        .ok_or_else(|| format!("`{arg}` is not a URL (nats://, mqtt:// or amqp://)"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    if host_port.is_empty() {
+        return Err(format!("`{arg}` names no host"));
+    }
+    match scheme {
+        "nats" => Ok(PublishUrl::Nats(arg.to_string())),
+        "mqtt" => {
+            let (host, port) = match host_port.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse::<u16>()
+                        .map_err(|_| format!("`{p}` in `{arg}` is not a port"))?,
+                ),
+                None => (host_port.to_string(), 1883),
+            };
+            let path = rest[authority.len()..].trim_start_matches('/');
+            let prefix = path.trim_end_matches('/').to_string();
+            if prefix.contains(['+', '#']) {
+                return Err(format!(
+                    "the topic prefix `{prefix}` holds an MQTT wildcard (`+` or `#`)"
+                ));
+            }
+            let prefix = if prefix.is_empty() {
+                "logtail".to_string()
+            } else {
+                prefix
+            };
+            Ok(PublishUrl::Mqtt { host, port, prefix })
+        }
+        "amqp" => {
+            let exchange = rest
+                .split_once('?')
+                .and_then(|(_, q)| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "exchange")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .unwrap_or_else(|| "logtail".to_string());
+            if exchange.is_empty() {
+                return Err(format!("`{arg}`: exchange= is empty"));
+            }
+            Ok(PublishUrl::Amqp {
+                url: arg.to_string(),
+                exchange,
+            })
+        }
+        other => Err(format!(
+            "`{other}://` is not a broker this server publishes to (nats://, mqtt://, amqp://)"
+        )),
+    }
+}
+
+/// A JetStream stream name: no spaces, `.`, `*`, `>`, path separators.
+fn parse_stream_name(arg: &str) -> Result<String, String> {
+    if arg.is_empty()
+        || arg.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+        })
+    {
+        return Err(format!(
+            "`{arg}` is not a JetStream stream name (no spaces, `.`, `*`, `>`, `/` or `\\`)"
+        ));
+    }
+    Ok(arg.to_string())
+}
+
+/// `7d`, `12h`, `90s`, `0` (humantime).
+fn parse_duration(arg: &str) -> Result<Duration, String> {
+    if arg == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(arg).map_err(|err| format!("`{arg}`: {err}"))
 }
 
 /// One `--file` as typed: an optional public name and what to read.
@@ -323,6 +470,24 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for clients to be told.
     pub shutdown_grace: Duration,
+    /// `--publish`: the brokers every line also goes to.
+    pub publish: Publish,
+}
+
+/// The brokers lines are published to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// JetStream: the seed URLs of one cluster (empty: none).
+    pub nats: Vec<String>,
+    pub nats_stream: String,
+    pub nats_replicas: u8,
+    pub nats_max_age: Duration,
+    pub nats_max_bytes: u64,
+    pub mqtt: Vec<(String, u16, String)>,
+    pub amqp: Vec<(String, String)>,
+    /// The name of this server in subjects and topics.
+    pub node: String,
+    pub format: PublishFormat,
 }
 
 impl Config {
@@ -355,6 +520,34 @@ impl Config {
             ));
         }
         let inputs = name_inputs(cli.file)?;
+        let node = match cli.node {
+            Some(node) => node,
+            None => host_name(),
+        };
+        if node.is_empty() || node.chars().any(char::is_control) {
+            return Err(Error::Config(format!(
+                "--node `{}` must be a non-empty name without control characters",
+                node.escape_debug()
+            )));
+        }
+        let mut publish = Publish {
+            nats: Vec::new(),
+            nats_stream: cli.nats_stream,
+            nats_replicas: cli.nats_replicas,
+            nats_max_age: cli.nats_max_age,
+            nats_max_bytes: cli.nats_max_bytes,
+            mqtt: Vec::new(),
+            amqp: Vec::new(),
+            node,
+            format: cli.publish_format,
+        };
+        for url in cli.publish {
+            match url {
+                PublishUrl::Nats(url) => publish.nats.push(url),
+                PublishUrl::Mqtt { host, port, prefix } => publish.mqtt.push((host, port, prefix)),
+                PublishUrl::Amqp { url, exchange } => publish.amqp.push((url, exchange)),
+            }
+        }
         Ok(Config {
             inputs,
             show_paths: cli.show_paths,
@@ -375,6 +568,7 @@ impl Config {
             poll: cli.poll.then(|| Duration::from_millis(cli.poll_interval)),
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_millis(1500),
+            publish,
         })
     }
 }

@@ -39,6 +39,7 @@ pub mod packaging;
 pub mod pump;
 pub mod server;
 pub mod shutdown;
+pub mod sink;
 pub mod source;
 pub mod transport;
 
@@ -92,7 +93,9 @@ pub async fn run(
 
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
-    let state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone());
+    let publishers = start_publishers(&config, &hub, &cancel)?;
+    let state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone())
+        .with_publishers(publishers);
     let options = server::ServeOptions {
         cancel: cancel.clone(),
         tracker: state.tracker.clone(),
@@ -149,6 +152,41 @@ pub async fn run(
         tracing::debug!("stopping the sources: {err}");
     }
     Ok(())
+}
+
+/// Starts a publisher per `--publish` broker (all nats:// URLs are one
+/// cluster): each runs until `cancel`.
+fn start_publishers(
+    config: &Config,
+    hub: &Arc<Hub>,
+    cancel: &CancellationToken,
+) -> Result<Vec<Arc<sink::SinkStatus>>, Error> {
+    let publish = &config.publish;
+    let mut targets: Vec<Arc<dyn sink::Target>> = Vec::new();
+    if !publish.nats.is_empty() {
+        let stream = sink::nats::StreamSettings {
+            name: publish.nats_stream.clone(),
+            replicas: publish.nats_replicas,
+            max_age: publish.nats_max_age,
+            max_bytes: publish.nats_max_bytes,
+        };
+        let target = sink::nats::NatsTarget::new(&publish.nats, stream, publish.node.clone())
+            .map_err(Error::Config)?;
+        targets.push(Arc::new(target));
+    }
+    let mut statuses = Vec::new();
+    for target in targets {
+        let status = Arc::new(sink::SinkStatus::new(target.kind(), target.describe()));
+        statuses.push(Arc::clone(&status));
+        tokio::spawn(sink::run(
+            Arc::clone(hub),
+            target,
+            publish.node.clone(),
+            status,
+            cancel.clone(),
+        ));
+    }
+    Ok(statuses)
 }
 
 /// Starts every input of the command line: files and globs in one file

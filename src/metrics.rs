@@ -31,6 +31,11 @@ struct FileLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BrokerLabel {
+    broker: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransportLabel {
     transport: &'static str,
 }
@@ -99,6 +104,9 @@ pub struct Metrics {
     streams: Family<VersionLabel, Gauge>,
     streams_total: Family<VersionLabel, Counter>,
     stream_resets: Counter,
+    published: Family<BrokerLabel, Counter>,
+    not_published: Family<BrokerLabel, Counter>,
+    publish_failures: Family<BrokerLabel, Counter>,
     /// Every transport's clients together, for `/healthz`.
     clients_now: AtomicU64,
 }
@@ -138,6 +146,9 @@ impl Default for Metrics {
             streams: Family::default(),
             streams_total: Family::default(),
             stream_resets: Counter::default(),
+            published: Family::default(),
+            not_published: Family::default(),
+            publish_failures: Family::default(),
             clients_now: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -256,6 +267,21 @@ impl Default for Metrics {
             "HTTP/2 and HTTP/3 streams reset because their client took nothing for too long",
             m.stream_resets.clone(),
         );
+        registry.register(
+            "published_lines",
+            "Lines a broker acknowledged (--publish), per broker (nats, mqtt, amqp)",
+            m.published.clone(),
+        );
+        registry.register(
+            "unpublished_lines",
+            "Lines that could not be published: no longer readable when their turn came, per broker",
+            m.not_published.clone(),
+        );
+        registry.register(
+            "publish_failures",
+            "Broker connections lost or refused, per broker",
+            m.publish_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -337,6 +363,27 @@ impl Metrics {
 
     pub fn stream_closed(&self, v: HttpVersion) {
         self.streams.get_or_create(&version(v)).dec();
+    }
+
+    /// A broker acknowledged `n` lines.
+    pub fn lines_published(&self, broker: &'static str, n: u64) {
+        self.published
+            .get_or_create(&BrokerLabel { broker })
+            .inc_by(n);
+    }
+
+    /// `n` lines could not be published to a broker (no longer readable).
+    pub fn lines_not_published(&self, broker: &'static str, n: u64) {
+        self.not_published
+            .get_or_create(&BrokerLabel { broker })
+            .inc_by(n);
+    }
+
+    /// A broker connection was lost or refused.
+    pub fn publish_failed(&self, broker: &'static str) {
+        self.publish_failures
+            .get_or_create(&BrokerLabel { broker })
+            .inc();
     }
 
     /// An HTTP/2 stream was reset: its client took nothing within its limit.

@@ -186,6 +186,7 @@ mod tests {
             offset: 0,
             file: 0,
             cost_end: 0,
+            origin: 0,
             text: Text::from(text),
         }
     }

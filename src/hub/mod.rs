@@ -50,6 +50,11 @@ pub struct Line {
     pub offset: u64,
     /// Index of the file in [`Hub::file_name`].
     pub file: u32,
+    /// Which file the source read it from, as the source names file
+    /// instances (the file source: a hash of device and inode; 0: none).
+    /// Opaque to the hub; with `offset` it names the line across restarts,
+    /// which is what a broker publisher's message id needs.
+    pub origin: u64,
     /// Running total of the accounting bytes of all lines up to and including
     /// this one: how far behind a client is, in bytes, is a subtraction.
     pub cost_end: u64,
@@ -596,6 +601,7 @@ mod tests {
             offset: 0,
             file: 0,
             cost_end: 0,
+            origin: 0,
             text: Text::from(text.to_string()),
         }
     }

@@ -113,6 +113,7 @@ fn lines(n: usize) -> Vec<Line> {
             offset: 0,
             file: 0,
             cost_end: 0,
+            origin: 0,
             text: Text::from(format!("line {i}")),
         })
         .collect()

@@ -91,6 +91,7 @@ fn publish(out: &Publisher, file: u32, raw: &mut Vec<crate::lines::RawLine>) {
             offset: raw.offset,
             file,
             cost_end: 0,
+            origin: 0,
             text: to_text(raw.bytes),
         })
         .collect();

@@ -84,6 +84,8 @@ pub struct AppState {
     clients: Arc<Semaphore>,
     /// When the server started serving (`uptime_seconds`).
     pub started: std::time::Instant,
+    /// What each `--publish` broker publisher is doing, for `/healthz`.
+    pub publishers: Arc<Vec<Arc<crate::sink::SinkStatus>>>,
 }
 
 /// A streaming client's place among `--max-clients`; counted in the
@@ -149,7 +151,14 @@ impl AppState {
             tracker: TaskTracker::new(),
             clients,
             started: std::time::Instant::now(),
+            publishers: Arc::new(Vec::new()),
         }
+    }
+
+    /// The same, showing `publishers` in `/healthz`.
+    pub fn with_publishers(mut self, publishers: Vec<Arc<crate::sink::SinkStatus>>) -> AppState {
+        self.publishers = Arc::new(publishers);
+        self
     }
 
     /// A slot for a new streaming client, or 503 when all are taken.

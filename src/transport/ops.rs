@@ -37,6 +37,21 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
             "last_line_at": f.last_line_at.map(rfc3339),
         })).collect::<Vec<_>>(),
         "history": { "lines": history_lines, "bytes": history_bytes, "limit": hub.limits().history_bytes },
+        // --publish: each broker's state; lag_lines = lines read and not yet acknowledged.
+        "publishers": app.publishers.iter().map(|p| {
+            let r = p.report();
+            json!({
+                "broker": r.kind,
+                "target": r.target,
+                "connected": r.connected,
+                "acked_seq": r.acked_seq,
+                "lag_lines": hub.last_seq().saturating_sub(r.acked_seq),
+                "published": r.published,
+                "lost": r.lost,
+                "failures": r.failures,
+                "last_error": r.last_error,
+            })
+        }).collect::<Vec<_>>(),
     }))
     .into_response()
 }

@@ -96,6 +96,9 @@ struct OpenFile {
     file: File,
     id: FileId,
     splitter: LineSplitter,
+    /// The lines' [`Line::origin`]: the file's identity, mixed again at each
+    /// truncation (the same offsets then hold other lines).
+    origin: u64,
     /// The last bytes read, ending at our offset.
     recent: Fingerprint,
     /// The path no longer names this file (or anything).
@@ -125,6 +128,7 @@ impl OpenFile {
             file,
             id,
             splitter: LineSplitter::new(offset, max_line),
+            origin: id.origin(),
             recent: Fingerprint::default(),
             path_gone: false,
             seen: None,
@@ -233,7 +237,7 @@ impl Follower {
             Ok((file, id, len)) => {
                 let history = self.limits.backlog_bytes.min(len);
                 let from = len - history;
-                self.recorder.begin(&self.path, id);
+                self.recorder.begin(&self.path, id, id.origin());
                 let mut of = OpenFile::new(file, id, from, self.limits.max_line_bytes);
                 if let Err(err) = of.file.seek(SeekFrom::Start(from)) {
                     tracing::warn!(file = %self.display, "cannot seek: {err}");
@@ -351,7 +355,7 @@ impl Follower {
                         self.reported = None;
                         pass.rewatch = true;
                         self.resume_following(0);
-                        self.recorder.begin(&self.path, id);
+                        self.recorder.begin(&self.path, id, id.origin());
                         opened();
                         let mut of = OpenFile::new(file, id, 0, self.limits.max_line_bytes);
                         self.read_to_eof(&mut of, None, &mut false, &mut budget);
@@ -536,7 +540,12 @@ impl Follower {
     fn restart(&mut self, of: &mut OpenFile, was: u64) {
         let mut lines = Vec::new();
         of.splitter.flush(&mut lines);
-        self.publish(lines);
+        self.publish(lines, of.origin);
+        of.origin = of
+            .origin
+            .rotate_left(17)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .max(1);
         let now = of.file.metadata().map_or(0, |m| m.len());
         if now < was {
             tracing::info!(file = %self.display, was, now, "{} was truncated; reading it again from its start", self.display);
@@ -544,7 +553,7 @@ impl Follower {
             tracing::info!(file = %self.display, was, now, "{} was truncated and rewritten past our offset; reading it again from its start", self.display);
         }
         self.out.notice(self.file, NoticeKind::Truncated, 0);
-        self.recorder.truncated();
+        self.recorder.truncated(of.origin);
         of.splitter.reset(0);
         of.recent.clear();
         if let Err(err) = of.file.seek(SeekFrom::Start(0)) {
@@ -617,7 +626,7 @@ impl Follower {
                 lines.remove(0);
                 *skip_first = false;
             }
-            self.publish(std::mem::take(&mut lines));
+            self.publish(std::mem::take(&mut lines), of.origin);
         }
     }
 
@@ -625,12 +634,12 @@ impl Follower {
     fn finish(&mut self, of: &mut OpenFile) {
         let mut lines = Vec::new();
         of.splitter.flush(&mut lines);
-        self.publish(lines);
+        self.publish(lines, of.origin);
     }
 
     /// Publishes one read's lines, then indexes them for replay (outside
     /// the hub's lock: only the `seq` range comes back).
-    fn publish(&mut self, raw: Vec<RawLine>) {
+    fn publish(&mut self, raw: Vec<RawLine>, origin: u64) {
         if raw.is_empty() {
             return;
         }
@@ -640,6 +649,7 @@ impl Follower {
                 seq: 0,
                 offset: raw.offset,
                 file: self.file,
+                origin,
                 cost_end: 0,
                 text: to_text(raw.bytes),
             })

@@ -61,6 +61,8 @@ struct Generation {
     file: u32,
     path: PathBuf,
     id: FileId,
+    /// The [`Line::origin`] its lines carry.
+    origin: u64,
     /// Rotated away (or its follower is gone): its partial last line was
     /// published, flushed, as a line.
     ended: bool,
@@ -176,7 +178,7 @@ impl ReplayIndex {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn begin(&self, file: u32, path: &Path, id: FileId) -> u64 {
+    fn begin(&self, file: u32, path: &Path, id: FileId, origin: u64) -> u64 {
         let mut table = self.lock();
         table.next_generation += 1;
         let generation = table.next_generation;
@@ -186,6 +188,7 @@ impl ReplayIndex {
                 file,
                 path: path.to_path_buf(),
                 id,
+                origin,
                 ended: false,
                 entries: 0,
             },
@@ -287,9 +290,9 @@ impl Recorder {
 
     /// The follower opened `path`, identified by `id`: lines recorded from
     /// now on are read from it.
-    pub fn begin(&mut self, path: &Path, id: FileId) {
+    pub fn begin(&mut self, path: &Path, id: FileId, origin: u64) {
         self.end();
-        let generation = self.index.begin(self.file, path, id);
+        let generation = self.index.begin(self.file, path, id, origin);
         self.current = Some(Current {
             generation,
             path: path.to_path_buf(),
@@ -308,10 +311,11 @@ impl Recorder {
 
     /// The current file's bytes are gone (truncation): forget them; it is
     /// read again from offset 0.
-    pub fn truncated(&mut self) {
+    /// Its lines carry `origin` from now on.
+    pub fn truncated(&mut self, origin: u64) {
         if let Some(current) = self.current.take() {
             self.index.forget(current.generation);
-            self.begin(&current.path, current.id);
+            self.begin(&current.path, current.id, origin);
         }
     }
 
@@ -425,6 +429,8 @@ struct Reader {
 struct Run {
     generation: u64,
     file_index: u32,
+    /// [`FileId::origin`] of the file read.
+    origin: u64,
     file: File,
     splitter: LineSplitter,
     pending: VecDeque<RawLine>,
@@ -505,6 +511,7 @@ impl Run {
                     seq,
                     offset: raw.offset,
                     file: self.file_index,
+                    origin: self.origin,
                     cost_end: 0,
                     text: to_text(raw.bytes),
                 });
@@ -547,6 +554,7 @@ impl Reader {
         self.run = Some(Run {
             generation: entry.generation,
             file_index: generation.file,
+            origin: generation.origin,
             file,
             splitter: LineSplitter::new(entry.offset, self.index.max_line),
             pending: VecDeque::new(),
@@ -690,6 +698,7 @@ mod tests {
                     seq: 0,
                     offset: off,
                     file,
+                    origin: 0,
                     cost_end: 0,
                     text: Text::from(*t),
                 };
@@ -723,12 +732,12 @@ mod tests {
         std::fs::write(&path, "a\nb\nc\n").unwrap();
         let index = ReplayIndex::new(1 << 20);
         let mut r = Recorder::new(Arc::clone(&index), 0);
-        r.begin(&path, id_of(&path));
+        r.begin(&path, id_of(&path), 1);
         record(&mut r, 1, &lines(0, 0, &["a", "b", "c"]));
         // Rotated away: found again by identity under its new name.
         std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
         std::fs::write(&path, "d\n").unwrap();
-        r.begin(&path, id_of(&path));
+        r.begin(&path, id_of(&path), 1);
         record(&mut r, 4, &lines(0, 0, &["d"]));
         assert_eq!(index.entry_count(), 2);
 
@@ -756,7 +765,7 @@ mod tests {
         std::fs::write(&path, "a\nb\n").unwrap();
         let index = ReplayIndex::new(1 << 20);
         let mut r = Recorder::new(Arc::clone(&index), 0);
-        r.begin(&path, id_of(&path));
+        r.begin(&path, id_of(&path), 1);
         record(&mut r, 1, &lines(0, 0, &["a", "b"]));
         std::fs::write(&path, "x\ny\n").unwrap(); // same inode, other bytes
         let mut reader = FileReplay::new(index).open(1);
@@ -767,9 +776,13 @@ mod tests {
     fn truncation_forgets_the_generation() {
         let index = ReplayIndex::new(1 << 20);
         let mut r = Recorder::new(Arc::clone(&index), 0);
-        r.begin(Path::new("/nonexistent/app.log"), FileId { dev: 1, ino: 2 });
+        r.begin(
+            Path::new("/nonexistent/app.log"),
+            FileId { dev: 1, ino: 2 },
+            1,
+        );
         record(&mut r, 1, &lines(0, 0, &["a", "b"]));
-        r.truncated();
+        r.truncated(2);
         assert_eq!(
             index.lock().locate(1).map(|(e, _)| e.seq),
             Err(Gone { until: u64::MAX })
@@ -794,8 +807,8 @@ mod tests {
         let index = ReplayIndex::new(1 << 20);
         let mut ra = Recorder::new(Arc::clone(&index), 0);
         let mut rb = Recorder::new(Arc::clone(&index), 1);
-        ra.begin(&a, id_of(&a));
-        rb.begin(&b, id_of(&b));
+        ra.begin(&a, id_of(&a), 1);
+        rb.begin(&b, id_of(&b), 2);
         record(&mut ra, 1, &lines(0, 0, &["a1"]));
         record(&mut ra, 2, &lines(0, 3, &["a2"])); // extends a's run
         // b's batch is numbered after a's next one but indexed first.
@@ -830,7 +843,7 @@ mod tests {
         std::fs::write(&a, "a1\na2\n").unwrap();
         let index = ReplayIndex::new(1 << 20);
         let mut ra = Recorder::new(Arc::clone(&index), 0);
-        ra.begin(&a, id_of(&a));
+        ra.begin(&a, id_of(&a), 1);
         record(&mut ra, 1, &lines(0, 0, &["a1"]));
         // Seqs 2..=4 went to another file, not indexed (yet).
         record(&mut ra, 5, &lines(0, 3, &["a2"]));
@@ -852,7 +865,7 @@ mod tests {
         std::fs::write(&path, format!("{text}\n").repeat(count)).unwrap();
         let index = ReplayIndex::new(1 << 20);
         let mut r = Recorder::new(Arc::clone(&index), 0);
-        r.begin(&path, id_of(&path));
+        r.begin(&path, id_of(&path), 1);
         for i in 0..count {
             record(&mut r, 1 + i as u64, &lines(0, i as u64 * 1000, &[&text]));
         }

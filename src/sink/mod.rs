@@ -1,0 +1,361 @@
+//! Sinks: every line this server reads, also published to brokers
+//! (`--publish`).
+//!
+//! A sink is a hub subscriber that is never closed as too slow: its cursor's
+//! [`LagPolicy::Replay`] reads every line in order, from the history or from
+//! disk, however far behind it falls. [`run`] hands each line to a broker
+//! [`Link`] with a bounded window of messages the broker has not yet
+//! acknowledged, and moves on only as acknowledgements arrive, in order
+//! ([`SinkStatus`]'s `acked`). When the link fails (the broker went away, an
+//! acknowledgement timed out) it reconnects with backoff and resumes after
+//! the last acknowledged line, so an outage loses nothing the server can
+//! still read; lines it can no longer read (evicted from the history and gone
+//! from disk) are counted, logged and shown by `/healthz` and `/metrics`,
+//! never skipped silently.
+//!
+//! Delivery is at least once: a line sent again after a reconnect may arrive
+//! twice. Consumers dedupe by `(epoch, seq)`; JetStream does it itself by
+//! message id ([`Outgoing::id`], stable across restarts of this server).
+//!
+//! A broker that keeps what it was sent (JetStream) is also where a
+//! restarted server learns what it already published ([`Link::last_published`]):
+//! lines of the same file at or before that position are not sent again.
+//!
+//! - [`nats`]: JetStream, the stream edges serve from (`--from`).
+
+pub mod nats;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{CursorError, Delivery, Hub, LagPolicy, Line, Start};
+
+/// Messages sent and not yet acknowledged, at most.
+pub const WINDOW: usize = 1024;
+/// Reconnect backoff: from this, doubling, up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Why a link failed, in words for the log and `/healthz`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LinkError(pub String);
+
+impl LinkError {
+    pub fn new(what: impl std::fmt::Display) -> LinkError {
+        LinkError(what.to_string())
+    }
+}
+
+/// The broker's acknowledgement of one message, to come.
+pub type Ack = Pin<Box<dyn Future<Output = Result<(), LinkError>> + Send>>;
+/// What a [`Link`] or [`Target`] call returns.
+pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LinkError>> + Send + 'a>>;
+
+/// One line to publish, and what names it.
+pub struct Outgoing<'a> {
+    pub line: &'a Line,
+    /// The file's public name.
+    pub file: &'a str,
+    /// The epoch of this server's `seq` numbers.
+    pub epoch: &'a str,
+    /// `NODE:ORIGIN:OFFSET`: the same for the same line when it is read
+    /// again, also by a restarted server, so a broker can drop the copy.
+    pub id: &'a str,
+}
+
+/// Where the broker's copy of one file ends: the last line it holds from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// That line's [`Line::origin`] (which file instance).
+    pub origin: u64,
+    /// Its offset in that file.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+/// One connection to a broker, as [`run`] drives it.
+pub trait Link: Send {
+    /// Sends one line; resolves once it is on its way (it may wait for room
+    /// in the client) with the future of the broker's acknowledgement.
+    fn send<'a>(&'a mut self, out: Outgoing<'a>) -> LinkFuture<'a, Ack>;
+
+    /// The last line the broker holds from the file named `file`, if it keeps
+    /// such a thing (JetStream does; MQTT and AMQP do not).
+    fn last_published<'a>(&'a mut self, _file: &'a str) -> LinkFuture<'a, Option<Published>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// A broker to publish to: connects links.
+pub trait Target: Send + Sync {
+    /// `nats`, `mqtt`, `amqp`.
+    fn kind(&self) -> &'static str;
+    /// Where, for logs and `/healthz` (no password).
+    fn describe(&self) -> String;
+    /// A link ready to send (the stream, exchange… made sure of).
+    fn connect(&self) -> LinkFuture<'_, Box<dyn Link>>;
+}
+
+/// What one publisher is doing, for `/healthz` and `/metrics`. Written by
+/// [`run`], read by the transports.
+#[derive(Debug, Default)]
+pub struct SinkStatus {
+    pub kind: &'static str,
+    pub target: String,
+    connected: AtomicBool,
+    /// The `seq` of the last line the broker acknowledged, in order.
+    acked: AtomicU64,
+    /// Lines acknowledged (or found already published) since start.
+    published: AtomicU64,
+    /// Lines that could not be published: no longer readable when their
+    /// turn came (evicted and gone from disk).
+    lost: AtomicU64,
+    /// Connections lost or refused since start.
+    failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A snapshot of a [`SinkStatus`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkReport {
+    pub kind: &'static str,
+    pub target: String,
+    pub connected: bool,
+    pub acked_seq: u64,
+    pub published: u64,
+    pub lost: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+impl SinkStatus {
+    pub fn new(kind: &'static str, target: String) -> SinkStatus {
+        SinkStatus {
+            kind,
+            target,
+            ..SinkStatus::default()
+        }
+    }
+
+    pub fn report(&self) -> SinkReport {
+        SinkReport {
+            kind: self.kind,
+            target: self.target.clone(),
+            connected: self.connected.load(Ordering::Relaxed),
+            acked_seq: self.acked.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    fn set_error(&self, err: &LinkError) {
+        self.connected.store(false, Ordering::Relaxed);
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.0.clone());
+    }
+}
+
+/// Why a session with a link ended.
+enum Stop {
+    /// Shutting down, or the hub is gone.
+    Done,
+    /// The link failed: reconnect and resume after the last acknowledged line.
+    Link(LinkError),
+}
+
+/// What [`run`] remembers across sessions.
+struct Progress {
+    /// The `seq` of the last line done with (acknowledged, already there, or lost).
+    acked: u64,
+    /// Files whose broker position was asked for.
+    looked_up: HashSet<u32>,
+    /// Broker positions not yet passed: lines of that file instance at or
+    /// before it are already published.
+    already: HashMap<u32, Published>,
+    /// This server's name, for message ids.
+    node: String,
+}
+
+/// Publishes every line of `hub` to `target` until `cancel`, reconnecting as
+/// needed; reports in `status`.
+pub async fn run(
+    hub: Arc<Hub>,
+    target: Arc<dyn Target>,
+    node: String,
+    status: Arc<SinkStatus>,
+    cancel: CancellationToken,
+) {
+    let mut progress = Progress {
+        acked: 0,
+        looked_up: HashSet::new(),
+        already: HashMap::new(),
+        node,
+    };
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let connected = tokio::select! {
+            () = cancel.cancelled() => return,
+            link = target.connect() => link,
+        };
+        let stop = match connected {
+            Ok(mut link) => {
+                tracing::info!(target = %status.target, "publishing to {} from seq {}", status.target, progress.acked + 1);
+                status.connected.store(true, Ordering::Relaxed);
+                backoff = BACKOFF_MIN;
+                session(&hub, link.as_mut(), &mut progress, &status, &cancel).await
+            }
+            Err(err) => Stop::Link(err),
+        };
+        match stop {
+            Stop::Done => return,
+            Stop::Link(err) => {
+                let first = status.connected.load(Ordering::Relaxed)
+                    || status.failures.load(Ordering::Relaxed) == 0;
+                status.set_error(&err);
+                hub.metrics.publish_failed(status.kind);
+                if first {
+                    tracing::warn!(target = %status.target, "publishing to {}: {err}; retrying, and catching up from seq {} when it is back", status.target, progress.acked + 1);
+                } else {
+                    tracing::debug!(target = %status.target, "still cannot publish to {}: {err}", status.target);
+                }
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connected stretch: reads the hub from after the last acknowledged
+/// line and keeps up to [`WINDOW`] messages in flight.
+async fn session(
+    hub: &Arc<Hub>,
+    link: &mut dyn Link,
+    progress: &mut Progress,
+    status: &SinkStatus,
+    cancel: &CancellationToken,
+) -> Stop {
+    let mut cursor = hub.subscribe(
+        Start::Since {
+            seq: progress.acked,
+            epoch: None,
+        },
+        None,
+    );
+    cursor.set_lag_policy(LagPolicy::Replay);
+    let epoch = hub.epoch().to_string();
+    let mut pending: VecDeque<Line> = VecDeque::new();
+    // (seq, acknowledgement, whether it is a line sent now)
+    let mut inflight: VecDeque<(u64, Ack, bool)> = VecDeque::new();
+    loop {
+        // Fill the window from what was read.
+        while inflight.len() < WINDOW {
+            let Some(line) = pending.pop_front() else {
+                break;
+            };
+            let name = hub.file_name(line.file);
+            if progress.looked_up.insert(line.file) {
+                match link.last_published(&name).await {
+                    Ok(Some(p)) => {
+                        progress.already.insert(line.file, p);
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        progress.looked_up.remove(&line.file);
+                        return Stop::Link(err);
+                    }
+                }
+            }
+            if let Some(p) = progress.already.get(&line.file).copied() {
+                if line.origin == p.origin && line.offset <= p.offset {
+                    // Published before this server (re)started.
+                    inflight.push_back((line.seq, Box::pin(async { Ok(()) }), false));
+                    continue;
+                }
+                progress.already.remove(&line.file);
+                let end = p.offset + p.len + 1;
+                if line.origin != p.origin {
+                    tracing::info!(file = %name, "{name}: the broker's last line came from an earlier file (rotated or replaced while this server was not publishing); publishing from this file's first line held");
+                } else if line.offset > end {
+                    tracing::warn!(file = %name, "{name}: bytes {end}..{} were written while this server was not publishing and are no longer held: not published", line.offset);
+                }
+            }
+            let id = format!("{}:{:016x}:{}", progress.node, line.origin, line.offset);
+            let sent = link
+                .send(Outgoing {
+                    line: &line,
+                    file: &name,
+                    epoch: &epoch,
+                    id: &id,
+                })
+                .await;
+            match sent {
+                Ok(ack) => inflight.push_back((line.seq, ack, true)),
+                Err(err) => return Stop::Link(err),
+            }
+        }
+        let want_more = pending.is_empty() && inflight.len() < WINDOW;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Stop::Done,
+            acked = async {
+                match inflight.front_mut() {
+                    Some((_, ack, _)) => ack.await,
+                    None => std::future::pending().await,
+                }
+            }, if !inflight.is_empty() => {
+                if let Err(err) = acked {
+                    return Stop::Link(err);
+                }
+                if let Some((seq, _, sent)) = inflight.pop_front() {
+                    progress.acked = seq;
+                    status.acked.store(seq, Ordering::Relaxed);
+                    if sent {
+                        status.published.fetch_add(1, Ordering::Relaxed);
+                        hub.metrics.lines_published(status.kind, 1);
+                    }
+                }
+            }
+            next = cursor.next(), if want_more => match next {
+                Ok(Delivery::Live { .. } | Delivery::Replay(_)) => {
+                    // Borrowing `next` again: both arms hold lines.
+                    if let Ok(d) = &next { pending.extend(d.lines().iter().cloned()); }
+                }
+                Ok(Delivery::Gap(gap)) => {
+                    let n = gap.to.saturating_sub(gap.from) + 1;
+                    status.lost.fetch_add(n, Ordering::Relaxed);
+                    hub.metrics.lines_not_published(status.kind, n);
+                    tracing::warn!(target = %status.target, "lines {}..={} can no longer be read (evicted from the history, gone from disk): not published to {}", gap.from, gap.to, status.target);
+                    if inflight.is_empty() {
+                        progress.acked = progress.acked.max(gap.to);
+                        status.acked.store(progress.acked, Ordering::Relaxed);
+                    } else {
+                        let to = gap.to;
+                        inflight.push_back((to, Box::pin(async { Ok(()) }), false));
+                    }
+                }
+                Ok(Delivery::Notice(_)) => {}
+                Err(CursorError::Closed) => return Stop::Done,
+                Err(CursorError::TooSlow) => {
+                    return Stop::Link(LinkError::new("fell behind the hub"));
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! `--publish nats://HOST:PORT`: every line into one JetStream stream.
+//!
+//! - **Stream**: `--nats-stream` (default `LOGTAIL`), subjects `logtail.>`,
+//!   created if missing (file storage, `--nats-replicas`, `--nats-max-age`,
+//!   `--nats-max-bytes`, direct get allowed); an existing one is used as it is.
+//! - **Subject**: `logtail.<node>.<file>`, each token [`subject_token`]-encoded
+//!   (a file name may hold `.`, `*`, `>` or spaces, which subjects cannot).
+//! - **Message**: the line's bytes; headers `Nats-Msg-Id` (`NODE:ORIGIN:OFFSET`,
+//!   so JetStream drops a copy sent again within its duplicate window),
+//!   `Lt-Origin` (the file instance, hex), `Lt-Offset`, `Lt-Seq` and `Lt-Epoch`
+//!   (this server's numbering).
+//! - **Acknowledged**: each publish waits for its PubAck (async-nats' 5 s ack
+//!   timeout), pipelined up to the sink's window.
+//! - **Offset store**: [`Link::last_published`] reads the last message of a
+//!   file's subject, so a restarted server publishes after it.
+//!
+//! One client per target, reused across links: async-nats reconnects it by
+//! itself; a link that fails (an ack that timed out, no stream) is replaced
+//! by a new one on the same client.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_nats::{HeaderMap, ServerAddr};
+use bytes::Bytes;
+use tokio::sync::Mutex;
+
+use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Published, Target};
+
+/// The stream's subjects: every node's every file.
+pub const SUBJECTS: &str = "logtail.>";
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the stream is made when this server creates it.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub name: String,
+    pub replicas: u8,
+    /// Zero: no limit.
+    pub max_age: Duration,
+    /// Zero: no limit.
+    pub max_bytes: u64,
+}
+
+impl StreamSettings {
+    pub fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.name.clone(),
+            subjects: vec![SUBJECTS.to_string()],
+            storage: stream::StorageType::File,
+            num_replicas: usize::from(self.replicas),
+            max_age: self.max_age,
+            max_bytes: if self.max_bytes == 0 {
+                -1
+            } else {
+                i64::try_from(self.max_bytes).unwrap_or(i64::MAX)
+            },
+            allow_direct: true,
+            ..stream::Config::default()
+        }
+    }
+}
+
+/// A token of a subject for any text: bytes other than ASCII letters,
+/// digits, `_` and `-` become `%XX`, so it never holds `.`, `*`, `>` or
+/// white space, and [`token_text`] gives the text back.
+pub fn subject_token(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push('%');
+    }
+    out
+}
+
+/// The text a [`subject_token`] was made from (`None` if it was not one).
+pub fn token_text(token: &str) -> Option<String> {
+    if token == "%" {
+        return Some(String::new());
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = token.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The subject of `file`'s lines from `node`.
+pub fn subject(node: &str, file: &str) -> String {
+    format!("logtail.{}.{}", subject_token(node), subject_token(file))
+}
+
+/// A JetStream stream to publish to.
+pub struct NatsTarget {
+    urls: Vec<ServerAddr>,
+    shown: String,
+    stream: StreamSettings,
+    node: String,
+    client: Mutex<Option<async_nats::Client>>,
+}
+
+impl NatsTarget {
+    /// `urls`: seed servers of one cluster.
+    pub fn new(
+        urls: &[String],
+        stream: StreamSettings,
+        node: String,
+    ) -> Result<NatsTarget, String> {
+        let parsed = urls
+            .iter()
+            .map(|u| {
+                u.parse::<ServerAddr>()
+                    .map_err(|err| format!("`{u}` is not a NATS server URL: {err}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let shown = format!(
+            "{} stream {}",
+            parsed
+                .iter()
+                .map(|a| format!("nats://{}:{}", a.host(), a.port()))
+                .collect::<Vec<_>>()
+                .join(","),
+            stream.name
+        );
+        Ok(NatsTarget {
+            urls: parsed,
+            shown,
+            stream,
+            node,
+            client: Mutex::new(None),
+        })
+    }
+
+    async fn client(&self) -> Result<async_nats::Client, LinkError> {
+        let mut held = self.client.lock().await;
+        if let Some(client) = held.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .name(format!("logtail-ws {}", self.node))
+            .connect(self.urls.clone())
+            .await
+            .map_err(|err| LinkError::new(format!("cannot connect: {err}")))?;
+        *held = Some(client.clone());
+        Ok(client)
+    }
+}
+
+impl Target for NatsTarget {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn connect(&self) -> LinkFuture<'_, Box<dyn Link>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let js = jetstream::new(client);
+            let stream = js
+                .get_or_create_stream(self.stream.config())
+                .await
+                .map_err(|err| LinkError::new(format!("stream {}: {err}", self.stream.name)))?;
+            Ok(Box::new(NatsLink {
+                js,
+                stream,
+                node: self.node.clone(),
+            }) as Box<dyn Link>)
+        })
+    }
+}
+
+struct NatsLink {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    node: String,
+}
+
+impl Link for NatsLink {
+    fn send<'a>(&'a mut self, out: Outgoing<'a>) -> LinkFuture<'a, Ack> {
+        Box::pin(async move {
+            let mut headers = HeaderMap::new();
+            headers.insert("Lt-Origin", format!("{:016x}", out.line.origin).as_str());
+            headers.insert("Lt-Offset", out.line.offset.to_string().as_str());
+            headers.insert("Lt-Seq", out.line.seq.to_string().as_str());
+            headers.insert("Lt-Epoch", out.epoch);
+            let message = jetstream::message::PublishMessage::build()
+                .payload(Bytes::copy_from_slice(out.line.text.as_str().as_bytes()))
+                .headers(headers)
+                .message_id(out.id);
+            let ack = self
+                .js
+                .send_publish(subject(&self.node, out.file), message)
+                .await
+                .map_err(|err| LinkError::new(format!("publish: {err}")))?;
+            Ok(Box::pin(async move {
+                ack.await
+                    .map(|_| ())
+                    .map_err(|err| LinkError::new(format!("no acknowledgement: {err}")))
+            }) as Ack)
+        })
+    }
+
+    fn last_published<'a>(&'a mut self, file: &'a str) -> LinkFuture<'a, Option<Published>> {
+        Box::pin(async move {
+            let subject = subject(&self.node, file);
+            match self.stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => {
+                    let header =
+                        |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
+                    let origin = header("Lt-Origin").and_then(|v| u64::from_str_radix(&v, 16).ok());
+                    let offset = header("Lt-Offset").and_then(|v| v.parse::<u64>().ok());
+                    Ok(origin.zip(offset).map(|(origin, offset)| Published {
+                        origin,
+                        offset,
+                        len: message.payload.len() as u64,
+                    }))
+                }
+                Err(err) if err.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    Ok(None)
+                }
+                Err(err) => Err(LinkError::new(format!(
+                    "reading the last message of {subject}: {err}"
+                ))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_tokens_round_trip_any_name() {
+        for name in [
+            "app.log",
+            "a b*c>d",
+            "%41",
+            "",
+            "журнал.log",
+            "x/y/z.log",
+            "-_",
+        ] {
+            let t = subject_token(name);
+            assert!(!t.contains(['.', '*', '>', ' ']), "{t}");
+            assert_eq!(token_text(&t).as_deref(), Some(name), "{t}");
+        }
+        assert_eq!(
+            subject("web-1.example.com", "app.log"),
+            "logtail.web-1%2Eexample%2Ecom.app%2Elog"
+        );
+        assert_eq!(token_text("%zz"), None);
+    }
+}
