@@ -1,7 +1,8 @@
 //! Streaming clients: many cheap readers that parse `seq=N t=NANOS` from each
-//! line, over WebSocket (`/ws`) or SSE (`/events`, see [`crate::sse`]), with one
-//! accounting ([`Tally`]); plus a raw "stuck" WebSocket client that completes
-//! the handshake and never reads.
+//! line, over WebSocket (`/ws`) or SSE (`/events`: HTTP/1.1, see
+//! [`crate::sse`], or streams on shared HTTP/2 or HTTP/3 connections, see
+//! [`crate::mux`]), with one accounting ([`Tally`]); plus a raw "stuck"
+//! WebSocket client that completes the handshake and never reads.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -163,8 +164,15 @@ pub struct ClientStat {
 pub enum Transport {
     /// `/ws?backlog=0`: one WebSocket message per line.
     Ws,
-    /// `/events?backlog=0`: one SSE record (`id:`, `data:`) per line.
+    /// `/events?backlog=0`: one SSE record (`id:`, `data:`) per line, one
+    /// HTTP/1.1 connection per client.
     Sse,
+    /// `/events?backlog=0` as streams on `conns` shared HTTP/2 connections
+    /// (cleartext, prior knowledge).
+    SseH2 { conns: usize },
+    /// `/events?backlog=0` as streams on `conns` shared HTTP/3 connections
+    /// (the server then runs with a self-signed certificate and `--http3`).
+    SseH3 { conns: usize },
 }
 
 impl Transport {
@@ -172,8 +180,28 @@ impl Transport {
         match self {
             Transport::Ws => "websocket",
             Transport::Sse => "sse",
+            Transport::SseH2 { .. } => "sse/h2",
+            Transport::SseH3 { .. } => "sse/h3",
         }
     }
+
+    /// The HTTP version the clients speak.
+    pub fn http(self) -> &'static str {
+        match self {
+            Transport::Ws | Transport::Sse => "http/1.1",
+            Transport::SseH2 { .. } => "h2",
+            Transport::SseH3 { .. } => "h3",
+        }
+    }
+}
+
+/// Where a fleet's clients get their streams.
+#[derive(Clone)]
+pub enum Dial {
+    /// A connection of its own per client.
+    Tcp(SocketAddr),
+    /// A stream on one of these shared connections (client `i` on connection `i mod N`).
+    Mux(Arc<crate::mux::Conns>),
 }
 
 #[derive(Clone, Copy)]
@@ -320,16 +348,25 @@ impl<'a> Tally<'a> {
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// An open stream of either transport.
+/// An open stream of any transport.
 enum Conn {
     Ws(Box<Ws>),
     Sse(crate::sse::SseStream),
+    Mux(crate::mux::MuxStream),
 }
 
-async fn open(addr: SocketAddr, cfg: ClientCfg) -> Result<Conn, String> {
-    match cfg.transport {
-        Transport::Ws => handshake(addr, cfg).await.map(|ws| Conn::Ws(Box::new(ws))),
-        Transport::Sse => crate::sse::open(addr, cfg.read_buffer).await.map(Conn::Sse),
+async fn open(dial: &Dial, i: usize, cfg: ClientCfg) -> Result<Conn, String> {
+    match (dial, cfg.transport) {
+        (Dial::Mux(conns), Transport::SseH2 { .. } | Transport::SseH3 { .. }) => {
+            conns.open_events(i).await.map(Conn::Mux)
+        }
+        (Dial::Tcp(addr), Transport::Ws) => {
+            handshake(*addr, cfg).await.map(|ws| Conn::Ws(Box::new(ws)))
+        }
+        (Dial::Tcp(addr), Transport::Sse) => crate::sse::open(*addr, cfg.read_buffer)
+            .await
+            .map(Conn::Sse),
+        (_, t) => Err(format!("{} clients cannot be dialled that way", t.name())),
     }
 }
 
@@ -403,6 +440,7 @@ async fn run_client(
         match &mut conn {
             Conn::Ws(ws) => read_loop(ws, &mut tally, cfg).await,
             Conn::Sse(sse) => crate::sse::read_loop(sse, &mut tally).await,
+            Conn::Mux(stream) => crate::mux::read_loop(stream, &mut tally).await,
         }
     };
     let end = tokio::select! {
@@ -418,10 +456,10 @@ async fn run_client(
     drop(conn); // FIN; we do not wait for a close handshake when we stop.
 }
 
-/// Connects `n` clients with at most `concurrency` handshakes in flight; each
-/// keeps reading until `cancel`.
+/// Connects `n` clients with at most `concurrency` handshakes (or, on shared
+/// connections, stream openings) in flight; each keeps reading until `cancel`.
 pub async fn connect_fleet(
-    addr: SocketAddr,
+    dial: &Dial,
     n: usize,
     concurrency: usize,
     cfg: ClientCfg,
@@ -435,10 +473,11 @@ pub async fn connect_fleet(
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
-        let (tx, rec, cancel) = (tx.clone(), rec.clone(), cancel.clone());
+        let (tx, rec, cancel, dial) = (tx.clone(), rec.clone(), cancel.clone(), dial.clone());
         handles.push(tokio::spawn(async move {
             let t = Instant::now();
-            let r = tokio::time::timeout(Duration::from_secs(15), open(addr, cfg)).await;
+            let r = tokio::time::timeout(Duration::from_secs(15), open(&dial, i, cfg)).await;
+            drop(dial);
             drop(permit);
             let conn = match r {
                 Err(_) => {

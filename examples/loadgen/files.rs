@@ -1185,6 +1185,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
         stuck: None,
         files: Some(report),
         viewer: None,
+        footprint: None,
         server_log,
         server_shutdown: shutdown,
         notes,

@@ -9,6 +9,8 @@
 //! cargo run --release --example loadgen -- --scenario files-10000 --duration 20 --idle-secs 10
 //! cargo run --release --example loadgen -- --scenario viewer-5000x10
 //! cargo run --release --example loadgen -- --scenario viewer-5000x60 --viewer-fragment q=ERROR
+//! cargo run --release --example loadgen -- --scenario protocols --json h2bench.json
+//! cargo run --release --example loadgen -- --scenario h1-sse-1000,h2-sse-1000x10
 //! ```
 //!
 //! By default it builds (`cargo build --release --bin logtail-ws`) and starts a
@@ -19,12 +21,19 @@
 //! through one glob with clients on all files and on single files (see
 //! `files.rs`). `viewer-*` (issue 13) streams into the built-in page in
 //! headless Chromium and reads it over CDP (see `viewer.rs`); they are not
-//! part of `all`. Every loop is bounded in count and time; only loopback
-//! addresses are contacted.
+//! part of `all`. `h1-sse-1000`, `h2-sse-1000x10` and `h3-sse-1000x10`
+//! (issue 14; `protocols` runs the three, not part of `all`) are one SSE
+//! workload, 1 000 clients, over 1 000 HTTP/1.1 connections, 10 HTTP/2
+//! connections (h2c) or 10 HTTP/3 connections (the server then with a
+//! self-signed certificate and `--http3`; see `mux.rs`), with the server's
+//! RSS per client and connection counts; they fail on any line lost,
+//! repeated or out of order. Every loop is bounded in count and time; only
+//! loopback addresses are contacted.
 
 mod browser;
 mod clients;
 mod files;
+mod mux;
 mod scenarios;
 mod server;
 mod sse;
@@ -59,6 +68,18 @@ const SCENARIOS: &[&str] = &[
 /// Run by name only (they need Chromium): not part of `all`.
 const VIEWER_SCENARIOS: &[&str] = &["viewer-5000x60", "viewer-5000x10"];
 
+/// Issue 14, one SSE workload over each HTTP version: run by name, or all
+/// three as `protocols`; not part of `all` (a comparison, about 30 s each).
+const PROTOCOL_SCENARIOS: &[&str] = &["h1-sse-1000", "h2-sse-1000x10", "h3-sse-1000x10"];
+
+/// The protocol phases' writer: lines/s and seconds. 50 lines/s to 1 000
+/// clients, as `latency-1000x50`: about what 1 000 HTTP/1.1 SSE clients
+/// take on the 2-vCPU machine without saturating it (at 100 lines/s server
+/// and load generator fill both cores, lines batch, and the HTTP versions'
+/// costs blur; see BENCHMARKS.md).
+const PROTOCOL_RATE: f64 = 50.0;
+const PROTOCOL_SECS: f64 = 20.0;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "loadgen",
@@ -79,6 +100,15 @@ const VIEWER_SCENARIOS: &[&str] = &["viewer-5000x60", "viewer-5000x10"];
                   (logtail.state(), lines()), reports the ring, DOM rows, frame and render times, long tasks, \
                   JS heap, renderer and server CPU and the delivery lag. --viewer-fragment q=ERROR opens \
                   the page filtered.\n\
+                  h1-sse-1000 / h2-sse-1000x10 / h3-sse-1000x10 (issue 14, not part of `all`; `protocols` runs \
+                  the three): one SSE workload (/events?backlog=0, 1 000 clients (--clients), 50 lines/s \
+                  (--rate) for 20 s (--duration)) over 1 000 HTTP/1.1 connections, over 10 HTTP/2 connections \
+                  (h2c, prior knowledge; --conns) or over 10 HTTP/3 connections (the server spawned with a \
+                  self-signed rcgen certificate, --tls-cert/--tls-key and --http3). Reports the server's RSS \
+                  per client (after connecting minus before, over clients), its /healthz connection and stream \
+                  counts per version, CPU over the streaming window (also per delivery) and delivery \
+                  p50/p99/p99.9; the phase FAILS unless every client connected and got every line exactly \
+                  once, in order.\n\
                   Overrides (--clients, --rate, ...) apply to every selected scenario."
 )]
 struct Opts {
@@ -172,6 +202,10 @@ struct Opts {
     /// viewer-*: the Chromium binary [default: `chromium` or `chromium-browser` on PATH].
     #[arg(long)]
     chromium: Option<PathBuf>,
+    /// h2-sse-* / h3-sse-*: shared connections the clients' streams are spread over
+    /// [default: 10; the server allows 128 streams per connection].
+    #[arg(long)]
+    conns: Option<usize>,
 }
 
 enum Plan {
@@ -197,8 +231,24 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                 rate: o.rate.unwrap_or(rate),
                 secs: secs(d),
             },
+            footprint: false,
         })
     };
+    let protocol = |transport| {
+        Plan::Stream(StreamSpec {
+            name: name.into(),
+            transport,
+            clients: o.clients.unwrap_or(1000),
+            stuck: 0,
+            line_bytes: lb(100),
+            writer: Writer::Paced {
+                rate: o.rate.unwrap_or(PROTOCOL_RATE),
+                secs: secs(PROTOCOL_SECS),
+            },
+            footprint: true,
+        })
+    };
+    let conns = o.conns.unwrap_or(10).max(1);
     let flood = |transport, clients: usize, n: u64| {
         Plan::Stream(StreamSpec {
             name: name.into(),
@@ -210,6 +260,7 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                 lines: lines(n),
                 window_bytes: o.window_bytes,
             },
+            footprint: false,
         })
     };
     let idle_plan = |clients: usize| {
@@ -226,6 +277,9 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
         "throughput-100" => vec![flood(Transport::Ws, 100, 200_000)],
         "sse-latency-100x1000" => vec![paced(Transport::Sse, 100, 1000.0, 10.0)],
         "sse-throughput-100" => vec![flood(Transport::Sse, 100, 200_000)],
+        "h1-sse-1000" => vec![protocol(Transport::Sse)],
+        "h2-sse-1000x10" => vec![protocol(Transport::SseH2 { conns })],
+        "h3-sse-1000x10" => vec![protocol(Transport::SseH3 { conns })],
         "idle-5000" => vec![idle_plan(5000)],
         "idle-10000" => vec![idle_plan(10_000)],
         "files-10000" => vec![Plan::Files(files::FilesSpec {
@@ -276,6 +330,7 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                     rate,
                     secs: o.duration.unwrap_or(if o.quick { 8.0 } else { 20.0 }),
                 },
+                footprint: false,
             };
             vec![
                 Plan::Stream(spec("baseline", 0)),
@@ -467,6 +522,9 @@ fn print_phase(p: &Phase) {
     if let Some(v) = &p.viewer {
         viewer::print(&mut s, v);
     }
+    if let Some(f) = &p.footprint {
+        print_footprint(&mut s, f);
+    }
     if let Some(st) = &p.stuck {
         let _ = writeln!(
             s,
@@ -500,6 +558,110 @@ fn print_phase(p: &Phase) {
         let _ = writeln!(s, "  NOTE        {n}");
     }
     print!("{s}");
+}
+
+fn print_footprint(s: &mut String, f: &scenarios::Footprint) {
+    let setup = f.conns.as_ref().map_or(String::new(), |c| {
+        format!(
+            "; {} of {} connections up, setup max {:.1} ms{}",
+            c.connected,
+            c.requested,
+            c.setup_ms_max,
+            if c.failures.is_empty() {
+                String::new()
+            } else {
+                format!(", failures {:?}", c.failures)
+            }
+        )
+    });
+    let _ = writeln!(
+        s,
+        "  http        {}{} over {} {} connections ({:.1} streams each){}",
+        f.http,
+        if f.tls { " (TLS)" } else { " (cleartext)" },
+        f.client_connections,
+        if f.http == "h3" { "QUIC" } else { "TCP" },
+        f.streams_per_connection,
+        setup
+    );
+    let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("?".into(), |v| v.to_string());
+    let _ = writeln!(
+        s,
+        "  /healthz    connections {} streams {} clients {} (the probe: {}){}",
+        show(&f.healthz_connections),
+        show(&f.healthz_streams),
+        f.healthz_clients.map_or("?".into(), |c| c.to_string()),
+        f.healthz_probe,
+        f.healthz_error
+            .as_ref()
+            .map_or(String::new(), |e| format!("; error: {e}"))
+    );
+    let _ = writeln!(
+        s,
+        "  RSS/client  {} before the clients, {} with them = {} KiB/client",
+        kib(f.rss_before_kib),
+        kib(f.rss_connected_kib),
+        opt(f.rss_per_client_kib, 1)
+    );
+    let _ = writeln!(
+        s,
+        "  CPU/deliv   server {} us, loadgen {:.2} us per delivery (streaming window)",
+        opt(f.server_us_per_delivery, 2),
+        f.loadgen_us_per_delivery
+    );
+    if let Some(c) = &f.conns
+        && !c.ended_early.is_empty()
+    {
+        let _ = writeln!(s, "  conn ends   {:?}", c.ended_early);
+    }
+}
+
+/// Issue 14: the protocol phases side by side.
+fn compare_protocols(phases: &[Phase]) -> Vec<String> {
+    let rows: Vec<&Phase> = phases.iter().filter(|p| p.footprint.is_some()).collect();
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "{:<16} {:>8} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6}",
+        "same SSE load",
+        "http",
+        "conns",
+        "clients",
+        "KiB/clnt",
+        "srv cores",
+        "srv us/dl",
+        "gen cores",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "exact"
+    )];
+    for p in rows {
+        let Some(f) = &p.footprint else { continue };
+        let l = p.latency.clone().unwrap_or_default();
+        let exact = p
+            .delivery
+            .as_ref()
+            .is_some_and(|d| d.clients_complete == d.clients && d.clients > 0);
+        out.push(format!(
+            "{:<16} {:>8} {:>6} {:>7} {:>9} {:>9} {:>9} {:>9.2} {:>8.0} {:>8.0} {:>8.0} {:>6}{}",
+            p.name,
+            f.http,
+            f.client_connections,
+            p.connect.connected,
+            opt(f.rss_per_client_kib, 1),
+            opt(p.cpu.server_cores, 2),
+            opt(f.server_us_per_delivery, 2),
+            p.cpu.loadgen_cores,
+            l.p50_us,
+            l.p99_us,
+            l.p999_us,
+            if exact { "yes" } else { "NO" },
+            if p.cpu.saturated { " SAT" } else { "" }
+        ));
+    }
+    out
 }
 
 fn census(c: &Option<sys::FdCensus>) -> String {
@@ -801,14 +963,28 @@ async fn run(o: Opts) -> Result<(), String> {
     let names: Vec<&str> = if o.scenario == "all" {
         SCENARIOS.to_vec()
     } else {
-        o.scenario.split(',').map(str::trim).collect()
+        o.scenario
+            .split(',')
+            .map(str::trim)
+            .flat_map(|n| {
+                if n == "protocols" {
+                    PROTOCOL_SCENARIOS.to_vec()
+                } else {
+                    vec![n]
+                }
+            })
+            .collect()
     };
     for n in &names {
-        if !SCENARIOS.contains(n) && !VIEWER_SCENARIOS.contains(n) {
+        if !SCENARIOS.contains(n)
+            && !VIEWER_SCENARIOS.contains(n)
+            && !PROTOCOL_SCENARIOS.contains(n)
+        {
             return Err(format!(
-                "unknown scenario {n:?}; known: {}, {} or all",
+                "unknown scenario {n:?}; known: {}, {}, {}, protocols or all",
                 SCENARIOS.join(", "),
-                VIEWER_SCENARIOS.join(", ")
+                VIEWER_SCENARIOS.join(", "),
+                PROTOCOL_SCENARIOS.join(", ")
             ));
         }
     }
@@ -921,7 +1097,8 @@ async fn run(o: Opts) -> Result<(), String> {
             }
         }
     }
-    let comparisons: Vec<String> = compare_stuck(&phases).into_iter().collect();
+    let mut comparisons: Vec<String> = compare_stuck(&phases).into_iter().collect();
+    comparisons.extend(compare_protocols(&phases));
     summary(&phases, &comparisons);
     if let Some(path) = &o.json {
         let doc = serde_json::json!({

@@ -1,7 +1,12 @@
 //! The measurement phases: streaming (paced or flood writer), idle, and the
-//! stuck-client variant of streaming.
+//! stuck-client variant of streaming. A streaming phase with
+//! [`StreamSpec::footprint`] (issue 14: the same SSE workload over HTTP/1.1,
+//! HTTP/2 and HTTP/3) also measures the server's RSS before and after the
+//! clients connect and its connection counts, and fails unless every client
+//! connected and got every line exactly once, in order.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -9,7 +14,10 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::{self, ClientCfg, ConnectReport, Fleet, Recorder, StuckReport, Transport};
+use crate::clients::{
+    self, ClientCfg, ConnectReport, Dial, Fleet, Recorder, StuckReport, Transport,
+};
+use crate::mux::{Conns, ConnsReport, Proto};
 use crate::server::{LogSummary, Sampler, Samples, Server, Shutdown, Source};
 use crate::sys;
 use crate::writer::{self, WriteReport};
@@ -31,6 +39,10 @@ pub struct StreamSpec {
     pub stuck: usize,
     pub line_bytes: usize,
     pub writer: Writer,
+    /// Measure the per-client footprint (RSS before / after connecting, the
+    /// server's connection counts) and fail the phase on any missing,
+    /// repeated or reordered line or any client that did not connect.
+    pub footprint: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -191,12 +203,166 @@ pub struct Phase {
     /// The viewer-in-a-browser phase's own figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub viewer: Option<crate::viewer::ViewerReport>,
+    /// Issue 14's figures: what the clients cost over their HTTP version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub footprint: Option<Footprint>,
     pub server_log: LogSummary,
     pub server_shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
     /// Violated expectations (lost or duplicated lines, ...): the phase failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<String>,
+}
+
+/// What one fleet of clients costs the server over its HTTP version.
+#[derive(Serialize, Clone, Default)]
+pub struct Footprint {
+    /// `http/1.1`, `h2` or `h3`.
+    pub http: &'static str,
+    pub tls: bool,
+    /// Transport connections the clients used: TCP (HTTP/1.1, HTTP/2) or QUIC (HTTP/3).
+    pub client_connections: usize,
+    pub streams_per_connection: f64,
+    /// The shared connections' setup (HTTP/2, HTTP/3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conns: Option<ConnsReport>,
+    /// `/healthz` once every client had its warm-up line: open connections and
+    /// requests in progress per HTTP version, and clients. Counts the probe
+    /// itself (see `healthz_probe`).
+    pub healthz_connections: Option<serde_json::Value>,
+    pub healthz_streams: Option<serde_json::Value>,
+    pub healthz_clients: Option<u64>,
+    pub healthz_probe: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthz_error: Option<String>,
+    /// Server VmRSS 1 s after start (before any client) and 1 s after every
+    /// client had its warm-up line.
+    pub rss_before_kib: Option<u64>,
+    pub rss_connected_kib: Option<u64>,
+    /// (connected - before) / connected clients.
+    pub rss_per_client_kib: Option<f64>,
+    /// CPU of the streaming window (first write to the last delivery) per delivery.
+    pub server_us_per_delivery: Option<f64>,
+    pub loadgen_us_per_delivery: f64,
+}
+
+/// A throwaway self-signed certificate for `localhost` and `127.0.0.1` in
+/// its own temp dir: the server's `--tls-cert`/`--tls-key` arguments and the
+/// certificate for the clients to trust.
+fn self_signed() -> Result<
+    (
+        tempfile::TempDir,
+        Vec<String>,
+        rustls::pki_types::CertificateDer<'static>,
+    ),
+    String,
+> {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| format!("rcgen: {e}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("loadgen-tls-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).map_err(|e| e.to_string())?;
+    std::fs::write(&key, ck.signing_key.serialize_pem()).map_err(|e| e.to_string())?;
+    let args = vec![
+        "--tls-cert".to_string(),
+        cert.display().to_string(),
+        "--tls-key".to_string(),
+        key.display().to_string(),
+    ];
+    Ok((dir, args, ck.cert.der().clone()))
+}
+
+/// `/healthz` (over the clients' own protocol where the server speaks TLS):
+/// its `connections`, `streams` and `clients`.
+async fn healthz_snapshot(srv: &Server, conns: Option<&Conns>, fp: &mut Footprint) {
+    let doc = match conns {
+        Some(c) => {
+            fp.healthz_probe = "a stream on the first shared connection";
+            c.healthz(Duration::from_secs(5)).await
+        }
+        None => {
+            fp.healthz_probe = "an HTTP/1.1 connection of its own";
+            let addr = srv.addr;
+            tokio::task::spawn_blocking(move || {
+                let (status, body) = sys::http_get(addr, "/healthz", Duration::from_secs(5))?;
+                if status != 200 {
+                    return Err(format!("/healthz: HTTP {status}"));
+                }
+                serde_json::from_str::<serde_json::Value>(&body).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+        }
+    };
+    match doc {
+        Ok(v) => {
+            fp.healthz_connections = v.get("connections").cloned();
+            fp.healthz_streams = v.get("streams").cloned();
+            fp.healthz_clients = v.get("clients").and_then(|c| c.as_u64());
+        }
+        Err(e) => fp.healthz_error = Some(e),
+    }
+}
+
+/// Why a footprint phase failed: any client that did not connect or warm
+/// up, any line lost, repeated, out of order or foreign, any stream the
+/// server ended, any shared connection that did not come up or ended.
+fn footprint_failures(
+    connect: &ConnectReport,
+    d: &Delivery,
+    conns: Option<&ConnsReport>,
+) -> Vec<String> {
+    let mut f = Vec::new();
+    if connect.connected < connect.requested {
+        f.push(format!(
+            "only {} of {} clients connected: {:?}",
+            connect.connected, connect.requested, connect.failures
+        ));
+    }
+    if let Some(c) = conns {
+        if c.connected < c.requested {
+            f.push(format!(
+                "only {} of {} {} connections came up: {:?}",
+                c.connected, c.requested, c.protocol, c.failures
+            ));
+        }
+        if !c.ended_early.is_empty() {
+            f.push(format!(
+                "{} connection(s) ended during the phase: {:?}",
+                c.ended_early.len(),
+                c.ended_early.iter().take(3).collect::<Vec<_>>()
+            ));
+        }
+    }
+    if d.not_warmed_up > 0 {
+        f.push(format!(
+            "{} clients never got the warm-up line",
+            d.not_warmed_up
+        ));
+    }
+    if d.clients_complete < d.clients {
+        f.push(format!(
+            "{} of {} clients did not get every line exactly once in order: lost {} + {} (closed clients),              gaps {}, dups {}, SSE id breaks {}",
+            d.clients - d.clients_complete,
+            d.clients,
+            d.lost_open_clients,
+            d.lost_closed_clients,
+            d.gaps_total,
+            d.dups_total,
+            d.id_breaks
+        ));
+    }
+    if d.foreign_msgs > 0 {
+        f.push(format!("{} foreign messages", d.foreign_msgs));
+    }
+    if !d.ends.is_empty() {
+        f.push(format!("streams ended during the phase: {:?}", d.ends));
+    }
+    f
 }
 
 #[derive(Serialize, Clone, Default)]
@@ -277,9 +443,48 @@ fn throughput(fleet: &Fleet, w: &WriteReport, first_write_ns: u64) -> Throughput
 
 /// One streaming phase on a fresh (or the attached) server.
 pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
-    let mut srv = env.source.get()?;
+    // HTTP/3 is always TLS: the server gets a throwaway certificate (its
+    // temp dir lives until the end of the phase) and `--http3`.
+    let (_tls_dir, cert, mut srv) = match spec.transport {
+        Transport::SseH3 { .. } => {
+            let (dir, mut args, cert) = self_signed()?;
+            args.push("--http3".into());
+            (Some(dir), Some(cert), env.source.get_with(&args)?)
+        }
+        _ => (None, None, env.source.get()?),
+    };
     srv.mark_log();
     let mut notes = Vec::new();
+    let mut footprint = spec.footprint.then(|| Footprint {
+        http: spec.transport.http(),
+        tls: srv.tls,
+        ..Default::default()
+    });
+    if let Some(fp) = footprint.as_mut() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        fp.rss_before_kib = srv.rss_kib();
+    }
+    let conns = match spec.transport {
+        Transport::SseH2 { conns } => Some(Arc::new(
+            Conns::connect(Proto::H2, srv.addr, conns, None).await,
+        )),
+        Transport::SseH3 { conns } => Some(Arc::new(
+            Conns::connect(Proto::H3, srv.addr, conns, cert).await,
+        )),
+        Transport::Ws | Transport::Sse => None,
+    };
+    if let Some(c) = &conns {
+        let per = spec.clients.div_ceil(c.len().max(1));
+        if per > 128 {
+            notes.push(format!(
+                "{per} streams per connection: over the server's 128 concurrent streams, the rest wait"
+            ));
+        }
+    }
+    let dial = match &conns {
+        Some(c) => Dial::Mux(Arc::clone(c)),
+        None => Dial::Tcp(srv.addr),
+    };
     let rec = Recorder::new(env.t0);
     let cancel = CancellationToken::new();
     let cfg = ClientCfg {
@@ -296,14 +501,30 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         }
     }
     let fleet =
-        clients::connect_fleet(srv.addr, spec.clients, env.concurrency, cfg, &rec, &cancel).await;
+        clients::connect_fleet(&dial, spec.clients, env.concurrency, cfg, &rec, &cancel).await;
     let not_warm = fleet.warm_up(&srv.file, Duration::from_secs(5)).await;
     if not_warm > 0 {
         notes.push(format!(
             "{not_warm} clients never received the warm-up line within 5 s"
         ));
     }
-    let sampler = Sampler::start(srv.pid, srv.addr, true);
+    if let Some(fp) = footprint.as_mut() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        fp.rss_connected_kib = srv.rss_kib();
+        let n = fleet.connect.connected;
+        fp.rss_per_client_kib = fp
+            .rss_before_kib
+            .zip(fp.rss_connected_kib)
+            .filter(|_| n > 0)
+            .map(|(a, b)| (b as f64 - a as f64) / n as f64);
+        fp.client_connections = conns.as_ref().map_or(n, |c| c.len());
+        fp.streams_per_connection = n as f64 / fp.client_connections.max(1) as f64;
+        healthz_snapshot(&srv, conns.as_deref(), fp).await;
+    }
+    // The /healthz poller speaks plain HTTP/1.1, a connection every 500 ms:
+    // not in the footprint phases, which compare HTTP versions (and took
+    // their /healthz above).
+    let sampler = Sampler::start(srv.pid, srv.addr, !srv.tls && !spec.footprint);
     let mark = CpuMark::now(&srv);
     let first_write_ns = rec.now_ns();
     rec.set_base(first_write_ns);
@@ -361,6 +582,19 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     let connect = fleet.connect.clone();
     // Clients flush their batched latency samples when they stop.
     fleet.shutdown(&cancel).await;
+    drop(dial);
+    let conns_report = match conns {
+        Some(c) => Some(c.close().await),
+        None => None,
+    };
+    let mut failed = Vec::new();
+    if let Some(fp) = footprint.as_mut() {
+        let deliveries = d.delivered_total.max(1) as f64;
+        fp.server_us_per_delivery = cpu.server_cpu_secs.map(|s| s * 1e6 / deliveries);
+        fp.loadgen_us_per_delivery = cpu.loadgen_cpu_secs * 1e6 / deliveries;
+        failed = footprint_failures(&connect, &d, conns_report.as_ref());
+        fp.conns = conns_report;
+    }
     let mut lat = Latency::from(&rec.merged());
     lat.max_by_second_us = rec.per_second_max_us();
     let mut stuck_rep = None;
@@ -396,6 +630,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         );
     }
     let healthy = fleet_clients_open_at_start(&memory, spec.clients + spec.stuck);
+
     if let Some(t) = healthy {
         notes.push(format!(
             "/healthz client count dropped below {} at {t:.1} s after the first write (server closed someone)",
@@ -408,7 +643,11 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         params: serde_json::json!({
             "transport": spec.transport.name(), "clients": spec.clients, "stuck_clients": spec.stuck,
             "line_bytes": spec.line_bytes, "json_frames": env.json_frames && spec.transport == Transport::Ws,
-            "writer": format!("{:?}", spec.writer),
+            "writer": format!("{:?}", spec.writer), "http": spec.transport.http(),
+            "shared_connections": match spec.transport {
+                Transport::SseH2 { conns } | Transport::SseH3 { conns } => Some(conns),
+                Transport::Ws | Transport::Sse => None,
+            },
         }),
         server_addr,
         connect,
@@ -425,7 +664,8 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         notes,
         files: None,
         viewer: None,
-        failed: Vec::new(),
+        footprint,
+        failed,
     })
 }
 
@@ -473,8 +713,15 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
         json: env.json_frames,
     };
     let mark_all = CpuMark::now(&srv);
-    let fleet =
-        clients::connect_fleet(srv.addr, spec.clients, env.concurrency, cfg, &rec, &cancel).await;
+    let fleet = clients::connect_fleet(
+        &Dial::Tcp(srv.addr),
+        spec.clients,
+        env.concurrency,
+        cfg,
+        &rec,
+        &cancel,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss1 = srv.rss_kib();
     let n = fleet.connect.connected;
@@ -554,6 +801,7 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
         notes,
         files: None,
         viewer: None,
+        footprint: None,
         failed: Vec::new(),
     })
 }

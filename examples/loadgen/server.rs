@@ -39,6 +39,9 @@ pub struct Shutdown {
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// It logged `listening on https://` (`--tls-cert`): plain HTTP/1.1
+    /// probes such as [`sys::healthz_clients`] get no answer.
+    pub tls: bool,
     pub file: PathBuf,
     pub pid: Option<u32>,
     child: Option<Child>,
@@ -61,12 +64,26 @@ pub enum Source {
 
 impl Source {
     pub fn get(&self) -> Result<Server, String> {
+        self.get_with(&[])
+    }
+
+    /// [`get`](Self::get), a spawned server getting `extra` arguments (e.g.
+    /// `--tls-cert C --tls-key K --http3`) after `--server-arg`s; an attached
+    /// server is refused then, as its flags are not ours to choose.
+    pub fn get_with(&self, extra: &[String]) -> Result<Server, String> {
         match self {
-            Source::Spawn { bin, args } => spawn(bin, args),
+            Source::Spawn { bin, args } => {
+                let all: Vec<String> = args.iter().chain(extra).cloned().collect();
+                spawn(bin, &all)
+            }
+            Source::Attach { .. } if !extra.is_empty() => Err(format!(
+                "this phase spawns its server with {extra:?}; it cannot use --server-addr"
+            )),
             Source::Attach { addr, file, pid } => {
                 let pid = pid.or_else(|| sys::find_listener_pid(addr.port()));
                 Ok(Server {
                     addr: *addr,
+                    tls: false,
                     file: file.clone(),
                     pid,
                     child: None,
@@ -97,16 +114,24 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-fn parse_listen(line: &str) -> Option<SocketAddr> {
-    let i = line.find("listening on http://")? + "listening on http://".len();
+/// The address of a `listening on http://ADDR` (or `https://`) line, and
+/// whether it is https.
+fn parse_listen(line: &str) -> Option<(SocketAddr, bool)> {
+    let (i, tls) = match line.find("listening on http://") {
+        Some(i) => (i + "listening on http://".len(), false),
+        None => (
+            line.find("listening on https://")? + "listening on https://".len(),
+            true,
+        ),
+    };
     let a: String = line[i..]
         .chars()
         .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
         .collect();
-    a.parse().ok()
+    Some((a.parse().ok()?, tls))
 }
 
-fn pump(r: impl Read, log: Arc<Mutex<ServerLog>>, tx: mpsc::Sender<SocketAddr>) {
+fn pump(r: impl Read, log: Arc<Mutex<ServerLog>>, tx: mpsc::Sender<(SocketAddr, bool)>) {
     let mut r = BufReader::new(r);
     let mut buf = Vec::new();
     let mut found = false;
@@ -193,6 +218,7 @@ pub fn spawn_with(
     let pid = child.id();
     let mut srv = Server {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: false,
         file,
         pid: Some(pid),
         child: Some(child),
@@ -200,7 +226,7 @@ pub fn spawn_with(
         log_mark: (0, 0, 0),
         _dir: Some(dir),
     };
-    let addr = loop {
+    let (addr, tls) = loop {
         if let Ok(a) = rx.recv_timeout(Duration::from_millis(20)) {
             break a;
         }
@@ -221,11 +247,18 @@ pub fn spawn_with(
         return Err(format!("server listens on non-loopback {addr}; refusing"));
     }
     srv.addr = addr;
-    // Wait for the accept loop (healthz answers anything, even 404, once it runs).
+    srv.tls = tls;
+    // Wait for the accept loop (healthz answers anything, even 404, once it
+    // runs; over TLS, which this probe does not speak, a TCP connect).
     let start = Instant::now();
-    while sys::http_get(addr, "/healthz", Duration::from_secs(1)).is_err()
-        && start.elapsed() < Duration::from_secs(5)
-    {
+    let up = |addr| {
+        if tls {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+        } else {
+            sys::http_get(addr, "/healthz", Duration::from_secs(1)).is_ok()
+        }
+    };
+    while !up(addr) && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((srv, startup_secs))

@@ -6,6 +6,10 @@
 //! and named events are skipped, except `event: closed`, which ends the
 //! stream like a WebSocket Close. Each record's SEQ must be the previous
 //! one's + 1 in the same epoch (`id_breaks` otherwise).
+//!
+//! The parser is [`EventStream`]: the HTTP/2 and HTTP/3 clients of
+//! [`crate::mux`] feed it their streams' DATA frames as they are (no
+//! transfer coding there), the HTTP/1.1 client its socket's bytes, chunked.
 
 use std::net::SocketAddr;
 
@@ -80,14 +84,13 @@ pub async fn open(addr: SocketAddr, read_buffer: usize) -> Result<SseStream, Str
 
 /// Reads the stream until the server ends it (or the caller stops polling).
 pub async fn read_loop(s: &mut SseStream, tally: &mut Tally<'_>) -> End {
-    let mut body = if s.chunked {
-        Dechunk::Size(0)
+    let mut events = if s.chunked {
+        EventStream::chunked()
     } else {
-        Dechunk::Plain
+        EventStream::plain()
     };
-    let mut parser = Parser::default();
     let early = std::mem::take(&mut s.early);
-    if let Some(end) = parser.feed(&mut body, &early, tally) {
+    if let Some(end) = events.feed(&early, tally) {
         return end;
     }
     let mut raw = vec![0u8; s.read_buffer];
@@ -97,9 +100,42 @@ pub async fn read_loop(s: &mut SseStream, tally: &mut Tally<'_>) -> End {
             Ok(n) => n,
             Err(e) => return End::Error(format!("io: {:?}", e.kind())),
         };
-        if let Some(end) = parser.feed(&mut body, &raw[..n], tally) {
+        if let Some(end) = events.feed(&raw[..n], tally) {
             return end;
         }
+    }
+}
+
+/// One response body's event stream, whatever carries it: its transfer
+/// coding (HTTP/1.1 chunked, or none: an HTTP/1.1 body read to the end of the
+/// connection, or an HTTP/2 or HTTP/3 stream's DATA frames) and the parser.
+pub struct EventStream {
+    body: Dechunk,
+    parser: Parser,
+}
+
+impl EventStream {
+    /// An HTTP/1.1 body in chunked transfer coding.
+    pub fn chunked() -> EventStream {
+        EventStream {
+            body: Dechunk::Size(0),
+            parser: Parser::default(),
+        }
+    }
+
+    /// A body without transfer coding (HTTP/2 and HTTP/3 DATA frames).
+    pub fn plain() -> EventStream {
+        EventStream {
+            body: Dechunk::Plain,
+            parser: Parser::default(),
+        }
+    }
+
+    /// Bytes just received: counted, every complete record handed to `tally`,
+    /// all stamped with one receive time. `Some` when the stream ended in
+    /// them (`event: closed`, the last chunk, a transfer-coding error).
+    pub fn feed(&mut self, input: &[u8], tally: &mut Tally<'_>) -> Option<End> {
+        self.parser.feed(&mut self.body, input, tally)
     }
 }
 
@@ -308,7 +344,7 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::Instant;
 
-    use super::{Dechunk, Parser};
+    use super::{Dechunk, EventStream};
     use crate::clients::{ClientStat, End, Recorder, Tally};
 
     fn decode_all(parts: &[&[u8]]) -> (Vec<u8>, bool) {
@@ -343,7 +379,8 @@ mod tests {
         let st = ClientStat::default();
         let rec = Recorder::new(Instant::now());
         let mut tally = Tally::new(&st, &rec, 0, false);
-        let mut p = Parser::default();
+        // As an HTTP/2 or HTTP/3 stream's DATA frames arrive: no transfer coding.
+        let mut p = EventStream::plain();
         let stream: &[u8] = b"retry: 1000\n\n: keep-alive\n\nid: e1:7\ndata: seq=0 t=0 warm-up\n\n\
             event: rotated\ndata: {\"file\":\"app.log\"}\n\nid: e1:8\r\ndata: seq=1 t=5 x\r\n\r\n\
             id: e1:9\ndata:seq=2 t=6 y\n\nid: e1:11\ndata: seq=2 t=6 y\n\nevent: closed\ndata: client too slow\n\n\
@@ -351,7 +388,7 @@ mod tests {
         let mut end = None;
         for b in stream.chunks(5) {
             if end.is_none() {
-                end = p.feed(&mut Dechunk::Plain, b, &mut tally);
+                end = p.feed(b, &mut tally);
             }
         }
         assert!(st.warm.load(Relaxed));

@@ -618,6 +618,7 @@ pub async fn phase(env: &Env, spec: &ViewerSpec) -> Result<Phase, String> {
         stuck: None,
         files: None,
         viewer: Some(rep),
+        footprint: None,
         server_log,
         server_shutdown: shutdown,
         notes,
