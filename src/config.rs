@@ -26,8 +26,19 @@ pub struct Cli {
     /// also later ones; `-` is standard input. `NAME=PATH` sets the name
     /// clients see (default: the file name; glob matches: their path below
     /// the glob's fixed directories).
-    #[arg(short = 'f', long, env = "LOGTAIL_FILE", value_name = "[NAME=]PATH", required = true, value_parser = parse_input)]
+    #[arg(short = 'f', long, env = "LOGTAIL_FILE", value_name = "[NAME=]PATH", required_unless_present = "from", conflicts_with = "from", value_parser = parse_input)]
     pub file: Vec<InputArg>,
+
+    /// Serve the lines of a JetStream stream instead of files (an edge):
+    /// `nats://HOST:PORT`, repeatable (seed servers of one cluster). `seq` is
+    /// the stream's sequence, the same on every edge, so a client resumes on
+    /// any edge. The stream is --nats-stream; sources fill it with --publish.
+    #[arg(long, env = "LOGTAIL_FROM", value_delimiter = ',', value_name = "URL", value_parser = parse_nats_url)]
+    pub from: Vec<String>,
+
+    /// With --from: the subjects served (`logtail.NODE.FILE`; `*` and `>` wildcards).
+    #[arg(long, env = "LOGTAIL_SUBJECT", default_value = "logtail.>", value_name = "FILTER", requires = "from")]
+    pub subject: String,
 
     /// Show each file's server path in `GET /files` (off: clients see names only).
     #[arg(long, env = "LOGTAIL_SHOW_PATHS")]
@@ -286,6 +297,14 @@ pub fn parse_publish(arg: &str) -> Result<PublishUrl, String> {
     }
 }
 
+/// A `nats://` URL (as given, for the client).
+fn parse_nats_url(arg: &str) -> Result<String, String> {
+    match parse_publish(arg)? {
+        PublishUrl::Nats(url) => Ok(url),
+        _ => Err(format!("`{arg}`: --from reads a JetStream stream: nats://HOST:PORT")),
+    }
+}
+
 /// A JetStream stream name: no spaces, `.`, `*`, `>`, path separators.
 fn parse_stream_name(arg: &str) -> Result<String, String> {
     if arg.is_empty()
@@ -472,6 +491,16 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `--publish`: the brokers every line also goes to.
     pub publish: Publish,
+    /// `--from`: an edge serving a JetStream stream (then `inputs` is empty).
+    pub from: Option<Edge>,
+}
+
+/// An edge's stream: seed URLs, the stream, the subjects served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub urls: Vec<String>,
+    pub stream: String,
+    pub subject: String,
 }
 
 /// The brokers lines are published to, and how.
@@ -541,6 +570,16 @@ impl Config {
             node,
             format: cli.publish_format,
         };
+        if !cli.from.is_empty()
+            && cli
+                .publish
+                .iter()
+                .any(|u| matches!(u, PublishUrl::Nats(_)))
+        {
+            return Err(Error::Config(
+                "--publish nats:// with --from would publish the stream into itself: an edge serves a stream, sources fill it".into(),
+            ));
+        }
         for url in cli.publish {
             match url {
                 PublishUrl::Nats(url) => publish.nats.push(url),
@@ -568,6 +607,11 @@ impl Config {
             poll: cli.poll.then(|| Duration::from_millis(cli.poll_interval)),
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_millis(1500),
+            from: (!cli.from.is_empty()).then(|| Edge {
+                urls: cli.from,
+                stream: publish.nats_stream.clone(),
+                subject: cli.subject,
+            }),
             publish,
         })
     }

@@ -76,23 +76,43 @@ pub async fn run(
     let config = Arc::new(config);
     // One set of counters for every stage.
     let metrics = Arc::new(metrics::Metrics::default());
-    let hub = Hub::new(
-        Vec::new(),
-        HubLimits {
-            history_bytes: config.history_bytes,
-            client_queue: config.client_queue,
-            lag_grace: config.send_timeout,
-            max_line_bytes: config.max_line_bytes,
-        },
-        Arc::clone(&metrics),
-    );
-    let status = Status::default();
-    let publisher = Publisher::new(Arc::clone(&hub), status.clone());
-    let sources = start_sources(&config, publisher).await?;
-    fdlimit::log_capacity_after_files(status.len(), config.max_clients);
-
+    let limits = HubLimits {
+        history_bytes: config.history_bytes,
+        client_queue: config.client_queue,
+        lag_grace: config.send_timeout,
+        max_line_bytes: config.max_line_bytes,
+    };
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
+    // An edge numbers lines as its stream does: it must know the stream first.
+    let upstream = match &config.from {
+        Some(edge) => match source::nats::Upstream::connect(&edge.urls, &edge.stream, &edge.subject, &cancel)
+            .await
+            .map_err(Error::Config)?
+        {
+            Some(upstream) => Some(upstream),
+            None => return Ok(()), // stopped while waiting for the broker
+        },
+        None => None,
+    };
+    let numbering = match &upstream {
+        Some(up) => hub::Numbering::Preserve {
+            epoch: up.epoch.clone(),
+        },
+        None => hub::Numbering::Assign,
+    };
+    let hub = Hub::with_numbering(Vec::new(), limits, Arc::clone(&metrics), numbering);
+    let status = Status::default();
+    let publisher = Publisher::new(Arc::clone(&hub), status.clone());
+    let sources: Vec<Box<dyn Source>> = match upstream {
+        Some(upstream) => {
+            tracing::info!("serving {}", upstream.describe());
+            vec![Box::new(source::nats::EdgeSource::start(upstream, publisher))]
+        }
+        None => start_sources(&config, publisher).await?,
+    };
+    fdlimit::log_capacity_after_files(status.len(), config.max_clients);
+
     let publishers = start_publishers(&config, &hub, &cancel)?;
     let state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone())
         .with_publishers(publishers);

@@ -359,6 +359,11 @@ impl Cursor {
                     self.disk = Some(reader);
                     Delivery::Replay(lines)
                 }
+                // No line exists in the range (preserved upstream numbers skip it).
+                None if reader.next_seq() >= stop => {
+                    self.next_seq = stop;
+                    Delivery::Replay(lines)
+                }
                 _ => self.gap_until(stop),
             },
             // Not on disk after all (deleted, rewritten, shorter): a gap, honestly.

@@ -39,7 +39,8 @@ pub trait ReplayReader: Send + Sync {
 
     /// Blocking: the next lines, in `seq` order, each below `stop` (the
     /// oldest line the history holds), a bounded step's worth — or the range
-    /// from [`next_seq`](Self::next_seq) on that is gone. Never `Ok` with no
-    /// lines while `next_seq() < stop`.
+    /// from [`next_seq`](Self::next_seq) on that is gone. `Ok` with no lines
+    /// only when no line exists below `stop` (an edge's preserved upstream
+    /// numbers skip over other subjects' lines): then `next_seq()` is `stop`.
     fn read(&mut self, stop: u64) -> Result<Vec<Line>, Gone>;
 }

@@ -20,6 +20,7 @@
 //! line in `lib.rs` that starts it.
 
 pub mod file;
+pub mod nats;
 pub mod status;
 pub mod stdin;
 

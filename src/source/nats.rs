@@ -1,0 +1,421 @@
+//! `--from nats://HOST:PORT`: an edge, whose lines come from a JetStream
+//! stream that sources (`--publish nats://`) fill, instead of from files.
+//!
+//! - **Numbering**: a line's `seq` is its **stream sequence** and the epoch
+//!   names the stream's incarnation ([`epoch_of`]: its name and creation
+//!   time), so every edge numbers every line the same and a client resumes
+//!   on any edge with `since=SEQ&epoch=E`. The hub keeps these numbers
+//!   (`Numbering::Preserve`): a number that skips (another subject's line,
+//!   filtered out) is normal.
+//! - **One live consumer** per edge (an ordered, ephemeral consumer on
+//!   `--subject`) feeds the hub, whatever the number of clients; async-nats
+//!   recreates it after a server or leader loss, and the hub drops anything at
+//!   or below the last line it kept (a recreated consumer may start over).
+//! - **Older lines** than the edge's history are read back from the stream
+//!   ([`StreamReplay`]), by start sequence; lines the stream no longer holds
+//!   are an honest `gap`.
+//! - **Files**: one per subject, named `NODE/FILE` from `logtail.NODE.FILE`.
+//!
+//! At start-up the edge reads the last [`BACKLOG_MESSAGES`] messages into its
+//! history, so a new client has a backlog at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::{self, stream};
+use async_nats::ServerAddr;
+use futures_util::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::{FileState, Gone, Publisher, Replay, ReplayReader, Source};
+use crate::hub::Line;
+use crate::lines::to_text;
+use crate::sink::nats::token_text;
+
+/// Messages read into the history at start-up, at most.
+pub const BACKLOG_MESSAGES: u64 = 10_000;
+/// Messages handed to the hub in one batch, at most.
+const BATCH: usize = 512;
+/// One replay step reads at most this many messages.
+const REPLAY_STEP: usize = 1024;
+/// A replay step that waits this long for the next message has read all there is.
+const REPLAY_IDLE: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The edge's view of its stream, once connected.
+pub struct Upstream {
+    stream: stream::Stream,
+    subject: String,
+    /// The stream's identity: the same on every edge.
+    pub epoch: String,
+    first_seq: u64,
+    last_seq: u64,
+    shown: String,
+}
+
+/// The epoch of a stream: FNV-1a of its name and creation time (ns), as 16
+/// hex digits, like a server's own epoch; a recreated stream has another.
+pub fn epoch_of(name: &str, created_nanos: i128) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes().chain([0]).chain(created_nanos.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A file's public name from its subject `logtail.NODE.FILE` (`None` for
+/// another shape).
+pub fn file_of_subject(subject: &str) -> Option<String> {
+    let rest = subject.strip_prefix("logtail.")?;
+    let (node, file) = rest.split_once('.')?;
+    if file.contains('.') {
+        return None;
+    }
+    Some(format!("{}/{}", token_text(node)?, token_text(file)?))
+}
+
+impl Upstream {
+    /// Connects to `urls` (seed servers of one cluster) and finds stream
+    /// `name`, retrying every second until `cancel` (a missing broker or
+    /// stream is waited for, and said so once).
+    pub async fn connect(
+        urls: &[String],
+        name: &str,
+        subject: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Upstream>, String> {
+        let addrs = urls
+            .iter()
+            .map(|u| {
+                u.parse::<ServerAddr>()
+                    .map_err(|err| format!("`{u}` is not a NATS server URL: {err}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let shown = format!(
+            "{} stream {name}",
+            addrs
+                .iter()
+                .map(|a| format!("nats://{}:{}", a.host(), a.port()))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut told = false;
+        loop {
+            let attempt = async {
+                let client = async_nats::ConnectOptions::new()
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .name("logtail-ws edge")
+                    .connect(addrs.clone())
+                    .await
+                    .map_err(|err| format!("cannot connect: {err}"))?;
+                let js = jetstream::new(client);
+                let mut stream = js
+                    .get_stream(name)
+                    .await
+                    .map_err(|err| format!("stream {name}: {err}"))?;
+                let info = stream
+                    .info()
+                    .await
+                    .map_err(|err| format!("stream {name}: {err}"))?
+                    .clone();
+                Ok::<_, String>((stream, info))
+            };
+            let tried = tokio::select! {
+                () = cancel.cancelled() => return Ok(None),
+                tried = attempt => tried,
+            };
+            match tried {
+                Ok((stream, info)) => {
+                    let epoch = epoch_of(name, info.created.unix_timestamp_nanos());
+                    return Ok(Some(Upstream {
+                        stream,
+                        subject: subject.to_string(),
+                        epoch,
+                        first_seq: info.state.first_sequence,
+                        last_seq: info.state.last_sequence,
+                        shown,
+                    }));
+                }
+                Err(err) => {
+                    if !told {
+                        tracing::warn!("waiting for {shown}: {err}; retrying every second");
+                        told = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(None),
+                () = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.shown, self.subject)
+    }
+}
+
+/// Subjects seen, and the file index each was given.
+#[derive(Clone)]
+struct Files {
+    publisher: Publisher,
+    by_subject: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Files {
+    fn index(&self, subject: &str) -> u32 {
+        let mut map = self.by_subject.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&i) = map.get(subject) {
+            return i;
+        }
+        let name = file_of_subject(subject).unwrap_or_else(|| subject.to_string());
+        let i = self.publisher.add_input(&name, subject.to_string());
+        self.publisher.status().set(i, FileState::Following, 0);
+        map.insert(subject.to_string(), i);
+        i
+    }
+}
+
+fn line_of(files: &Files, message: &async_nats::jetstream::Message) -> Option<Line> {
+    let seq = message.info().ok()?.stream_sequence;
+    let offset = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Lt-Offset"))
+        .and_then(|v| v.as_str().parse::<u64>().ok())
+        .unwrap_or(0);
+    Some(Line {
+        seq,
+        offset,
+        file: files.index(message.subject.as_str()),
+        origin: 0,
+        cost_end: 0,
+        text: to_text(message.payload.clone()),
+    })
+}
+
+/// The running edge: its live consumer's task.
+pub struct EdgeSource {
+    shown: String,
+    stop: CancellationToken,
+}
+
+impl Source for EdgeSource {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl EdgeSource {
+    /// Starts the live consumer (from the last [`BACKLOG_MESSAGES`]) and
+    /// serves older lines from the stream.
+    pub fn start(upstream: Upstream, publisher: Publisher) -> EdgeSource {
+        let files = Files {
+            publisher: publisher.clone(),
+            by_subject: Arc::new(Mutex::new(HashMap::new())),
+        };
+        publisher.serve_replay(Arc::new(StreamReplay {
+            stream: upstream.stream.clone(),
+            subject: upstream.subject.clone(),
+            files: files.clone(),
+            handle: tokio::runtime::Handle::current(),
+        }));
+        let stop = CancellationToken::new();
+        let shown = upstream.describe();
+        let from = upstream
+            .first_seq
+            .max(upstream.last_seq.saturating_sub(BACKLOG_MESSAGES) + 1)
+            .max(1);
+        tokio::spawn(live(upstream, files, from, stop.clone()));
+        EdgeSource { shown, stop }
+    }
+}
+
+/// Feeds the hub from one ordered consumer, recreated (after the last line
+/// kept) whenever it fails for good.
+async fn live(upstream: Upstream, files: Files, mut from: u64, stop: CancellationToken) {
+    loop {
+        let consumer = upstream
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: upstream.subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await;
+        let messages = match consumer {
+            Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match messages {
+            Ok(mut messages) => {
+                tracing::info!("reading {} from seq {from}", upstream.describe());
+                loop {
+                    let next = tokio::select! {
+                        () = stop.cancelled() => return,
+                        next = messages.next() => next,
+                    };
+                    let Some(first) = next else { break };
+                    let mut batch = Vec::new();
+                    let mut failed = None;
+                    let mut item = Some(first);
+                    while let Some(it) = item.take() {
+                        match it {
+                            Ok(message) => {
+                                if let Some(line) = line_of(&files, &message) {
+                                    batch.push(line);
+                                }
+                            }
+                            Err(err) => {
+                                failed = Some(err.to_string());
+                                break;
+                            }
+                        }
+                        if batch.len() >= BATCH {
+                            break;
+                        }
+                        // What else is ready now joins the batch.
+                        item = messages.next().now_or_never().flatten();
+                    }
+                    if let Some(last) = batch.last() {
+                        from = last.seq + 1;
+                        files.publisher.publish_lines(batch);
+                    }
+                    if let Some(err) = failed {
+                        tracing::warn!("reading {}: {err}; the consumer recovers by itself", upstream.describe());
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!("cannot read {} from seq {from}: {err}; retrying", upstream.describe());
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+/// Lines older than the edge's history, read back from the stream.
+struct StreamReplay {
+    stream: stream::Stream,
+    subject: String,
+    files: Files,
+    handle: tokio::runtime::Handle,
+}
+
+impl Replay for StreamReplay {
+    fn open(&self, from: u64) -> Box<dyn ReplayReader> {
+        Box::new(StreamReader {
+            next: from,
+            stream: self.stream.clone(),
+            subject: self.subject.clone(),
+            files: self.files.clone(),
+            handle: self.handle.clone(),
+        })
+    }
+}
+
+struct StreamReader {
+    next: u64,
+    stream: stream::Stream,
+    subject: String,
+    files: Files,
+    handle: tokio::runtime::Handle,
+}
+
+impl ReplayReader for StreamReader {
+    fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    fn read(&mut self, stop: u64) -> Result<Vec<Line>, Gone> {
+        let from = self.next;
+        let mut stream = self.stream.clone();
+        let subject = self.subject.clone();
+        let files = self.files.clone();
+        let got = self.handle.block_on(async move {
+            let info = stream.info().await.map_err(|e| e.to_string())?.clone();
+            if from < info.state.first_sequence {
+                return Ok::<_, String>(Err(Gone {
+                    until: info.state.first_sequence.min(stop),
+                }));
+            }
+            let consumer = stream
+                .create_consumer(pull::OrderedConfig {
+                    filter_subject: subject,
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: from,
+                    },
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            let mut lines = Vec::new();
+            while lines.len() < REPLAY_STEP {
+                let Ok(next) = tokio::time::timeout(REPLAY_IDLE, messages.next()).await else {
+                    break;
+                };
+                let Some(Ok(message)) = next else { break };
+                let Some(line) = line_of(&files, &message) else {
+                    continue;
+                };
+                if line.seq >= stop {
+                    break;
+                }
+                if line.seq >= from {
+                    lines.push(line);
+                }
+            }
+            Ok(Ok(lines))
+        });
+        match got {
+            Ok(Ok(lines)) => {
+                // No line of ours in [from, stop): the numbers skip (other subjects).
+                self.next = lines.last().map_or(stop, |l| l.seq + 1);
+                Ok(lines)
+            }
+            Ok(Err(gone)) => Err(gone),
+            Err(err) => {
+                tracing::warn!("replaying from the stream failed: {err}");
+                Err(Gone { until: stop })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::nats::subject;
+
+    #[test]
+    fn subjects_name_their_node_and_file() {
+        assert_eq!(
+            file_of_subject(&subject("web-1.example.com", "app.log")).as_deref(),
+            Some("web-1.example.com/app.log")
+        );
+        assert_eq!(file_of_subject("other.x.y"), None);
+        assert_eq!(file_of_subject("logtail.a.b.c"), None);
+    }
+
+    #[test]
+    fn an_epoch_names_one_incarnation_of_a_stream() {
+        assert_eq!(epoch_of("LOGTAIL", 1), epoch_of("LOGTAIL", 1));
+        assert_ne!(epoch_of("LOGTAIL", 1), epoch_of("LOGTAIL", 2));
+        assert_ne!(epoch_of("LOGTAIL", 1), epoch_of("OTHER", 1));
+        assert_eq!(epoch_of("LOGTAIL", 1).len(), 16);
+    }
+}
