@@ -37,7 +37,13 @@ pub struct Cli {
     pub from: Vec<String>,
 
     /// With --from: the subjects served (`logtail.NODE.FILE`; `*` and `>` wildcards).
-    #[arg(long, env = "LOGTAIL_SUBJECT", default_value = "logtail.>", value_name = "FILTER", requires = "from")]
+    #[arg(
+        long,
+        env = "LOGTAIL_SUBJECT",
+        default_value = "logtail.>",
+        value_name = "FILTER",
+        requires = "from"
+    )]
     pub subject: String,
 
     /// Show each file's server path in `GET /files` (off: clients see names only).
@@ -301,7 +307,9 @@ pub fn parse_publish(arg: &str) -> Result<PublishUrl, String> {
 fn parse_nats_url(arg: &str) -> Result<String, String> {
     match parse_publish(arg)? {
         PublishUrl::Nats(url) => Ok(url),
-        _ => Err(format!("`{arg}`: --from reads a JetStream stream: nats://HOST:PORT")),
+        _ => Err(format!(
+            "`{arg}`: --from reads a JetStream stream: nats://HOST:PORT"
+        )),
     }
 }
 
@@ -570,12 +578,7 @@ impl Config {
             node,
             format: cli.publish_format,
         };
-        if !cli.from.is_empty()
-            && cli
-                .publish
-                .iter()
-                .any(|u| matches!(u, PublishUrl::Nats(_)))
-        {
+        if !cli.from.is_empty() && cli.publish.iter().any(|u| matches!(u, PublishUrl::Nats(_))) {
             return Err(Error::Config(
                 "--publish nats:// with --from would publish the stream into itself: an edge serves a stream, sources fill it".into(),
             ));

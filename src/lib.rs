@@ -86,13 +86,15 @@ pub async fn run(
     tokio::spawn(shutdown::cancel_on(shutdown, cancel.clone()));
     // An edge numbers lines as its stream does: it must know the stream first.
     let upstream = match &config.from {
-        Some(edge) => match source::nats::Upstream::connect(&edge.urls, &edge.stream, &edge.subject, &cancel)
-            .await
-            .map_err(Error::Config)?
-        {
-            Some(upstream) => Some(upstream),
-            None => return Ok(()), // stopped while waiting for the broker
-        },
+        Some(edge) => {
+            match source::nats::Upstream::connect(&edge.urls, &edge.stream, &edge.subject, &cancel)
+                .await
+                .map_err(Error::Config)?
+            {
+                Some(upstream) => Some(upstream),
+                None => return Ok(()), // stopped while waiting for the broker
+            }
+        }
         None => None,
     };
     let numbering = match &upstream {
@@ -107,7 +109,9 @@ pub async fn run(
     let sources: Vec<Box<dyn Source>> = match upstream {
         Some(upstream) => {
             tracing::info!("serving {}", upstream.describe());
-            vec![Box::new(source::nats::EdgeSource::start(upstream, publisher))]
+            vec![Box::new(source::nats::EdgeSource::start(
+                upstream, publisher,
+            ))]
         }
         None => start_sources(&config, publisher).await?,
     };

@@ -52,5 +52,10 @@ mod h2;
 // --http3 without TLS exits 2, SIGTERM ends h3 streams within the budget.
 mod h3;
 
+// Past one machine (issue 15): --publish nats:// into a real JetStream, edges (--from)
+// serving it; resume on the other edge, a restarted source, a broker outage, replay
+// from the stream and an honest gap for what it dropped.
+mod edge;
+
 // Packaging (issue 12): `completions bash|zsh|fish` and `man` mention every flag of --help.
 mod packaging;

@@ -440,9 +440,12 @@ impl Hub {
                     first
                 } else if *seq == 0 {
                     first
-                } else if *seq >= last {
+                } else if *seq >= last && matches!(self.numbering, Numbering::Assign) {
                     last + 1
                 } else {
+                    // An edge may be behind the edge the client came from: the
+                    // lines after `seq` are still on their way here, not a reason to
+                    // send older ones again.
                     seq + 1
                 }
             }

@@ -23,9 +23,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::ServerAddr;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream};
-use async_nats::ServerAddr;
 use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
@@ -292,12 +292,21 @@ async fn live(upstream: Upstream, files: Files, mut from: u64, stop: Cancellatio
                         files.publisher.publish_lines(batch);
                     }
                     if let Some(err) = failed {
-                        tracing::warn!("reading {}: {err}; the consumer recovers by itself", upstream.describe());
+                        // A consumer lost with its server (they live in memory) or
+                        // deleted: a new one, from the line after the last one kept.
+                        tracing::warn!(
+                            "reading {}: {err}; reading again from seq {from}",
+                            upstream.describe()
+                        );
+                        break;
                     }
                 }
             }
             Err(err) => {
-                tracing::warn!("cannot read {} from seq {from}: {err}; retrying", upstream.describe());
+                tracing::warn!(
+                    "cannot read {} from seq {from}: {err}; retrying",
+                    upstream.describe()
+                );
             }
         }
         tokio::select! {

@@ -32,6 +32,7 @@ mod h2;
 mod h3;
 mod http;
 mod logfile;
+mod nats;
 mod resume;
 mod server;
 mod tls;
@@ -45,6 +46,7 @@ pub use http::{
     status_code,
 };
 pub use logfile::{LogFile, Writer, join_lines};
+pub use nats::Nats;
 pub use resume::{Resume, ResumingClient, exactly_once_across_disconnects};
 pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig, running_as_root};
 pub use tls::{self_signed, trusting, trusting_alpn};

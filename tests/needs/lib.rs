@@ -68,6 +68,12 @@ const TOOLS: &[Tool] = &[
         only_as_root: false,
     },
     Tool {
+        name: "nats_server",
+        programs: &["nats-server"],
+        install: "apt-get install nats-server",
+        only_as_root: false,
+    },
+    Tool {
         name: "setpriv",
         programs: &["setpriv"],
         install: "apt-get install util-linux",

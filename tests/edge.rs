@@ -1,0 +1,241 @@
+//! Past one machine (issue 15): a source publishing its file to a real JetStream
+//! (`--publish nats://`), and edges serving that stream (`--from nats://`). Every test
+//! starts its own `nats-server -js` on a free port with its store in a temporary
+//! directory ([`Nats`]), and checks what clients of the edges receive: every line exactly
+//! once and in order, across a resume on the *other* edge, a source killed and restarted,
+//! and the broker going away and coming back.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{
+    FIXED_LINE_LEN, LogFile, Nats, PROMPT, ResumingClient, Server, WsClient,
+    exactly_once_across_disconnects, fixed_line, join_lines,
+};
+
+/// Long enough for a line to go source → broker → edge on a busy machine.
+const THROUGH: Duration = Duration::from_secs(30);
+
+async fn source(log: &LogFile, nats: &Nats, extra: &[&str]) -> Server {
+    let url = nats.url();
+    let mut args: Vec<&str> = vec!["--publish", &url, "--node", "n1"];
+    args.extend_from_slice(extra);
+    Server::start(log.path(), &args).await
+}
+
+async fn edge(nats: &Nats, extra: &[&str]) -> Server {
+    let url = nats.url();
+    let mut builder = Server::builder().args(&["--from", &url]);
+    builder = builder.args(extra);
+    builder.start().await
+}
+
+/// Polls `/healthz` until `ok`; panics with the last one after [`THROUGH`].
+async fn until(server: &Server, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    server
+        .wait_health(THROUGH, ok)
+        .await
+        .unwrap_or_else(|last| panic!("timed out waiting until {what}; /healthz {last}"))
+}
+
+/// The JSON frames of `/ws?format=json`, one at a time.
+async fn next_json(client: &mut WsClient, timeout: Duration) -> Value {
+    let text = client.next_text(timeout).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+async fn expect_hello(client: &mut WsClient) -> (String, u64) {
+    let v = next_json(client, THROUGH).await;
+    assert_eq!(v["event"], "hello", "first frame {v}");
+    (
+        v["epoch"].as_str().expect("an epoch").to_owned(),
+        v["seq"].as_u64().expect("a seq"),
+    )
+}
+
+/// The next line frame: (seq, offset, file, line); an event frame fails the test.
+async fn next_line(client: &mut WsClient) -> (u64, u64, String, String) {
+    let v = next_json(client, THROUGH).await;
+    assert!(v.get("event").is_none(), "expected a line, got {v}");
+    (
+        v["seq"].as_u64().expect("seq"),
+        v["offset"].as_u64().expect("offset"),
+        v["file"].as_str().expect("file").to_owned(),
+        v["line"].as_str().expect("line").to_owned(),
+    )
+}
+
+/// A client that resumes on the other edge each time.
+struct AcrossEdges<'a> {
+    edges: [&'a Server; 2],
+    on: usize,
+    client: WsClient,
+    epoch: String,
+    resumed_on_other: usize,
+}
+
+impl ResumingClient for AcrossEdges<'_> {
+    async fn next_line(&mut self) -> (u64, String) {
+        let (seq, offset, file, line) = next_line(&mut self.client).await;
+        assert_eq!(
+            (offset, file.as_str()),
+            ((seq - 1) * FIXED_LINE_LEN, "n1/app.log"),
+            "offset and file of line {seq}"
+        );
+        (seq, line)
+    }
+
+    async fn resume(mut self, last: u64) -> (Self, Option<u64>) {
+        self.client.abort();
+        self.on = 1 - self.on;
+        let path = format!("/ws?format=json&since={last}&epoch={}", self.epoch);
+        let mut client = WsClient::connect(&self.edges[self.on].ws_url(&path)).await;
+        let (epoch, newest) = expect_hello(&mut client).await;
+        assert_eq!(epoch, self.epoch, "both edges name the stream the same");
+        self.resumed_on_other += 1;
+        (AcrossEdges { client, ..self }, Some(newest))
+    }
+}
+
+/// Source → JetStream → two edges: a writer at about 4 000 lines/s; a client that drops
+/// its connection at random and resumes on the *other* edge with `since=SEQ&epoch=E`
+/// receives every line exactly once and in order. Edge B holds only 54 lines in memory, so
+/// most resumes there read older lines back from the stream.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn a_client_resumes_on_the_other_edge_exactly_once() {
+    let nats = Nats::start();
+    let log = LogFile::at("app.log");
+    let src = source(&log, &nats, &[]).await;
+    // The stream exists once the source has connected.
+    until(&src, "the publisher is connected", |h| {
+        h["publishers"][0]["connected"] == true
+    })
+    .await;
+    let a = edge(&nats, &[]).await;
+    let b = edge(&nats, &["--history-bytes", "4096"]).await;
+    let mut client = WsClient::connect(&a.ws_url("/ws?format=json&since=0")).await;
+    let (epoch, _) = expect_hello(&mut client).await;
+    let resuming = AcrossEdges {
+        edges: [&a, &b],
+        on: 0,
+        client,
+        epoch: epoch.clone(),
+        resumed_on_other: 0,
+    };
+    let resumes = exactly_once_across_disconnects(&a, &log, resuming, 0xED6E_0001).await;
+    assert!(resumes.len() >= 10, "only {} resumes", resumes.len());
+    let health = b.healthz().await;
+    assert_eq!(health["epoch"], epoch, "edge B's /healthz {health}");
+    assert_eq!(
+        src.healthz().await["publishers"][0]["lost"],
+        0,
+        "nothing was left unpublished"
+    );
+}
+
+/// Reads line frames from `client` until `n` have come; returns their seqs and texts.
+async fn read_lines(client: &mut WsClient, n: usize) -> Vec<(u64, String)> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let (seq, _, _, line) = next_line(client).await;
+        got.push((seq, line));
+    }
+    got
+}
+
+fn expected(from: u64, to: u64) -> Vec<(u64, String)> {
+    (from..=to).map(|i| (i, fixed_line(i))).collect()
+}
+
+/// The broker is the source's offset store, and an outage loses nothing:
+/// 1. 100 lines published; the source is killed (SIGKILL), 100 more are written while it
+///    is down, and a restarted source publishes exactly those (it reads where the
+///    stream's last message for its file ends): the edge's client gets 1..=200 once.
+/// 2. The broker is killed; 100 lines are written; `/healthz` shows the publisher
+///    disconnected; the broker comes back on the same port and store; the source catches
+///    up and the edge's consumer recovers: the client gets 201..=300 once, and nothing
+///    more (the stream holds 300 messages: the edge's seq is 300).
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn a_restarted_source_and_a_broker_outage_lose_and_repeat_nothing() {
+    let mut nats = Nats::start();
+    let log = LogFile::at("app.log");
+    let mut src = source(&log, &nats, &[]).await;
+    until(&src, "the publisher is connected", |h| {
+        h["publishers"][0]["connected"] == true
+    })
+    .await;
+    let e = edge(&nats, &[]).await;
+    let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
+    expect_hello(&mut client).await;
+
+    log.append(&join_lines((1..=100).map(fixed_line)));
+    until(&src, "100 lines acknowledged", |h| {
+        h["publishers"][0]["acked_seq"] == 100
+    })
+    .await;
+    src.signal(crate::harness::Sig::Kill);
+    src.wait_exit(PROMPT).await.expect("the source ends");
+    log.append(&join_lines((101..=200).map(fixed_line)));
+    let src = source(&log, &nats, &[]).await;
+    assert_eq!(read_lines(&mut client, 200).await, expected(1, 200));
+
+    nats.stop();
+    log.append(&join_lines((201..=300).map(fixed_line)));
+    until(&src, "the publisher sees the broker gone", |h| {
+        h["publishers"][0]["connected"] == false
+    })
+    .await;
+    nats.start_again();
+    assert_eq!(read_lines(&mut client, 100).await, expected(201, 300));
+    e.wait_seq(300, THROUGH).await;
+    client.expect_silence(Duration::from_millis(300)).await;
+    let p = &src.healthz().await["publishers"][0];
+    assert_eq!(
+        (p["connected"].clone(), p["lost"].clone()),
+        (Value::Bool(true), Value::from(0)),
+        "{p}"
+    );
+}
+
+/// An edge started after the lines were published, with room for 54 lines in memory,
+/// serves a resume from the stream: every line after `since`, in order, then live ones.
+/// A stream too small to keep them all (`--nats-max-bytes`, set by the source that creates
+/// it) has dropped the oldest: a client asking for them gets an exact `gap`, then the rest.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_holds() {
+    let nats = Nats::start();
+    let log = LogFile::at("app.log");
+    let src = source(&log, &nats, &["--nats-max-bytes", "64KiB"]).await;
+    until(&src, "the publisher is connected", |h| {
+        h["publishers"][0]["connected"] == true
+    })
+    .await;
+    log.append(&join_lines((1..=3000).map(fixed_line)));
+    until(&src, "3000 lines acknowledged", |h| {
+        h["publishers"][0]["acked_seq"] == 3000
+    })
+    .await;
+    let e = edge(&nats, &["--history-bytes", "4096"]).await;
+    e.wait_seq(3000, THROUGH).await;
+    // `since=0` means "what the edge holds"; a client that has line 1 asks for the rest.
+    let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=1")).await;
+    expect_hello(&mut client).await;
+    let gap = next_json(&mut client, THROUGH).await;
+    assert_eq!(gap["event"], "gap", "first frame after hello: {gap}");
+    assert_eq!(gap["from"], 2, "{gap}");
+    let first = gap["to"].as_u64().expect("gap.to") + 1;
+    assert!(
+        first > 1 && first < 3000 - 54,
+        "the stream kept {first}..=3000 of 3000 lines (64 KiB), more than the edge's memory"
+    );
+    assert_eq!(
+        read_lines(&mut client, (3001 - first) as usize).await,
+        expected(first, 3000)
+    );
+    log.append(&join_lines((3001..=3010).map(fixed_line)));
+    assert_eq!(read_lines(&mut client, 10).await, expected(3001, 3010));
+}
