@@ -78,6 +78,11 @@ pub enum Error {
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] io::Error),
 
+    /// The server stopped on its own: what it serves went away (an edge's
+    /// stream made anew).
+    #[error("{0}")]
+    Stopped(String),
+
     /// Any other I/O failure, with what was being done.
     #[error("{what}: {source}")]
     Io {
@@ -126,6 +131,7 @@ impl Error {
             | Error::Bind { .. }
             | Error::Watch { .. }
             | Error::Runtime(_)
+            | Error::Stopped(_)
             | Error::Io { .. } => 1,
         }
     }

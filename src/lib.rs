@@ -106,11 +106,17 @@ pub async fn run(
     let hub = Hub::with_numbering(Vec::new(), limits, Arc::clone(&metrics), numbering);
     let status = Status::default();
     let publisher = Publisher::new(Arc::clone(&hub), status.clone());
+    let mut edge_status = None;
     let sources: Vec<Box<dyn Source>> = match upstream {
         Some(upstream) => {
             tracing::info!("serving {}", upstream.describe());
+            let status = upstream.status();
+            edge_status = Some(Arc::clone(&status));
             vec![Box::new(source::nats::EdgeSource::start(
-                upstream, publisher,
+                upstream,
+                publisher,
+                status,
+                cancel.clone(),
             ))]
         }
         None => start_sources(&config, publisher).await?,
@@ -118,8 +124,9 @@ pub async fn run(
     fdlimit::log_capacity_after_files(status.len(), config.max_clients);
 
     let publishers = start_publishers(&config, &hub, &cancel)?;
-    let state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone())
+    let mut state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone())
         .with_publishers(publishers);
+    state.edge = edge_status.clone();
     let options = server::ServeOptions {
         cancel: cancel.clone(),
         tracker: state.tracker.clone(),
@@ -174,6 +181,10 @@ pub async fn run(
     });
     if let Err(err) = stopping.await {
         tracing::debug!("stopping the sources: {err}");
+    }
+    // An edge whose stream was made anew stopped on its own: a failure (exit 1).
+    if let Some(why) = edge_status.and_then(|s| s.ended()) {
+        return Err(Error::Stopped(why));
     }
     Ok(())
 }

@@ -239,3 +239,58 @@ async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_hold
     log.append(&join_lines((3001..=3010).map(fixed_line)));
     assert_eq!(read_lines(&mut client, 10).await, expected(3001, 3010));
 }
+
+/// The stream deleted under the edges (and made anew by the source's next publish) is
+/// another epoch: the old numbers no longer name its lines. The edge says so and stops
+/// (exit 1; its client gets Close 1001); an edge started again serves the new stream, and a
+/// client resuming with the old epoch gets the new one in its `hello`, a `gap` with
+/// `reason: epoch`, then the lines written since, numbered by the new stream.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn a_stream_made_anew_is_a_new_epoch() {
+    let nats = Nats::start();
+    let log = LogFile::at("app.log");
+    let src = source(&log, &nats, &[]).await;
+    until(&src, "the publisher is connected", |h| {
+        h["publishers"][0]["connected"] == true
+    })
+    .await;
+    let mut e = edge(&nats, &[]).await;
+    let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
+    let (old_epoch, _) = expect_hello(&mut client).await;
+    log.append(&join_lines((1..=10).map(fixed_line)));
+    assert_eq!(read_lines(&mut client, 10).await, expected(1, 10));
+
+    let js = async_nats::jetstream::new(
+        async_nats::connect(nats.url())
+            .await
+            .expect("a NATS client"),
+    );
+    assert!(js.delete_stream("LOGTAIL").await.expect("deleted").success);
+    log.append(&join_lines((11..=20).map(fixed_line)));
+    let (code, reason) = client.expect_close(THROUGH).await;
+    assert_eq!(code, 1001, "the edge going away ({reason})");
+    let status = e.wait_exit(THROUGH).await.expect("the edge stops");
+    assert_eq!(status.code(), Some(1), "{}", e.stderr());
+    assert!(e.stderr().contains("was made anew"), "{}", e.stderr());
+
+    let e = edge(&nats, &[]).await;
+    let mut client =
+        WsClient::connect(&e.ws_url(&format!("/ws?format=json&since=10&epoch={old_epoch}"))).await;
+    let (epoch, _) = expect_hello(&mut client).await;
+    assert_ne!(epoch, old_epoch, "a new stream, a new epoch");
+    let gap = next_json(&mut client, THROUGH).await;
+    assert_eq!(
+        (gap["event"].clone(), gap["reason"].clone()),
+        ("gap".into(), "epoch".into()),
+        "{gap}"
+    );
+    let got = read_lines(&mut client, 10).await;
+    let texts: Vec<String> = got.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(texts, (11..=20).map(fixed_line).collect::<Vec<_>>());
+    assert_eq!(
+        got.first().map(|g| g.0),
+        Some(1),
+        "numbered by the new stream"
+    );
+}

@@ -45,8 +45,47 @@ const REPLAY_IDLE: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
 
+/// What an edge's consumer is doing, for `/healthz`: written by the edge,
+/// read by the transports.
+#[derive(Debug, Default)]
+pub struct EdgeStatus {
+    pub stream: String,
+    pub epoch: String,
+    pub subject: String,
+    consuming: std::sync::atomic::AtomicBool,
+    /// The stream sequence of the last message handed to the hub.
+    last_seq: std::sync::atomic::AtomicU64,
+    /// Consumers lost and made again.
+    restarts: std::sync::atomic::AtomicU64,
+    /// Why the edge stopped serving, when its stream was deleted or recreated.
+    pub ended: Mutex<Option<String>>,
+}
+
+impl EdgeStatus {
+    pub fn report(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        serde_json::json!({
+            "stream": self.stream,
+            "epoch": self.epoch,
+            "subject": self.subject,
+            "consuming": self.consuming.load(Relaxed),
+            "last_seq": self.last_seq.load(Relaxed),
+            "restarts": self.restarts.load(Relaxed),
+        })
+    }
+
+    /// Why the edge stopped, if it did on its own.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// The edge's view of its stream, once connected.
 pub struct Upstream {
+    js: jetstream::Context,
+    name: String,
+    /// The stream's creation time (ns): changed, the stream is another one.
+    created: i128,
     stream: stream::Stream,
     subject: String,
     /// The stream's identity: the same on every edge.
@@ -122,16 +161,20 @@ impl Upstream {
                     .await
                     .map_err(|err| format!("stream {name}: {err}"))?
                     .clone();
-                Ok::<_, String>((stream, info))
+                Ok::<_, String>((js, stream, info))
             };
             let tried = tokio::select! {
                 () = cancel.cancelled() => return Ok(None),
                 tried = attempt => tried,
             };
             match tried {
-                Ok((stream, info)) => {
-                    let epoch = epoch_of(name, info.created.unix_timestamp_nanos());
+                Ok((js, stream, info)) => {
+                    let created = info.created.unix_timestamp_nanos();
+                    let epoch = epoch_of(name, created);
                     return Ok(Some(Upstream {
+                        js,
+                        name: name.to_string(),
+                        created,
                         stream,
                         subject: subject.to_string(),
                         epoch,
@@ -156,6 +199,32 @@ impl Upstream {
 
     pub fn describe(&self) -> String {
         format!("{} ({})", self.shown, self.subject)
+    }
+
+    /// Why the stream is no longer the one this edge numbers by: deleted, or
+    /// made anew; `None` while it is the same one, or cannot be asked now.
+    async fn replaced(&self) -> Option<String> {
+        match self.js.get_stream(&self.name).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) if info.created.unix_timestamp_nanos() != self.created => Some(format!(
+                    "the stream {} was made anew (a new epoch)",
+                    self.name
+                )),
+                _ => None,
+            },
+            // Deleted (a source may make it anew), or the broker is away.
+            Err(_) => None,
+        }
+    }
+
+    /// Its status, to give to [`EdgeSource::start`].
+    pub fn status(&self) -> Arc<EdgeStatus> {
+        Arc::new(EdgeStatus {
+            stream: self.name.clone(),
+            epoch: self.epoch.clone(),
+            subject: self.subject.clone(),
+            ..EdgeStatus::default()
+        })
     }
 }
 
@@ -216,8 +285,16 @@ impl Source for EdgeSource {
 
 impl EdgeSource {
     /// Starts the live consumer (from the last [`BACKLOG_MESSAGES`]) and
-    /// serves older lines from the stream.
-    pub fn start(upstream: Upstream, publisher: Publisher) -> EdgeSource {
+    /// serves older lines from the stream. If the stream is deleted or made
+    /// anew (another epoch: these numbers no longer name its lines), the edge
+    /// says why in `status` and cancels `serving`: the server stops, and its
+    /// clients, reconnecting to an edge started again, learn the new epoch.
+    pub fn start(
+        upstream: Upstream,
+        publisher: Publisher,
+        status: Arc<EdgeStatus>,
+        serving: CancellationToken,
+    ) -> EdgeSource {
         let files = Files {
             publisher: publisher.clone(),
             by_subject: Arc::new(Mutex::new(HashMap::new())),
@@ -234,15 +311,80 @@ impl EdgeSource {
             .first_seq
             .max(upstream.last_seq.saturating_sub(BACKLOG_MESSAGES) + 1)
             .max(1);
-        tokio::spawn(live(upstream, files, from, stop.clone()));
+        let upstream = Arc::new(upstream);
+        tokio::spawn(watch_identity(
+            Arc::clone(&upstream),
+            Arc::clone(&status),
+            serving.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(live(upstream, files, from, stop.clone(), status, serving));
         EdgeSource { shown, stop }
+    }
+}
+
+/// Stops the edge when its stream is made anew. JetStream announces every
+/// change to a stream (`$JS.EVENT.ADVISORY.STREAM.{CREATED,DELETED,UPDATED}.NAME`);
+/// at each, the stream's creation time is compared with the edge's. (A consumer
+/// does not notice by itself: recreated on the new stream after the old one's
+/// last sequence, it waits, healthy and silent, for numbers the new stream
+/// reaches only later.)
+async fn watch_identity(
+    upstream: Arc<Upstream>,
+    status: Arc<EdgeStatus>,
+    serving: CancellationToken,
+    stop: CancellationToken,
+) {
+    let subject = format!("$JS.EVENT.ADVISORY.STREAM.*.{}", upstream.name);
+    let mut advisories = match upstream.js.client().subscribe(subject).await {
+        Ok(sub) => sub,
+        Err(err) => {
+            tracing::warn!(
+                "cannot watch the stream {} for being made anew: {err}",
+                upstream.name
+            );
+            return;
+        }
+    };
+    loop {
+        // Also once now: the subscription is in place, so nothing is missed after this look.
+        if let Some(why) = upstream.replaced().await {
+            tracing::error!(
+                "{why}; stopping so that clients reconnect to an edge on the new stream"
+            );
+            *status.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            serving.cancel();
+            return;
+        }
+        let advisory = tokio::select! {
+            () = stop.cancelled() => return,
+            advisory = advisories.next() => advisory,
+        };
+        let Some(advisory) = advisory else { return };
+        if advisory.subject.as_str().contains(".DELETED.") {
+            tracing::warn!(
+                "the stream {} was deleted; waiting for it to be made anew",
+                upstream.name
+            );
+        }
     }
 }
 
 /// Feeds the hub from one ordered consumer, recreated (after the last line
 /// kept) whenever it fails for good.
-async fn live(upstream: Upstream, files: Files, mut from: u64, stop: CancellationToken) {
+async fn live(
+    upstream: Arc<Upstream>,
+    files: Files,
+    mut from: u64,
+    stop: CancellationToken,
+    status: Arc<EdgeStatus>,
+    serving: CancellationToken,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
     loop {
+        if serving.is_cancelled() {
+            return;
+        }
         let consumer = upstream
             .stream
             .create_consumer(pull::OrderedConfig {
@@ -260,6 +402,7 @@ async fn live(upstream: Upstream, files: Files, mut from: u64, stop: Cancellatio
         match messages {
             Ok(mut messages) => {
                 tracing::info!("reading {} from seq {from}", upstream.describe());
+                status.consuming.store(true, Relaxed);
                 loop {
                     let next = tokio::select! {
                         () = stop.cancelled() => return,
@@ -289,6 +432,7 @@ async fn live(upstream: Upstream, files: Files, mut from: u64, stop: Cancellatio
                     }
                     if let Some(last) = batch.last() {
                         from = last.seq + 1;
+                        status.last_seq.store(last.seq, Relaxed);
                         files.publisher.publish_lines(batch);
                     }
                     if let Some(err) = failed {
@@ -301,6 +445,8 @@ async fn live(upstream: Upstream, files: Files, mut from: u64, stop: Cancellatio
                         break;
                     }
                 }
+                status.consuming.store(false, Relaxed);
+                status.restarts.fetch_add(1, Relaxed);
             }
             Err(err) => {
                 tracing::warn!(

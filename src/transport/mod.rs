@@ -86,6 +86,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// What each `--publish` broker publisher is doing, for `/healthz`.
     pub publishers: Arc<Vec<Arc<crate::sink::SinkStatus>>>,
+    /// An edge's consumer (`--from`), for `/healthz`.
+    pub edge: Option<Arc<crate::source::nats::EdgeStatus>>,
 }
 
 /// A streaming client's place among `--max-clients`; counted in the
@@ -152,6 +154,7 @@ impl AppState {
             clients,
             started: std::time::Instant::now(),
             publishers: Arc::new(Vec::new()),
+            edge: None,
         }
     }
 

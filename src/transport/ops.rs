@@ -37,6 +37,8 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
             "last_line_at": f.last_line_at.map(rfc3339),
         })).collect::<Vec<_>>(),
         "history": { "lines": history_lines, "bytes": history_bytes, "limit": hub.limits().history_bytes },
+        // --from: the edge's consumer of its stream.
+        "from": app.edge.as_ref().map(|e| e.report()),
         // --publish: each broker's state; lag_lines = lines read and not yet acknowledged.
         "publishers": app.publishers.iter().map(|p| {
             let r = p.report();
