@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{
-    FIXED_LINE_LEN, LogFile, Nats, PROMPT, ResumingClient, Server, WsClient,
+    FIXED_LINE_LEN, LogFile, Nats, NatsCluster, PROMPT, ResumingClient, Server, WsClient,
     exactly_once_across_disconnects, fixed_line, join_lines,
 };
 
@@ -153,7 +153,8 @@ fn expected(from: u64, to: u64) -> Vec<(u64, String)> {
 /// 1. 100 lines published; the source is killed (SIGKILL), 100 more are written while it
 ///    is down, and a restarted source publishes exactly those (it reads where the
 ///    stream's last message for its file ends): the edge's client gets 1..=200 once.
-/// 2. The broker is killed; 100 lines are written; `/healthz` shows the publisher
+/// 2. The broker is killed; 100 lines are written, which the source's own client receives
+///    at once; `/healthz` shows the publisher
 ///    disconnected; the broker comes back on the same port and store; the source catches
 ///    up and the edge's consumer recovers: the client gets 201..=300 once, and nothing
 ///    more (the stream holds 300 messages: the edge's seq is 300).
@@ -182,8 +183,21 @@ async fn a_restarted_source_and_a_broker_outage_lose_and_repeat_nothing() {
     let src = source(&log, &nats, &[]).await;
     assert_eq!(read_lines(&mut client, 200).await, expected(1, 200));
 
+    // The source's own clients: served as usual while the broker is away.
+    let mut local = WsClient::connect(&src.ws_url("/ws?format=json&since=0")).await;
+    expect_hello(&mut local).await;
+    let texts = |got: Vec<(u64, String)>| got.into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+    assert_eq!(
+        texts(read_lines(&mut local, 200).await),
+        (1..=200).map(fixed_line).collect::<Vec<_>>()
+    );
     nats.stop();
     log.append(&join_lines((201..=300).map(fixed_line)));
+    assert_eq!(
+        texts(read_lines(&mut local, 100).await),
+        (201..=300).map(fixed_line).collect::<Vec<_>>(),
+        "a local client while the broker is away"
+    );
     until(&src, "the publisher sees the broker gone", |h| {
         h["publishers"][0]["connected"] == false
     })
@@ -293,4 +307,105 @@ async fn a_stream_made_anew_is_a_new_epoch() {
         Some(1),
         "numbered by the new stream"
     );
+}
+
+/// The name of the node leading stream `LOGTAIL`, as node `i` of `cluster` sees it.
+async fn stream_leader(cluster: &NatsCluster, i: usize) -> Option<String> {
+    let r = crate::harness::http_get(cluster.monitor(i), "/jsz?streams=true", &[]).await;
+    let v: Value = serde_json::from_str(&r.text()).ok()?;
+    v["account_details"]
+        .as_array()?
+        .iter()
+        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+        .find(|s| s["name"] == "LOGTAIL")
+        .and_then(|s| s["cluster"]["leader"].as_str().map(str::to_owned))
+}
+
+/// A three-node JetStream cluster on loopback, the stream with 3 replicas; a source
+/// publishing to it (the three seed URLs), edge A connected to node 1 only and edge B to
+/// node 2 only, a client on each. While 6 000 lines are written at about 1 000/s, the
+/// stream's leader is killed (`kill -9`) and started again, then node 1 (edge A's), and
+/// it too is started again: both clients receive every line exactly once, in order.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn a_three_node_cluster_survives_losing_the_leader_and_an_edges_node() {
+    const TOTAL: u64 = 6000;
+    let mut cluster = NatsCluster::start();
+    let log = LogFile::at("app.log");
+    let (u1, u2, u3) = (cluster.url(0), cluster.url(1), cluster.url(2));
+    let src = Server::start(
+        log.path(),
+        &[
+            "--publish",
+            &u1,
+            "--publish",
+            &u2,
+            "--publish",
+            &u3,
+            "--nats-replicas",
+            "3",
+            "--node",
+            "n1",
+        ],
+    )
+    .await;
+    until(&src, "the replicated stream exists", |h| {
+        h["publishers"][0]["connected"] == true
+    })
+    .await;
+    let a = edge_on(&u1).await;
+    let b = edge_on(&u2).await;
+    let mut ca = WsClient::connect(&a.ws_url("/ws?format=json&since=0")).await;
+    let mut cb = WsClient::connect(&b.ws_url("/ws?format=json&since=0")).await;
+    expect_hello(&mut ca).await;
+    expect_hello(&mut cb).await;
+
+    let writer = log
+        .writer()
+        .spawn_paced(TOTAL, 10, Duration::from_millis(10), fixed_line);
+    until(&src, "1 500 lines acknowledged", |h| {
+        h["publishers"][0]["acked_seq"].as_u64() >= Some(1500)
+    })
+    .await;
+    let leader = stream_leader(&cluster, 2)
+        .await
+        .expect("the stream has a leader");
+    let l = cluster.index_of(&leader).expect("a node of ours leads");
+    cluster.kill_node(l);
+    until(&src, "publishing goes on under a new leader", |h| {
+        h["publishers"][0]["acked_seq"].as_u64() >= Some(3000)
+    })
+    .await;
+    cluster.start_node(l);
+    cluster.kill_node(0);
+    until(&src, "publishing goes on without node 1", |h| {
+        h["publishers"][0]["acked_seq"].as_u64() >= Some(4500)
+    })
+    .await;
+    cluster.start_node(0);
+    writer.join().expect("the writer");
+    until(&src, "every line acknowledged", |h| {
+        h["publishers"][0]["acked_seq"] == TOTAL
+    })
+    .await;
+    let want = expected(1, TOTAL);
+    for (name, client) in [("A", &mut ca), ("B", &mut cb)] {
+        let got = read_lines(client, TOTAL as usize).await;
+        assert!(
+            got == want,
+            "edge {name}: first difference at {:?}\n{}",
+            got.iter().zip(&want).position(|(g, w)| g != w),
+            cluster.logs()
+        );
+    }
+    for (name, e) in [("A", &a), ("B", &b)] {
+        let h = e.wait_seq(TOTAL, THROUGH).await;
+        assert_eq!(h["from"]["last_seq"], TOTAL, "edge {name}: {h}");
+    }
+    ca.expect_silence(Duration::from_millis(200)).await;
+    cb.expect_silence(Duration::from_millis(200)).await;
+}
+
+async fn edge_on(url: &str) -> Server {
+    Server::builder().args(&["--from", url]).start().await
 }

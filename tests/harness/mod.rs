@@ -46,7 +46,7 @@ pub use http::{
     status_code,
 };
 pub use logfile::{LogFile, Writer, join_lines};
-pub use nats::Nats;
+pub use nats::{Nats, NatsCluster};
 pub use resume::{Resume, ResumingClient, exactly_once_across_disconnects};
 pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig, running_as_root};
 pub use tls::{self_signed, trusting, trusting_alpn};
