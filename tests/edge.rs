@@ -150,9 +150,10 @@ fn expected(from: u64, to: u64) -> Vec<(u64, String)> {
 }
 
 /// The broker is the source's offset store, and an outage loses nothing:
-/// 1. 100 lines published; the source is killed (SIGKILL), 100 more are written while it
-///    is down, and a restarted source publishes exactly those (it reads where the
-///    stream's last message for its file ends): the edge's client gets 1..=200 once.
+/// 1. The source is killed (SIGKILL) in the middle of a burst, more lines are written
+///    while it is down, and a restarted source publishes exactly the rest (it reads where
+///    the stream's last message for its file ends; what was in flight is dropped by its
+///    message id): the edge's client gets 1..=200 once.
 /// 2. The broker is killed; 100 lines are written, which the source's own client receives
 ///    at once; `/healthz` shows the publisher
 ///    disconnected; the broker comes back on the same port and store; the source catches
@@ -172,14 +173,18 @@ async fn a_restarted_source_and_a_broker_outage_lose_and_repeat_nothing() {
     let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
     expect_hello(&mut client).await;
 
-    log.append(&join_lines((1..=100).map(fixed_line)));
-    until(&src, "100 lines acknowledged", |h| {
-        h["publishers"][0]["acked_seq"] == 100
+    // Killed mid-burst: lines in flight, others not yet read; more written while it is down.
+    let writer = log
+        .writer()
+        .spawn_paced(150, 5, Duration::from_millis(5), fixed_line);
+    until(&src, "50 lines acknowledged", |h| {
+        h["publishers"][0]["acked_seq"].as_u64() >= Some(50)
     })
     .await;
     src.signal(crate::harness::Sig::Kill);
     src.wait_exit(PROMPT).await.expect("the source ends");
-    log.append(&join_lines((101..=200).map(fixed_line)));
+    writer.join().expect("the writer");
+    log.append(&join_lines((151..=200).map(fixed_line)));
     let src = source(&log, &nats, &[]).await;
     assert_eq!(read_lines(&mut client, 200).await, expected(1, 200));
 
