@@ -27,6 +27,8 @@
 //!   capacity it gives, and the spare descriptor behind the fast 503.
 //! - [`shutdown`]: signals → cancellation → Close 1001 to every client.
 //! - [`metrics`]: counters behind `/metrics` and `/healthz`, one method per event.
+//! - [`sink`]: every line also published to brokers (`--publish`), at least once.
+//! - [`nats`]: the subject names the JetStream publisher and the edge share.
 
 pub mod config;
 pub mod encode;
@@ -35,6 +37,7 @@ pub mod fdlimit;
 pub mod hub;
 pub mod lines;
 pub mod metrics;
+pub mod nats;
 pub mod packaging;
 pub mod pump;
 pub mod server;

@@ -24,6 +24,16 @@ async fn source(log: &LogFile, nats: &Nats, extra: &[&str]) -> Server {
     Server::start(log.path(), &args).await
 }
 
+/// [`source`], once its publisher is connected (the stream exists then).
+async fn publishing_source(log: &LogFile, nats: &Nats, extra: &[&str]) -> Server {
+    let src = source(log, nats, extra).await;
+    until(&src, "the publisher is connected", |h| {
+        h["publishers"][0]["connected"] == true
+    })
+    .await;
+    src
+}
+
 async fn edge(nats: &Nats, extra: &[&str]) -> Server {
     let url = nats.url();
     let mut builder = Server::builder().args(&["--from", &url]);
@@ -107,12 +117,7 @@ impl ResumingClient for AcrossEdges<'_> {
 async fn a_client_resumes_on_the_other_edge_exactly_once() {
     let nats = Nats::start();
     let log = LogFile::at("app.log");
-    let src = source(&log, &nats, &[]).await;
-    // The stream exists once the source has connected.
-    until(&src, "the publisher is connected", |h| {
-        h["publishers"][0]["connected"] == true
-    })
-    .await;
+    let src = publishing_source(&log, &nats, &[]).await;
     let a = edge(&nats, &[]).await;
     let b = edge(&nats, &["--history-bytes", "4096"]).await;
     let mut client = WsClient::connect(&a.ws_url("/ws?format=json&since=0")).await;
@@ -164,11 +169,7 @@ fn expected(from: u64, to: u64) -> Vec<(u64, String)> {
 async fn a_restarted_source_and_a_broker_outage_lose_and_repeat_nothing() {
     let mut nats = Nats::start();
     let log = LogFile::at("app.log");
-    let mut src = source(&log, &nats, &[]).await;
-    until(&src, "the publisher is connected", |h| {
-        h["publishers"][0]["connected"] == true
-    })
-    .await;
+    let mut src = publishing_source(&log, &nats, &[]).await;
     let e = edge(&nats, &[]).await;
     let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
     expect_hello(&mut client).await;
@@ -228,11 +229,7 @@ async fn a_restarted_source_and_a_broker_outage_lose_and_repeat_nothing() {
 async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_holds() {
     let nats = Nats::start();
     let log = LogFile::at("app.log");
-    let src = source(&log, &nats, &["--nats-max-bytes", "64KiB"]).await;
-    until(&src, "the publisher is connected", |h| {
-        h["publishers"][0]["connected"] == true
-    })
-    .await;
+    let src = publishing_source(&log, &nats, &["--nats-max-bytes", "64KiB"]).await;
     log.append(&join_lines((1..=3000).map(fixed_line)));
     until(&src, "3000 lines acknowledged", |h| {
         h["publishers"][0]["acked_seq"] == 3000
@@ -269,11 +266,7 @@ async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_hold
 async fn a_stream_made_anew_is_a_new_epoch() {
     let nats = Nats::start();
     let log = LogFile::at("app.log");
-    let src = source(&log, &nats, &[]).await;
-    until(&src, "the publisher is connected", |h| {
-        h["publishers"][0]["connected"] == true
-    })
-    .await;
+    let _src = publishing_source(&log, &nats, &[]).await;
     let mut e = edge(&nats, &[]).await;
     let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
     let (old_epoch, _) = expect_hello(&mut client).await;

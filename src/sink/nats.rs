@@ -3,8 +3,8 @@
 //! - **Stream**: `--nats-stream` (default `LOGTAIL`), subjects `logtail.>`,
 //!   created if missing (file storage, `--nats-replicas`, `--nats-max-age`,
 //!   `--nats-max-bytes`, direct get allowed); an existing one is used as it is.
-//! - **Subject**: `logtail.<node>.<file>`, each token [`subject_token`]-encoded
-//!   (a file name may hold `.`, `*`, `>` or spaces, which subjects cannot).
+//! - **Subject**: `logtail.<node>.<file>` ([`crate::nats::subject`]: a file name
+//!   may hold `.`, `*`, `>` or spaces, which subjects cannot).
 //! - **Message**: the line's bytes; headers `Nats-Msg-Id` (`NODE:ORIGIN:OFFSET`,
 //!   so JetStream drops a copy sent again within its duplicate window),
 //!   `Lt-Origin` (the file instance, hex), `Lt-Offset`, `Lt-Seq` and `Lt-Epoch`
@@ -22,13 +22,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, ServerAddr};
+
+use crate::nats::{SUBJECTS, subject};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Published, Target};
 
-/// The stream's subjects: every node's every file.
-pub const SUBJECTS: &str = "logtail.>";
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -62,50 +62,6 @@ impl StreamSettings {
     }
 }
 
-/// A token of a subject for any text: bytes other than ASCII letters,
-/// digits, `_` and `-` become `%XX`, so it never holds `.`, `*`, `>` or
-/// white space, and [`token_text`] gives the text back.
-pub fn subject_token(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if out.is_empty() {
-        out.push('%');
-    }
-    out
-}
-
-/// The text a [`subject_token`] was made from (`None` if it was not one).
-pub fn token_text(token: &str) -> Option<String> {
-    if token == "%" {
-        return Some(String::new());
-    }
-    let bytes = token.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = token.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The subject of `file`'s lines from `node`.
-pub fn subject(node: &str, file: &str) -> String {
-    format!("logtail.{}.{}", subject_token(node), subject_token(file))
-}
-
 /// A JetStream stream to publish to.
 pub struct NatsTarget {
     urls: Vec<ServerAddr>,
@@ -122,22 +78,8 @@ impl NatsTarget {
         stream: StreamSettings,
         node: String,
     ) -> Result<NatsTarget, String> {
-        let parsed = urls
-            .iter()
-            .map(|u| {
-                u.parse::<ServerAddr>()
-                    .map_err(|err| format!("`{u}` is not a NATS server URL: {err}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let shown = format!(
-            "{} stream {}",
-            parsed
-                .iter()
-                .map(|a| format!("nats://{}:{}", a.host(), a.port()))
-                .collect::<Vec<_>>()
-                .join(","),
-            stream.name
-        );
+        let (parsed, servers) = crate::nats::servers(urls)?;
+        let shown = format!("{servers} stream {}", stream.name);
         Ok(NatsTarget {
             urls: parsed,
             shown,
@@ -243,32 +185,5 @@ impl Link for NatsLink {
                 ))),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subject_tokens_round_trip_any_name() {
-        for name in [
-            "app.log",
-            "a b*c>d",
-            "%41",
-            "",
-            "журнал.log",
-            "x/y/z.log",
-            "-_",
-        ] {
-            let t = subject_token(name);
-            assert!(!t.contains(['.', '*', '>', ' ']), "{t}");
-            assert_eq!(token_text(&t).as_deref(), Some(name), "{t}");
-        }
-        assert_eq!(
-            subject("web-1.example.com", "app.log"),
-            "logtail.web-1%2Eexample%2Ecom.app%2Elog"
-        );
-        assert_eq!(token_text("%zz"), None);
     }
 }

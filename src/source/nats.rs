@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::ServerAddr;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream};
 use futures_util::{FutureExt, StreamExt};
@@ -32,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::{FileState, Gone, Publisher, Replay, ReplayReader, Source};
 use crate::hub::Line;
 use crate::lines::to_text;
-use crate::sink::nats::token_text;
+use crate::nats::token_text;
 
 /// Messages read into the history at start-up, at most.
 pub const BACKLOG_MESSAGES: u64 = 10_000;
@@ -127,21 +126,8 @@ impl Upstream {
         subject: &str,
         cancel: &CancellationToken,
     ) -> Result<Option<Upstream>, String> {
-        let addrs = urls
-            .iter()
-            .map(|u| {
-                u.parse::<ServerAddr>()
-                    .map_err(|err| format!("`{u}` is not a NATS server URL: {err}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let shown = format!(
-            "{} stream {name}",
-            addrs
-                .iter()
-                .map(|a| format!("nats://{}:{}", a.host(), a.port()))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let (addrs, servers) = crate::nats::servers(urls)?;
+        let shown = format!("{servers} stream {name}");
         let mut told = false;
         loop {
             let attempt = async {
@@ -554,7 +540,7 @@ impl ReplayReader for StreamReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::nats::subject;
+    use crate::nats::subject;
 
     #[test]
     fn subjects_name_their_node_and_file() {

@@ -19,6 +19,15 @@ pub struct Nats {
     process: Option<KillOnDrop>,
 }
 
+/// Waits (up to [`READY`]) until `port` accepts connections, or until it no longer does.
+fn wait_port(port: u16, accepting: bool, what: &str) {
+    let deadline = Instant::now() + READY;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() != accepting {
+        assert!(Instant::now() < deadline, "{what} within {READY:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -51,14 +60,7 @@ impl Nats {
     /// Ends the server (SIGKILL, by its PID): an outage.
     pub fn stop(&mut self) {
         self.process = None;
-        let deadline = Instant::now() + READY;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server still accepts after being killed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_port(self.port, false, "nats-server stops accepting once killed");
     }
 
     /// (Re)starts it on the same port with the same store; waits until it accepts.
@@ -75,15 +77,7 @@ impl Nats {
             .spawn()
             .expect("nats-server starts");
         self.process = Some(KillOnDrop(child));
-        let deadline = Instant::now() + READY;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not accept within {READY:?}: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_port(self.port, true, "nats-server accepts");
     }
 
     /// What the server logged.
@@ -177,29 +171,13 @@ impl NatsCluster {
             .spawn()
             .expect("nats-server starts");
         self.nodes[i].process = Some(KillOnDrop(child));
-        let port = self.nodes[i].port;
-        let deadline = Instant::now() + READY;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not accept within {READY:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_port(self.nodes[i].port, true, &format!("{name} accepts"));
     }
 
     /// Kills node `i` (SIGKILL) and waits until its port is closed.
     pub fn kill_node(&mut self, i: usize) {
         self.nodes[i].process = None;
-        let port = self.nodes[i].port;
-        let deadline = Instant::now() + READY;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "node {i} still accepts after being killed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_port(self.nodes[i].port, false, "a killed node stops accepting");
     }
 
     /// Every node's log, for a failure message.

@@ -1,0 +1,96 @@
+//! NATS naming shared by the JetStream publisher ([`crate::sink::nats`]) and the
+//! edge that serves the stream ([`crate::source::nats`]): the subjects lines go
+//! to, how any text becomes one subject token and back, and the server URLs.
+
+use async_nats::ServerAddr;
+
+/// The stream's subjects: every node's every file.
+pub const SUBJECTS: &str = "logtail.>";
+
+/// A token of a subject for any text: bytes other than ASCII letters,
+/// digits, `_` and `-` become `%XX`, so it never holds `.`, `*`, `>` or
+/// white space, and [`token_text`] gives the text back.
+pub fn subject_token(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push('%');
+    }
+    out
+}
+
+/// The text a [`subject_token`] was made from (`None` if it was not one).
+pub fn token_text(token: &str) -> Option<String> {
+    if token == "%" {
+        return Some(String::new());
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = token.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The subject of `file`'s lines from `node`.
+pub fn subject(node: &str, file: &str) -> String {
+    format!("logtail.{}.{}", subject_token(node), subject_token(file))
+}
+
+/// Parses seed server URLs; also gives them as one text for logs.
+pub fn servers(urls: &[String]) -> Result<(Vec<ServerAddr>, String), String> {
+    let parsed = urls
+        .iter()
+        .map(|u| {
+            u.parse::<ServerAddr>()
+                .map_err(|err| format!("`{u}` is not a NATS server URL: {err}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let shown = parsed
+        .iter()
+        .map(|a| format!("nats://{}:{}", a.host(), a.port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok((parsed, shown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_tokens_round_trip_any_name() {
+        for name in [
+            "app.log",
+            "a b*c>d",
+            "%41",
+            "",
+            "журнал.log",
+            "x/y/z.log",
+            "-_",
+        ] {
+            let t = subject_token(name);
+            assert!(!t.contains(['.', '*', '>', ' ']), "{t}");
+            assert_eq!(token_text(&t).as_deref(), Some(name), "{t}");
+        }
+        assert_eq!(
+            subject("web-1.example.com", "app.log"),
+            "logtail.web-1%2Eexample%2Ecom.app%2Elog"
+        );
+        assert_eq!(token_text("%zz"), None);
+    }
+}
