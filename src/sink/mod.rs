@@ -22,7 +22,11 @@
 //! lines of the same file at or before that position are not sent again.
 //!
 //! - [`nats`]: JetStream, the stream edges serve from (`--from`).
+//! - [`mqtt`]: MQTT 3.1.1 at QoS 1, topic `PREFIX/NODE/FILE`, acked by PUBACK.
+//! - [`amqp`]: an AMQP 0-9-1 topic exchange (RabbitMQ), key `NODE.FILE`, publisher confirms.
 
+pub mod amqp;
+pub mod mqtt;
 pub mod nats;
 
 use std::collections::{HashMap, HashSet, VecDeque};
