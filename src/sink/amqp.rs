@@ -26,6 +26,8 @@
 //! (amqprs without TLS).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{BasicProperties, Cancel, Close, CloseChannel, Nack, Return};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Target};
 use crate::config::PublishFormat;
@@ -295,6 +298,8 @@ struct Confirms {
     pending: VecDeque<(u64, AckSender)>,
     /// Why the link failed, once it has.
     failed: Option<LinkError>,
+    /// Cancelled once it has.
+    dead: CancellationToken,
 }
 
 impl Confirms {
@@ -321,6 +326,7 @@ impl Confirms {
         if self.failed.is_none() {
             self.failed = Some(err);
         }
+        self.dead.cancel();
     }
 }
 
@@ -474,6 +480,16 @@ impl Link for AmqpLink {
                 rx.await
                     .unwrap_or_else(|_| Err(LinkError::new("the connection was closed")))
             }) as Ack)
+        })
+    }
+
+    fn failed(&self) -> Pin<Box<dyn Future<Output = LinkError> + Send + '_>> {
+        let confirms = Arc::clone(&self.confirms);
+        let dead = lock(&confirms).dead.clone();
+        Box::pin(async move {
+            dead.cancelled().await;
+            let failed = lock(&confirms).failed.clone();
+            failed.unwrap_or_else(|| LinkError::new("connection lost"))
         })
     }
 }

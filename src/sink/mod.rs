@@ -96,6 +96,14 @@ pub trait Link: Send {
     fn last_published<'a>(&'a mut self, _file: &'a str) -> LinkFuture<'a, Option<Published>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// Resolves if the link fails on its own (the connection was lost while
+    /// nothing was waiting for an acknowledgement), so that [`run`] tells it
+    /// and reconnects without waiting for the next line; never, for a link
+    /// whose client reconnects by itself (JetStream's).
+    fn failed(&self) -> Pin<Box<dyn Future<Output = LinkError> + Send + '_>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// A broker to publish to: connects links.
@@ -336,6 +344,8 @@ async fn session(
                     }
                 }
             }
+            // After the acknowledgements, so those already in are counted.
+            err = link.failed() => return Stop::Link(err),
             next = cursor.next(), if want_more => match next {
                 Ok(Delivery::Live { .. } | Delivery::Replay(_)) => {
                     // Borrowing `next` again: both arms hold lines.

@@ -30,6 +30,8 @@
 //! one and sends again after the last acknowledged line.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing as MqttOutgoing, Packet, QoS};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Target, WINDOW};
 use crate::config::PublishFormat;
@@ -170,10 +173,12 @@ impl Target for MqttTarget {
                 }
             }
             let acks = Arc::new(Mutex::new(Acks::default()));
-            let task = tokio::spawn(drive(events, Arc::clone(&acks)));
+            let dead = CancellationToken::new();
+            let task = tokio::spawn(drive(events, Arc::clone(&acks), dead.clone()));
             Ok(Box::new(MqttLink {
                 client,
                 acks,
+                dead,
                 task,
                 prefix: self.prefix.clone(),
                 node: self.node.clone(),
@@ -196,7 +201,7 @@ struct Acks {
 
 /// Polls the event loop until it fails: packet ids to acknowledgements,
 /// PUBACKs to their message's acknowledgement.
-async fn drive(mut events: EventLoop, acks: Arc<Mutex<Acks>>) {
+async fn drive(mut events: EventLoop, acks: Arc<Mutex<Acks>>, dead: CancellationToken) {
     // Indexed by packet id (1..=inflight).
     let mut by_pkid: Vec<Option<AckSender>> = Vec::new();
     by_pkid.resize_with(WINDOW + 1, || None);
@@ -235,6 +240,7 @@ async fn drive(mut events: EventLoop, acks: Arc<Mutex<Acks>>) {
         let _ = tx.send(Err(failed.clone()));
     }
     acks.failed = Some(failed);
+    dead.cancel();
     // The event loop (and with it the connection) is dropped here: rumqttc
     // would otherwise reconnect by itself, with a clean session.
 }
@@ -246,6 +252,8 @@ fn lock(acks: &Mutex<Acks>) -> std::sync::MutexGuard<'_, Acks> {
 struct MqttLink {
     client: AsyncClient,
     acks: Arc<Mutex<Acks>>,
+    /// Cancelled once the event loop failed.
+    dead: CancellationToken,
     task: JoinHandle<()>,
     prefix: String,
     node: String,
@@ -295,6 +303,15 @@ impl Link for MqttLink {
                 rx.await
                     .unwrap_or_else(|_| Err(LinkError::new("the connection was closed")))
             }) as Ack)
+        })
+    }
+
+    fn failed(&self) -> Pin<Box<dyn Future<Output = LinkError> + Send + '_>> {
+        let (dead, acks) = (self.dead.clone(), Arc::clone(&self.acks));
+        Box::pin(async move {
+            dead.cancelled().await;
+            let failed = lock(&acks).failed.clone();
+            failed.unwrap_or_else(|| LinkError::new("connection lost"))
         })
     }
 }
