@@ -325,3 +325,34 @@ async fn amqp_outage_loses_no_line() {
         copies.len()
     );
 }
+
+#[needs::tools(rabbitmq)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_exchange_of_another_type_is_reported() {
+    use amqprs::channel::ExchangeDeclareArguments;
+    let node = RabbitMq::start(needs::program!(rabbitmq)).await;
+    let connection = RabbitMq::connect(node.port()).await.expect("connect");
+    let channel = connection.open_channel(None).await.expect("a channel");
+    channel
+        .exchange_declare(
+            ExchangeDeclareArguments::new("lt-direct", "direct")
+                .durable(true)
+                .finish(),
+        )
+        .await
+        .expect("declare a direct exchange");
+    let log = LogFile::new();
+    let server = publishing_server(&log, &amqp_url(&node, "lt-direct"), &[]).await;
+    let health = server
+        .wait_health(PROMPT, |h| {
+            publisher(h)["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("PRECONDITION_FAILED"))
+        })
+        .await
+        .unwrap_or_else(|h| panic!("/healthz does not tell why: {h}"));
+    let p = publisher(&health);
+    assert_eq!(p["connected"], false, "{health}");
+    assert!(p["failures"].as_u64() >= Some(1), "{health}");
+    eprintln!("amqp exchange of another type: {}", p["last_error"]);
+}

@@ -186,62 +186,65 @@ impl AmqpTarget {
         })
     }
 
+    /// Connects, declares the exchange and enables confirms.
     async fn open(&self) -> Result<(Connection, Channel, Arc<Mutex<Confirms>>), LinkError> {
-        let step = |what: &'static str| {
-            move |err: amqprs::error::Error| LinkError::new(format!("{what}: {err}"))
+        // amqprs connects to `HOST:PORT`: an IPv6 address goes in brackets.
+        let host = if self.url.host.contains(':') {
+            format!("[{}]", self.url.host)
+        } else {
+            self.url.host.clone()
         };
-        let timed_out =
-            |what: &str| LinkError::new(format!("{what}: no answer within {CONNECT_TIMEOUT:?}"));
-        let args = OpenConnectionArguments::new(
-            &self.url.host,
-            self.url.port,
-            &self.url.user,
-            &self.url.password,
-        )
-        .virtual_host(&self.url.vhost)
-        .heartbeat(HEARTBEAT)
-        .connection_name(&format!("logtail-ws {}", self.node))
-        .finish();
-        let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&args))
-            .await
-            .map_err(|_| timed_out("cannot connect"))?
-            .map_err(step("cannot connect"))?;
+        let args =
+            OpenConnectionArguments::new(&host, self.url.port, &self.url.user, &self.url.password)
+                .virtual_host(&self.url.vhost)
+                .heartbeat(HEARTBEAT)
+                .connection_name(&format!("logtail-ws {}", self.node))
+                .finish();
+        let connection = timed("cannot connect", Connection::open(&args)).await?;
         let confirms = Arc::new(Mutex::new(Confirms::default()));
-        connection
-            .register_callback(Callbacks(Arc::clone(&confirms)))
-            .await
-            .map_err(step("connection"))?;
-        let channel = tokio::time::timeout(CONNECT_TIMEOUT, connection.open_channel(None))
-            .await
-            .map_err(|_| timed_out("opening a channel"))?
-            .map_err(step("opening a channel"))?;
-        channel
-            .register_callback(Callbacks(Arc::clone(&confirms)))
-            .await
-            .map_err(step("channel"))?;
+        match self.set_up(&connection, &confirms).await {
+            Ok(channel) => Ok((connection, channel, confirms)),
+            // The broker's own words when it closed the channel over it (an
+            // exchange of another type, say).
+            Err(err) => Err(lock(&confirms).failed.clone().unwrap_or(err)),
+        }
+    }
+
+    async fn set_up(
+        &self,
+        connection: &Connection,
+        confirms: &Arc<Mutex<Confirms>>,
+    ) -> Result<Channel, LinkError> {
+        let callbacks = Callbacks(Arc::clone(confirms));
+        timed("connection", connection.register_callback(callbacks)).await?;
+        let channel = timed("opening a channel", connection.open_channel(None)).await?;
+        let callbacks = Callbacks(Arc::clone(confirms));
+        timed("channel", channel.register_callback(callbacks)).await?;
         let declare = ExchangeDeclareArguments::new(&self.exchange, "topic")
             .durable(true)
             .finish();
-        tokio::time::timeout(CONNECT_TIMEOUT, channel.exchange_declare(declare))
-            .await
-            .map_err(|_| timed_out("declaring the exchange"))?
-            .map_err(|err| {
-                LinkError::new(format!(
-                    "declaring the durable topic exchange {}: {err}",
-                    self.exchange
-                ))
-            })?;
-        tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            channel.confirm_select(ConfirmSelectArguments::new(false)),
-        )
-        .await
-        .map_err(|_| timed_out("enabling publisher confirms"))?
-        .map_err(step("enabling publisher confirms"))?;
-        if let Some(err) = lock(&confirms).failed.clone() {
-            return Err(err);
+        let what = format!("declaring the durable topic exchange {}", self.exchange);
+        timed(&what, channel.exchange_declare(declare)).await?;
+        let select = channel.confirm_select(ConfirmSelectArguments::new(false));
+        timed("enabling publisher confirms", select).await?;
+        match lock(confirms).failed.clone() {
+            Some(err) => Err(err),
+            None => Ok(channel),
         }
-        Ok((connection, channel, confirms))
+    }
+}
+
+/// `step` within [`CONNECT_TIMEOUT`], its error in words.
+async fn timed<T>(
+    what: &str,
+    step: impl Future<Output = Result<T, amqprs::error::Error>>,
+) -> Result<T, LinkError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, step).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(err)) => Err(LinkError::new(format!("{what}: {err}"))),
+        Err(_) => Err(LinkError::new(format!(
+            "{what}: no answer within {CONNECT_TIMEOUT:?}"
+        ))),
     }
 }
 
