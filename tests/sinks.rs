@@ -4,7 +4,8 @@
 //! text and as JSON frames; and across a broker outage (stopped, lines appended, started
 //! again on the same port) every line written meanwhile arrives, in order of first
 //! appearance (at least once: duplicates are allowed and counted), while `/healthz` shows
-//! the publisher disconnected and then its acknowledged seq catching up.
+//! the publisher disconnected and then its acknowledged seq catching up. An AMQP exchange
+//! of another type is refused, and `/healthz` says why in the broker's words.
 
 use std::collections::HashSet;
 use std::time::Duration;
