@@ -193,7 +193,7 @@ pub async fn run(
 }
 
 /// Starts a publisher per `--publish` broker (all nats:// URLs are one
-/// cluster): each runs until `cancel`.
+/// cluster; each mqtt:// and amqp:// URL is one): each runs until `cancel`.
 fn start_publishers(
     config: &Config,
     hub: &Arc<Hub>,
@@ -210,6 +210,26 @@ fn start_publishers(
         };
         let target = sink::nats::NatsTarget::new(&publish.nats, stream, publish.node.clone())
             .map_err(Error::Config)?;
+        targets.push(Arc::new(target));
+    }
+    for (host, port, prefix) in &publish.mqtt {
+        targets.push(Arc::new(sink::mqtt::MqttTarget::new(
+            host.clone(),
+            *port,
+            prefix.clone(),
+            publish.node.clone(),
+            publish.format,
+            config.max_line_bytes,
+        )));
+    }
+    for (url, exchange) in &publish.amqp {
+        let target = sink::amqp::AmqpTarget::new(
+            url,
+            exchange.clone(),
+            publish.node.clone(),
+            publish.format,
+        )
+        .map_err(Error::Config)?;
         targets.push(Arc::new(target));
     }
     let mut statuses = Vec::new();

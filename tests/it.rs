@@ -57,5 +57,10 @@ mod h3;
 // from the stream and an honest gap for what it dropped.
 mod edge;
 
+// Brokers (issue 15, --publish mqtt:// and amqp://): a real mosquitto and RabbitMQ, a
+// subscriber gets exactly the lines in order (text and JSON, names encoded in the topic or
+// key), and every line written during a broker outage after it is back.
+mod sinks;
+
 // Packaging (issue 12): `completions bash|zsh|fish` and `man` mention every flag of --help.
 mod packaging;

@@ -22,7 +22,11 @@
 //! lines of the same file at or before that position are not sent again.
 //!
 //! - [`nats`]: JetStream, the stream edges serve from (`--from`).
+//! - [`mqtt`]: MQTT 3.1.1 at QoS 1, topic `PREFIX/NODE/FILE`, acked by PUBACK.
+//! - [`amqp`]: an AMQP 0-9-1 topic exchange (RabbitMQ), key `NODE.FILE`, publisher confirms.
 
+pub mod amqp;
+pub mod mqtt;
 pub mod nats;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -91,6 +95,14 @@ pub trait Link: Send {
     /// such a thing (JetStream does; MQTT and AMQP do not).
     fn last_published<'a>(&'a mut self, _file: &'a str) -> LinkFuture<'a, Option<Published>> {
         Box::pin(async { Ok(None) })
+    }
+
+    /// Resolves if the link fails on its own (the connection was lost while
+    /// nothing was waiting for an acknowledgement), so that [`run`] tells it
+    /// and reconnects without waiting for the next line; never, for a link
+    /// whose client reconnects by itself (JetStream's).
+    fn failed(&self) -> Pin<Box<dyn Future<Output = LinkError> + Send + '_>> {
+        Box::pin(std::future::pending())
     }
 }
 
@@ -332,6 +344,8 @@ async fn session(
                     }
                 }
             }
+            // After the acknowledgements, so those already in are counted.
+            err = link.failed() => return Stop::Link(err),
             next = cursor.next(), if want_more => match next {
                 Ok(Delivery::Live { .. } | Delivery::Replay(_)) => {
                     // Borrowing `next` again: both arms hold lines.

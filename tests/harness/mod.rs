@@ -16,6 +16,10 @@
 //! - `h3.rs`: [`H3`], an HTTP/3 client connection (h3 + h3-quinn on quinn, trusting the
 //!   test certificate): requests with any `:authority`, bodies read as they arrive
 //!   ([`H3Body`]).
+//! - `brokers.rs`: the brokers `--publish` sends to, run for real on free loopback ports
+//!   (`brokers::Mosquitto`, `brokers::RabbitMq`, each stopped and started again on the
+//!   same port for the outage tests), and subscribers that collect what they deliver
+//!   (`brokers::MqttSubscriber`, `brokers::AmqpConsumer`).
 //! - `tls.rs`: a throwaway self-signed certificate and a rustls client trusting it.
 //! - `resume.rs`: [`exactly_once_across_disconnects`], the random-disconnect resume run,
 //!   over any [`ResumingClient`] (WebSocket `since=`/`epoch=`, SSE `Last-Event-ID`).
@@ -28,6 +32,7 @@
 // Not every test module uses every helper.
 #![allow(dead_code, unused_imports)]
 
+pub mod brokers;
 mod h2;
 mod h3;
 mod http;

@@ -1,5 +1,5 @@
 //! The tests' third-party programs (websocat, curl, Chromium, util-linux's prlimit and
-//! setpriv):
+//! setpriv, nginx, Node.js, the brokers mosquitto and RabbitMQ):
 //!
 //! - `#[needs::tools(websocat, curl)]` on a test: if one of them is not installed when
 //!   the test crate is compiled, the test gets `#[ignore = "needs websocat (cargo install websocat)"]`, so `cargo test`
@@ -71,6 +71,18 @@ const TOOLS: &[Tool] = &[
         name: "nats_server",
         programs: &["nats-server"],
         install: "apt-get install nats-server",
+        only_as_root: false,
+    },
+    Tool {
+        name: "mosquitto",
+        programs: &["mosquitto"],
+        install: "apt-get install mosquitto",
+        only_as_root: false,
+    },
+    Tool {
+        name: "rabbitmq",
+        programs: &["rabbitmq-server"],
+        install: "apt-get install rabbitmq-server",
         only_as_root: false,
     },
     Tool {

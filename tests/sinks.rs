@@ -1,0 +1,359 @@
+//! `--publish mqtt://` and `--publish amqp://` (issue 15) against real brokers (mosquitto,
+//! RabbitMQ; tests/harness/brokers.rs): a subscriber gets exactly the lines appended to
+//! the followed file, in order, under the topic or routing key the names encode to, as
+//! text and as JSON frames; and across a broker outage (stopped, lines appended, started
+//! again on the same port) every line written meanwhile arrives, in order of first
+//! appearance (at least once: duplicates are allowed and counted), while `/healthz` shows
+//! the publisher disconnected and then its acknowledged seq catching up. An AMQP exchange
+//! of another type is refused, and `/healthz` says why in the broker's words.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::brokers::{
+    AmqpConsumer, Deliveries, Mosquitto, MqttSubscriber, RabbitMq, wait_deliveries,
+};
+use crate::harness::{LogFile, PROMPT, Server};
+
+/// A node name with a topic separator, wildcards and a key separator in it, so the
+/// encoding of names is seen end to end.
+const NODE: &str = "edge.1/a+b#*";
+/// Its MQTT topic level and its AMQP routing-key word (src/sink/mqtt.rs, amqp.rs).
+const NODE_LEVEL: &str = "edge.1%2Fa%2Bb%23*";
+const NODE_WORD: &str = "edge%2E1/a+b%23%2A";
+
+/// How long a reconnected publisher may take to catch up (its backoff is at most 5 s).
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// Lines worth publishing: numbered, with quotes, backslashes, UTF-8 and separators.
+fn lines(from: usize, to: usize) -> Vec<String> {
+    (from..=to)
+        .map(|i| match i % 4 {
+            0 => format!("line {i}"),
+            1 => format!("{{\"json\": \"in a line\", \"n\": {i}}} \\ end"),
+            2 => format!("ünïcödé {i} — 日志 / + # * ."),
+            _ => format!("line {i} \t tab"),
+        })
+        .collect()
+}
+
+/// The first (and only) publisher of `/healthz`.
+fn publisher(health: &Value) -> &Value {
+    &health["publishers"][0]
+}
+
+/// Waits until the server's publisher has acknowledged every line up to `seq`.
+async fn wait_acked(server: &Server, seq: u64, timeout: Duration) -> Value {
+    server
+        .wait_health(timeout, |h| {
+            publisher(h)["acked_seq"] == seq && publisher(h)["connected"] == true
+        })
+        .await
+        .unwrap_or_else(|h| panic!("the publisher did not acknowledge seq {seq}: {h}"))
+}
+
+/// Waits until the server's publisher is connected (its first link is up).
+async fn wait_connected(server: &Server) {
+    server
+        .wait_health(CATCH_UP, |h| publisher(h)["connected"] == true)
+        .await
+        .unwrap_or_else(|h| panic!("the publisher did not connect: {h}\n{}", server.stderr()));
+}
+
+/// The payloads delivered under `topic`, as text, in order.
+fn under(got: &[(String, Vec<u8>)], topic: &str) -> Vec<String> {
+    got.iter()
+        .filter(|(t, _)| t == topic)
+        .map(|(_, p)| String::from_utf8(p.clone()).expect("UTF-8 payload"))
+        .collect()
+}
+
+/// Checks JSON frames: `seq` 1, 2, 3…, `file`, `line` as written, `offset` the byte
+/// where each line starts in the file.
+fn assert_json_frames(frames: &[String], written: &[String]) {
+    assert_eq!(frames.len(), written.len(), "{frames:#?}");
+    let mut offset = 0u64;
+    for (i, (frame, line)) in frames.iter().zip(written).enumerate() {
+        let v: Value = serde_json::from_str(frame).unwrap_or_else(|e| panic!("{frame}: {e}"));
+        assert_eq!(v["seq"], i as u64 + 1, "{frame}");
+        assert_eq!(v["offset"], offset, "{frame}");
+        assert_eq!(v["file"], "app.log", "{frame}");
+        assert_eq!(v["line"], line.as_str(), "{frame}");
+        offset += line.len() as u64 + 1;
+    }
+}
+
+/// Appends `written` to `log` in a few writes (so in several batches).
+fn append_in_batches(log: &LogFile, written: &[String]) {
+    for chunk in written.chunks(37) {
+        log.append_lines(chunk);
+    }
+}
+
+/// One server following `log` and publishing to `url` (with `extra` flags).
+async fn publishing_server(log: &LogFile, url: &str, extra: &[&str]) -> Server {
+    Server::builder()
+        .file(log.path())
+        .args(&["--publish", url, "--node", NODE])
+        .args(extra)
+        .start()
+        .await
+}
+
+/// `got` holds every line of `expected` (by text), in order of first appearance, and
+/// nothing else; returns the copies (each delivery of a line after its first).
+fn assert_at_least_once(got: &[String], expected: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut copies = Vec::new();
+    let mut firsts: Vec<&String> = Vec::new();
+    for text in got {
+        if seen.insert(text.as_str()) {
+            firsts.push(text);
+        } else {
+            copies.push(text.clone());
+        }
+    }
+    let want: Vec<&String> = expected.iter().collect();
+    assert_eq!(firsts, want, "lines missing, extra or out of order");
+    copies
+}
+
+/// Waits until `got` holds every distinct line of `expected` under `topic`.
+async fn wait_all_under(got: &Deliveries, topic: &str, expected: &[String]) -> Vec<String> {
+    let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
+    crate::harness::poll_async(CATCH_UP, || {
+        let now = under(&got.lock().unwrap(), topic);
+        let have: HashSet<&str> = now.iter().map(String::as_str).collect();
+        let done = want.iter().all(|w| have.contains(w));
+        std::future::ready(if done {
+            Ok(now.clone())
+        } else {
+            Err(now.clone())
+        })
+    })
+    .await
+    .unwrap_or_else(|now| {
+        panic!(
+            "{} of {} lines arrived under {topic} within {CATCH_UP:?}: {now:#?}",
+            now.len(),
+            expected.len()
+        )
+    })
+}
+
+#[needs::tools(mosquitto)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_subscriber_gets_every_line_in_order_as_text_and_json() {
+    let broker = Mosquitto::start(needs::program!(mosquitto));
+    let port = broker.port();
+    let sub = MqttSubscriber::start(port, "logs/#").await;
+    let (text_log, json_log) = (LogFile::new(), LogFile::new());
+    let text = publishing_server(
+        &text_log,
+        &format!("mqtt://127.0.0.1:{port}/logs/text"),
+        &[],
+    )
+    .await;
+    let json = publishing_server(
+        &json_log,
+        &format!("mqtt://127.0.0.1:{port}/logs/json"),
+        &["--publish-format", "json"],
+    )
+    .await;
+    wait_connected(&text).await;
+    wait_connected(&json).await;
+
+    let written = lines(1, 300);
+    append_in_batches(&text_log, &written);
+    append_in_batches(&json_log, &written);
+    let health = wait_acked(&text, 300, PROMPT).await;
+    wait_acked(&json, 300, PROMPT).await;
+    let got = wait_deliveries(&sub.got, 600, PROMPT).await;
+
+    let text_topic = format!("logs/text/{NODE_LEVEL}/app.log");
+    let json_topic = format!("logs/json/{NODE_LEVEL}/app.log");
+    assert_eq!(
+        under(&got, &text_topic),
+        written,
+        "text payloads under {text_topic}"
+    );
+    assert_json_frames(&under(&got, &json_topic), &written);
+    assert_eq!(got.len(), 600, "nothing else was delivered");
+
+    let p = publisher(&health);
+    assert_eq!(p["broker"], "mqtt", "{health}");
+    assert_eq!(
+        p["target"],
+        format!("mqtt://127.0.0.1:{port}/logs/text"),
+        "{health}"
+    );
+    assert_eq!(p["published"], 300, "{health}");
+    assert_eq!(p["lost"], 0, "{health}");
+    assert_eq!(p["failures"], 0, "{health}");
+}
+
+#[needs::tools(mosquitto)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_outage_loses_no_line() {
+    let mut broker = Mosquitto::start(needs::program!(mosquitto));
+    let port = broker.port();
+    let sub = MqttSubscriber::start(port, "logs/#").await;
+    let log = LogFile::new();
+    let server = publishing_server(&log, &format!("mqtt://127.0.0.1:{port}/logs"), &[]).await;
+    let topic = format!("logs/{NODE_LEVEL}/app.log");
+    wait_connected(&server).await;
+
+    let before = lines(1, 20);
+    log.append_lines(&before);
+    wait_acked(&server, 20, PROMPT).await;
+    wait_deliveries(&sub.got, 20, PROMPT).await;
+
+    broker.stop();
+    server
+        .wait_health(PROMPT, |h| publisher(h)["connected"] == false)
+        .await
+        .unwrap_or_else(|h| panic!("/healthz still shows the publisher connected: {h}"));
+    let during = lines(21, 220);
+    append_in_batches(&log, &during);
+    let health = server.wait_seq(220, PROMPT).await;
+    let p = publisher(&health);
+    assert_eq!(p["connected"], false, "{health}");
+    assert_eq!(p["acked_seq"], 20, "{health}");
+    assert!(p["failures"].as_u64() >= Some(1), "{health}");
+    assert!(p["last_error"].is_string(), "{health}");
+
+    broker.restart();
+    let health = wait_acked(&server, 220, CATCH_UP).await;
+    assert_eq!(publisher(&health)["lost"], 0, "{health}");
+    let all: Vec<String> = before.iter().chain(&during).cloned().collect();
+    let got = wait_all_under(&sub.got, &topic, &all).await;
+    let copies = assert_at_least_once(&got, &all);
+    eprintln!(
+        "mqtt outage: {} lines, {} copies: {copies:?}",
+        all.len(),
+        copies.len()
+    );
+}
+
+/// The exchange, queue and binding a test consumes from.
+fn amqp_url(node: &RabbitMq, exchange: &str) -> String {
+    format!("{}?exchange={exchange}", node.url())
+}
+
+#[needs::tools(rabbitmq)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_consumer_gets_every_line_in_order_as_text_and_json() {
+    let node = RabbitMq::start(needs::program!(rabbitmq)).await;
+    let port = node.port();
+    let text_q = AmqpConsumer::start(port, "lt-text", "text-lines", "#").await;
+    let json_q = AmqpConsumer::start(port, "lt-json", "json-lines", "#").await;
+    let (text_log, json_log) = (LogFile::new(), LogFile::new());
+    let text = publishing_server(&text_log, &amqp_url(&node, "lt-text"), &[]).await;
+    let json = publishing_server(
+        &json_log,
+        &amqp_url(&node, "lt-json"),
+        &["--publish-format", "json"],
+    )
+    .await;
+    wait_connected(&text).await;
+    wait_connected(&json).await;
+
+    let written = lines(1, 300);
+    append_in_batches(&text_log, &written);
+    append_in_batches(&json_log, &written);
+    let health = wait_acked(&text, 300, PROMPT).await;
+    wait_acked(&json, 300, PROMPT).await;
+    let key = format!("{NODE_WORD}.app%2Elog");
+    let got = wait_deliveries(&text_q.got, 300, PROMPT).await;
+    assert_eq!(under(&got, &key), written, "text payloads with key {key}");
+    assert_eq!(got.len(), 300, "nothing else was delivered: {got:?}");
+    let got = wait_deliveries(&json_q.got, 300, PROMPT).await;
+    assert_json_frames(&under(&got, &key), &written);
+    assert_eq!(got.len(), 300, "nothing else was delivered");
+
+    let p = publisher(&health);
+    assert_eq!(p["broker"], "amqp", "{health}");
+    assert_eq!(
+        p["target"],
+        format!("amqp://guest@127.0.0.1:{port}/%2F exchange lt-text"),
+        "no password shown: {health}"
+    );
+    assert_eq!(p["published"], 300, "{health}");
+    assert_eq!(p["lost"], 0, "{health}");
+    assert_eq!(p["failures"], 0, "{health}");
+}
+
+#[needs::tools(rabbitmq)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_outage_loses_no_line() {
+    let mut node = RabbitMq::start(needs::program!(rabbitmq)).await;
+    let port = node.port();
+    let consumer = AmqpConsumer::start(port, "lt-outage", "outage-lines", "#").await;
+    let log = LogFile::new();
+    let server = publishing_server(&log, &amqp_url(&node, "lt-outage"), &[]).await;
+    let key = format!("{NODE_WORD}.app%2Elog");
+    wait_connected(&server).await;
+
+    let before = lines(1, 20);
+    log.append_lines(&before);
+    wait_acked(&server, 20, PROMPT).await;
+    wait_deliveries(&consumer.got, 20, PROMPT).await;
+
+    node.stop();
+    server
+        .wait_health(PROMPT, |h| publisher(h)["connected"] == false)
+        .await
+        .unwrap_or_else(|h| panic!("/healthz still shows the publisher connected: {h}"));
+    let during = lines(21, 220);
+    append_in_batches(&log, &during);
+    let health = server.wait_seq(220, PROMPT).await;
+    let p = publisher(&health);
+    assert_eq!(p["connected"], false, "{health}");
+    assert_eq!(p["acked_seq"], 20, "{health}");
+    assert!(p["failures"].as_u64() >= Some(1), "{health}");
+
+    node.restart().await;
+    let health = wait_acked(&server, 220, CATCH_UP).await;
+    assert_eq!(publisher(&health)["lost"], 0, "{health}");
+    let all: Vec<String> = before.iter().chain(&during).cloned().collect();
+    let got = wait_all_under(&consumer.got, &key, &all).await;
+    let copies = assert_at_least_once(&got, &all);
+    eprintln!(
+        "amqp outage: {} lines, {} copies: {copies:?}",
+        all.len(),
+        copies.len()
+    );
+}
+
+#[needs::tools(rabbitmq)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_exchange_of_another_type_is_reported() {
+    use amqprs::channel::ExchangeDeclareArguments;
+    let node = RabbitMq::start(needs::program!(rabbitmq)).await;
+    let connection = RabbitMq::connect(node.port()).await.expect("connect");
+    let channel = connection.open_channel(None).await.expect("a channel");
+    channel
+        .exchange_declare(
+            ExchangeDeclareArguments::new("lt-direct", "direct")
+                .durable(true)
+                .finish(),
+        )
+        .await
+        .expect("declare a direct exchange");
+    let log = LogFile::new();
+    let server = publishing_server(&log, &amqp_url(&node, "lt-direct"), &[]).await;
+    let health = server
+        .wait_health(PROMPT, |h| {
+            publisher(h)["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("PRECONDITION_FAILED"))
+        })
+        .await
+        .unwrap_or_else(|h| panic!("/healthz does not tell why: {h}"));
+    let p = publisher(&health);
+    assert_eq!(p["connected"], false, "{health}");
+    assert!(p["failures"].as_u64() >= Some(1), "{health}");
+    eprintln!("amqp exchange of another type: {}", p["last_error"]);
+}
