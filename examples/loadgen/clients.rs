@@ -35,18 +35,48 @@ pub struct Recorder {
     base_ns: AtomicU64,
     /// Worst latency (ns) of lines sent in each second of the run.
     per_sec_max: Vec<AtomicU64>,
+    /// Per line (index = seq): when its first client got it (ns since t0;
+    /// `u64::MAX`: none yet). Empty unless made [`with_arrivals`](Recorder::with_arrivals).
+    first_rx: Vec<AtomicU64>,
 }
 
 const PER_SEC_SLOTS: usize = 600;
 
 impl Recorder {
     pub fn new(t0: Instant) -> Arc<Recorder> {
+        Recorder::with_arrivals(t0, 0)
+    }
+
+    /// Also keeps, for lines 1..=`lines`, when the fleet's first client got
+    /// each ([`first_arrivals`](Recorder::first_arrivals)): two fleets on two
+    /// paths can then be compared line by line.
+    pub fn with_arrivals(t0: Instant, lines: u64) -> Arc<Recorder> {
+        let slots = if lines == 0 { 0 } else { lines as usize + 1 };
         Arc::new(Recorder {
             t0,
             shards: (0..16).map(|_| Mutex::new(new_hist())).collect(),
             base_ns: AtomicU64::new(u64::MAX),
             per_sec_max: (0..PER_SEC_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            first_rx: (0..slots).map(|_| AtomicU64::new(u64::MAX)).collect(),
         })
+    }
+
+    #[inline]
+    fn note_arrival(&self, seq: u64, now: u64) {
+        if let Some(slot) = self.first_rx.get(seq as usize)
+            && now < slot.load(Relaxed)
+        {
+            slot.fetch_min(now, Relaxed);
+        }
+    }
+
+    /// Per line (index = seq, from 0): when the fleet's first client got it
+    /// (ns since t0), `None` if no client did or arrivals are not kept.
+    pub fn first_arrivals(&self) -> Vec<Option<u64>> {
+        self.first_rx
+            .iter()
+            .map(|a| Some(a.load(Relaxed)).filter(|&v| v != u64::MAX))
+            .collect()
     }
 
     /// Sets the start of the per-second series (the first write).
@@ -328,6 +358,7 @@ impl<'a> Tally<'a> {
             self.last = seq;
             st.last_seq.store(seq, Relaxed);
             st.delivered.fetch_add(1, Relaxed);
+            self.rec.note_arrival(seq, now);
         } else {
             st.dups.fetch_add(1, Relaxed);
         }

@@ -1186,6 +1186,7 @@ pub async fn phase(env: &Env, spec: &FilesSpec) -> Result<Phase, String> {
         files: Some(report),
         viewer: None,
         footprint: None,
+        nats: None,
         server_log,
         server_shutdown: shutdown,
         notes,

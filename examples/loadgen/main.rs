@@ -11,6 +11,7 @@
 //! cargo run --release --example loadgen -- --scenario viewer-5000x60 --viewer-fragment q=ERROR
 //! cargo run --release --example loadgen -- --scenario protocols --json h2bench.json
 //! cargo run --release --example loadgen -- --scenario h1-sse-1000,h2-sse-1000x10
+//! cargo run --release --example loadgen -- --scenario nats --json natsbench.json
 //! ```
 //!
 //! By default it builds (`cargo build --release --bin logtail-ws`) and starts a
@@ -27,13 +28,19 @@
 //! connections (h2c) or 10 HTTP/3 connections (the server then with a
 //! self-signed certificate and `--http3`; see `mux.rs`), with the server's
 //! RSS per client and connection counts; they fail on any line lost,
-//! repeated or out of order. Every loop is bounded in count and time; only
-//! loopback addresses are contacted.
+//! repeated or out of order. `nats-latency-100x1000` and `nats-throughput`
+//! (issue 15; `nats` runs both, not part of `all`: they need nats-server)
+//! start their own `nats-server -js`, a source (`--publish nats://…`) and an
+//! edge (`--from nats://…`), and measure the broker path against the direct
+//! one: added delay, lines/s through one edge, the source's publish rate,
+//! CPU and RSS of all three processes (see `nats.rs`). Every loop is bounded
+//! in count and time; only loopback addresses are contacted.
 
 mod browser;
 mod clients;
 mod files;
 mod mux;
+mod nats;
 mod scenarios;
 mod server;
 mod sse;
@@ -72,6 +79,10 @@ const VIEWER_SCENARIOS: &[&str] = &["viewer-5000x60", "viewer-5000x10"];
 /// three as `protocols`; not part of `all` (a comparison, about 30 s each).
 const PROTOCOL_SCENARIOS: &[&str] = &["h1-sse-1000", "h2-sse-1000x10", "h3-sse-1000x10"];
 
+/// Issue 15, source -> NATS JetStream -> edge: run by name, or both as
+/// `nats`; not part of `all` (they need nats-server).
+const NATS_SCENARIOS: &[&str] = &["nats-latency-100x1000", "nats-throughput"];
+
 /// The protocol phases' writer: lines/s and seconds. 50 lines/s to 1 000
 /// clients, as `latency-1000x50`: about what 1 000 HTTP/1.1 SSE clients
 /// take on the 2-vCPU machine without saturating it (at 100 lines/s server
@@ -109,6 +120,19 @@ const PROTOCOL_SECS: f64 = 20.0;
                   counts per version, CPU over the streaming window (also per delivery) and delivery \
                   p50/p99/p99.9; the phase FAILS unless every client connected and got every line exactly \
                   once, in order.\n\
+                  nats-latency-100x1000 / nats-throughput (issue 15, not part of `all`; `nats` runs both; need \
+                  nats-server, --nats-server PATH): each starts its own `nats-server -js` (free loopback port, \
+                  store in a temp dir, ended by its PID), a source (--file <tmp> --publish nats://... --node n1, \
+                  stream LOGTAIL) and an edge (--from nats://...); --server-arg goes to source and edge. \
+                  nats-latency-100x1000: 100 WebSocket clients (--clients) on the edge AND 100 on the source \
+                  directly, at once, 1 000 lines/s (--rate) for 10 s (--duration): p50/p99/p99.9 of each path \
+                  and edge minus direct (the added delay; also per line, first edge client minus first direct \
+                  client). nats-throughput: a flood of 200 000 lines (--lines, --window-bytes) to 4 clients \
+                  (--clients) on the edge only: lines/s through the edge, the source's publish rate (/healthz \
+                  acked_seq, polled every 100 ms). Both report CPU and RSS of source, edge and nats-server and \
+                  FAIL unless the stream holds exactly the file's lines (warm-up included) numbered 1..=N, the \
+                  edge's /healthz seq and the source's seq and acked_seq are N, the publisher lost nothing and \
+                  every client on both paths got every line exactly once, in order.\n\
                   Overrides (--clients, --rate, ...) apply to every selected scenario."
 )]
 struct Opts {
@@ -206,6 +230,9 @@ struct Opts {
     /// [default: 10; the server allows 128 streams per connection].
     #[arg(long)]
     conns: Option<usize>,
+    /// nats-*: the nats-server binary [default: `nats-server` on PATH, else /usr/sbin/nats-server].
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
 }
 
 enum Plan {
@@ -213,6 +240,7 @@ enum Plan {
     Idle(IdleSpec),
     Files(files::FilesSpec),
     Viewer(viewer::ViewerSpec),
+    Nats(nats::NatsSpec),
 }
 
 fn plans(o: &Opts, name: &str) -> Vec<Plan> {
@@ -315,6 +343,31 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                 height: 800,
             })]
         }
+        "nats-latency-100x1000" => {
+            let n = o.clients.unwrap_or(100);
+            vec![Plan::Nats(nats::NatsSpec {
+                name: name.into(),
+                edge_clients: n,
+                direct_clients: n,
+                line_bytes: lb(100),
+                writer: Writer::Paced {
+                    rate: o.rate.unwrap_or(1000.0),
+                    secs: secs(10.0),
+                },
+                nats_bin: o.nats_server.clone(),
+            })]
+        }
+        "nats-throughput" => vec![Plan::Nats(nats::NatsSpec {
+            name: name.into(),
+            edge_clients: o.clients.unwrap_or(4),
+            direct_clients: 0,
+            line_bytes: lb(100),
+            writer: Writer::Flood {
+                lines: lines(200_000),
+                window_bytes: o.window_bytes,
+            },
+            nats_bin: o.nats_server.clone(),
+        })],
         "stuck-1-of-20" => {
             // 1 MB/s of 1000-byte lines; 19 healthy clients, with and without a stuck one.
             let healthy = o.clients.unwrap_or(20).saturating_sub(1).max(1);
@@ -525,6 +578,9 @@ fn print_phase(p: &Phase) {
     if let Some(f) = &p.footprint {
         print_footprint(&mut s, f);
     }
+    if let Some(n) = &p.nats {
+        print_nats(&mut s, n);
+    }
     if let Some(st) = &p.stuck {
         let _ = writeln!(
             s,
@@ -660,6 +716,163 @@ fn compare_protocols(phases: &[Phase]) -> Vec<String> {
             if exact { "yes" } else { "NO" },
             if p.cpu.saturated { " SAT" } else { "" }
         ));
+    }
+    out
+}
+
+fn print_nats(s: &mut String, n: &nats::NatsReport) {
+    let _ = writeln!(
+        s,
+        "  nats        {} at {} (up in {:.2} s); edge listening {:.2} s after spawn",
+        n.nats_server_version, n.nats_url, n.nats_startup_secs, n.edge_startup_secs
+    );
+    for p in std::iter::once(&n.edge).chain(n.direct.as_ref()) {
+        let (l, d) = (&p.latency, &p.delivery);
+        let _ = writeln!(
+            s,
+            "  {:<11} {}/{} clients on {}: p50 {:.0} us p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} us (n={}); complete {}/{}, lost {} + {} (closed), dups {}; {:.0} lines/s to each",
+            p.path,
+            p.connect.connected,
+            p.connect.requested,
+            p.server_addr,
+            l.p50_us,
+            l.p90_us,
+            l.p99_us,
+            l.p999_us,
+            l.max_us,
+            l.samples,
+            d.clients_complete,
+            d.clients,
+            d.lost_open_clients,
+            d.lost_closed_clients,
+            d.dups_total,
+            d.written as f64 / p.throughput.secs.max(1e-9)
+        );
+    }
+    if let Some(a) = &n.added_delay {
+        let _ = writeln!(
+            s,
+            "  added       edge - direct, by percentile: p50 {:+.0} us p90 {:+.0} p99 {:+.0} p99.9 {:+.0} max {:+.0} mean {:+.0} us",
+            a.p50_us, a.p90_us, a.p99_us, a.p999_us, a.max_us, a.mean_us
+        );
+        let f = &a.first_arrival;
+        let _ = writeln!(
+            s,
+            "  added       per line, first edge client - first direct client: p50 {:.0} us p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0} us (n={}, {} below 0 counted as 0)",
+            f.p50_us, f.p90_us, f.p99_us, f.p999_us, f.max_us, f.samples, a.first_arrival_negative
+        );
+    }
+    let reached = |r: &nats::Reached| match (r.secs, r.lines_per_s) {
+        (Some(t), Some(v)) => format!("{t:.2} s after the first write ({v:.0} lines/s)"),
+        (Some(t), None) => format!("{t:.2} s after the first write"),
+        _ => "not seen by the polls".into(),
+    };
+    let _ = writeln!(
+        s,
+        "  rates       every written line acknowledged by JetStream {}; in the edge {}",
+        reached(&n.all_acked),
+        reached(&n.all_at_edge)
+    );
+    match &n.stream {
+        Some(st) => {
+            let _ = writeln!(
+                s,
+                "  stream      {}: {} messages, seqs {}..={}, {:.1} MB; the file {} lines ({} warm-up); /healthz seq source {} edge {}",
+                st.name,
+                st.messages,
+                st.first_seq,
+                st.last_seq,
+                st.bytes as f64 / 1e6,
+                n.file_lines,
+                n.warm_up_lines,
+                n.source_seq.map_or("?".into(), |v| v.to_string()),
+                n.edge_seq.map_or("?".into(), |v| v.to_string())
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  stream      unknown: {}",
+                n.stream_error.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  publisher   {}",
+        n.publisher.as_ref().map_or("?".into(), |p| p.to_string())
+    );
+    for p in &n.procs {
+        let m = &p.memory;
+        let _ = writeln!(
+            s,
+            "  {:<11} CPU {} cores ({} s), {} threads; RSS start {}, peak {}, end {}",
+            p.role,
+            opt(p.cores, 2),
+            opt(p.cpu_secs, 2),
+            p.threads.map_or("?".into(), |t| t.to_string()),
+            kib(m.rss_start_kib),
+            kib(m.rss_peak_kib),
+            kib(m.rss_end_kib)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  all three   CPU {} cores",
+        opt(n.total_server_cores, 2)
+    );
+}
+
+/// Issue 15: the broker path against the direct one.
+fn compare_nats(phases: &[Phase]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in phases {
+        let Some(n) = &p.nats else { continue };
+        let cores = |role: &str| {
+            opt(
+                n.procs
+                    .iter()
+                    .find(|x| x.role == role)
+                    .and_then(|x| x.cores),
+                2,
+            )
+        };
+        let cpu = format!(
+            "CPU source {} edge {} nats-server {} cores",
+            cores("source"),
+            cores("edge"),
+            cores("nats-server")
+        );
+        let exact = if p.failed.is_empty() {
+            "exact"
+        } else {
+            "FAILED"
+        };
+        match (&n.direct, &n.added_delay) {
+            (Some(d), Some(a)) => out.push(format!(
+                "{}: edge p50/p99/p99.9 {:.0}/{:.0}/{:.0} us, direct {:.0}/{:.0}/{:.0} us, added {:+.0}/{:+.0}/{:+.0} us \
+                 (per line, first arrivals: p50 {:.0} p99 {:.0} us); {cpu}; {exact}",
+                p.name,
+                n.edge.latency.p50_us,
+                n.edge.latency.p99_us,
+                n.edge.latency.p999_us,
+                d.latency.p50_us,
+                d.latency.p99_us,
+                d.latency.p999_us,
+                a.p50_us,
+                a.p99_us,
+                a.p999_us,
+                a.first_arrival.p50_us,
+                a.first_arrival.p99_us
+            )),
+            _ => out.push(format!(
+                "{}: {:.0} lines/s through the edge to each of {} clients; published (acked) at {} lines/s; {cpu}; {exact}",
+                p.name,
+                n.edge.delivery.written as f64 / n.edge.throughput.secs.max(1e-9),
+                n.edge.delivery.clients,
+                opt(n.all_acked.lines_per_s, 0)
+            )),
+        }
     }
     out
 }
@@ -921,7 +1134,7 @@ fn summary(phases: &[Phase], comparisons: &[String]) {
         println!("{c}");
     }
     println!(
-        "(srv c / gen c: CPU cores used by server / load generator; SAT: generator or machine saturated)"
+        "(srv c / gen c: CPU cores used by server (nats-*: source + edge + nats-server; the rest of the row is the edge's clients) / load generator; SAT: generator or machine saturated)"
     );
 }
 
@@ -969,6 +1182,8 @@ async fn run(o: Opts) -> Result<(), String> {
             .flat_map(|n| {
                 if n == "protocols" {
                     PROTOCOL_SCENARIOS.to_vec()
+                } else if n == "nats" {
+                    NATS_SCENARIOS.to_vec()
                 } else {
                     vec![n]
                 }
@@ -979,12 +1194,14 @@ async fn run(o: Opts) -> Result<(), String> {
         if !SCENARIOS.contains(n)
             && !VIEWER_SCENARIOS.contains(n)
             && !PROTOCOL_SCENARIOS.contains(n)
+            && !NATS_SCENARIOS.contains(n)
         {
             return Err(format!(
-                "unknown scenario {n:?}; known: {}, {}, {}, protocols or all",
+                "unknown scenario {n:?}; known: {}, {}, {}, {}, protocols, nats or all",
                 SCENARIOS.join(", "),
                 VIEWER_SCENARIOS.join(", "),
-                PROTOCOL_SCENARIOS.join(", ")
+                PROTOCOL_SCENARIOS.join(", "),
+                NATS_SCENARIOS.join(", ")
             ));
         }
     }
@@ -997,6 +1214,7 @@ async fn run(o: Opts) -> Result<(), String> {
             Plan::Idle(i) => i.clients,
             Plan::Files(f) => f.all_clients + f.one_clients,
             Plan::Viewer(_) => 1,
+            Plan::Nats(n) => n.edge_clients + n.direct_clients,
         })
         .max()
         .unwrap_or(0);
@@ -1080,6 +1298,13 @@ async fn run(o: Opts) -> Result<(), String> {
                     );
                     (v.name.clone(), viewer::phase(&env, v).await)
                 }
+                Plan::Nats(n) => {
+                    eprintln!(
+                        "loadgen: running {} (nats-server + source + edge; {} WebSocket clients on the edge, {} on the source, {:?}) ...",
+                        n.name, n.edge_clients, n.direct_clients, n.writer
+                    );
+                    (n.name.clone(), nats::phase(&env, n).await)
+                }
             };
             match r {
                 Ok(p) => {
@@ -1099,6 +1324,7 @@ async fn run(o: Opts) -> Result<(), String> {
     }
     let mut comparisons: Vec<String> = compare_stuck(&phases).into_iter().collect();
     comparisons.extend(compare_protocols(&phases));
+    comparisons.extend(compare_nats(&phases));
     summary(&phases, &comparisons);
     if let Some(path) = &o.json {
         let doc = serde_json::json!({

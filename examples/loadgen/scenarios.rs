@@ -206,6 +206,9 @@ pub struct Phase {
     /// Issue 14's figures: what the clients cost over their HTTP version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub footprint: Option<Footprint>,
+    /// Issue 15's figures: source -> NATS JetStream -> edge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<crate::nats::NatsReport>,
     pub server_log: LogSummary,
     pub server_shutdown: Option<Shutdown>,
     pub notes: Vec<String>,
@@ -311,7 +314,7 @@ async fn healthz_snapshot(srv: &Server, conns: Option<&Conns>, fp: &mut Footprin
 /// Why a footprint phase failed: any client that did not connect or warm
 /// up, any line lost, repeated, out of order or foreign, any stream the
 /// server ended, any shared connection that did not come up or ended.
-fn footprint_failures(
+pub fn footprint_failures(
     connect: &ConnectReport,
     d: &Delivery,
     conns: Option<&ConnsReport>,
@@ -380,7 +383,7 @@ pub struct IdleReport {
     pub fanout_delivery: Delivery,
 }
 
-fn delivery(fleet: &Fleet, written: u64, not_warm: usize, incomplete: usize) -> Delivery {
+pub fn delivery(fleet: &Fleet, written: u64, not_warm: usize, incomplete: usize) -> Delivery {
     let mut d = Delivery {
         written,
         clients: fleet.clients.len(),
@@ -419,7 +422,7 @@ fn delivery(fleet: &Fleet, written: u64, not_warm: usize, incomplete: usize) -> 
     d
 }
 
-fn throughput(fleet: &Fleet, w: &WriteReport, first_write_ns: u64) -> Throughput {
+pub fn throughput(fleet: &Fleet, w: &WriteReport, first_write_ns: u64) -> Throughput {
     let last_rx = fleet
         .clients
         .iter()
@@ -665,6 +668,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         files: None,
         viewer: None,
         footprint,
+        nats: None,
         failed,
     })
 }
@@ -802,6 +806,7 @@ pub async fn idle(env: &Env, spec: &IdleSpec) -> Result<Phase, String> {
         files: None,
         viewer: None,
         footprint: None,
+        nats: None,
         failed: Vec::new(),
     })
 }

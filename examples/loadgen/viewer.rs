@@ -619,6 +619,7 @@ pub async fn phase(env: &Env, spec: &ViewerSpec) -> Result<Phase, String> {
         files: None,
         viewer: Some(rep),
         footprint: None,
+        nats: None,
         server_log,
         server_shutdown: shutdown,
         notes,
