@@ -36,6 +36,12 @@ struct BrokerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabel {
+    broker: &'static str,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransportLabel {
     transport: &'static str,
 }
@@ -107,6 +113,9 @@ pub struct Metrics {
     published: Family<BrokerLabel, Counter>,
     not_published: Family<BrokerLabel, Counter>,
     publish_failures: Family<BrokerLabel, Counter>,
+    publisher_connected: Family<TargetLabel, Gauge>,
+    publisher_acked_seq: Family<TargetLabel, Gauge>,
+    edge_last_seq: Gauge,
     /// Every transport's clients together, for `/healthz`.
     clients_now: AtomicU64,
 }
@@ -149,6 +158,9 @@ impl Default for Metrics {
             published: Family::default(),
             not_published: Family::default(),
             publish_failures: Family::default(),
+            publisher_connected: Family::default(),
+            publisher_acked_seq: Family::default(),
+            edge_last_seq: Gauge::default(),
             clients_now: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -282,6 +294,21 @@ impl Default for Metrics {
             "Broker connections lost or refused, per broker",
             m.publish_failures.clone(),
         );
+        registry.register(
+            "publisher_connected",
+            "1 while a --publish broker is connected, per broker and target",
+            m.publisher_connected.clone(),
+        );
+        registry.register(
+            "publisher_acked_seq",
+            "The seq of the last line a --publish broker acknowledged (lag: logtail's seq minus this)",
+            m.publisher_acked_seq.clone(),
+        );
+        registry.register(
+            "edge_consumed_seq",
+            "An edge (--from): the stream sequence of the last message its consumer handed on",
+            m.edge_last_seq.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -377,6 +404,24 @@ impl Metrics {
         self.not_published
             .get_or_create(&BrokerLabel { broker })
             .inc_by(n);
+    }
+
+    /// The gauges of one publisher: connected (0/1) and the last seq acknowledged.
+    pub fn publisher_gauges(&self, broker: &'static str, target: &str) -> (Gauge, Gauge) {
+        let label = TargetLabel {
+            broker,
+            target: target.to_string(),
+        };
+        (
+            self.publisher_connected.get_or_create(&label).clone(),
+            self.publisher_acked_seq.get_or_create(&label).clone(),
+        )
+    }
+
+    /// An edge's consumer handed on the message at stream sequence `seq`.
+    pub fn edge_consumed(&self, seq: u64) {
+        self.edge_last_seq
+            .set(i64::try_from(seq).unwrap_or(i64::MAX));
     }
 
     /// A broker connection was lost or refused.

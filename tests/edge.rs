@@ -237,6 +237,25 @@ async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_hold
     .await;
     let e = edge(&nats, &["--history-bytes", "4096"]).await;
     e.wait_seq(3000, THROUGH).await;
+    // The publisher's and the edge's state in /metrics too.
+    let metrics = |server: &Server| {
+        let addr = server.addr();
+        async move { crate::harness::http_get(addr, "/metrics", &[]).await.text() }
+    };
+    let m = metrics(&src).await;
+    let target = format!("nats://127.0.0.1:{} stream LOGTAIL", nats.port);
+    for want in [
+        format!("logtail_publisher_connected{{broker=\"nats\",target=\"{target}\"}} 1"),
+        format!("logtail_publisher_acked_seq{{broker=\"nats\",target=\"{target}\"}} 3000"),
+        "logtail_published_lines_total{broker=\"nats\"} 3000".to_string(),
+    ] {
+        assert!(m.contains(&want), "the source's /metrics has {want}:\n{m}");
+    }
+    let m = metrics(&e).await;
+    assert!(
+        m.contains("logtail_edge_consumed_seq 3000"),
+        "the edge's /metrics:\n{m}"
+    );
     // `since=0` means "what the edge holds"; a client that has line 1 asks for the rest.
     let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=1")).await;
     expect_hello(&mut client).await;

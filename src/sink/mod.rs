@@ -133,6 +133,8 @@ pub struct SinkStatus {
     /// Connections lost or refused since start.
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// `/metrics`' copy of `acked`.
+    acked_gauge: std::sync::OnceLock<prometheus_client::metrics::gauge::Gauge>,
 }
 
 /// A snapshot of a [`SinkStatus`].
@@ -171,6 +173,13 @@ impl SinkStatus {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+        }
+    }
+
+    fn set_acked(&self, seq: u64) {
+        self.acked.store(seq, Ordering::Relaxed);
+        if let Some(g) = self.acked_gauge.get() {
+            g.set(i64::try_from(seq).unwrap_or(i64::MAX));
         }
     }
 
@@ -217,6 +226,8 @@ pub async fn run(
         already: HashMap::new(),
         node,
     };
+    let (connected_gauge, acked_gauge) = hub.metrics.publisher_gauges(status.kind, &status.target);
+    let _ = status.acked_gauge.set(acked_gauge);
     let mut backoff = BACKOFF_MIN;
     loop {
         let connected = tokio::select! {
@@ -227,6 +238,7 @@ pub async fn run(
             Ok(mut link) => {
                 tracing::info!(target = %status.target, "publishing to {} from seq {}", status.target, progress.acked + 1);
                 status.connected.store(true, Ordering::Relaxed);
+                connected_gauge.set(1);
                 backoff = BACKOFF_MIN;
                 session(&hub, link.as_mut(), &mut progress, &status, &cancel).await
             }
@@ -238,6 +250,7 @@ pub async fn run(
                 let first = status.connected.load(Ordering::Relaxed)
                     || status.failures.load(Ordering::Relaxed) == 0;
                 status.set_error(&err);
+                connected_gauge.set(0);
                 hub.metrics.publish_failed(status.kind);
                 if first {
                     tracing::warn!(target = %status.target, "publishing to {}: {err}; retrying, and catching up from seq {} when it is back", status.target, progress.acked + 1);
@@ -337,7 +350,7 @@ async fn session(
                 }
                 if let Some((seq, _, sent)) = inflight.pop_front() {
                     progress.acked = seq;
-                    status.acked.store(seq, Ordering::Relaxed);
+                    status.set_acked(seq);
                     if sent {
                         status.published.fetch_add(1, Ordering::Relaxed);
                         hub.metrics.lines_published(status.kind, 1);
@@ -358,7 +371,7 @@ async fn session(
                     tracing::warn!(target = %status.target, "lines {}..={} can no longer be read (evicted from the history, gone from disk): not published to {}", gap.from, gap.to, status.target);
                     if inflight.is_empty() {
                         progress.acked = progress.acked.max(gap.to);
-                        status.acked.store(progress.acked, Ordering::Relaxed);
+                        status.set_acked(progress.acked);
                     } else {
                         let to = gap.to;
                         inflight.push_back((to, Box::pin(async { Ok(()) }), false));

@@ -131,6 +131,11 @@ impl Publisher {
         self.hub.publish_notice(file, kind);
     }
 
+    /// An edge's consumer handed on the stream's message `seq` (for `/metrics`).
+    pub fn edge_consumed(&self, seq: u64) {
+        self.hub.metrics.edge_consumed(seq);
+    }
+
     /// The status handle: the source adds, updates and removes its inputs there.
     pub fn status(&self) -> &Status {
         &self.status

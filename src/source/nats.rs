@@ -419,6 +419,7 @@ async fn live(
                     if let Some(last) = batch.last() {
                         from = last.seq + 1;
                         status.last_seq.store(last.seq, Relaxed);
+                        files.publisher.edge_consumed(last.seq);
                         files.publisher.publish_lines(batch);
                     }
                     if let Some(err) = failed {
