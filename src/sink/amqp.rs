@@ -25,10 +25,9 @@
 //! virtual host (the path, percent-decoded: `%2F` for `/`) to `/`. Plain TCP
 //! (amqprs without TLS).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use amqprs::callbacks::{ChannelCallback, ConnectionCallback};
@@ -37,10 +36,9 @@ use amqprs::channel::{
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{BasicProperties, Cancel, Close, CloseChannel, Nack, Return};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
+use super::acks::Acks;
 use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Target};
 use crate::config::PublishFormat;
 
@@ -187,7 +185,7 @@ impl AmqpTarget {
     }
 
     /// Connects, declares the exchange and enables confirms.
-    async fn open(&self) -> Result<(Connection, Channel, Arc<Mutex<Confirms>>), LinkError> {
+    async fn open(&self) -> Result<(Connection, Channel, Arc<Acks>), LinkError> {
         // amqprs connects to `HOST:PORT`: an IPv6 address goes in brackets.
         let host = if self.url.host.contains(':') {
             format!("[{}]", self.url.host)
@@ -201,19 +199,19 @@ impl AmqpTarget {
                 .connection_name(&format!("logtail-ws {}", self.node))
                 .finish();
         let connection = timed("cannot connect", Connection::open(&args)).await?;
-        let confirms = Arc::new(Mutex::new(Confirms::default()));
+        let confirms = Arc::new(Acks::default());
         match self.set_up(&connection, &confirms).await {
             Ok(channel) => Ok((connection, channel, confirms)),
             // The broker's own words when it closed the channel over it (an
             // exchange of another type, say).
-            Err(err) => Err(lock(&confirms).failed.clone().unwrap_or(err)),
+            Err(err) => Err(confirms.failure().unwrap_or(err)),
         }
     }
 
     async fn set_up(
         &self,
         connection: &Connection,
-        confirms: &Arc<Mutex<Confirms>>,
+        confirms: &Arc<Acks>,
     ) -> Result<Channel, LinkError> {
         let callbacks = Callbacks(Arc::clone(confirms));
         timed("connection", connection.register_callback(callbacks)).await?;
@@ -227,7 +225,7 @@ impl AmqpTarget {
         timed(&what, channel.exchange_declare(declare)).await?;
         let select = channel.confirm_select(ConfirmSelectArguments::new(false));
         timed("enabling publisher confirms", select).await?;
-        match lock(confirms).failed.clone() {
+        match confirms.failure() {
             Some(err) => Err(err),
             None => Ok(channel),
         }
@@ -277,10 +275,10 @@ impl Target for AmqpTarget {
                 Arc::clone(&confirms),
             ));
             Ok(Box::new(AmqpLink {
+                _watch: AbortOnDropHandle::new(watch),
                 channel,
                 connection,
                 confirms,
-                watch,
                 exchange: self.exchange.clone(),
                 node: self.node.clone(),
                 format: self.format,
@@ -289,57 +287,9 @@ impl Target for AmqpTarget {
     }
 }
 
-type AckSender = oneshot::Sender<Result<(), LinkError>>;
-
-/// The confirms to come on the link's channel.
-#[derive(Default)]
-struct Confirms {
-    /// The delivery tag of the last message published.
-    last_tag: u64,
-    /// Published and not yet confirmed: (delivery tag, acknowledgement), in
-    /// tag order.
-    pending: VecDeque<(u64, AckSender)>,
-    /// Why the link failed, once it has.
-    failed: Option<LinkError>,
-    /// Cancelled once it has.
-    dead: CancellationToken,
-}
-
-impl Confirms {
-    /// A `basic.ack` for `tag` (and every tag before it if `multiple`).
-    fn ack(&mut self, tag: u64, multiple: bool) {
-        if multiple {
-            while self.pending.front().is_some_and(|(t, _)| *t <= tag) {
-                if let Some((_, tx)) = self.pending.pop_front() {
-                    let _ = tx.send(Ok(()));
-                }
-            }
-        } else if let Some(i) = self.pending.iter().position(|(t, _)| *t == tag)
-            && let Some((_, tx)) = self.pending.remove(i)
-        {
-            let _ = tx.send(Ok(()));
-        }
-    }
-
-    /// The link is dead: every acknowledgement to come fails with `err`.
-    fn fail(&mut self, err: LinkError) {
-        for (_, tx) in self.pending.drain(..) {
-            let _ = tx.send(Err(err.clone()));
-        }
-        if self.failed.is_none() {
-            self.failed = Some(err);
-        }
-        self.dead.cancel();
-    }
-}
-
-fn lock(confirms: &Mutex<Confirms>) -> std::sync::MutexGuard<'_, Confirms> {
-    confirms.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Fails the link's acknowledgements when its connection or channel closes
 /// (the socket failed, heartbeats were missed, the broker closed it).
-async fn watch(connection: Connection, channel: Channel, confirms: Arc<Mutex<Confirms>>) {
+async fn watch(connection: Connection, channel: Channel, confirms: Arc<Acks>) {
     loop {
         // `listen_network_io_failure` hears only a failure after it is
         // called: `is_open` catches one before.
@@ -351,17 +301,18 @@ async fn watch(connection: Connection, channel: Channel, confirms: Arc<Mutex<Con
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-    lock(&confirms).fail(LinkError::new("connection lost"));
+    confirms.fail(LinkError::new("connection lost"));
 }
 
-/// The connection's and the channel's callbacks: confirms, and the broker
-/// closing either.
-struct Callbacks(Arc<Mutex<Confirms>>);
+/// The connection's and the channel's callbacks: confirms (delivery tags
+/// count the channel's publishes from 1, as [`Acks`] numbers them), and the
+/// broker closing either.
+struct Callbacks(Arc<Acks>);
 
 #[async_trait::async_trait]
 impl ConnectionCallback for Callbacks {
     async fn close(&mut self, _: &Connection, close: Close) -> Result<(), amqprs::error::Error> {
-        lock(&self.0).fail(LinkError::new(format!(
+        self.0.fail(LinkError::new(format!(
             "the broker closed the connection: {} {}",
             close.reply_code(),
             close.reply_text()
@@ -387,7 +338,7 @@ impl ChannelCallback for Callbacks {
         _: &Channel,
         close: CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
-        lock(&self.0).fail(LinkError::new(format!(
+        self.0.fail(LinkError::new(format!(
             "the broker closed the channel: {} {}",
             close.reply_code(),
             close.reply_text()
@@ -404,11 +355,11 @@ impl ChannelCallback for Callbacks {
     }
 
     async fn publish_ack(&mut self, _: &Channel, ack: amqprs::Ack) {
-        lock(&self.0).ack(ack.delivery_tag(), ack.mutiple());
+        self.0.ack(ack.delivery_tag(), ack.mutiple());
     }
 
     async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
-        lock(&self.0).fail(LinkError::new(format!(
+        self.0.fail(LinkError::new(format!(
             "the broker refused message {}{}",
             nack.delivery_tag(),
             if nack.multiple() {
@@ -423,21 +374,16 @@ impl ChannelCallback for Callbacks {
 }
 
 struct AmqpLink {
+    /// [`watch`]: aborted when the link is dropped (first).
+    _watch: AbortOnDropHandle<()>,
     channel: Channel,
     /// Held open for the channel (closed when the link is dropped).
     #[allow(dead_code)]
     connection: Connection,
-    confirms: Arc<Mutex<Confirms>>,
-    watch: JoinHandle<()>,
+    confirms: Arc<Acks>,
     exchange: String,
     node: String,
     format: PublishFormat,
-}
-
-impl Drop for AmqpLink {
-    fn drop(&mut self) {
-        self.watch.abort();
-    }
 }
 
 impl Link for AmqpLink {
@@ -465,35 +411,18 @@ impl Link for AmqpLink {
             }
             let args =
                 BasicPublishArguments::new(&self.exchange, &routing_key(&self.node, out.file));
-            let (tx, rx) = oneshot::channel();
-            {
-                let mut confirms = lock(&self.confirms);
-                if let Some(err) = &confirms.failed {
-                    return Err(err.clone());
-                }
-                confirms.last_tag += 1;
-                let tag = confirms.last_tag;
-                confirms.pending.push_back((tag, tx));
-            }
+            // The next delivery tag.
+            let ack = self.confirms.expect()?;
             self.channel
                 .basic_publish(properties.finish(), payload, args)
                 .await
                 .map_err(|err| LinkError::new(format!("publish: {err}")))?;
-            Ok(Box::pin(async move {
-                rx.await
-                    .unwrap_or_else(|_| Err(LinkError::new("the connection was closed")))
-            }) as Ack)
+            Ok(ack)
         })
     }
 
     fn failed(&self) -> Pin<Box<dyn Future<Output = LinkError> + Send + '_>> {
-        let confirms = Arc::clone(&self.confirms);
-        let dead = lock(&confirms).dead.clone();
-        Box::pin(async move {
-            dead.cancelled().await;
-            let failed = lock(&confirms).failed.clone();
-            failed.unwrap_or_else(|| LinkError::new("connection lost"))
-        })
+        Box::pin(self.confirms.failed())
     }
 }
 

@@ -24,7 +24,9 @@
 //! - [`nats`]: JetStream, the stream edges serve from (`--from`).
 //! - [`mqtt`]: MQTT 3.1.1 at QoS 1, topic `PREFIX/NODE/FILE`, acked by PUBACK.
 //! - [`amqp`]: an AMQP 0-9-1 topic exchange (RabbitMQ), key `NODE.FILE`, publisher confirms.
+//! - [`acks`]: the acknowledgements still to come on an MQTT or AMQP link.
 
+mod acks;
 pub mod amqp;
 pub mod mqtt;
 pub mod nats;

@@ -29,18 +29,16 @@
 //! with it and the task ends: the link is dead, [`super::run`] connects a new
 //! one and sends again after the last acknowledged line.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing as MqttOutgoing, Packet, QoS};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
+use super::acks::{AckSender, Acks};
 use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Target, WINDOW};
 use crate::config::PublishFormat;
 
@@ -172,14 +170,12 @@ impl Target for MqttTarget {
                     )));
                 }
             }
-            let acks = Arc::new(Mutex::new(Acks::default()));
-            let dead = CancellationToken::new();
-            let task = tokio::spawn(drive(events, Arc::clone(&acks), dead.clone()));
+            let acks = Arc::new(Acks::default());
+            let task = AbortOnDropHandle::new(tokio::spawn(drive(events, Arc::clone(&acks))));
             Ok(Box::new(MqttLink {
+                _task: task,
                 client,
                 acks,
-                dead,
-                task,
                 prefix: self.prefix.clone(),
                 node: self.node.clone(),
                 format: self.format,
@@ -188,27 +184,16 @@ impl Target for MqttTarget {
     }
 }
 
-type AckSender = oneshot::Sender<Result<(), LinkError>>;
-
-/// The acknowledgements to come, shared by the link and its event loop task.
-#[derive(Default)]
-struct Acks {
-    /// Sent, in the client's queue: no packet id yet (oldest first).
-    queued: VecDeque<AckSender>,
-    /// Why the link failed, once it has.
-    failed: Option<LinkError>,
-}
-
 /// Polls the event loop until it fails: packet ids to acknowledgements,
 /// PUBACKs to their message's acknowledgement.
-async fn drive(mut events: EventLoop, acks: Arc<Mutex<Acks>>, dead: CancellationToken) {
+async fn drive(mut events: EventLoop, acks: Arc<Acks>) {
     // Indexed by packet id (1..=inflight).
     let mut by_pkid: Vec<Option<AckSender>> = Vec::new();
     by_pkid.resize_with(WINDOW + 1, || None);
     let failed = loop {
         match events.poll().await {
             Ok(Event::Outgoing(MqttOutgoing::Publish(pkid))) => {
-                let next = lock(&acks).queued.pop_front();
+                let next = acks.take_oldest();
                 let Some(slot) = by_pkid.get_mut(usize::from(pkid)) else {
                     break LinkError::new(format!("packet id {pkid} beyond the window"));
                 };
@@ -232,40 +217,24 @@ async fn drive(mut events: EventLoop, acks: Arc<Mutex<Acks>>, dead: Cancellation
             Err(err) => break LinkError::new(format!("connection lost: {err}")),
         }
     };
-    let mut acks = lock(&acks);
     for tx in by_pkid.iter_mut().filter_map(Option::take) {
         let _ = tx.send(Err(failed.clone()));
     }
-    for tx in acks.queued.drain(..) {
-        let _ = tx.send(Err(failed.clone()));
-    }
-    acks.failed = Some(failed);
-    dead.cancel();
+    // Those still without a packet id, and the link.
+    acks.fail(failed);
     // The event loop (and with it the connection) is dropped here: rumqttc
     // would otherwise reconnect by itself, with a clean session.
 }
 
-fn lock(acks: &Mutex<Acks>) -> std::sync::MutexGuard<'_, Acks> {
-    acks.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 struct MqttLink {
+    /// The event loop's: aborted when the link is dropped (first), as its
+    /// queue never closes by itself (it keeps a sender of its own).
+    _task: AbortOnDropHandle<()>,
     client: AsyncClient,
-    acks: Arc<Mutex<Acks>>,
-    /// Cancelled once the event loop failed.
-    dead: CancellationToken,
-    task: JoinHandle<()>,
+    acks: Arc<Acks>,
     prefix: String,
     node: String,
     format: PublishFormat,
-}
-
-impl Drop for MqttLink {
-    fn drop(&mut self) {
-        // The task holds the event loop, whose queue never closes by itself
-        // (it keeps a sender of its own).
-        self.task.abort();
-    }
 }
 
 impl Link for MqttLink {
@@ -281,15 +250,8 @@ impl Link for MqttLink {
                     line.text.as_str(),
                 )),
             };
-            let (tx, rx) = oneshot::channel();
-            {
-                let mut acks = lock(&self.acks);
-                if let Some(err) = &acks.failed {
-                    return Err(err.clone());
-                }
-                // Queued before the message, so in the same order.
-                acks.queued.push_back(tx);
-            }
+            // Expected before the message is queued, so in the same order.
+            let ack = self.acks.expect()?;
             self.client
                 .publish_bytes(
                     topic(&self.prefix, &self.node, out.file),
@@ -299,20 +261,12 @@ impl Link for MqttLink {
                 )
                 .await
                 .map_err(|err| LinkError::new(format!("publish: {err}")))?;
-            Ok(Box::pin(async move {
-                rx.await
-                    .unwrap_or_else(|_| Err(LinkError::new("the connection was closed")))
-            }) as Ack)
+            Ok(ack)
         })
     }
 
     fn failed(&self) -> Pin<Box<dyn Future<Output = LinkError> + Send + '_>> {
-        let (dead, acks) = (self.dead.clone(), Arc::clone(&self.acks));
-        Box::pin(async move {
-            dead.cancelled().await;
-            let failed = lock(&acks).failed.clone();
-            failed.unwrap_or_else(|| LinkError::new("connection lost"))
-        })
+        Box::pin(self.acks.failed())
     }
 }
 
