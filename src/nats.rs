@@ -11,12 +11,25 @@ pub const SUBJECTS: &str = "logtail.>";
 /// digits, `_` and `-` become `%XX`, so it never holds `.`, `*`, `>` or
 /// white space, and [`token_text`] gives the text back.
 pub fn subject_token(text: &str) -> String {
+    percent_word(text, |c| {
+        !(c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    })
+}
+
+/// `text` as one word of a name (a NATS subject token, an MQTT topic level,
+/// an AMQP routing-key word): every character `escape` picks becomes `%XX`
+/// per UTF-8 byte, `%` itself should be one of them, and the empty text is
+/// `%`. [`token_text`] gives the text back.
+pub fn percent_word(text: &str, escape: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(char::from(b));
+    for c in text.chars() {
+        if escape(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push(c);
         }
     }
     if out.is_empty() {
@@ -91,6 +104,7 @@ mod tests {
             subject("web-1.example.com", "app.log"),
             "logtail.web-1%2Eexample%2Ecom.app%2Elog"
         );
+        assert_eq!(subject_token("é/x_-"), "%C3%A9%2Fx_-");
         assert_eq!(token_text("%zz"), None);
     }
 }

@@ -55,18 +55,7 @@ const SHORT_STR: usize = 255;
 /// so a name is one word that no binding's wildcard can split; the empty name
 /// is `%`. Decoded as a NATS token is ([`crate::nats::token_text`]).
 pub fn key_word(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '.' | '*' | '#') {
-            out.push_str(&format!("%{:02X}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    if out.is_empty() {
-        out.push('%');
-    }
-    out
+    crate::nats::percent_word(text, |c| matches!(c, '%' | '.' | '*' | '#'))
 }
 
 /// The routing key of `file`'s lines from `node`: `<node>.<file>` in

@@ -56,21 +56,9 @@ const MQTT_MAX_PACKET: usize = 268_435_455;
 /// `%XX` per UTF-8 byte; everything else, `.` and non-ASCII letters included,
 /// stays as it is. The empty name is `%`. [`level_text`] gives the text back.
 pub fn topic_level(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '/' | '+' | '#') || c.is_control() {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    if out.is_empty() {
-        out.push('%');
-    }
-    out
+    crate::nats::percent_word(text, |c| {
+        matches!(c, '%' | '/' | '+' | '#') || c.is_control()
+    })
 }
 
 /// The text a [`topic_level`] was made from (`None` if it was not one).
