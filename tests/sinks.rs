@@ -143,25 +143,25 @@ async fn wait_all_under(got: &Deliveries, topic: &str, expected: &[String]) -> V
     })
 }
 
-#[needs::tools(mosquitto)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtt_subscriber_gets_every_line_in_order_as_text_and_json() {
-    let broker = Mosquitto::start(needs::program!(mosquitto));
-    let port = broker.port();
-    let sub = MqttSubscriber::start(port, "logs/#").await;
+/// Two servers, one publishing as text to `text_url`, one as JSON frames to
+/// `json_url`, each following a file of its own.
+struct TextAndJson {
+    /// The 300 lines appended to each file.
+    written: Vec<String>,
+    /// The text server's `/healthz` once the broker acknowledged them all.
+    health: Value,
+    /// Kept for the rest of the test (the servers dropped before their files).
+    _servers: [Server; 2],
+    _logs: [LogFile; 2],
+}
+
+/// Starts [`TextAndJson`]'s servers, waits until both are connected, appends
+/// the same 300 lines to both files and waits until the broker acknowledged
+/// every one of them on both.
+async fn publish_text_and_json(text_url: &str, json_url: &str) -> TextAndJson {
     let (text_log, json_log) = (LogFile::new(), LogFile::new());
-    let text = publishing_server(
-        &text_log,
-        &format!("mqtt://127.0.0.1:{port}/logs/text"),
-        &[],
-    )
-    .await;
-    let json = publishing_server(
-        &json_log,
-        &format!("mqtt://127.0.0.1:{port}/logs/json"),
-        &["--publish-format", "json"],
-    )
-    .await;
+    let text = publishing_server(&text_log, text_url, &[]).await;
+    let json = publishing_server(&json_log, json_url, &["--publish-format", "json"]).await;
     wait_connected(&text).await;
     wait_connected(&json).await;
 
@@ -170,28 +170,130 @@ async fn mqtt_subscriber_gets_every_line_in_order_as_text_and_json() {
     append_in_batches(&json_log, &written);
     let health = wait_acked(&text, 300, PROMPT).await;
     wait_acked(&json, 300, PROMPT).await;
+    TextAndJson {
+        written,
+        health,
+        _servers: [text, json],
+        _logs: [text_log, json_log],
+    }
+}
+
+/// `health`'s publisher is a `broker` one that published the 300 lines, lost
+/// none and never failed.
+fn assert_published_300(health: &Value, broker: &str) {
+    let p = publisher(health);
+    assert_eq!(p["broker"], broker, "{health}");
+    assert_eq!(p["published"], 300, "{health}");
+    assert_eq!(p["lost"], 0, "{health}");
+    assert_eq!(p["failures"], 0, "{health}");
+}
+
+/// A broker a test stops and starts again on the same port.
+trait Restartable {
+    fn stop(&mut self);
+    async fn restart(&mut self);
+}
+
+impl Restartable for Mosquitto {
+    fn stop(&mut self) {
+        Mosquitto::stop(self);
+    }
+
+    async fn restart(&mut self) {
+        Mosquitto::restart(self);
+    }
+}
+
+impl Restartable for RabbitMq {
+    fn stop(&mut self) {
+        RabbitMq::stop(self);
+    }
+
+    async fn restart(&mut self) {
+        RabbitMq::restart(self).await;
+    }
+}
+
+/// `server` follows `log` and publishes to `broker`, whose deliveries under
+/// `topic` land in `got`. Once the first 20 lines are acknowledged and
+/// delivered, the broker is stopped: `/healthz` shows the publisher
+/// disconnected, 200 more lines are appended and read, and the publisher's
+/// acknowledged seq stays at 20, with a failure and its error shown. Started
+/// again, the broker gets every line (`/healthz`: all acknowledged, none lost)
+/// and delivers each under `topic`, in order of first appearance; the copies
+/// are logged as `{what} outage: …`.
+async fn outage_loses_no_line(
+    what: &str,
+    broker: &mut impl Restartable,
+    got: &Deliveries,
+    server: &Server,
+    log: &LogFile,
+    topic: &str,
+) {
+    wait_connected(server).await;
+
+    let before = lines(1, 20);
+    log.append_lines(&before);
+    wait_acked(server, 20, PROMPT).await;
+    wait_deliveries(got, 20, PROMPT).await;
+
+    broker.stop();
+    server
+        .wait_health(PROMPT, |h| publisher(h)["connected"] == false)
+        .await
+        .unwrap_or_else(|h| panic!("/healthz still shows the publisher connected: {h}"));
+    let during = lines(21, 220);
+    append_in_batches(log, &during);
+    let health = server.wait_seq(220, PROMPT).await;
+    let p = publisher(&health);
+    assert_eq!(p["connected"], false, "{health}");
+    assert_eq!(p["acked_seq"], 20, "{health}");
+    assert!(p["failures"].as_u64() >= Some(1), "{health}");
+    assert!(p["last_error"].is_string(), "{health}");
+
+    broker.restart().await;
+    let health = wait_acked(server, 220, CATCH_UP).await;
+    assert_eq!(publisher(&health)["lost"], 0, "{health}");
+    let all: Vec<String> = before.iter().chain(&during).cloned().collect();
+    let got = wait_all_under(got, topic, &all).await;
+    let copies = assert_at_least_once(&got, &all);
+    eprintln!(
+        "{what} outage: {} lines, {} copies: {copies:?}",
+        all.len(),
+        copies.len()
+    );
+}
+
+#[needs::tools(mosquitto)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_subscriber_gets_every_line_in_order_as_text_and_json() {
+    let broker = Mosquitto::start(needs::program!(mosquitto));
+    let port = broker.port();
+    let sub = MqttSubscriber::start(port, "logs/#").await;
+    let run = publish_text_and_json(
+        &format!("mqtt://127.0.0.1:{port}/logs/text"),
+        &format!("mqtt://127.0.0.1:{port}/logs/json"),
+    )
+    .await;
+    let (written, health) = (&run.written, &run.health);
     let got = wait_deliveries(&sub.got, 600, PROMPT).await;
 
     let text_topic = format!("logs/text/{NODE_LEVEL}/app.log");
     let json_topic = format!("logs/json/{NODE_LEVEL}/app.log");
     assert_eq!(
-        under(&got, &text_topic),
+        &under(&got, &text_topic),
         written,
         "text payloads under {text_topic}"
     );
-    assert_json_frames(&under(&got, &json_topic), &written);
+    assert_json_frames(&under(&got, &json_topic), written);
     assert_eq!(got.len(), 600, "nothing else was delivered");
 
-    let p = publisher(&health);
-    assert_eq!(p["broker"], "mqtt", "{health}");
+    assert_published_300(health, "mqtt");
     assert_eq!(
-        p["target"],
+        publisher(health)["target"],
         format!("mqtt://127.0.0.1:{port}/logs/text"),
         "{health}"
     );
-    assert_eq!(p["published"], 300, "{health}");
-    assert_eq!(p["lost"], 0, "{health}");
-    assert_eq!(p["failures"], 0, "{health}");
 }
 
 #[needs::tools(mosquitto)]
@@ -203,38 +305,7 @@ async fn mqtt_outage_loses_no_line() {
     let log = LogFile::new();
     let server = publishing_server(&log, &format!("mqtt://127.0.0.1:{port}/logs"), &[]).await;
     let topic = format!("logs/{NODE_LEVEL}/app.log");
-    wait_connected(&server).await;
-
-    let before = lines(1, 20);
-    log.append_lines(&before);
-    wait_acked(&server, 20, PROMPT).await;
-    wait_deliveries(&sub.got, 20, PROMPT).await;
-
-    broker.stop();
-    server
-        .wait_health(PROMPT, |h| publisher(h)["connected"] == false)
-        .await
-        .unwrap_or_else(|h| panic!("/healthz still shows the publisher connected: {h}"));
-    let during = lines(21, 220);
-    append_in_batches(&log, &during);
-    let health = server.wait_seq(220, PROMPT).await;
-    let p = publisher(&health);
-    assert_eq!(p["connected"], false, "{health}");
-    assert_eq!(p["acked_seq"], 20, "{health}");
-    assert!(p["failures"].as_u64() >= Some(1), "{health}");
-    assert!(p["last_error"].is_string(), "{health}");
-
-    broker.restart();
-    let health = wait_acked(&server, 220, CATCH_UP).await;
-    assert_eq!(publisher(&health)["lost"], 0, "{health}");
-    let all: Vec<String> = before.iter().chain(&during).cloned().collect();
-    let got = wait_all_under(&sub.got, &topic, &all).await;
-    let copies = assert_at_least_once(&got, &all);
-    eprintln!(
-        "mqtt outage: {} lines, {} copies: {copies:?}",
-        all.len(),
-        copies.len()
-    );
+    outage_loses_no_line("mqtt", &mut broker, &sub.got, &server, &log, &topic).await;
 }
 
 /// The exchange, queue and binding a test consumes from.
@@ -249,40 +320,22 @@ async fn amqp_consumer_gets_every_line_in_order_as_text_and_json() {
     let port = node.port();
     let text_q = AmqpConsumer::start(port, "lt-text", "text-lines", "#").await;
     let json_q = AmqpConsumer::start(port, "lt-json", "json-lines", "#").await;
-    let (text_log, json_log) = (LogFile::new(), LogFile::new());
-    let text = publishing_server(&text_log, &amqp_url(&node, "lt-text"), &[]).await;
-    let json = publishing_server(
-        &json_log,
-        &amqp_url(&node, "lt-json"),
-        &["--publish-format", "json"],
-    )
-    .await;
-    wait_connected(&text).await;
-    wait_connected(&json).await;
-
-    let written = lines(1, 300);
-    append_in_batches(&text_log, &written);
-    append_in_batches(&json_log, &written);
-    let health = wait_acked(&text, 300, PROMPT).await;
-    wait_acked(&json, 300, PROMPT).await;
+    let run = publish_text_and_json(&amqp_url(&node, "lt-text"), &amqp_url(&node, "lt-json")).await;
+    let (written, health) = (&run.written, &run.health);
     let key = format!("{NODE_WORD}.app%2Elog");
     let got = wait_deliveries(&text_q.got, 300, PROMPT).await;
-    assert_eq!(under(&got, &key), written, "text payloads with key {key}");
+    assert_eq!(&under(&got, &key), written, "text payloads with key {key}");
     assert_eq!(got.len(), 300, "nothing else was delivered: {got:?}");
     let got = wait_deliveries(&json_q.got, 300, PROMPT).await;
-    assert_json_frames(&under(&got, &key), &written);
+    assert_json_frames(&under(&got, &key), written);
     assert_eq!(got.len(), 300, "nothing else was delivered");
 
-    let p = publisher(&health);
-    assert_eq!(p["broker"], "amqp", "{health}");
+    assert_published_300(health, "amqp");
     assert_eq!(
-        p["target"],
+        publisher(health)["target"],
         format!("amqp://guest@127.0.0.1:{port}/%2F exchange lt-text"),
         "no password shown: {health}"
     );
-    assert_eq!(p["published"], 300, "{health}");
-    assert_eq!(p["lost"], 0, "{health}");
-    assert_eq!(p["failures"], 0, "{health}");
 }
 
 #[needs::tools(rabbitmq)]
@@ -294,37 +347,7 @@ async fn amqp_outage_loses_no_line() {
     let log = LogFile::new();
     let server = publishing_server(&log, &amqp_url(&node, "lt-outage"), &[]).await;
     let key = format!("{NODE_WORD}.app%2Elog");
-    wait_connected(&server).await;
-
-    let before = lines(1, 20);
-    log.append_lines(&before);
-    wait_acked(&server, 20, PROMPT).await;
-    wait_deliveries(&consumer.got, 20, PROMPT).await;
-
-    node.stop();
-    server
-        .wait_health(PROMPT, |h| publisher(h)["connected"] == false)
-        .await
-        .unwrap_or_else(|h| panic!("/healthz still shows the publisher connected: {h}"));
-    let during = lines(21, 220);
-    append_in_batches(&log, &during);
-    let health = server.wait_seq(220, PROMPT).await;
-    let p = publisher(&health);
-    assert_eq!(p["connected"], false, "{health}");
-    assert_eq!(p["acked_seq"], 20, "{health}");
-    assert!(p["failures"].as_u64() >= Some(1), "{health}");
-
-    node.restart().await;
-    let health = wait_acked(&server, 220, CATCH_UP).await;
-    assert_eq!(publisher(&health)["lost"], 0, "{health}");
-    let all: Vec<String> = before.iter().chain(&during).cloned().collect();
-    let got = wait_all_under(&consumer.got, &key, &all).await;
-    let copies = assert_at_least_once(&got, &all);
-    eprintln!(
-        "amqp outage: {} lines, {} copies: {copies:?}",
-        all.len(),
-        copies.len()
-    );
+    outage_loses_no_line("amqp", &mut node, &consumer.got, &server, &log, &key).await;
 }
 
 #[needs::tools(rabbitmq)]
