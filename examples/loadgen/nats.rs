@@ -291,33 +291,13 @@ impl Nats {
 
     /// SIGTERM to its PID, up to 5 s, then SIGKILL.
     fn stop(mut self) -> Option<Shutdown> {
-        let mut child = self.child.take()?;
-        let start = Instant::now();
-        sys::signal(child.id(), sys::SIGTERM);
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Some(Shutdown {
-                    secs: Some(start.elapsed().as_secs_f64()),
-                    status: st.to_string(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        Some(Shutdown {
-            secs: None,
-            status: "did not exit within 5 s of SIGTERM; killed".into(),
-        })
+        self.child.take().map(server::terminate)
     }
 }
 
 impl Drop for Nats {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        server::kill(&mut self.child);
     }
 }
 

@@ -300,33 +300,42 @@ impl Server {
 
     /// SIGTERM, wait up to 5 s, then SIGKILL. `None` when attached.
     pub fn stop(mut self) -> Option<Shutdown> {
-        let mut child = self.child.take()?;
-        let start = Instant::now();
-        sys::signal(child.id(), sys::SIGTERM);
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(st)) = child.try_wait() {
-                return Some(Shutdown {
-                    secs: Some(start.elapsed().as_secs_f64()),
-                    status: st.to_string(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        Some(Shutdown {
-            secs: None,
-            status: "did not exit within 5 s of SIGTERM; killed".into(),
-        })
+        self.child.take().map(terminate)
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
+        kill(&mut self.child);
+    }
+}
+
+/// SIGTERM to `child`'s PID, wait up to 5 s for it to exit, then SIGKILL.
+pub fn terminate(mut child: Child) -> Shutdown {
+    let start = Instant::now();
+    sys::signal(child.id(), sys::SIGTERM);
+    while start.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Shutdown {
+                secs: Some(start.elapsed().as_secs_f64()),
+                status: st.to_string(),
+            };
         }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Shutdown {
+        secs: None,
+        status: "did not exit within 5 s of SIGTERM; killed".into(),
+    }
+}
+
+/// SIGKILL to `child`, if not stopped already, and reaps it (for `Drop`).
+pub fn kill(child: &mut Option<Child>) {
+    if let Some(c) = child.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 
