@@ -50,7 +50,6 @@ use crate::scenarios::{
 };
 use crate::server::{self, LogSummary, Sampler, Samples, Shutdown, Source};
 use crate::sys;
-use crate::writer::{self, WriteReport};
 
 /// The stream the source creates (its `--nats-stream` default).
 const STREAM: &str = "LOGTAIL";
@@ -644,49 +643,8 @@ pub async fn phase(env: &Env, spec: &NatsSpec) -> Result<Phase, String> {
     edge_rec.set_base(first_write_ns);
     direct_rec.set_base(first_write_ns);
     let poller = Poller::start(src.addr, edge.addr, env.t0, first_write_ns);
-    let (file, t0, lb) = (src.file.clone(), env.t0, spec.line_bytes);
-    let w: WriteReport = match spec.writer.clone() {
-        Writer::Paced { rate, secs } => {
-            blocking(move || writer::paced(&file, t0, rate, Duration::from_secs_f64(secs), lb))
-                .await?
-        }
-        Writer::Flood {
-            lines,
-            window_bytes,
-        } => {
-            let stats: Vec<_> = edge_fleet
-                .clients
-                .iter()
-                .chain(&direct_fleet.clients)
-                .cloned()
-                .collect();
-            let min_seq = move || {
-                stats
-                    .iter()
-                    .filter(|c| c.open.load(Relaxed))
-                    .map(|c| c.last_seq.load(Relaxed))
-                    .min()
-            };
-            let window = window_bytes / lb as u64;
-            let chunk = if window_bytes == 0 {
-                1 << 20
-            } else {
-                (1usize << 20).min((window_bytes as usize / 4).max(lb))
-            };
-            blocking(move || {
-                let spec = writer::Flood {
-                    total: lines,
-                    line_bytes: lb,
-                    chunk_bytes: chunk,
-                    window_lines: window,
-                    hard: Duration::from_secs(300),
-                };
-                writer::flood(&file, t0, spec, min_seq)
-            })
-            .await?
-        }
-    }
-    .map_err(|e| format!("writer: {e}"))?;
+    let fleets = [&edge_fleet, &direct_fleet];
+    let w = scenarios::write(&spec.writer, &src.file, env.t0, spec.line_bytes, &fleets).await?;
     let hard = Duration::from_secs(300);
     let incomplete_edge = edge_fleet.drain(w.lines, env.drain_idle, hard).await;
     let incomplete_direct = direct_fleet.drain(w.lines, env.drain_idle, hard).await;

@@ -6,6 +6,7 @@
 //! connected and got every line exactly once, in order.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{
-    self, ClientCfg, ConnectReport, Dial, Fleet, Recorder, StuckReport, Transport,
+    self, ClientCfg, ClientStat, ConnectReport, Dial, Fleet, Recorder, StuckReport, Transport,
 };
 use crate::mux::{Conns, ConnsReport, Proto};
 use crate::server::{LogSummary, Sampler, Samples, Server, Shutdown, Source};
@@ -531,44 +532,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     let mark = CpuMark::now(&srv);
     let first_write_ns = rec.now_ns();
     rec.set_base(first_write_ns);
-    let (file, t0, lb) = (srv.file.clone(), env.t0, spec.line_bytes);
-    let w = match spec.writer.clone() {
-        Writer::Paced { rate, secs } => {
-            tokio::task::spawn_blocking(move || {
-                writer::paced(&file, t0, rate, Duration::from_secs_f64(secs), lb)
-            })
-            .await
-        }
-        Writer::Flood {
-            lines,
-            window_bytes,
-        } => {
-            let stats: Vec<_> = fleet.clients.clone();
-            let min_seq = move || {
-                stats
-                    .iter()
-                    .filter(|c| c.open.load(Relaxed))
-                    .map(|c| c.last_seq.load(Relaxed))
-                    .min()
-            };
-            let window = window_bytes / lb as u64;
-            let chunk = (1usize << 20).min((window_bytes as usize / 4).max(lb));
-            let chunk = if window_bytes == 0 { 1 << 20 } else { chunk };
-            tokio::task::spawn_blocking(move || {
-                let spec = writer::Flood {
-                    total: lines,
-                    line_bytes: lb,
-                    chunk_bytes: chunk,
-                    window_lines: window,
-                    hard: Duration::from_secs(300),
-                };
-                writer::flood(&file, t0, spec, min_seq)
-            })
-            .await
-        }
-    }
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("writer: {e}"))?;
+    let w = write(&spec.writer, &srv.file, env.t0, spec.line_bytes, &[&fleet]).await?;
     let incomplete = fleet
         .drain(w.lines, env.drain_idle, Duration::from_secs(300))
         .await;
@@ -671,6 +635,60 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         nats: None,
         failed,
     })
+}
+
+/// Appends lines of `line_bytes` to `file` as `writer` says, on a blocking
+/// thread: paced, or a flood at most `window_bytes` ahead of the slowest open
+/// client of `fleets` (in chunks of at most 1 MiB).
+pub async fn write(
+    writer: &Writer,
+    file: &Path,
+    t0: Instant,
+    line_bytes: usize,
+    fleets: &[&Fleet],
+) -> Result<WriteReport, String> {
+    let (file, lb) = (file.to_path_buf(), line_bytes);
+    match writer.clone() {
+        Writer::Paced { rate, secs } => {
+            tokio::task::spawn_blocking(move || {
+                writer::paced(&file, t0, rate, Duration::from_secs_f64(secs), lb)
+            })
+            .await
+        }
+        Writer::Flood {
+            lines,
+            window_bytes,
+        } => {
+            let stats: Vec<Arc<ClientStat>> = fleets
+                .iter()
+                .flat_map(|f| f.clients.iter())
+                .cloned()
+                .collect();
+            let min_seq = move || {
+                stats
+                    .iter()
+                    .filter(|c| c.open.load(Relaxed))
+                    .map(|c| c.last_seq.load(Relaxed))
+                    .min()
+            };
+            let window = window_bytes / lb as u64;
+            let chunk = (1usize << 20).min((window_bytes as usize / 4).max(lb));
+            let chunk = if window_bytes == 0 { 1 << 20 } else { chunk };
+            tokio::task::spawn_blocking(move || {
+                let spec = writer::Flood {
+                    total: lines,
+                    line_bytes: lb,
+                    chunk_bytes: chunk,
+                    window_lines: window,
+                    hard: Duration::from_secs(300),
+                };
+                writer::flood(&file, t0, spec, min_seq)
+            })
+            .await
+        }
+    }
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("writer: {e}"))
 }
 
 /// Stops the phase's server (SIGTERM), noting a slow or unclean exit;
