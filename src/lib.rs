@@ -34,6 +34,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod fdlimit;
+pub mod hash;
 pub mod hub;
 pub mod lines;
 pub mod metrics;

@@ -67,9 +67,7 @@ pub fn routing_key(node: &str, file: &str) -> String {
     if key.len() <= SHORT_STR {
         return key;
     }
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = crate::hash::fnv1a(key.bytes());
     let mut cut = SHORT_STR - 17;
     while !key.is_char_boundary(cut) {
         cut -= 1;

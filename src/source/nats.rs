@@ -97,11 +97,7 @@ pub struct Upstream {
 /// The epoch of a stream: FNV-1a of its name and creation time (ns), as 16
 /// hex digits, like a server's own epoch; a recreated stream has another.
 pub fn epoch_of(name: &str, created_nanos: i128) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain([0]).chain(created_nanos.to_le_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = crate::hash::fnv1a(name.bytes().chain([0]).chain(created_nanos.to_le_bytes()));
     format!("{h:016x}")
 }
 
@@ -371,21 +367,7 @@ async fn live(
         if serving.is_cancelled() {
             return;
         }
-        let consumer = upstream
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: upstream.subject.clone(),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: from,
-                },
-                ..Default::default()
-            })
-            .await;
-        let messages = match consumer {
-            Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
-            Err(err) => Err(err.to_string()),
-        };
-        match messages {
+        match ordered_from(&upstream.stream, &upstream.subject, from).await {
             Ok(mut messages) => {
                 tracing::info!("reading {} from seq {from}", upstream.describe());
                 status.consuming.store(true, Relaxed);
@@ -449,6 +431,26 @@ async fn live(
     }
 }
 
+/// The messages of `subject` from stream sequence `from` on, through a new
+/// ordered (ephemeral) consumer: the live feed and each replay step read so.
+async fn ordered_from(
+    stream: &stream::Stream,
+    subject: &str,
+    from: u64,
+) -> Result<pull::Ordered, String> {
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_string(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    consumer.messages().await.map_err(|e| e.to_string())
+}
+
 /// Lines older than the edge's history, read back from the stream.
 struct StreamReplay {
     stream: stream::Stream,
@@ -494,17 +496,7 @@ impl ReplayReader for StreamReader {
                     until: info.state.first_sequence.min(stop),
                 }));
             }
-            let consumer = stream
-                .create_consumer(pull::OrderedConfig {
-                    filter_subject: subject,
-                    deliver_policy: DeliverPolicy::ByStartSequence {
-                        start_sequence: from,
-                    },
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            let mut messages = ordered_from(&stream, &subject, from).await?;
             let mut lines = Vec::new();
             while lines.len() < REPLAY_STEP {
                 let Ok(next) = tokio::time::timeout(REPLAY_IDLE, messages.next()).await else {

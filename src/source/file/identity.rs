@@ -25,16 +25,12 @@ impl FileId {
     /// server (the lines' [`origin`](crate::hub::Line::origin)): FNV-1a over
     /// device and inode. Never 0, which means "none".
     pub fn origin(self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self
-            .dev
-            .to_le_bytes()
-            .into_iter()
-            .chain(self.ino.to_le_bytes())
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        let h = crate::hash::fnv1a(
+            self.dev
+                .to_le_bytes()
+                .into_iter()
+                .chain(self.ino.to_le_bytes()),
+        );
         h.max(1)
     }
 
