@@ -231,6 +231,45 @@ impl Files {
     }
 }
 
+/// The source's own numbering of a message (`Lt-Epoch`, `Lt-Seq`), by subject, to drop
+/// a copy the stream stored twice. JetStream drops a copy sent again with the same
+/// `Nats-Msg-Id`, but not always when the node the source was connected to dies with
+/// acknowledgements in flight: the source sends again, and a new leader may store it
+/// again. Same epoch and a `Lt-Seq` not above the last one of that subject: a copy.
+#[derive(Default)]
+struct Copies(HashMap<String, (String, u64)>);
+
+impl Copies {
+    /// Whether `message` repeats a line already handed on; remembers it if not.
+    fn repeats(&mut self, message: &async_nats::jetstream::Message) -> bool {
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        let (Some(epoch), Some(seq)) = (
+            header("Lt-Epoch"),
+            header("Lt-Seq").and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            return false;
+        };
+        match self.0.get_mut(message.subject.as_str()) {
+            Some((e, last)) if *e == epoch => {
+                if seq <= *last {
+                    return true;
+                }
+                *last = seq;
+            }
+            _ => {
+                self.0.insert(message.subject.to_string(), (epoch, seq));
+            }
+        }
+        false
+    }
+}
+
 fn line_of(files: &Files, message: &async_nats::jetstream::Message) -> Option<Line> {
     let seq = message.info().ok()?.stream_sequence;
     let offset = message
@@ -363,6 +402,7 @@ async fn live(
     serving: CancellationToken,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
+    let mut copies = Copies::default();
     loop {
         if serving.is_cancelled() {
             return;
@@ -383,7 +423,9 @@ async fn live(
                     while let Some(it) = item.take() {
                         match it {
                             Ok(message) => {
-                                if let Some(line) = line_of(&files, &message) {
+                                if copies.repeats(&message) {
+                                    tracing::debug!("dropping a copy the stream stored twice");
+                                } else if let Some(line) = line_of(&files, &message) {
                                     batch.push(line);
                                 }
                             }
@@ -498,11 +540,15 @@ impl ReplayReader for StreamReader {
             }
             let mut messages = ordered_from(&stream, &subject, from).await?;
             let mut lines = Vec::new();
+            let mut copies = Copies::default();
             while lines.len() < REPLAY_STEP {
                 let Ok(next) = tokio::time::timeout(REPLAY_IDLE, messages.next()).await else {
                     break;
                 };
                 let Some(Ok(message)) = next else { break };
+                if copies.repeats(&message) {
+                    continue;
+                }
                 let Some(line) = line_of(&files, &message) else {
                     continue;
                 };
