@@ -66,7 +66,12 @@ async fn expect_hello(client: &mut WsClient) -> (String, u64) {
 
 /// The next line frame: (seq, offset, file, line); an event frame fails the test.
 async fn next_line(client: &mut WsClient) -> (u64, u64, String, String) {
-    let v = next_json(client, THROUGH).await;
+    next_line_within(client, THROUGH).await
+}
+
+/// [`next_line`] with its own deadline.
+async fn next_line_within(client: &mut WsClient, timeout: Duration) -> (u64, u64, String, String) {
+    let v = next_json(client, timeout).await;
     assert!(v.get("event").is_none(), "expected a line, got {v}");
     (
         v["seq"].as_u64().expect("seq"),
@@ -407,7 +412,13 @@ async fn a_three_node_cluster_survives_losing_the_leader_and_an_edges_node() {
     .await;
     let want = expected(1, TOTAL);
     for (name, client) in [("A", &mut ca), ("B", &mut cb)] {
-        let got = read_lines(client, TOTAL as usize).await;
+        // An edge whose node died waits for its consumer to be recreated elsewhere
+        // (missed heartbeats): a longer deadline than a line's usual trip.
+        let mut got = Vec::with_capacity(TOTAL as usize);
+        while got.len() < TOTAL as usize {
+            let (seq, _, _, line) = next_line_within(client, Duration::from_secs(120)).await;
+            got.push((seq, line));
+        }
         assert!(
             got == want,
             "edge {name}: first difference at {:?}\n{}",
