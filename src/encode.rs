@@ -96,6 +96,18 @@ struct JsonNotice<'a> {
     seq: u64,
 }
 
+#[derive(Serialize)]
+struct JsonUnpublished<'a> {
+    event: &'static str,
+    reason: &'static str,
+    file: &'a str,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+}
+
 fn to_json<T: Serialize>(value: &T) -> String {
     // Serializing these plain structs of strings and numbers cannot fail.
     serde_json::to_string(value).unwrap_or_default()
@@ -124,6 +136,21 @@ pub fn json_gap(from: u64, to: u64, reason: &str) -> String {
 /// `{"event":"rotated","file":"app.log","seq":N}` (and the other file events)
 pub fn json_notice(event: &str, file: &str, seq: u64) -> String {
     to_json(&JsonNotice { event, file, seq })
+}
+
+/// `{"event":"gap","reason":"unpublished","file":"app.log","seq":N,"lines":L}`
+/// (or `"bytes":B` when the lines could not be counted): lines of `file`,
+/// after line `seq`, that their source could not publish to the broker. They
+/// have no `seq` of their own, so there is no `from`/`to`.
+pub fn json_unpublished(file: &str, seq: u64, lines: Option<u64>, bytes: Option<u64>) -> String {
+    to_json(&JsonUnpublished {
+        event: "gap",
+        reason: "unpublished",
+        file,
+        seq,
+        lines,
+        bytes,
+    })
 }
 
 /// The first record of every SSE stream: how long `EventSource` waits
@@ -185,6 +212,14 @@ mod tests {
         assert_eq!(
             json_hello("e1", 3),
             r#"{"event":"hello","epoch":"e1","seq":3}"#
+        );
+        assert_eq!(
+            json_unpublished("a/app.log", 7, Some(3), None),
+            r#"{"event":"gap","reason":"unpublished","file":"a/app.log","seq":7,"lines":3}"#
+        );
+        assert_eq!(
+            json_unpublished("app.log", 0, None, Some(120)),
+            r#"{"event":"gap","reason":"unpublished","file":"app.log","seq":0,"bytes":120}"#
         );
         assert_eq!(
             json_gap(1, 9, "evicted"),

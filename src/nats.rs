@@ -7,6 +7,11 @@ use async_nats::ServerAddr;
 /// The stream's subjects: every node's every file.
 pub const SUBJECTS: &str = "logtail.>";
 
+/// The header of a message that is a file event, not a line: its value is
+/// the event's name (`rotated`, `truncated`, …, or `gap` for lines the
+/// source could not publish, counted in `Lt-Lines` or `Lt-Bytes`).
+pub const EVENT_HEADER: &str = "Lt-Event";
+
 /// A token of a subject for any text: bytes other than ASCII letters,
 /// digits, `_` and `-` become `%XX`, so it never holds `.`, `*`, `>` or
 /// white space, and [`token_text`] gives the text back.

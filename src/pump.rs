@@ -377,11 +377,9 @@ fn line_frame(encoding: Encoding, hub: &Hub, line: &Line) -> Text {
 /// A file event's frame (none in text).
 fn notice_frame(encoding: Encoding, hub: &Hub, notice: &Notice) -> Option<Text> {
     let json = || {
-        encode::json_notice(
-            notice.kind.as_str(),
-            &hub.file_name(notice.file),
-            notice.after_seq,
-        )
+        notice
+            .kind
+            .json(&hub.file_name(notice.file), notice.after_seq)
     };
     match encoding {
         Encoding::Text | Encoding::PrefixedText => None,

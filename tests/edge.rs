@@ -64,14 +64,25 @@ async fn expect_hello(client: &mut WsClient) -> (String, u64) {
     )
 }
 
-/// The next line frame: (seq, offset, file, line); an event frame fails the test.
+/// The next line frame: (seq, offset, file, line). The source's file events (`waiting`
+/// for its file at start, …), which reach the edges too, are passed over; any other
+/// event (a `gap`) fails the test.
 async fn next_line(client: &mut WsClient) -> (u64, u64, String, String) {
     next_line_within(client, THROUGH).await
 }
 
 /// [`next_line`] with its own deadline.
 async fn next_line_within(client: &mut WsClient, timeout: Duration) -> (u64, u64, String, String) {
-    let v = next_json(client, timeout).await;
+    let file_event = |v: &Value| {
+        matches!(
+            v["event"].as_str(),
+            Some("waiting" | "following" | "rotated" | "truncated")
+        )
+    };
+    let mut v = next_json(client, timeout).await;
+    while file_event(&v) {
+        v = next_json(client, timeout).await;
+    }
     assert!(v.get("event").is_none(), "expected a line, got {v}");
     (
         v["seq"].as_u64().expect("seq"),
@@ -121,7 +132,7 @@ impl ResumingClient for AcrossEdges<'_> {
 #[tokio::test]
 async fn a_client_resumes_on_the_other_edge_exactly_once() {
     let nats = Nats::start();
-    let log = LogFile::at("app.log");
+    let log = LogFile::new();
     let src = publishing_source(&log, &nats, &[]).await;
     let a = edge(&nats, &[]).await;
     let b = edge(&nats, &["--history-bytes", "4096"]).await;
@@ -173,7 +184,7 @@ fn expected(from: u64, to: u64) -> Vec<(u64, String)> {
 #[tokio::test]
 async fn a_restarted_source_and_a_broker_outage_lose_and_repeat_nothing() {
     let mut nats = Nats::start();
-    let log = LogFile::at("app.log");
+    let log = LogFile::new();
     let mut src = publishing_source(&log, &nats, &[]).await;
     let e = edge(&nats, &[]).await;
     let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
@@ -233,7 +244,7 @@ async fn a_restarted_source_and_a_broker_outage_lose_and_repeat_nothing() {
 #[tokio::test]
 async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_holds() {
     let nats = Nats::start();
-    let log = LogFile::at("app.log");
+    let log = LogFile::new();
     let src = publishing_source(&log, &nats, &["--nats-max-bytes", "64KiB"]).await;
     log.append(&join_lines((1..=3000).map(fixed_line)));
     until(&src, "3000 lines acknowledged", |h| {
@@ -289,7 +300,7 @@ async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_hold
 #[tokio::test]
 async fn a_stream_made_anew_is_a_new_epoch() {
     let nats = Nats::start();
-    let log = LogFile::at("app.log");
+    let log = LogFile::new();
     let _src = publishing_source(&log, &nats, &[]).await;
     let mut e = edge(&nats, &[]).await;
     let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
@@ -353,7 +364,7 @@ async fn stream_leader(cluster: &NatsCluster, i: usize) -> Option<String> {
 async fn a_three_node_cluster_survives_losing_the_leader_and_an_edges_node() {
     const TOTAL: u64 = 6000;
     let mut cluster = NatsCluster::start();
-    let log = LogFile::at("app.log");
+    let log = LogFile::new();
     let (u1, u2, u3) = (cluster.url(0), cluster.url(1), cluster.url(2));
     let src = Server::start(
         log.path(),
@@ -436,4 +447,89 @@ async fn a_three_node_cluster_survives_losing_the_leader_and_an_edges_node() {
 
 async fn edge_on(url: &str) -> Server {
     Server::builder().args(&["--from", url]).start().await
+}
+
+/// What the source could not publish reaches the edges as a `gap`, at its place, and so
+/// do its file events. The broker goes away while lines 101..=200 are in flight: they are
+/// held and sent again when it is back. Lines 201..=300 are written while the publisher
+/// is disconnected, and the file is then truncated (they leave the disk) and gets 400
+/// more, past the source's history: those 100 can no longer be read. The edge's client
+/// gets lines 1..=200, then `{"event":"gap","reason":"unpublished","lines":100}`, then
+/// 301..=700; and a rotation afterwards as `rotated` between the lines around it.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn what_a_source_could_not_publish_is_a_gap_at_the_edge_and_file_events_come_through() {
+    let mut nats = Nats::start();
+    let log = LogFile::new();
+    let src = publishing_source(&log, &nats, &["--history-bytes", "4096"]).await;
+    let e = edge(&nats, &[]).await;
+    let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
+    expect_hello(&mut client).await;
+    log.append(&join_lines((1..=100).map(fixed_line)));
+    assert_eq!(read_lines(&mut client, 100).await, expected(1, 100));
+    until(&src, "100 lines acknowledged", |h| {
+        h["publishers"][0]["acked_seq"] == 100
+    })
+    .await;
+
+    nats.stop();
+    let mut local = WsClient::connect(&src.ws_url("/ws?format=json&since=100")).await;
+    expect_hello(&mut local).await;
+    log.append(&join_lines((101..=200).map(fixed_line)));
+    until(&src, "the publisher sees the broker gone", |h| {
+        h["publishers"][0]["connected"] == false
+    })
+    .await;
+    log.append(&join_lines((201..=300).map(fixed_line)));
+    src.wait_seq(300, THROUGH).await;
+    log.truncate();
+    let mut seen = 0;
+    loop {
+        let v = next_json(&mut local, THROUGH).await;
+        if v["event"] == "truncated" {
+            break;
+        }
+        seen += 1;
+        assert!(seen <= 200, "no `truncated` after the 200 lines: {v}");
+    }
+    log.append(&join_lines((301..=700).map(fixed_line)));
+    src.wait_seq(700, THROUGH).await;
+    nats.start_again();
+
+    assert_eq!(read_lines(&mut client, 100).await, expected(101, 200));
+    let gap = next_json(&mut client, THROUGH).await;
+    assert_eq!(
+        gap,
+        serde_json::json!({"event": "gap", "reason": "unpublished", "file": "n1/app.log", "seq": 200, "lines": 100}),
+        "after line 200"
+    );
+    let texts = |got: Vec<(u64, String)>| got.into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+    assert_eq!(
+        texts(read_lines(&mut client, 400).await),
+        (301..=700).map(fixed_line).collect::<Vec<_>>()
+    );
+    let p = until(&src, "the publisher caught up", |h| {
+        h["publishers"][0]["acked_seq"] == 700
+    })
+    .await;
+    assert_eq!(p["publishers"][0]["lost"], 100, "{p}");
+
+    // A rotation: the event between the last line of the old file and the first of the new.
+    log.append(&join_lines((701..=702).map(fixed_line)));
+    assert_eq!(
+        texts(read_lines(&mut client, 2).await),
+        [fixed_line(701), fixed_line(702)]
+    );
+    log.rename_create("app.log.1");
+    log.append(&join_lines((703..=704).map(fixed_line)));
+    let rotated = next_json(&mut client, THROUGH).await;
+    assert_eq!(
+        (rotated["event"].as_str(), rotated["file"].as_str()),
+        (Some("rotated"), Some("n1/app.log")),
+        "{rotated}"
+    );
+    assert_eq!(
+        texts(read_lines(&mut client, 2).await),
+        [fixed_line(703), fixed_line(704)]
+    );
 }

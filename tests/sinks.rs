@@ -72,17 +72,28 @@ fn under(got: &[(String, Vec<u8>)], topic: &str) -> Vec<String> {
 
 /// Checks JSON frames: `seq` 1, 2, 3…, `file`, `line` as written, `offset` the byte
 /// where each line starts in the file.
+/// After line 300, the `rotated` event is a frame of its own, as `/ws?format=json` sends
+/// it, and line 301 is the new file's first.
 fn assert_json_frames(frames: &[String], written: &[String]) {
-    assert_eq!(frames.len(), written.len(), "{frames:#?}");
+    assert_eq!(frames.len(), written.len() + 1, "{frames:#?}");
     let mut offset = 0u64;
-    for (i, (frame, line)) in frames.iter().zip(written).enumerate() {
+    let mut lines = frames.iter().filter(|f| !f.contains(r#""event""#));
+    for (i, line) in written.iter().enumerate() {
+        let frame = lines.next().expect("a frame per line");
         let v: Value = serde_json::from_str(frame).unwrap_or_else(|e| panic!("{frame}: {e}"));
+        if i == 300 {
+            offset = 0;
+        }
         assert_eq!(v["seq"], i as u64 + 1, "{frame}");
         assert_eq!(v["offset"], offset, "{frame}");
         assert_eq!(v["file"], "app.log", "{frame}");
         assert_eq!(v["line"], line.as_str(), "{frame}");
         offset += line.len() as u64 + 1;
     }
+    assert_eq!(
+        frames[300], r#"{"event":"rotated","file":"app.log","seq":300}"#,
+        "the rotation, between lines 300 and 301"
+    );
 }
 
 /// Appends `written` to `log` in a few writes (so in several batches).
@@ -146,7 +157,7 @@ async fn wait_all_under(got: &Deliveries, topic: &str, expected: &[String]) -> V
 /// Two servers, one publishing as text to `text_url`, one as JSON frames to
 /// `json_url`, each following a file of its own.
 struct TextAndJson {
-    /// The 300 lines appended to each file.
+    /// The 300 lines appended to each file, and the one after its rotation.
     written: Vec<String>,
     /// The text server's `/healthz` once the broker acknowledged them all.
     health: Value,
@@ -165,11 +176,19 @@ async fn publish_text_and_json(text_url: &str, json_url: &str) -> TextAndJson {
     wait_connected(&text).await;
     wait_connected(&json).await;
 
-    let written = lines(1, 300);
+    let mut written = lines(1, 300);
     append_in_batches(&text_log, &written);
     append_in_batches(&json_log, &written);
-    let health = wait_acked(&text, 300, PROMPT).await;
+    wait_acked(&text, 300, PROMPT).await;
     wait_acked(&json, 300, PROMPT).await;
+    // Rotated as logrotate's `create` does: a file event, then the new file's first line.
+    written.push("after the rotation".to_string());
+    for log in [&text_log, &json_log] {
+        log.rename_create("app.log.1");
+        log.append_lines(&written[300..]);
+    }
+    let health = wait_acked(&text, 301, PROMPT).await;
+    wait_acked(&json, 301, PROMPT).await;
     TextAndJson {
         written,
         health,
@@ -178,12 +197,12 @@ async fn publish_text_and_json(text_url: &str, json_url: &str) -> TextAndJson {
     }
 }
 
-/// `health`'s publisher is a `broker` one that published the 300 lines, lost
+/// `health`'s publisher is a `broker` one that published the 301 lines, lost
 /// none and never failed.
-fn assert_published_300(health: &Value, broker: &str) {
+fn assert_published_301(health: &Value, broker: &str) {
     let p = publisher(health);
     assert_eq!(p["broker"], broker, "{health}");
-    assert_eq!(p["published"], 300, "{health}");
+    assert_eq!(p["published"], 301, "{health}");
     assert_eq!(p["lost"], 0, "{health}");
     assert_eq!(p["failures"], 0, "{health}");
 }
@@ -276,7 +295,8 @@ async fn mqtt_subscriber_gets_every_line_in_order_as_text_and_json() {
     )
     .await;
     let (written, health) = (&run.written, &run.health);
-    let got = wait_deliveries(&sub.got, 600, PROMPT).await;
+    // 301 text payloads; 301 JSON lines and the rotation.
+    let got = wait_deliveries(&sub.got, 603, PROMPT).await;
 
     let text_topic = format!("logs/text/{NODE_LEVEL}/app.log");
     let json_topic = format!("logs/json/{NODE_LEVEL}/app.log");
@@ -286,9 +306,9 @@ async fn mqtt_subscriber_gets_every_line_in_order_as_text_and_json() {
         "text payloads under {text_topic}"
     );
     assert_json_frames(&under(&got, &json_topic), written);
-    assert_eq!(got.len(), 600, "nothing else was delivered");
+    assert_eq!(got.len(), 603, "nothing else was delivered");
 
-    assert_published_300(health, "mqtt");
+    assert_published_301(health, "mqtt");
     assert_eq!(
         publisher(health)["target"],
         format!("mqtt://127.0.0.1:{port}/logs/text"),
@@ -323,14 +343,14 @@ async fn amqp_consumer_gets_every_line_in_order_as_text_and_json() {
     let run = publish_text_and_json(&amqp_url(&node, "lt-text"), &amqp_url(&node, "lt-json")).await;
     let (written, health) = (&run.written, &run.health);
     let key = format!("{NODE_WORD}.app%2Elog");
-    let got = wait_deliveries(&text_q.got, 300, PROMPT).await;
+    let got = wait_deliveries(&text_q.got, 301, PROMPT).await;
     assert_eq!(&under(&got, &key), written, "text payloads with key {key}");
-    assert_eq!(got.len(), 300, "nothing else was delivered: {got:?}");
-    let got = wait_deliveries(&json_q.got, 300, PROMPT).await;
+    assert_eq!(got.len(), 301, "nothing else was delivered: {got:?}");
+    let got = wait_deliveries(&json_q.got, 302, PROMPT).await;
     assert_json_frames(&under(&got, &key), written);
-    assert_eq!(got.len(), 300, "nothing else was delivered");
+    assert_eq!(got.len(), 302, "nothing else was delivered");
 
-    assert_published_300(health, "amqp");
+    assert_published_301(health, "amqp");
     assert_eq!(
         publisher(health)["target"],
         format!("amqp://guest@127.0.0.1:{port}/%2F exchange lt-text"),

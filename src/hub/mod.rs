@@ -28,7 +28,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use crate::encode::Encoding;
+use crate::encode::{self, Encoding};
 use crate::lines::Text;
 use tokio::sync::broadcast;
 
@@ -79,6 +79,13 @@ pub enum NoticeKind {
     Removed,
     /// The input ended (standard input reached its end).
     Ended,
+    /// Lines of the file that its source could not publish to the broker
+    /// (an edge tells it where the source's marker sits in the stream):
+    /// `lines` of them when the source could count them, else `bytes`.
+    Unpublished {
+        lines: Option<u64>,
+        bytes: Option<u64>,
+    },
 }
 
 impl NoticeKind {
@@ -91,6 +98,37 @@ impl NoticeKind {
             NoticeKind::Added => "added",
             NoticeKind::Removed => "removed",
             NoticeKind::Ended => "ended",
+            NoticeKind::Unpublished { .. } => "gap",
+        }
+    }
+
+    /// The kind named `name` ([`as_str`](Self::as_str)), for a file event
+    /// that came through a broker; `gap` is [`NoticeKind::Unpublished`],
+    /// whose counts the caller fills in.
+    pub fn from_name(name: &str) -> Option<NoticeKind> {
+        Some(match name {
+            "rotated" => NoticeKind::Rotated,
+            "truncated" => NoticeKind::Truncated,
+            "waiting" => NoticeKind::Waiting,
+            "following" => NoticeKind::Following,
+            "added" => NoticeKind::Added,
+            "removed" => NoticeKind::Removed,
+            "ended" => NoticeKind::Ended,
+            "gap" => NoticeKind::Unpublished {
+                lines: None,
+                bytes: None,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The event's JSON frame, for file `file` after line `after_seq`.
+    pub fn json(&self, file: &str, after_seq: u64) -> String {
+        match *self {
+            NoticeKind::Unpublished { lines, bytes } => {
+                encode::json_unpublished(file, after_seq, lines, bytes)
+            }
+            kind => encode::json_notice(kind.as_str(), file, after_seq),
         }
     }
 }

@@ -39,7 +39,7 @@ use amqprs::{BasicProperties, Cancel, Close, CloseChannel, Nack, Return};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::acks::Acks;
-use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Target};
+use super::{Ack, Link, LinkError, LinkFuture, Outgoing, OutgoingEvent, Target};
 use crate::config::PublishFormat;
 
 /// How long each step of connecting may take.
@@ -373,6 +373,38 @@ struct AmqpLink {
     format: PublishFormat,
 }
 
+impl AmqpLink {
+    /// Publishes one persistent message under `file`'s key; its confirm to come.
+    async fn publish(
+        &mut self,
+        file: &str,
+        id: &str,
+        payload: Vec<u8>,
+        content_type: &str,
+        kind: Option<&str>,
+    ) -> Result<Ack, LinkError> {
+        let mut properties = BasicProperties::default();
+        properties
+            .with_persistence(true)
+            .with_content_type(content_type)
+            .with_app_id("logtail-ws");
+        if let Some(kind) = kind {
+            properties.with_message_type(kind);
+        }
+        if id.len() <= SHORT_STR {
+            properties.with_message_id(id);
+        }
+        let args = BasicPublishArguments::new(&self.exchange, &routing_key(&self.node, file));
+        // The next delivery tag.
+        let ack = self.confirms.expect()?;
+        self.channel
+            .basic_publish(properties.finish(), payload, args)
+            .await
+            .map_err(|err| LinkError::new(format!("publish: {err}")))?;
+        Ok(ack)
+    }
+}
+
 impl Link for AmqpLink {
     fn send<'a>(&'a mut self, out: Outgoing<'a>) -> LinkFuture<'a, Ack> {
         Box::pin(async move {
@@ -388,23 +420,31 @@ impl Link for AmqpLink {
                     "application/json",
                 ),
             };
-            let mut properties = BasicProperties::default();
-            properties
-                .with_persistence(true)
-                .with_content_type(content_type)
-                .with_app_id("logtail-ws");
-            if out.id.len() <= SHORT_STR {
-                properties.with_message_id(out.id);
-            }
-            let args =
-                BasicPublishArguments::new(&self.exchange, &routing_key(&self.node, out.file));
-            // The next delivery tag.
-            let ack = self.confirms.expect()?;
-            self.channel
-                .basic_publish(properties.finish(), payload, args)
+            self.publish(out.file, out.id, payload, content_type, None)
                 .await
-                .map_err(|err| LinkError::new(format!("publish: {err}")))?;
-            Ok(ack)
+        })
+    }
+
+    /// With `--publish-format json`, the event's JSON frame under the file's
+    /// key (message type `event`), as `/ws?format=json` sends it; nothing
+    /// with text payloads.
+    fn send_event<'a>(&'a mut self, event: OutgoingEvent<'a>) -> LinkFuture<'a, Option<Ack>> {
+        Box::pin(async move {
+            match self.format {
+                PublishFormat::Text => Ok(None),
+                PublishFormat::Json => {
+                    let payload = event.kind.json(event.file, event.after_seq).into_bytes();
+                    self.publish(
+                        event.file,
+                        event.id,
+                        payload,
+                        "application/json",
+                        Some("event"),
+                    )
+                    .await
+                    .map(Some)
+                }
+            }
         })
     }
 

@@ -11,7 +11,12 @@
 //! the last acknowledged line, so an outage loses nothing the server can
 //! still read; lines it can no longer read (evicted from the history and gone
 //! from disk) are counted, logged and shown by `/healthz` and `/metrics`,
-//! never skipped silently.
+//! and told in the stream itself where the broker can carry it
+//! ([`Link::send_event`]: a `gap` with `reason: "unpublished"`), never
+//! skipped silently.
+//!
+//! File events (rotated, truncated, waiting, …) go the same way, so an edge
+//! or a JSON consumer sees them where they happened.
 //!
 //! Delivery is at least once: a line sent again after a reconnect may arrive
 //! twice. Consumers dedupe by `(epoch, seq)`; JetStream does it itself by
@@ -40,7 +45,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{CursorError, Delivery, Hub, LagPolicy, Line, Start};
+use crate::hub::{CursorError, Delivery, Hub, LagPolicy, Line, Notice, NoticeKind, Start};
 
 /// Messages sent and not yet acknowledged, at most.
 pub const WINDOW: usize = 1024;
@@ -76,6 +81,22 @@ pub struct Outgoing<'a> {
     pub id: &'a str,
 }
 
+/// One file event to publish: a notice, or lines that could not be.
+pub struct OutgoingEvent<'a> {
+    pub kind: NoticeKind,
+    /// The file's public name.
+    pub file: &'a str,
+    /// The epoch of this server's `seq` numbers.
+    pub epoch: &'a str,
+    /// The `seq` of the last line before it.
+    pub after_seq: u64,
+    /// Names it for a broker that drops copies (as [`Outgoing::id`]).
+    pub id: &'a str,
+    /// Where the file's lines published so far end, if known: a broker that
+    /// is also the offset store keeps it with the event.
+    pub position: Option<Published>,
+}
+
 /// Where the broker's copy of one file ends: the last line it holds from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -92,6 +113,13 @@ pub trait Link: Send {
     /// Sends one line; resolves once it is on its way (it may wait for room
     /// in the client) with the future of the broker's acknowledgement.
     fn send<'a>(&'a mut self, out: Outgoing<'a>) -> LinkFuture<'a, Ack>;
+
+    /// Sends a file event where this link's consumers can see it; resolves
+    /// with the future of its acknowledgement, or `None` if the link carries
+    /// lines only (text payloads on MQTT and AMQP).
+    fn send_event<'a>(&'a mut self, _event: OutgoingEvent<'a>) -> LinkFuture<'a, Option<Ack>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// The last line the broker holds from the file named `file`, if it keeps
     /// such a thing (JetStream does; MQTT and AMQP do not).
@@ -132,6 +160,9 @@ pub struct SinkStatus {
     /// Lines that could not be published: no longer readable when their
     /// turn came (evicted and gone from disk).
     lost: AtomicU64,
+    /// Bytes of a file written while this server was not publishing (down)
+    /// and no longer held when it came back: their lines were not counted.
+    lost_bytes: AtomicU64,
     /// Connections lost or refused since start.
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -148,6 +179,7 @@ pub struct SinkReport {
     pub acked_seq: u64,
     pub published: u64,
     pub lost: u64,
+    pub lost_bytes: u64,
     pub failures: u64,
     pub last_error: Option<String>,
 }
@@ -169,6 +201,7 @@ impl SinkStatus {
             acked_seq: self.acked.load(Ordering::Relaxed),
             published: self.published.load(Ordering::Relaxed),
             lost: self.lost.load(Ordering::Relaxed),
+            lost_bytes: self.lost_bytes.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             last_error: self
                 .last_error
@@ -204,6 +237,12 @@ enum Stop {
 struct Progress {
     /// The `seq` of the last line done with (acknowledged, already there, or lost).
     acked: u64,
+    /// The `seq` of the last line read from the hub.
+    read: u64,
+    /// Read from the hub, not yet sent.
+    pending: VecDeque<Pending>,
+    /// Sent, not yet acknowledged, in order.
+    inflight: VecDeque<InFlight>,
     /// Files whose broker position was asked for.
     looked_up: HashSet<u32>,
     /// Broker positions not yet passed: lines of that file instance at or
@@ -211,6 +250,37 @@ struct Progress {
     already: HashMap<u32, Published>,
     /// This server's name, for message ids.
     node: String,
+    /// The file of the last line sent, to tell a gap on.
+    last_file: Option<u32>,
+    /// Where each file's lines sent so far (or found published) end.
+    position: HashMap<u32, Published>,
+}
+
+/// One message sent and not yet acknowledged.
+struct InFlight {
+    /// Done with up to this `seq` once acknowledged.
+    seq: u64,
+    ack: Ack,
+    /// A line, counted as published once acknowledged.
+    counted: bool,
+    /// What to send again if the link fails before the acknowledgement.
+    again: Option<Pending>,
+}
+
+/// What the hub handed over and is still to be sent.
+enum Pending {
+    Line(Line),
+    Notice(Arc<Notice>),
+    /// Lines `from..=to` that can no longer be read.
+    Gap {
+        from: u64,
+        to: u64,
+    },
+}
+
+/// A ready acknowledgement: nothing to wait for.
+fn no_ack() -> Ack {
+    Box::pin(async { Ok(()) })
 }
 
 /// Publishes every line of `hub` to `target` until `cancel`, reconnecting as
@@ -224,9 +294,14 @@ pub async fn run(
 ) {
     let mut progress = Progress {
         acked: 0,
+        read: 0,
+        pending: VecDeque::new(),
+        inflight: VecDeque::new(),
         looked_up: HashSet::new(),
         already: HashMap::new(),
         node,
+        last_file: None,
+        position: HashMap::new(),
     };
     let (connected_gauge, acked_gauge) = hub.metrics.publisher_gauges(status.kind, &status.target);
     let _ = status.acked_gauge.set(acked_gauge);
@@ -269,8 +344,35 @@ pub async fn run(
     }
 }
 
-/// One connected stretch: reads the hub from after the last acknowledged
-/// line and keeps up to [`WINDOW`] messages in flight.
+/// Asks the broker, once per file, where its copy of `file` ends.
+async fn look_up(
+    link: &mut dyn Link,
+    progress: &mut Progress,
+    file: u32,
+    name: &str,
+) -> Result<(), LinkError> {
+    if !progress.looked_up.insert(file) {
+        return Ok(());
+    }
+    match link.last_published(name).await {
+        Ok(Some(p)) => {
+            progress.already.insert(file, p);
+            progress.position.entry(file).or_insert(p);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(err) => {
+            progress.looked_up.remove(&file);
+            Err(err)
+        }
+    }
+}
+
+/// One connected stretch: sends again what was in flight when the last link
+/// failed (the same ids, so a broker that got it drops the copy), then what
+/// was read and not yet sent, then reads the hub on, keeping up to [`WINDOW`]
+/// messages in flight. Lines are read from the hub once: a line read before
+/// an outage is held here, not read again after it (by then it may be gone).
 async fn session(
     hub: &Arc<Hub>,
     link: &mut dyn Link,
@@ -278,82 +380,49 @@ async fn session(
     status: &SinkStatus,
     cancel: &CancellationToken,
 ) -> Stop {
+    let mut again: VecDeque<Pending> = progress
+        .inflight
+        .drain(..)
+        .filter_map(|f| f.again)
+        .collect();
+    again.append(&mut progress.pending);
+    progress.pending = again;
     let mut cursor = hub.subscribe(
         Start::Since {
-            seq: progress.acked,
+            seq: progress.read,
             epoch: None,
         },
         None,
     );
     cursor.set_lag_policy(LagPolicy::Replay);
     let epoch = hub.epoch().to_string();
-    let mut pending: VecDeque<Line> = VecDeque::new();
-    // (seq, acknowledgement, whether it is a line sent now)
-    let mut inflight: VecDeque<(u64, Ack, bool)> = VecDeque::new();
     loop {
         // Fill the window from what was read.
-        while inflight.len() < WINDOW {
-            let Some(line) = pending.pop_front() else {
+        while progress.inflight.len() < WINDOW {
+            let Some(next) = progress.pending.pop_front() else {
                 break;
             };
-            let name = hub.file_name(line.file);
-            if progress.looked_up.insert(line.file) {
-                match link.last_published(&name).await {
-                    Ok(Some(p)) => {
-                        progress.already.insert(line.file, p);
-                    }
-                    Ok(None) => {}
-                    Err(err) => {
-                        progress.looked_up.remove(&line.file);
-                        return Stop::Link(err);
-                    }
-                }
-            }
-            if let Some(p) = progress.already.get(&line.file).copied() {
-                if line.origin == p.origin && line.offset <= p.offset {
-                    // Published before this server (re)started.
-                    inflight.push_back((line.seq, Box::pin(async { Ok(()) }), false));
-                    continue;
-                }
-                progress.already.remove(&line.file);
-                let end = p.offset + p.len + 1;
-                if line.origin != p.origin {
-                    tracing::info!(file = %name, "{name}: the broker's last line came from an earlier file (rotated or replaced while this server was not publishing); publishing from this file's first line held");
-                } else if line.offset > end {
-                    tracing::warn!(file = %name, "{name}: bytes {end}..{} were written while this server was not publishing and are no longer held: not published", line.offset);
-                }
-            }
-            let id = format!("{}:{:016x}:{}", progress.node, line.origin, line.offset);
-            let sent = link
-                .send(Outgoing {
-                    line: &line,
-                    file: &name,
-                    epoch: &epoch,
-                    id: &id,
-                })
-                .await;
-            match sent {
-                Ok(ack) => inflight.push_back((line.seq, ack, true)),
-                Err(err) => return Stop::Link(err),
+            if let Err(err) = send_one(hub, link, progress, status, &epoch, next).await {
+                return Stop::Link(err);
             }
         }
-        let want_more = pending.is_empty() && inflight.len() < WINDOW;
+        let want_more = progress.pending.is_empty() && progress.inflight.len() < WINDOW;
         tokio::select! {
             biased;
             () = cancel.cancelled() => return Stop::Done,
             acked = async {
-                match inflight.front_mut() {
-                    Some((_, ack, _)) => ack.await,
+                match progress.inflight.front_mut() {
+                    Some(f) => (&mut f.ack).await,
                     None => std::future::pending().await,
                 }
-            }, if !inflight.is_empty() => {
+            }, if !progress.inflight.is_empty() => {
                 if let Err(err) = acked {
                     return Stop::Link(err);
                 }
-                if let Some((seq, _, sent)) = inflight.pop_front() {
-                    progress.acked = seq;
-                    status.set_acked(seq);
-                    if sent {
+                if let Some(f) = progress.inflight.pop_front() {
+                    progress.acked = progress.acked.max(f.seq);
+                    status.set_acked(progress.acked);
+                    if f.counted {
                         status.published.fetch_add(1, Ordering::Relaxed);
                         hub.metrics.lines_published(status.kind, 1);
                     }
@@ -364,22 +433,22 @@ async fn session(
             next = cursor.next(), if want_more => match next {
                 Ok(Delivery::Live { .. } | Delivery::Replay(_)) => {
                     // Borrowing `next` again: both arms hold lines.
-                    if let Ok(d) = &next { pending.extend(d.lines().iter().cloned()); }
+                    if let Ok(d) = &next {
+                        if let Some(last) = d.lines().last() {
+                            progress.read = last.seq;
+                        }
+                        progress.pending.extend(d.lines().iter().cloned().map(Pending::Line));
+                    }
                 }
                 Ok(Delivery::Gap(gap)) => {
                     let n = gap.to.saturating_sub(gap.from) + 1;
                     status.lost.fetch_add(n, Ordering::Relaxed);
                     hub.metrics.lines_not_published(status.kind, n);
                     tracing::warn!(target = %status.target, "lines {}..={} can no longer be read (evicted from the history, gone from disk): not published to {}", gap.from, gap.to, status.target);
-                    if inflight.is_empty() {
-                        progress.acked = progress.acked.max(gap.to);
-                        status.set_acked(progress.acked);
-                    } else {
-                        let to = gap.to;
-                        inflight.push_back((to, Box::pin(async { Ok(()) }), false));
-                    }
+                    progress.read = progress.read.max(gap.to);
+                    progress.pending.push_back(Pending::Gap { from: gap.from, to: gap.to });
                 }
-                Ok(Delivery::Notice(_)) => {}
+                Ok(Delivery::Notice(notice)) => progress.pending.push_back(Pending::Notice(notice)),
                 Err(CursorError::Closed) => return Stop::Done,
                 Err(CursorError::TooSlow) => {
                     return Stop::Link(LinkError::new("fell behind the hub"));
@@ -387,4 +456,151 @@ async fn session(
             },
         }
     }
+}
+
+/// Sends one thing read from the hub (a line, a file event, a gap) and puts
+/// its acknowledgement in flight.
+async fn send_one(
+    hub: &Hub,
+    link: &mut dyn Link,
+    progress: &mut Progress,
+    status: &SinkStatus,
+    epoch: &str,
+    next: Pending,
+) -> Result<(), LinkError> {
+    let line = match next {
+        Pending::Line(line) => line,
+        Pending::Notice(notice) => {
+            let name = hub.file_name(notice.file);
+            look_up(link, progress, notice.file, &name).await?;
+            let id = format!("{}:{epoch}:event:{}", progress.node, notice.id);
+            let event = OutgoingEvent {
+                kind: notice.kind,
+                file: &name,
+                epoch,
+                after_seq: notice.after_seq,
+                id: &id,
+                position: progress.position.get(&notice.file).copied(),
+            };
+            if let Some(ack) = link.send_event(event).await? {
+                progress.inflight.push_back(InFlight {
+                    seq: notice.after_seq,
+                    ack,
+                    counted: false,
+                    again: Some(Pending::Notice(notice)),
+                });
+            }
+            return Ok(());
+        }
+        Pending::Gap { from, to } => {
+            // Told on the file of the line that follows it (else of the line
+            // before): the files of its lines are no longer known.
+            let file = progress
+                .pending
+                .iter()
+                .find_map(|p| match p {
+                    Pending::Line(l) => Some(l.file),
+                    _ => None,
+                })
+                .or(progress.last_file)
+                .unwrap_or(0);
+            let name = hub.file_name(file);
+            look_up(link, progress, file, &name).await?;
+            let id = format!("{}:{epoch}:gap:{from}", progress.node);
+            let event = OutgoingEvent {
+                kind: NoticeKind::Unpublished {
+                    lines: Some(to - from + 1),
+                    bytes: None,
+                },
+                file: &name,
+                epoch,
+                after_seq: from.saturating_sub(1),
+                id: &id,
+                position: progress.position.get(&file).copied(),
+            };
+            let ack = link.send_event(event).await?.unwrap_or_else(no_ack);
+            progress.inflight.push_back(InFlight {
+                seq: to,
+                ack,
+                counted: false,
+                again: Some(Pending::Gap { from, to }),
+            });
+            return Ok(());
+        }
+    };
+    let name = hub.file_name(line.file);
+    look_up(link, progress, line.file, &name).await?;
+    if let Some(p) = progress.already.get(&line.file).copied() {
+        if line.origin == p.origin && line.offset <= p.offset {
+            // Published before this server (re)started.
+            progress.inflight.push_back(InFlight {
+                seq: line.seq,
+                ack: no_ack(),
+                counted: false,
+                again: None,
+            });
+            return Ok(());
+        }
+        progress.already.remove(&line.file);
+        let end = p.offset + p.len + 1;
+        if line.origin != p.origin {
+            tracing::info!(file = %name, "{name}: the broker's last line came from an earlier file (rotated or replaced while this server was not publishing); publishing from this file's first line held");
+        } else if line.offset > end {
+            let bytes = line.offset - end;
+            tracing::warn!(file = %name, "{name}: bytes {end}..{} were written while this server was not publishing and are no longer held: not published", line.offset);
+            status.lost_bytes.fetch_add(bytes, Ordering::Relaxed);
+            // The same id when a restart finds the same hole again.
+            let id = format!("{}:{:016x}:{}:gap", progress.node, line.origin, line.offset);
+            let event = OutgoingEvent {
+                kind: NoticeKind::Unpublished {
+                    lines: None,
+                    bytes: Some(bytes),
+                },
+                file: &name,
+                epoch,
+                after_seq: line.seq.saturating_sub(1),
+                id: &id,
+                // The hole's end: a restart then neither skips this line
+                // nor finds the hole again.
+                position: Some(Published {
+                    origin: line.origin,
+                    offset: line.offset.saturating_sub(1),
+                    len: 0,
+                }),
+            };
+            if let Some(ack) = link.send_event(event).await? {
+                progress.inflight.push_back(InFlight {
+                    seq: line.seq.saturating_sub(1),
+                    ack,
+                    counted: false,
+                    again: None,
+                });
+            }
+        }
+    }
+    let id = format!("{}:{:016x}:{}", progress.node, line.origin, line.offset);
+    let ack = link
+        .send(Outgoing {
+            line: &line,
+            file: &name,
+            epoch,
+            id: &id,
+        })
+        .await?;
+    progress.last_file = Some(line.file);
+    progress.position.insert(
+        line.file,
+        Published {
+            origin: line.origin,
+            offset: line.offset,
+            len: line.text.as_str().len() as u64,
+        },
+    );
+    progress.inflight.push_back(InFlight {
+        seq: line.seq,
+        ack,
+        counted: true,
+        again: Some(Pending::Line(line)),
+    });
+    Ok(())
 }

@@ -39,7 +39,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing as MqttOutgoi
 use tokio_util::task::AbortOnDropHandle;
 
 use super::acks::{AckSender, Acks};
-use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Target, WINDOW};
+use super::{Ack, Link, LinkError, LinkFuture, Outgoing, OutgoingEvent, Target, WINDOW};
 use crate::config::PublishFormat;
 
 /// How long connecting (TCP and CONNACK) may take.
@@ -225,6 +225,24 @@ struct MqttLink {
     format: PublishFormat,
 }
 
+impl MqttLink {
+    /// Queues one message on `file`'s topic; its PUBACK to come.
+    async fn publish(&mut self, file: &str, payload: Bytes) -> Result<Ack, LinkError> {
+        // Expected before the message is queued, so in the same order.
+        let ack = self.acks.expect()?;
+        self.client
+            .publish_bytes(
+                topic(&self.prefix, &self.node, file),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .map_err(|err| LinkError::new(format!("publish: {err}")))?;
+        Ok(ack)
+    }
+}
+
 impl Link for MqttLink {
     fn send<'a>(&'a mut self, out: Outgoing<'a>) -> LinkFuture<'a, Ack> {
         Box::pin(async move {
@@ -238,18 +256,21 @@ impl Link for MqttLink {
                     line.text.as_str(),
                 )),
             };
-            // Expected before the message is queued, so in the same order.
-            let ack = self.acks.expect()?;
-            self.client
-                .publish_bytes(
-                    topic(&self.prefix, &self.node, out.file),
-                    QoS::AtLeastOnce,
-                    false,
-                    payload,
-                )
-                .await
-                .map_err(|err| LinkError::new(format!("publish: {err}")))?;
-            Ok(ack)
+            self.publish(out.file, payload).await
+        })
+    }
+
+    /// With `--publish-format json`, the event's JSON frame on the file's
+    /// topic, as `/ws?format=json` sends it; nothing with text payloads.
+    fn send_event<'a>(&'a mut self, event: OutgoingEvent<'a>) -> LinkFuture<'a, Option<Ack>> {
+        Box::pin(async move {
+            match self.format {
+                PublishFormat::Text => Ok(None),
+                PublishFormat::Json => {
+                    let payload = Bytes::from(event.kind.json(event.file, event.after_seq));
+                    self.publish(event.file, payload).await.map(Some)
+                }
+            }
         })
     }
 

@@ -9,6 +9,9 @@
 //!   so JetStream drops a copy sent again within its duplicate window),
 //!   `Lt-Origin` (the file instance, hex), `Lt-Offset`, `Lt-Seq` and `Lt-Epoch`
 //!   (this server's numbering).
+//! - **Events**: a file event (rotated, truncated, …, and lines that could
+//!   not be published) is an empty message on the file's subject with the
+//!   header `Lt-Event` ([`Link::send_event`]); the edge tells it to its clients.
 //! - **Acknowledged**: each publish waits for its PubAck (async-nats' 5 s ack
 //!   timeout), pipelined up to the sink's window.
 //! - **Offset store**: [`Link::last_published`] reads the last message of a
@@ -23,11 +26,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::{HeaderMap, ServerAddr};
 
-use crate::nats::{SUBJECTS, subject};
+use crate::nats::{EVENT_HEADER, SUBJECTS, subject};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
-use super::{Ack, Link, LinkError, LinkFuture, Outgoing, Published, Target};
+use super::{Ack, Link, LinkError, LinkFuture, Outgoing, OutgoingEvent, Published, Target};
+use crate::hub::NoticeKind;
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,6 +141,32 @@ struct NatsLink {
     node: String,
 }
 
+impl NatsLink {
+    /// Publishes one message on `file`'s subject; its PubAck to come.
+    async fn publish(
+        &self,
+        file: &str,
+        id: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<Ack, LinkError> {
+        let message = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(id);
+        let ack = self
+            .js
+            .send_publish(subject(&self.node, file), message)
+            .await
+            .map_err(|err| LinkError::new(format!("publish: {err}")))?;
+        Ok(Box::pin(async move {
+            ack.await
+                .map(|_| ())
+                .map_err(|err| LinkError::new(format!("no acknowledgement: {err}")))
+        }) as Ack)
+    }
+}
+
 impl Link for NatsLink {
     fn send<'a>(&'a mut self, out: Outgoing<'a>) -> LinkFuture<'a, Ack> {
         Box::pin(async move {
@@ -145,20 +175,40 @@ impl Link for NatsLink {
             headers.insert("Lt-Offset", out.line.offset.to_string().as_str());
             headers.insert("Lt-Seq", out.line.seq.to_string().as_str());
             headers.insert("Lt-Epoch", out.epoch);
-            let message = jetstream::message::PublishMessage::build()
-                .payload(Bytes::copy_from_slice(out.line.text.as_str().as_bytes()))
-                .headers(headers)
-                .message_id(out.id);
-            let ack = self
-                .js
-                .send_publish(subject(&self.node, out.file), message)
+            let payload = Bytes::copy_from_slice(out.line.text.as_str().as_bytes());
+            self.publish(out.file, out.id, headers, payload).await
+        })
+    }
+
+    /// A marker message on the file's subject: empty, with headers
+    /// `Lt-Event` (`rotated`, …, or `gap` with `Lt-Lines` or `Lt-Bytes`),
+    /// `Lt-After` (the `seq` before it) and `Lt-Epoch`. An edge turns it into
+    /// the event, at its place in the stream.
+    fn send_event<'a>(&'a mut self, event: OutgoingEvent<'a>) -> LinkFuture<'a, Option<Ack>> {
+        Box::pin(async move {
+            let mut headers = HeaderMap::new();
+            headers.insert(EVENT_HEADER, event.kind.as_str());
+            headers.insert("Lt-After", event.after_seq.to_string().as_str());
+            headers.insert("Lt-Epoch", event.epoch);
+            // Where the file's published lines end, as a line's headers say
+            // it: this message may be the subject's last one, which a
+            // restarted server reads back (`last_published`).
+            if let Some(at) = event.position {
+                headers.insert("Lt-Origin", format!("{:016x}", at.origin).as_str());
+                headers.insert("Lt-Offset", at.offset.to_string().as_str());
+                headers.insert("Lt-Len", at.len.to_string().as_str());
+            }
+            if let NoticeKind::Unpublished { lines, bytes } = event.kind {
+                if let Some(lines) = lines {
+                    headers.insert("Lt-Lines", lines.to_string().as_str());
+                }
+                if let Some(bytes) = bytes {
+                    headers.insert("Lt-Bytes", bytes.to_string().as_str());
+                }
+            }
+            self.publish(event.file, event.id, headers, Bytes::new())
                 .await
-                .map_err(|err| LinkError::new(format!("publish: {err}")))?;
-            Ok(Box::pin(async move {
-                ack.await
-                    .map(|_| ())
-                    .map_err(|err| LinkError::new(format!("no acknowledgement: {err}")))
-            }) as Ack)
+                .map(Some)
         })
     }
 
@@ -171,10 +221,14 @@ impl Link for NatsLink {
                         |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
                     let origin = header("Lt-Origin").and_then(|v| u64::from_str_radix(&v, 16).ok());
                     let offset = header("Lt-Offset").and_then(|v| v.parse::<u64>().ok());
+                    // A line's length is its payload's; an event says it.
+                    let len = header("Lt-Len")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(message.payload.len() as u64);
                     Ok(origin.zip(offset).map(|(origin, offset)| Published {
                         origin,
                         offset,
-                        len: message.payload.len() as u64,
+                        len,
                     }))
                 }
                 Err(err) if err.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {

@@ -123,7 +123,7 @@ impl Publisher {
                 Some(FileState::Following)
             }
             NoticeKind::Ended => Some(FileState::Ended),
-            NoticeKind::Added | NoticeKind::Removed => None,
+            NoticeKind::Added | NoticeKind::Removed | NoticeKind::Unpublished { .. } => None,
         };
         if let Some(state) = state {
             self.status.set(file, state, offset);

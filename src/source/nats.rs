@@ -15,6 +15,10 @@
 //!   ([`StreamReplay`]), by start sequence; lines the stream no longer holds
 //!   are an honest `gap`.
 //! - **Files**: one per subject, named `NODE/FILE` from `logtail.NODE.FILE`.
+//! - **File events**: a message with the `Lt-Event` header (a source's
+//!   rotated, truncated, …, and `gap` for lines it could not publish) is told
+//!   to clients as that event, after the lines before it. A replay from the
+//!   stream (older than the edge's history) carries lines only.
 //!
 //! At start-up the edge reads the last [`BACKLOG_MESSAGES`] messages into its
 //! history, so a new client has a backlog at once.
@@ -29,9 +33,9 @@ use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::{FileState, Gone, Publisher, Replay, ReplayReader, Source};
-use crate::hub::Line;
+use crate::hub::{Line, NoticeKind};
 use crate::lines::to_text;
-use crate::nats::token_text;
+use crate::nats::{EVENT_HEADER, token_text};
 
 /// Messages read into the history at start-up, at most.
 pub const BACKLOG_MESSAGES: u64 = 10_000;
@@ -270,7 +274,72 @@ impl Copies {
     }
 }
 
+/// A file event a source published (a message with [`EVENT_HEADER`]): its
+/// kind, with the counts of a `gap`.
+fn event_of(message: &async_nats::jetstream::Message) -> Option<NoticeKind> {
+    let headers = message.headers.as_ref()?;
+    let name = headers.get(EVENT_HEADER)?.as_str();
+    let count = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+    };
+    match NoticeKind::from_name(name) {
+        Some(NoticeKind::Unpublished { .. }) => Some(NoticeKind::Unpublished {
+            lines: count("Lt-Lines"),
+            bytes: count("Lt-Bytes"),
+        }),
+        Some(kind) => Some(kind),
+        None => {
+            tracing::debug!("ignoring an event of a kind this edge does not know: {name}");
+            None
+        }
+    }
+}
+
+/// What a message of the stream is to the edge.
+enum Item {
+    Line(Line),
+    /// A file event, at stream sequence `seq`.
+    Event {
+        file: u32,
+        kind: NoticeKind,
+        seq: u64,
+    },
+    /// An event this edge does not know, at `seq`.
+    Skip {
+        seq: u64,
+    },
+}
+
+fn item_of(files: &Files, message: &async_nats::jetstream::Message) -> Option<Item> {
+    let is_event = message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(EVENT_HEADER).is_some());
+    if !is_event {
+        return line_of(files, message).map(Item::Line);
+    }
+    let seq = message.info().ok()?.stream_sequence;
+    Some(match event_of(message) {
+        Some(kind) => Item::Event {
+            file: files.index(message.subject.as_str()),
+            kind,
+            seq,
+        },
+        None => Item::Skip { seq },
+    })
+}
+
+/// A line message as a [`Line`] (`None` for an event, which is no line).
 fn line_of(files: &Files, message: &async_nats::jetstream::Message) -> Option<Line> {
+    if message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(EVENT_HEADER).is_some())
+    {
+        return None;
+    }
     let seq = message.info().ok()?.stream_sequence;
     let offset = message
         .headers
@@ -420,13 +489,33 @@ async fn live(
                     let mut batch = Vec::new();
                     let mut failed = None;
                     let mut item = Some(first);
+                    // Hands on the lines so far, then sets where the consumer stands.
+                    let hand_on = |batch: &mut Vec<Line>, upto: u64, from: &mut u64| {
+                        if !batch.is_empty() {
+                            files.publisher.publish_lines(std::mem::take(batch));
+                        }
+                        *from = upto + 1;
+                        status.last_seq.store(upto, Relaxed);
+                        files.publisher.edge_consumed(upto);
+                    };
                     while let Some(it) = item.take() {
                         match it {
                             Ok(message) => {
                                 if copies.repeats(&message) {
                                     tracing::debug!("dropping a copy the stream stored twice");
-                                } else if let Some(line) = line_of(&files, &message) {
-                                    batch.push(line);
+                                } else {
+                                    match item_of(&files, &message) {
+                                        Some(Item::Line(line)) => batch.push(line),
+                                        Some(Item::Event { file, kind, seq }) => {
+                                            // After the lines before it, at its place.
+                                            hand_on(&mut batch, seq, &mut from);
+                                            files.publisher.notice(file, kind, 0);
+                                        }
+                                        Some(Item::Skip { seq }) => {
+                                            hand_on(&mut batch, seq, &mut from);
+                                        }
+                                        None => {}
+                                    }
                                 }
                             }
                             Err(err) => {
@@ -440,11 +529,8 @@ async fn live(
                         // What else is ready now joins the batch.
                         item = messages.next().now_or_never().flatten();
                     }
-                    if let Some(last) = batch.last() {
-                        from = last.seq + 1;
-                        status.last_seq.store(last.seq, Relaxed);
-                        files.publisher.edge_consumed(last.seq);
-                        files.publisher.publish_lines(batch);
+                    if let Some(last) = batch.last().map(|l| l.seq) {
+                        hand_on(&mut batch, last, &mut from);
                     }
                     if let Some(err) = failed {
                         // A consumer lost with its server (they live in memory) or

@@ -50,6 +50,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
                 "lag_lines": hub.last_seq().saturating_sub(r.acked_seq),
                 "published": r.published,
                 "lost": r.lost,
+                "lost_bytes": r.lost_bytes,
                 "failures": r.failures,
                 "last_error": r.last_error,
             })

@@ -363,6 +363,14 @@
         return;
       }
       case 'gap': {
+        if (m.reason === 'unpublished') {
+          // An edge's: lines the source could not get to the broker; they have no seq.
+          const lines = Number(m.lines);
+          const what = lines > 0 ? plural(lines, 'line') : Number(m.bytes) > 0 ? plural(Number(m.bytes), 'byte') : 'some lines';
+          if (lines > 0) S.lost += lines;
+          addEvent('gap', what + ' of ' + (file || 'a file') + ' never reached the broker (its source could not publish them)', file);
+          return;
+        }
         const from = Number(m.from), to = Number(m.to);
         const n = to - from + 1;
         if (m.reason === 'epoch') {
@@ -733,7 +741,10 @@
         if (liveSeq !== null && liveSeq <= since) finish(false);
         return;
       }
-      if (m.event === 'gap') { goneTo = Math.max(goneTo || 0, Number(m.to)); return; }
+      if (m.event === 'gap') {
+        if (m.reason !== 'unpublished') goneTo = Math.max(goneTo || 0, Number(m.to));
+        return;
+      }
       if (typeof m.line !== 'string' || typeof m.seq !== 'number') return;
       if (m.seq >= before || (liveSeq !== null && m.seq >= liveSeq)) {
         if (m.seq < before) got.push(m);
