@@ -533,3 +533,78 @@ async fn what_a_source_could_not_publish_is_a_gap_at_the_edge_and_file_events_co
         [fixed_line(703), fixed_line(704)]
     );
 }
+
+/// A source down while its file grows by more than the history it reads back at start-up
+/// cannot publish the lines before that history: its restart finds the hole between the
+/// stream's last line and its first line held, and the edge's client gets a `gap` with
+/// `reason: unpublished` and the exact number of `bytes`, then every line held, in order.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn a_hole_left_while_the_source_was_down_is_a_gap_in_bytes() {
+    let nats = Nats::start();
+    let log = LogFile::new();
+    let mut src = publishing_source(&log, &nats, &["--history-bytes", "4096"]).await;
+    let e = edge(&nats, &[]).await;
+    let mut client = WsClient::connect(&e.ws_url("/ws?format=json&since=0")).await;
+    expect_hello(&mut client).await;
+    log.append(&join_lines((1..=100).map(fixed_line)));
+    assert_eq!(read_lines(&mut client, 100).await, expected(1, 100));
+    until(&src, "100 lines acknowledged", |h| {
+        h["publishers"][0]["acked_seq"] == 100
+    })
+    .await;
+    src.signal(crate::harness::Sig::Term);
+    src.wait_exit(PROMPT).await.expect("the source ends");
+
+    log.append(&join_lines((101..=500).map(fixed_line)));
+    let src = source(&log, &nats, &["--history-bytes", "4096"]).await;
+    let gap = next_json(&mut client, THROUGH).await;
+    assert_eq!(
+        (&gap["event"], &gap["reason"], &gap["file"], &gap["seq"]),
+        (
+            &Value::from("gap"),
+            &Value::from("unpublished"),
+            &Value::from("n1/app.log"),
+            &Value::from(100)
+        ),
+        "{gap}"
+    );
+    let bytes = gap["bytes"].as_u64().expect("bytes");
+    assert_eq!(bytes % FIXED_LINE_LEN, 0, "whole lines: {gap}");
+    let first = 101 + bytes / FIXED_LINE_LEN;
+    assert!(first > 101 && first < 500, "{gap}");
+    let texts = |got: Vec<(u64, String)>| got.into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+    assert_eq!(
+        texts(read_lines(&mut client, (501 - first) as usize).await),
+        (first..=500).map(fixed_line).collect::<Vec<_>>()
+    );
+    let h = until(&src, "the publisher caught up", |h| {
+        h["publishers"][0]["lag_lines"] == 0
+    })
+    .await;
+    assert_eq!(h["publishers"][0]["lost_bytes"], bytes, "{h}");
+
+    // The stream's last message for the file is now an event (`waiting`: the file was
+    // deleted): a restart on a new file publishes it from its first line, once.
+    let mut src = src;
+    log.delete();
+    let waiting = next_json(&mut client, THROUGH).await;
+    assert_eq!(
+        (waiting["event"].as_str(), waiting["file"].as_str()),
+        (Some("waiting"), Some("n1/app.log")),
+        "{waiting}"
+    );
+    until(&src, "the event acknowledged", |h| {
+        h["publishers"][0]["lag_lines"] == 0
+    })
+    .await;
+    src.signal(crate::harness::Sig::Term);
+    src.wait_exit(PROMPT).await.expect("the source ends");
+    log.append(&join_lines((502..=505).map(fixed_line)));
+    let _src = source(&log, &nats, &["--history-bytes", "4096"]).await;
+    assert_eq!(
+        texts(read_lines(&mut client, 4).await),
+        (502..=505).map(fixed_line).collect::<Vec<_>>()
+    );
+    client.expect_silence(Duration::from_millis(300)).await;
+}

@@ -103,7 +103,11 @@ mod tests {
     use super::*;
 
     fn f(ino: u64) -> FileId {
-        FileId { dev: 1, ino }
+        FileId {
+            dev: 1,
+            ino,
+            born: 0,
+        }
     }
 
     #[test]

@@ -6,30 +6,42 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Device and inode number.
+/// Device and inode number, and the birth time where the file system keeps
+/// one: an inode number freed by a deleted file is soon given to a new one
+/// (logrotate deletes its oldest file at every rotation), and only the birth
+/// time tells the two apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
     pub dev: u64,
     pub ino: u64,
+    /// Nanoseconds since the Unix epoch (`statx`'s `btime`); 0 where unknown.
+    pub born: u64,
 }
 
 impl FileId {
     pub fn of(meta: &std::fs::Metadata) -> FileId {
+        let born = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         FileId {
             dev: meta.dev(),
             ino: meta.ino(),
+            born,
         }
     }
 
     /// One number for the file instance, stable across restarts of the
     /// server (the lines' [`origin`](crate::hub::Line::origin)): FNV-1a over
-    /// device and inode. Never 0, which means "none".
+    /// device, inode and birth time. Never 0, which means "none".
     pub fn origin(self) -> u64 {
         let h = crate::hash::fnv1a(
             self.dev
                 .to_le_bytes()
                 .into_iter()
-                .chain(self.ino.to_le_bytes()),
+                .chain(self.ino.to_le_bytes())
+                .chain(self.born.to_le_bytes()),
         );
         h.max(1)
     }

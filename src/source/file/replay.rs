@@ -778,7 +778,11 @@ mod tests {
         let mut r = Recorder::new(Arc::clone(&index), 0);
         r.begin(
             Path::new("/nonexistent/app.log"),
-            FileId { dev: 1, ino: 2 },
+            FileId {
+                dev: 1,
+                ino: 2,
+                born: 0,
+            },
             1,
         );
         record(&mut r, 1, &lines(0, 0, &["a", "b"]));
