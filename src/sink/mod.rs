@@ -239,6 +239,9 @@ struct Progress {
     acked: u64,
     /// The `seq` of the last line read from the hub.
     read: u64,
+    /// The id after the last notice read (a new cursor from `read` hands
+    /// out the notice after that line again).
+    notices_read: u64,
     /// Read from the hub, not yet sent.
     pending: VecDeque<Pending>,
     /// Sent, not yet acknowledged, in order.
@@ -295,6 +298,7 @@ pub async fn run(
     let mut progress = Progress {
         acked: 0,
         read: 0,
+        notices_read: 0,
         pending: VecDeque::new(),
         inflight: VecDeque::new(),
         looked_up: HashSet::new(),
@@ -448,7 +452,12 @@ async fn session(
                     progress.read = progress.read.max(gap.to);
                     progress.pending.push_back(Pending::Gap { from: gap.from, to: gap.to });
                 }
-                Ok(Delivery::Notice(notice)) => progress.pending.push_back(Pending::Notice(notice)),
+                Ok(Delivery::Notice(notice)) => {
+                    if notice.id >= progress.notices_read {
+                        progress.notices_read = notice.id + 1;
+                        progress.pending.push_back(Pending::Notice(notice));
+                    }
+                }
                 Err(CursorError::Closed) => return Stop::Done,
                 Err(CursorError::TooSlow) => {
                     return Stop::Link(LinkError::new("fell behind the hub"));
