@@ -77,8 +77,10 @@ fn try_main(cli: Cli) -> Result<(), Error> {
             None,
         )),
         (None, true) => {
-            let (cert, quic) =
-                logtail_ws::server::cert::SelfSigned::generate(config.listen, config.ping_interval)?;
+            let (cert, quic) = logtail_ws::server::cert::SelfSigned::generate(
+                config.listen,
+                config.ping_interval,
+            )?;
             Some((quic, Some(cert)))
         }
         (_, false) => None,

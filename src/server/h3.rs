@@ -253,6 +253,8 @@ impl H3Conn {
         };
         let open = OpenConnection::new(&self.options.metrics, HttpVersion::H3);
         let streams = TaskTracker::new();
+        // The request tasks that became WebTransport sessions.
+        let sessions = TaskTracker::new();
         loop {
             let accepted = tokio::select! {
                 accepted = h3.accept() => accepted,
@@ -270,6 +272,7 @@ impl H3Conn {
             let request = RequestTask {
                 peer,
                 quic: quic.clone(),
+                sessions: sessions.clone(),
                 router: self.router.clone(),
                 options: self.options.clone(),
                 stream,
@@ -282,6 +285,10 @@ impl H3Conn {
             // GOAWAY: no new request; those in progress (SSE ends at
             // shutdown) get the flush time to finish.
             let flushed = Instant::now() + SHUTDOWN_FLUSH;
+            // WebTransport sessions close (their close capsule) before the
+            // GOAWAY: some clients take a GOAWAY for the end of everything.
+            sessions.close();
+            let _ = timeout_at(flushed, sessions.wait()).await;
             let _ = timeout_at(flushed, h3.shutdown(0)).await;
             streams.close();
             let _ = timeout_at(flushed, streams.wait()).await;
@@ -303,6 +310,8 @@ impl H3Conn {
 struct RequestTask {
     peer: SocketAddr,
     quic: quinn::Connection,
+    /// Counts this task among the connection's sessions once it is one.
+    sessions: TaskTracker,
     router: Router,
     options: ServeOptions,
     stream: OpenStream,
@@ -337,7 +346,10 @@ impl RequestTask {
             let head = Response::from_parts(response.into_parts().0, ());
             let sent = timeout(self.options.send_timeout, stream.send_response(head)).await;
             match sent {
-                Ok(Ok(())) => pending.hand_over(self.quic, stream).await,
+                Ok(Ok(())) => {
+                    let _session = self.sessions.token();
+                    pending.hand_over(self.quic, stream).await;
+                }
                 Ok(Err(err)) => tracing::debug!(%peer, "WebTransport session not opened: {err}"),
                 Err(_) => tracing::debug!(%peer, "WebTransport session not opened in time"),
             }

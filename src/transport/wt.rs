@@ -85,10 +85,11 @@ pub async fn handler(
         .into_response();
     };
     let raw = RawParams::from_query(uri.query());
-    let Admitted { cursor, slot, .. } = match admit(&app, TRANSPORT, peer, &raw, &uri, &headers, None) {
-        Ok(admitted) => admitted,
-        Err(rejection) => return rejection.into_response(),
-    };
+    let Admitted { cursor, slot, .. } =
+        match admit(&app, TRANSPORT, peer, &raw, &uri, &headers, None) {
+            Ok(admitted) => admitted,
+            Err(rejection) => return rejection.into_response(),
+        };
     let tracker = app.tracker.clone();
     tracker.spawn(async move {
         // The session comes once the 200 below went out.
@@ -173,7 +174,10 @@ async fn client(session: Session, mut cursor: Cursor, app: AppState, slot: Clien
     let goodbye = async {
         // What a feed the pump gave up on left gathered goes first.
         if !gathered.is_empty() {
-            stream.write_chunk(gathered.freeze()).await.map_err(|_| ())?;
+            stream
+                .write_chunk(gathered.freeze())
+                .await
+                .map_err(|_| ())?;
         }
         stream.finish().map_err(|_| ())?;
         // Everything sent was acknowledged (or the client stopped the stream).
