@@ -54,6 +54,9 @@ mod h3;
 // WebTransport at /wt (issue 16): a wtransport client trusting /wt-cert-hash; exact lines,
 // since= resume, Origin and token, 1001 at shutdown.
 mod webtransport;
+// WebTransport in headless Chromium: serverCertificateHashes from /wt-cert-hash, exact
+// lines, since= resume, a cross-origin page and a missing token refused.
+mod browser_wt;
 
 // Past one machine (issue 15): --publish nats:// into a real JetStream, edges (--from)
 // serving it; resume on the other edge, a restarted source, a broker outage, replay

@@ -408,3 +408,69 @@ async fn shutdown_closes_sessions_with_1001_within_budget() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     assert!(signalled.elapsed() < BUDGET, "{:?}", signalled.elapsed());
 }
+
+/// A session that reads nothing is closed as too slow (`--client-queue` behind for longer
+/// than the grace, or nothing taken for `--send-timeout`); when it reads again within the
+/// close's grace it gets what was in flight, in order with nothing skipped, the stream's end
+/// and the close 1013 `client too slow`; resuming with `since=LAST&epoch=E` then delivers
+/// exactly the rest.
+#[tokio::test]
+async fn a_slow_session_is_closed_1013_and_resumes_with_since() {
+    let log = LogFile::new();
+    let s = start(&log, &["--client-queue", "65536", "--send-timeout", "1"]).await;
+    let epoch = s.healthz().await["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_string();
+    let conn = session(&s, "backlog=0").await;
+    let mut lines = Lines::accept(&conn).await;
+    assert_eq!(lines.next(1).await, [hello(&epoch, 0)]);
+    // Far more than the client's windows and the server's send window hold.
+    let pad = "x".repeat(1000);
+    let total = 8000u64;
+    let all: Vec<String> = (1..=total).map(|i| format!("{i:06} {pad}")).collect();
+    log.append_lines(&all);
+    s.wait_for_log("closing a client that is too slow", PROMPT)
+        .await;
+    // Reading again, within the grace: lines 1..=k in order, then the end.
+    let mut text = lines.rest().await.expect("the stream ends cleanly");
+    assert_eq!(text.pop(), Some(b'\n'), "whole lines only");
+    let got: Vec<serde_json::Value> = text
+        .split(|&b| b == b'\n')
+        .map(|line| serde_json::from_slice(line).expect("a JSON frame"))
+        .collect();
+    assert!(
+        !got.is_empty() && (got.len() as u64) < total,
+        "{}",
+        got.len()
+    );
+    for (i, frame) in got.iter().enumerate() {
+        assert_eq!(frame["seq"], i as u64 + 1);
+        assert_eq!(frame["line"], all[i].as_str());
+    }
+    let closed = tokio::time::timeout(PROMPT, conn.accept_uni())
+        .await
+        .expect("closed");
+    match closed.map(|_| ()) {
+        Err(ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(close.code(), 1013u32.into(), "{close}");
+            assert_eq!(close.reason(), b"client too slow");
+        }
+        other => panic!("closed otherwise: {other:?}"),
+    }
+    let last = got.len() as u64;
+    let conn = session(&s, &format!("since={last}&epoch={epoch}")).await;
+    let mut lines = Lines::accept(&conn).await;
+    assert_eq!(lines.next(1).await, [hello(&epoch, total)]);
+    for i in last + 1..=total {
+        let line = lines.next(1).await.remove(0);
+        let frame: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(frame["seq"], i);
+        assert_eq!(frame["line"], all[i as usize - 1].as_str());
+    }
+    let metrics = http_get(s.addr(), "/metrics", &[]).await.text();
+    assert!(
+        metrics.contains(r#"logtail_client_ends_total{transport="wt",reason="too slow"#),
+        "{metrics}"
+    );
+}

@@ -49,7 +49,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::{Admitted, AppState, CLOSE_CAP, ClientSlot, RawParams, Rejection, admit};
@@ -210,15 +210,19 @@ impl WtSink {
         self.gathered.extend_from_slice(b"\n");
     }
 
-    /// Writes what was gathered.
+    /// Writes what was gathered. Cancel-safe (the pump gives up on a write
+    /// that waits too long): each `write` takes some bytes or none, and
+    /// what it did not take stays gathered, for the goodbye.
     async fn write_gathered(&mut self) -> Result<(), SinkGone> {
-        if self.gathered.is_empty() {
-            return Ok(());
+        while !self.gathered.is_empty() {
+            let n = self
+                .stream
+                .write(&self.gathered)
+                .await
+                .map_err(|_| SinkGone)?;
+            self.gathered.advance(n);
+            self.app.hub.metrics.stream_bytes_sent(TRANSPORT, n as u64);
         }
-        let chunk = self.gathered.split().freeze();
-        let n = chunk.len() as u64;
-        self.stream.write_chunk(chunk).await.map_err(|_| SinkGone)?;
-        self.app.hub.metrics.stream_bytes_sent(TRANSPORT, n);
         Ok(())
     }
 }
