@@ -214,3 +214,81 @@ async fn a_cross_origin_page_and_a_missing_token_are_refused() {
     let got = lines(&mut page, 1).await;
     assert!(got[0].starts_with(r#"{"event":"hello""#), "{got:?}");
 }
+
+/// `logtail.lines()` of the viewer, as `(seq, line)`.
+async fn viewer_lines(page: &mut Page) -> Vec<(u64, String)> {
+    let text = page.eval("JSON.stringify(logtail.lines())").await;
+    let lines: Value = serde_json::from_str(text.as_str().unwrap_or("[]")).expect("JSON");
+    lines
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|l| {
+                    let seq = l["seq"].as_u64().expect("seq");
+                    (seq, l["line"].as_str().expect("line").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn wait_viewer_lines(page: &mut Page, want: &[(u64, String)]) {
+    let deadline = std::time::Instant::now() + PROMPT;
+    loop {
+        let got = viewer_lines(page).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the viewer shows {want:?} within {PROMPT:?}; it holds {got:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+fn seqd(first: u64, lines: &[String]) -> Vec<(u64, String)> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (first + i as u64, l.clone()))
+        .collect()
+}
+
+/// The viewer with `#wt=1` streams over WebTransport (the server counts one session and no
+/// other client), backlog then live lines exactly; without `--http3` the same page falls
+/// back to WebSocket and shows the same.
+#[needs::tools(chromium)]
+#[tokio::test]
+async fn the_viewer_uses_webtransport_with_wt_1_and_falls_back_to_websocket() {
+    let log = LogFile::new();
+    let old = numbered("old ", 1..=3);
+    log.append_lines(&old);
+    let s = start(&log, &[]).await;
+    wait_seq(&s, 3).await;
+    let chromium = Chromium::launch().await;
+    let mut page = chromium.page().await;
+    page.goto(&format!("{}/#wt=1", s.base_url())).await;
+    wait_viewer_lines(&mut page, &seqd(1, &old)).await;
+    let counted = || async {
+        let h = s.healthz().await;
+        h["webtransport"]["sessions"] == 1 && h["clients"] == 1
+    };
+    wait_until_async(PROMPT, "one WebTransport session, no other client", counted).await;
+    let live = numbered("new ", 1..=20);
+    log.append_lines(&live);
+    let mut want = seqd(1, &old);
+    want.extend(seqd(4, &live));
+    wait_viewer_lines(&mut page, &want).await;
+
+    // The page asks for the default backlog: all 23 lines.
+    let plain = Server::builder()
+        .file(log.path())
+        .args(&["--lines", "100"])
+        .start()
+        .await;
+    page.goto(&format!("{}/#wt=1", plain.base_url())).await;
+    wait_viewer_lines(&mut page, &want).await;
+    let ws = || async { plain.healthz().await["clients"] == 1 };
+    wait_until_async(PROMPT, "the fallback WebSocket", ws).await;
+}
