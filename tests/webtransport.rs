@@ -474,3 +474,20 @@ async fn a_slow_session_is_closed_1013_and_resumes_with_since() {
         "{metrics}"
     );
 }
+
+/// A session takes a `--max-clients` slot: with one taken, the next session is refused
+/// (503), and admitted again once the first one ended.
+#[tokio::test]
+async fn sessions_take_max_clients_slots() {
+    let log = LogFile::new();
+    let s = start(&log, &["--max-clients", "1"]).await;
+    let first = session(&s, "backlog=0").await;
+    Lines::accept(&first).await.next(1).await;
+    wait_sessions(&s, 1).await;
+    let refused = try_session(&s, "backlog=0", None).await;
+    assert!(matches!(refused, Err(ConnectingError::SessionRejected)));
+    first.close(0u32.into(), b"");
+    wait_sessions(&s, 0).await;
+    let again = session(&s, "backlog=0").await;
+    assert!(Lines::accept(&again).await.next(1).await[0].starts_with(r#"{"event":"hello""#));
+}

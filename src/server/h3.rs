@@ -50,9 +50,11 @@
 //!
 //! # Shutdown
 //!
-//! On cancel the accept loop stops, each connection sends GOAWAY, its
-//! streams end (an SSE stream's body ends as over TCP) and get
-//! [`SHUTDOWN_FLUSH`] to finish; the client, which then has nothing left,
+//! On cancel the accept loop stops; each connection first lets its
+//! WebTransport sessions close (their close capsule: some clients take a
+//! GOAWAY for the end of everything), then sends GOAWAY, and its streams
+//! end (an SSE stream's body ends as over TCP): all of that within
+//! [`SHUTDOWN_FLUSH`]; the client, which then has nothing left,
 //! is given [`LINGER`] to close the connection itself (so that nothing it
 //! has not read yet is dropped by our close), and then the connection is
 //! closed with `H3_NO_ERROR`; [`serve_h3`] returns once every connection's

@@ -119,7 +119,11 @@ async fn client(session: Session, mut cursor: Cursor, app: AppState, slot: Clien
         }
         Err(_) => {
             tracing::debug!(peer = %slot.peer, "WebTransport stream not opened in time");
-            session.close(TRY_AGAIN_LATER, "client too slow").await;
+            let _ = timeout(
+                SHUTDOWN_FLUSH,
+                session.close(TRY_AGAIN_LATER, "client too slow"),
+            )
+            .await;
             return;
         }
     };
