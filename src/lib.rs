@@ -135,7 +135,12 @@ pub async fn run(
         if let Some(cert) = quic.self_signed {
             tracing::info!(sha256 = %cert.hash.current(), "QUIC uses a self-signed certificate (GET /wt-cert-hash)");
             state.wt_cert = Some(cert.hash.clone());
-            tokio::spawn(server::cert::renew(quic.endpoint.clone(), cert, cancel.clone()));
+            tokio::spawn(server::cert::renew(
+                quic.endpoint.clone(),
+                cert,
+                server::cert::RENEW_EVERY,
+                cancel.clone(),
+            ));
         }
         quic.endpoint
     });

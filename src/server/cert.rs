@@ -144,11 +144,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Renews `cert` every [`RENEW_EVERY`] into `endpoint`, until `cancel`.
-/// A renewal that fails is logged and tried again in a minute: the
-/// certificate in use still has days left.
-pub async fn renew(endpoint: quinn::Endpoint, cert: SelfSigned, cancel: CancellationToken) {
-    let mut wait = RENEW_EVERY;
+/// Renews `cert` every `every` ([`RENEW_EVERY`]) into `endpoint`, until
+/// `cancel`. A renewal that fails is logged and tried again in a minute:
+/// the certificate in use still has days left.
+pub async fn renew(
+    endpoint: quinn::Endpoint,
+    cert: SelfSigned,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let mut wait = every;
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -164,7 +169,7 @@ pub async fn renew(endpoint: quinn::Endpoint, cert: SelfSigned, cancel: Cancella
                 endpoint.set_server_config(Some(config));
                 tracing::info!(sha256 = %hash, "renewed the self-signed QUIC certificate");
                 cert.hash.set(hash);
-                wait = RENEW_EVERY;
+                wait = every;
             }
             Err(err) => {
                 tracing::warn!("renewing the self-signed QUIC certificate: {err}");
@@ -211,5 +216,111 @@ mod tests {
         assert!(generated.cert.windows(oid.len()).any(|w| w == oid));
         let other = generate(&["localhost".into()]).unwrap();
         assert_ne!(other.hash, generated.hash, "a fresh key each time");
+    }
+
+    /// Accepts every server certificate, recording the SHA-256 of each end-entity one.
+    #[derive(Debug)]
+    struct Record(std::sync::Mutex<Vec<String>>);
+
+    impl rustls::client::danger::ServerCertVerifier for Record {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            let hash = hex(ring::digest::digest(&ring::digest::SHA256, end_entity).as_ref());
+            self.0.lock().unwrap().push(hash);
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// The SHA-256 of the certificate a new QUIC handshake with `addr` presents.
+    async fn presented(addr: SocketAddr) -> String {
+        let record = Arc::new(Record(Default::default()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(record.clone())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        client.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let conn = client.connect(addr, "localhost").unwrap().await.unwrap();
+        conn.close(0u32.into(), b"");
+        let hashes = record.0.lock().unwrap().clone();
+        assert_eq!(hashes.len(), 1);
+        hashes[0].clone()
+    }
+
+    /// Each renewal swaps a new certificate into the running endpoint: a new handshake
+    /// presents the one whose hash [`CertHash`] gives; cancelling stops the renewals.
+    #[tokio::test]
+    async fn renewal_swaps_the_certificate_new_handshakes_get() {
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (cert, config) = SelfSigned::generate(bind, Duration::from_secs(5)).unwrap();
+        let hash = cert.hash.clone();
+        let endpoint = quinn::Endpoint::server(config, bind).unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let server = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(conn) = incoming.await {
+                        let _ = conn.closed().await;
+                    }
+                });
+            }
+        });
+        let first = hash.current();
+        assert_eq!(presented(addr).await, first);
+        let cancel = CancellationToken::new();
+        let renewing = tokio::spawn(renew(
+            endpoint.clone(),
+            cert,
+            Duration::from_millis(50),
+            cancel.clone(),
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while hash.current() == first {
+            assert!(tokio::time::Instant::now() < deadline, "no renewal");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), renewing)
+            .await
+            .expect("renewal stops on cancel")
+            .unwrap();
+        // Stopped after a swap and its hash: a new handshake presents exactly that one.
+        let renewed = hash.current();
+        assert_ne!(renewed, first);
+        assert_eq!(presented(addr).await, renewed);
+        endpoint.close(0u32.into(), b"");
     }
 }
