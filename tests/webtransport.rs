@@ -491,3 +491,48 @@ async fn sessions_take_max_clients_slots() {
     let again = session(&s, "backlog=0").await;
     assert!(Lines::accept(&again).await.next(1).await[0].starts_with(r#"{"event":"hello""#));
 }
+
+/// A session that reads nothing at all: after `--send-timeout` it is too slow, its stream
+/// gets the close's grace (30 s) to be read, then is reset and the session closed 1013; its
+/// slot is freed.
+#[tokio::test]
+async fn a_stuck_session_is_reset_and_closed_1013_after_the_grace() {
+    let log = LogFile::new();
+    let s = start(&log, &["--send-timeout", "1"]).await;
+    let conn = session(&s, "backlog=0").await;
+    let mut lines = Lines::accept(&conn).await;
+    lines.next(1).await;
+    let pad = "y".repeat(1000);
+    log.append_lines((1..=8000).map(|i| format!("{i:06} {pad}")));
+    s.wait_for_log("closing a client that is too slow", PROMPT)
+        .await;
+    let too_slow = Instant::now();
+    let grace = Duration::from_secs(30);
+    let closed = tokio::time::timeout(grace + PROMPT, conn.closed()).await;
+    assert!(closed.is_ok(), "closed within the grace");
+    assert!(
+        too_slow.elapsed() >= grace - Duration::from_secs(1),
+        "{:?}",
+        too_slow.elapsed()
+    );
+    // The reset's code is not seen here: wtransport ends the QUIC connection on the close
+    // capsule that follows it, so the unread stream fails as "not connected" (the code
+    // mapping is a unit test of src/server/webtransport.rs).
+    let read = lines.rest().await;
+    assert!(
+        read.is_err(),
+        "the unread stream does not end cleanly: {read:?}"
+    );
+    match tokio::time::timeout(PROMPT, conn.accept_uni())
+        .await
+        .expect("closed")
+        .map(|_| ())
+    {
+        Err(ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(close.code(), 1013u32.into(), "{close}");
+            assert_eq!(close.reason(), b"client too slow");
+        }
+        other => panic!("closed otherwise: {other:?}"),
+    }
+    wait_sessions(&s, 0).await;
+}

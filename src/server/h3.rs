@@ -43,8 +43,8 @@
 //! a few unidirectional streams (HTTP/3 needs three: control and QPACK),
 //! [`STREAM_WINDOW`]/[`CONNECTION_WINDOW`] of what a client may send unread,
 //! [`MAX_FIELD_SECTION`] of request headers (431-like refusal by h3), a PING
-//! every `--ping-interval` and an idle timeout of two periods (a peer that
-//! answers nothing that long is gone). The QUIC handshake and HTTP/3's
+//! every `--ping-interval` ([`MAX_PING_PERIOD`] at most) and an idle timeout
+//! of two periods (a peer that answers nothing that long is gone). The QUIC handshake and HTTP/3's
 //! SETTINGS, then each request's headers, must arrive within the handshake
 //! timeout.
 //!
@@ -112,6 +112,10 @@ const SEND_WINDOW: u64 = 2 * 1024 * 1024;
 /// The largest request header section (as HTTP/2's `MAX_HEADER_LIST`).
 pub const MAX_FIELD_SECTION: u64 = 16 * 1024;
 
+/// The longest time between two PINGs on a QUIC connection (`--ping-interval`
+/// if shorter).
+const MAX_PING_PERIOD: Duration = Duration::from_secs(10);
+
 /// At shutdown, how long a connection whose streams have ended waits for the
 /// client to close it (having read their last bytes) before closing it.
 pub const LINGER: Duration = Duration::from_millis(250);
@@ -177,7 +181,10 @@ fn quic_config_from(
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window(CONNECTION_WINDOW.into())
         .send_window(SEND_WINDOW)
-        .keep_alive_interval(Some(ping_interval))
+        // QUIC's idle timeout is the lower of the two peers': clients often
+        // announce 30 s (quinn's and Chromium's default), which a PING every
+        // --ping-interval (30 s by default) would not always beat.
+        .keep_alive_interval(Some(ping_interval.min(MAX_PING_PERIOD)))
         // A peer that answers no PING for two periods is gone. Two periods
         // always fit quinn's limit (--ping-interval is at most a day).
         .max_idle_timeout((ping_interval * 2).try_into().ok());

@@ -22,8 +22,9 @@
 //! - a server stream ([`Session::open_uni`]): a QUIC unidirectional stream
 //!   that starts with the type `0x54` (WebTransport stream) and the session
 //!   id (the CONNECT stream's id), both varints, then the application's
-//!   bytes; it is a plain [`quinn::SendStream`] (finish, reset with a code,
-//!   `stopped` for the acknowledgement of everything sent);
+//!   bytes; it is a plain [`quinn::SendStream`] (finish, reset with
+//!   [`stream_error_code`], `stopped` for the acknowledgement of everything
+//!   sent);
 //! - the close ([`Session::close`]): a `CLOSE_WEBTRANSPORT_SESSION` capsule
 //!   (type `0x2843`: a 32-bit code and a UTF-8 reason of at most 1024 bytes)
 //!   in a DATA frame on the CONNECT stream, then its FIN;
@@ -45,6 +46,19 @@ const CLOSE_SESSION_CAPSULE: u64 = 0x2843;
 
 /// The longest reason a close capsule may carry.
 const MAX_REASON: usize = 1024;
+
+/// The first HTTP/3 error code of the WebTransport application error
+/// codes (§4.3): a stream reset with application code `n` carries
+/// `FIRST_APP_CODE + n + n / 0x1e` (the gaps skip HTTP/3's reserved codes).
+const FIRST_APP_CODE: u64 = 0x52e4_a40f_a8db;
+
+/// The HTTP/3 error code that carries WebTransport application error code
+/// `n` on a stream reset (what a browser reports as `streamErrorCode`).
+pub fn stream_error_code(n: u32) -> quinn::VarInt {
+    let n = u64::from(n);
+    // At most about 2^47: always a varint.
+    quinn::VarInt::from_u64(FIRST_APP_CODE + n + n / 0x1e).unwrap_or(quinn::VarInt::MAX)
+}
 
 /// Whether `request` asks for a WebTransport session (extended CONNECT with
 /// `:protocol = webtransport`).
@@ -239,5 +253,17 @@ mod tests {
         );
         assert_eq!(enc(WT_UNI_STREAM), [0x40, 0x54]);
         assert_eq!(enc(CLOSE_SESSION_CAPSULE), [0x68, 0x43]);
+    }
+
+    #[test]
+    fn stream_error_codes_skip_the_reserved_ones() {
+        assert_eq!(stream_error_code(0).into_inner(), 0x52e4a40fa8db);
+        assert_eq!(stream_error_code(0x1d).into_inner(), 0x52e4a40fa8db + 0x1d);
+        // 0x52e4a40fa8db + 0x1e would be a reserved (grease) HTTP/3 code.
+        assert_eq!(stream_error_code(0x1e).into_inner(), 0x52e4a40fa8db + 0x1f);
+        // None is an HTTP/3 reserved code (0x1f * N + 0x21).
+        for n in 0..2000 {
+            assert_ne!((stream_error_code(n).into_inner() - 0x21) % 0x1f, 0, "{n}");
+        }
     }
 }

@@ -34,7 +34,9 @@
 //! shutdown), so a client that reads again within it gets everything that
 //! was in flight and then the close, and knows to resume with
 //! `since=SEQ&epoch=EPOCH`. A stream still unacknowledged when the grace
-//! ends is reset with the same code. A session the client closed (or whose
+//! ends is reset with the same code (as WebTransport maps application codes
+//! onto HTTP/3's: [`webtransport::stream_error_code`]), then the session is
+//! closed. A session the client closed (or whose
 //! connection ended) is just dropped. A client that stops the stream
 //! (STOP_SENDING) is noticed at the next write.
 //!
@@ -58,7 +60,7 @@ use crate::hub::Cursor;
 use crate::lines::Text;
 use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone, pump};
 use crate::server::SHUTDOWN_FLUSH;
-use crate::server::webtransport::{Ended, Session, WebTransportUpgrade};
+use crate::server::webtransport::{self, Ended, Session, WebTransportUpgrade};
 
 /// Session close codes (as `/ws`'s Close codes).
 pub const AWAY: u32 = 1001;
@@ -193,7 +195,7 @@ async fn client(session: Session, mut cursor: Cursor, app: AppState, slot: Clien
         () = app.cancel.cancelled(), if end != End::Shutdown => false,
     };
     if !acked {
-        let _ = stream.reset(code.into());
+        let _ = stream.reset(webtransport::stream_error_code(code));
     }
     let _ = timeout(SHUTDOWN_FLUSH / 2, session.close(code, reason)).await;
     drop(slot);
