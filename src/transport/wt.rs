@@ -177,13 +177,16 @@ async fn client(session: Session, mut cursor: Cursor, app: AppState, slot: Clien
         ..
     } = sink;
     let deadline = Instant::now() + grace;
+    let metrics = &app.hub.metrics;
     let goodbye = async {
         // What a feed the pump gave up on left gathered goes first.
         if !gathered.is_empty() {
+            let n = gathered.len() as u64;
             stream
                 .write_chunk(gathered.freeze())
                 .await
                 .map_err(|_| ())?;
+            metrics.stream_bytes_sent(TRANSPORT, n);
         }
         stream.finish().map_err(|_| ())?;
         // Everything sent was acknowledged (or the client stopped the stream).
