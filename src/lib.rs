@@ -74,7 +74,7 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    quic: Option<quinn::Endpoint>,
+    quic: Option<server::Quic>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let config = Arc::new(config);
@@ -131,6 +131,19 @@ pub async fn run(
     let mut state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone())
         .with_publishers(publishers);
     state.edge = edge_status.clone();
+    let quic = quic.map(|quic| {
+        if let Some(cert) = quic.self_signed {
+            tracing::info!(sha256 = %cert.hash.current(), "QUIC uses a self-signed certificate (GET /wt-cert-hash)");
+            state.wt_cert = Some(cert.hash.clone());
+            tokio::spawn(server::cert::renew(
+                quic.endpoint.clone(),
+                cert,
+                server::cert::RENEW_EVERY,
+                cancel.clone(),
+            ));
+        }
+        quic.endpoint
+    });
     let options = server::ServeOptions {
         cancel: cancel.clone(),
         tracker: state.tracker.clone(),

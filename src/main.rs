@@ -69,14 +69,21 @@ fn try_main(cli: Cli) -> Result<(), Error> {
         Some((cert, key)) => Some(logtail_ws::server::tls_acceptor(cert, key)?),
         None => None,
     };
-    // `--http3` comes with TLS (Config checks it).
+    // `--http3`: with `--tls-cert`, QUIC uses it; without, a self-signed
+    // certificate (for WebTransport's serverCertificateHashes).
     let quic = match (&config.tls, config.http3) {
-        (Some((cert, key)), true) => Some(logtail_ws::server::quic_config(
-            cert,
-            key,
-            config.ping_interval,
-        )?),
-        _ => None,
+        (Some((cert, key)), true) => Some((
+            logtail_ws::server::quic_config(cert, key, config.ping_interval)?,
+            None,
+        )),
+        (None, true) => {
+            let (cert, quic) = logtail_ws::server::cert::SelfSigned::generate(
+                config.listen,
+                config.ping_interval,
+            )?;
+            Some((quic, Some(cert)))
+        }
+        (_, false) => None,
     };
     // Before the runtime's threads: one process-wide limit, raised once.
     match logtail_ws::fdlimit::raise_nofile() {
@@ -104,19 +111,25 @@ fn read_token_file(path: &Path) -> Result<String, Error> {
 async fn start(
     config: Config,
     tls: Option<TlsAcceptor>,
-    quic: Option<quinn::ServerConfig>,
+    quic: Option<(
+        quinn::ServerConfig,
+        Option<logtail_ws::server::cert::SelfSigned>,
+    )>,
 ) -> Result<(), Error> {
     let addr = config.listen;
     let listener = listen(addr).map_err(|source| Error::Bind { addr, source })?;
     // HTTP/3 on the same port number as TCP (the one bound, for `--port 0`).
     let endpoint = match quic {
-        Some(quic) => {
+        Some((quic, self_signed)) => {
             let addr = listener
                 .local_addr()
                 .map_err(|source| Error::Bind { addr, source })?;
             let endpoint = quinn::Endpoint::server(quic, addr)
                 .map_err(|source| Error::Bind { addr, source })?;
-            Some(endpoint)
+            Some(logtail_ws::server::Quic {
+                endpoint,
+                self_signed,
+            })
         }
         None => None,
     };

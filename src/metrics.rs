@@ -7,7 +7,7 @@
 //!
 //! Kept and rendered by `prometheus-client` (the Prometheus text format, with
 //! labels): per file (`file`, its public name) for what is read, rotated and
-//! truncated; per transport (`transport`: `ws`, `sse`) for clients; per
+//! truncated; per transport (`transport`: `ws`, `sse`, `wt`) for clients; per
 //! reason for how clients ended. Each is bumped once per batch or per client
 //! event, never per line per client. The delivery delay is observed once per
 //! batch a client is fed: from the moment the hub published it to the moment
@@ -95,6 +95,8 @@ pub struct Metrics {
     lines_sent: Counter,
     bytes_sent: Counter,
     clients: Family<TransportLabel, Gauge>,
+    /// Bytes written to each transport's streams, framing included (`wt`).
+    stream_bytes: Family<TransportLabel, Counter>,
     clients_total: Family<TransportLabel, Counter>,
     client_ends: Family<EndLabel, Counter>,
     slow_client_drops: Counter,
@@ -139,6 +141,7 @@ impl Default for Metrics {
             lines_sent: Counter::default(),
             bytes_sent: Counter::default(),
             clients: Family::default(),
+            stream_bytes: Family::default(),
             clients_total: Family::default(),
             client_ends: Family::default(),
             slow_client_drops: Counter::default(),
@@ -200,6 +203,12 @@ impl Default for Metrics {
             "clients",
             "Connected streaming clients, per transport",
             m.clients.clone(),
+        );
+        registry.register_with_unit(
+            "stream_sent",
+            "Bytes written to the clients' streams, framing included, per transport (wt)",
+            Unit::Bytes,
+            m.stream_bytes.clone(),
         );
         registry.register(
             "clients",
@@ -366,6 +375,23 @@ impl Metrics {
         self.client_ends
             .get_or_create(&EndLabel { transport, reason })
             .inc();
+    }
+
+    /// `n` bytes (framing included) went out on a `transport` stream.
+    pub fn stream_bytes_sent(&self, transport: &'static str, n: u64) {
+        self.stream_bytes
+            .get_or_create(&TransportLabel { transport })
+            .inc_by(n);
+    }
+
+    /// `transport`'s connected clients and the bytes written to its
+    /// streams, for `/healthz`.
+    pub fn transport_now(&self, transport: &'static str) -> (i64, u64) {
+        let label = TransportLabel { transport };
+        (
+            self.clients.get_or_create(&label).get(),
+            self.stream_bytes.get_or_create(&label).get(),
+        )
     }
 
     pub fn clients_now(&self) -> u64 {

@@ -7,7 +7,9 @@
 //! anything else); both within the handshake timeout. HTTP/2 connections,
 //! their limits and their streams' deadlines are [`h2`]'s. With `--http3`
 //! the same port number on UDP serves HTTP/3 with the same router, through
-//! [`h3`]'s adapter ([`serve_h3`]).
+//! [`h3`]'s adapter ([`serve_h3`]), which also accepts WebTransport sessions
+//! ([`webtransport`]); without `--tls-cert` QUIC's certificate is
+//! self-signed and renewed ([`cert`]).
 //!
 //! Why our own accept loop instead of `axum::serve`: we need what it does not
 //! offer — TLS, a deadline on reading request headers (slowloris), a bound on
@@ -25,8 +27,10 @@
 //! it gives up on a stuck client it sets one deadline for what was in
 //! flight and its last word.
 
+pub mod cert;
 mod h2;
 mod h3;
+pub mod webtransport;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -63,6 +67,13 @@ use crate::error::{Error, TlsFileError};
 use crate::fdlimit::{self, RateLimited, Spare};
 use crate::metrics::{HttpVersion, Metrics};
 use h2::{Opening, Rewind};
+
+/// The QUIC side of `--http3`: the bound endpoint, and its self-signed
+/// certificate when there is no `--tls-cert` (renewed by [`cert::renew`]).
+pub struct Quic {
+    pub endpoint: quinn::Endpoint,
+    pub self_signed: Option<cert::SelfSigned>,
+}
 
 /// What the accept loop needs besides the router: plumbing only.
 #[derive(Clone)]

@@ -49,8 +49,14 @@ mod h2;
 
 // HTTP/3 (issue 14, --http3): an h3 client (h3 + h3-quinn) reads /events exactly, the viewer
 // and /healthz over h3, /ws refused, the security rules by :authority, Alt-Svc on TCP,
-// --http3 without TLS exits 2, SIGTERM ends h3 streams within the budget.
+// SIGTERM ends h3 streams within the budget.
 mod h3;
+// WebTransport at /wt (issue 16): a wtransport client trusting /wt-cert-hash; exact lines,
+// since= resume, Origin and token, 1001 at shutdown.
+mod webtransport;
+// WebTransport in headless Chromium: serverCertificateHashes from /wt-cert-hash, exact
+// lines, since= resume, a cross-origin page and a missing token refused.
+mod browser_wt;
 
 // Past one machine (issue 15): --publish nats:// into a real JetStream, edges (--from)
 // serving it; resume on the other edge, a restarted source, a broker outage, replay

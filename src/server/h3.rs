@@ -2,8 +2,8 @@
 //! listener, served by the same [`Router`] as TCP.
 //!
 //! quinn is the QUIC stack, with the rustls (ring) configuration of
-//! `--tls-cert`/`--tls-key` built by the same code as TCP's, TLS 1.3 only and
-//! ALPN `h3`; h3 (with h3-quinn) speaks HTTP/3 on it. h3 has no hyper or axum
+//! `--tls-cert`/`--tls-key` built by the same code as TCP's (without them, a
+//! self-signed certificate: [`super::cert`]), TLS 1.3 only and ALPN `h3`; h3 (with h3-quinn) speaks HTTP/3 on it. h3 has no hyper or axum
 //! integration, so this module is the adapter, and nothing else: each request
 //! stream becomes an `http::Request<axum::body::Body>` (its URI carries the
 //! `https` scheme and the `:authority`, so the Origin, DNS-rebinding and token
@@ -15,6 +15,14 @@
 //! the pump are the handlers' own: `/events` over HTTP/3 is the same SSE
 //! handler. `/ws` is refused by its handler (h3 and browsers have no RFC
 //! 9220 WebSocket over HTTP/3); WebSocket stays on TCP.
+//!
+//! WebTransport (`/wt`) is announced in the SETTINGS of every connection; an
+//! extended CONNECT with `:protocol = webtransport` goes through the router
+//! too, with a [`webtransport::WebTransportUpgrade`] among its extensions;
+//! when the handler answers 2xx, the head is sent, the CONNECT stream stays
+//! open and [`super::webtransport`] makes it a session. The stream keeps its
+//! place among the connection's until the session ends, so shutdown waits
+//! for a session's goodbye as for an SSE stream's.
 //!
 //! # One stream's deadline
 //!
@@ -35,16 +43,18 @@
 //! a few unidirectional streams (HTTP/3 needs three: control and QPACK),
 //! [`STREAM_WINDOW`]/[`CONNECTION_WINDOW`] of what a client may send unread,
 //! [`MAX_FIELD_SECTION`] of request headers (431-like refusal by h3), a PING
-//! every `--ping-interval` and an idle timeout of two periods (a peer that
-//! answers nothing that long is gone). The QUIC handshake and HTTP/3's
+//! every `--ping-interval` ([`MAX_PING_PERIOD`] at most) and an idle timeout
+//! of two periods (a peer that answers nothing that long is gone). The QUIC handshake and HTTP/3's
 //! SETTINGS, then each request's headers, must arrive within the handshake
 //! timeout.
 //!
 //! # Shutdown
 //!
-//! On cancel the accept loop stops, each connection sends GOAWAY, its
-//! streams end (an SSE stream's body ends as over TCP) and get
-//! [`SHUTDOWN_FLUSH`] to finish; the client, which then has nothing left,
+//! On cancel the accept loop stops; each connection first lets its
+//! WebTransport sessions close (their close capsule: some clients take a
+//! GOAWAY for the end of everything), then sends GOAWAY, and its streams
+//! end (an SSE stream's body ends as over TCP): all of that within
+//! [`SHUTDOWN_FLUSH`]; the client, which then has nothing left,
 //! is given [`LINGER`] to close the connection itself (so that nothing it
 //! has not read yet is dropped by our close), and then the connection is
 //! closed with `H3_NO_ERROR`; [`serve_h3`] returns once every connection's
@@ -70,6 +80,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::h2::WatchedBody;
+use super::webtransport::{self, is_webtransport};
 use super::{OpenConnection, OpenStream, SHUTDOWN_FLUSH, SendLimit, ServeOptions};
 use crate::error::Error;
 use crate::metrics::HttpVersion;
@@ -81,6 +92,10 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Unidirectional streams a client may open: HTTP/3 uses three (control,
 /// QPACK encoder and decoder); the rest is room for grease streams.
 const MAX_UNI_STREAMS: u32 = 16;
+
+/// WebTransport sessions a client may open on one connection (announced
+/// in SETTINGS; each also takes a `--max-clients` slot).
+const WEBTRANSPORT_SESSIONS: u64 = 16;
 
 /// What a client may send on one stream before the server reads it (as
 /// HTTP/2's `STREAM_WINDOW`: requests have no bodies).
@@ -96,6 +111,10 @@ const SEND_WINDOW: u64 = 2 * 1024 * 1024;
 
 /// The largest request header section (as HTTP/2's `MAX_HEADER_LIST`).
 pub const MAX_FIELD_SECTION: u64 = 16 * 1024;
+
+/// The longest time between two PINGs on a QUIC connection (`--ping-interval`
+/// if shorter).
+const MAX_PING_PERIOD: Duration = Duration::from_secs(10);
 
 /// At shutdown, how long a connection whose streams have ended waits for the
 /// client to close it (having read their last bytes) before closing it.
@@ -125,7 +144,31 @@ pub fn quic_config(
     key: &std::path::Path,
     ping_interval: Duration,
 ) -> Result<quinn::ServerConfig, Error> {
-    let mut tls = super::tls_config(cert, key, &[&rustls::version::TLS13])?;
+    let tls = super::tls_config(cert, key, &[&rustls::version::TLS13])?;
+    quic_config_from(tls, ping_interval)
+}
+
+/// The same with a certificate and key in memory (the self-signed one of
+/// [`super::cert`]).
+pub fn quic_config_for(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    ping_interval: Duration,
+) -> Result<quinn::ServerConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(Error::Tls)?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(Error::Tls)?;
+    quic_config_from(tls, ping_interval)
+}
+
+fn quic_config_from(
+    mut tls: rustls::ServerConfig,
+    ping_interval: Duration,
+) -> Result<quinn::ServerConfig, Error> {
     tls.alpn_protocols = vec![b"h3".to_vec()];
     // Early data would let a request be replayed: off (rustls' default).
     tls.max_early_data_size = 0;
@@ -138,7 +181,10 @@ pub fn quic_config(
         .stream_receive_window(STREAM_WINDOW.into())
         .receive_window(CONNECTION_WINDOW.into())
         .send_window(SEND_WINDOW)
-        .keep_alive_interval(Some(ping_interval))
+        // QUIC's idle timeout is the lower of the two peers': clients often
+        // announce 30 s (quinn's and Chromium's default), which a PING every
+        // --ping-interval (30 s by default) would not always beat.
+        .keep_alive_interval(Some(ping_interval.min(MAX_PING_PERIOD)))
         // A peer that answers no PING for two periods is gone. Two periods
         // always fit quinn's limit (--ping-interval is at most a day).
         .max_idle_timeout((ping_interval * 2).try_into().ok());
@@ -198,7 +244,13 @@ impl H3Conn {
             Err(_) => return tracing::debug!(%peer, "QUIC handshake timed out"),
         };
         let mut builder = h3::server::builder();
-        builder.max_field_section_size(MAX_FIELD_SECTION);
+        builder
+            .max_field_section_size(MAX_FIELD_SECTION)
+            // WebTransport (`/wt`, see `super::webtransport`).
+            .enable_webtransport(true)
+            .enable_extended_connect(true)
+            .enable_datagram(true)
+            .max_webtransport_sessions(WEBTRANSPORT_SESSIONS);
         let build = builder.build::<_, Bytes>(h3_quinn::Connection::new(quic.clone()));
         let mut h3 = match timeout_at(deadline, build).await {
             Ok(Ok(h3)) => h3,
@@ -210,6 +262,8 @@ impl H3Conn {
         };
         let open = OpenConnection::new(&self.options.metrics, HttpVersion::H3);
         let streams = TaskTracker::new();
+        // The request tasks that became WebTransport sessions.
+        let sessions = TaskTracker::new();
         loop {
             let accepted = tokio::select! {
                 accepted = h3.accept() => accepted,
@@ -226,6 +280,8 @@ impl H3Conn {
             let stream = OpenStream::new(&open);
             let request = RequestTask {
                 peer,
+                quic: quic.clone(),
+                sessions: sessions.clone(),
                 router: self.router.clone(),
                 options: self.options.clone(),
                 stream,
@@ -238,6 +294,10 @@ impl H3Conn {
             // GOAWAY: no new request; those in progress (SSE ends at
             // shutdown) get the flush time to finish.
             let flushed = Instant::now() + SHUTDOWN_FLUSH;
+            // WebTransport sessions close (their close capsule) before the
+            // GOAWAY: some clients take a GOAWAY for the end of everything.
+            sessions.close();
+            let _ = timeout_at(flushed, sessions.wait()).await;
             let _ = timeout_at(flushed, h3.shutdown(0)).await;
             streams.close();
             let _ = timeout_at(flushed, streams.wait()).await;
@@ -258,6 +318,9 @@ impl H3Conn {
 /// One request stream.
 struct RequestTask {
     peer: SocketAddr,
+    quic: quinn::Connection,
+    /// Counts this task among the connection's sessions once it is one.
+    sessions: TaskTracker,
     router: Router,
     options: ServeOptions,
     stream: OpenStream,
@@ -273,13 +336,35 @@ impl RequestTask {
             Err(_) => return tracing::debug!(%peer, "no HTTP/3 request head in time"),
         };
         let limit = SendLimit::default();
+        let webtransport = is_webtransport(&request);
         // Requests carry no body here (every route is a GET); what a client
         // sends anyway stays unread, bounded by STREAM_WINDOW.
         let mut request = request.map(|()| Body::empty());
         request.extensions_mut().insert(ConnectInfo(peer));
         request.extensions_mut().insert(limit.clone());
         request.extensions_mut().insert(self.stream.clone());
+        let pending = webtransport.then(|| {
+            let (upgrade, pending) = webtransport::upgrade();
+            request.extensions_mut().insert(upgrade);
+            pending
+        });
         let Ok(response) = self.router.oneshot(request).await;
+        if let Some(pending) = pending.filter(|_| response.status().is_success()) {
+            // Accepted: the head goes out, the CONNECT stream stays open and
+            // becomes the session's (see `super::webtransport`).
+            let head = Response::from_parts(response.into_parts().0, ());
+            let sent = timeout(self.options.send_timeout, stream.send_response(head)).await;
+            match sent {
+                Ok(Ok(())) => {
+                    let _session = self.sessions.token();
+                    pending.hand_over(self.quic, stream).await;
+                }
+                Ok(Err(err)) => tracing::debug!(%peer, "WebTransport session not opened: {err}"),
+                Err(_) => tracing::debug!(%peer, "WebTransport session not opened in time"),
+            }
+            drop(self.stream);
+            return;
+        }
         let send_timeout = self.options.send_timeout;
         tokio::select! {
             biased;

@@ -2,6 +2,7 @@
 //!
 //! - [`ws`]: `/ws`, WebSocket, one message per line (text or JSON frames).
 //! - [`sse`]: `/events`, Server-Sent Events with resumable ids.
+//! - [`wt`]: `/wt`, WebTransport over HTTP/3 (newline-delimited JSON frames), and `/wt-cert-hash`.
 //! - [`viewer`]: `/`, the built-in viewer page and its static files.
 //! - [`ops`]: `/healthz` and `/metrics`.
 //! - [`params`]: the query parameters of the streams.
@@ -18,6 +19,7 @@ pub mod params;
 pub mod sse;
 pub mod viewer;
 pub mod ws;
+pub mod wt;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,6 +90,8 @@ pub struct AppState {
     pub publishers: Arc<Vec<Arc<crate::sink::SinkStatus>>>,
     /// An edge's consumer (`--from`), for `/healthz`.
     pub edge: Option<Arc<crate::source::nats::EdgeStatus>>,
+    /// `--http3` without `--tls-cert`: the self-signed certificate's hash (`/wt-cert-hash`).
+    pub wt_cert: Option<crate::server::cert::CertHash>,
 }
 
 /// A streaming client's place among `--max-clients`; counted in the
@@ -97,7 +101,7 @@ pub struct ClientSlot {
     _permit: OwnedSemaphorePermit,
     hub: Arc<Hub>,
     pub peer: SocketAddr,
-    /// `ws` or `sse`.
+    /// `ws`, `sse` or `wt`.
     transport: &'static str,
     /// `X-Forwarded-For`, with `--trust-proxy`.
     forwarded_for: Option<String>,
@@ -155,6 +159,7 @@ impl AppState {
             started: std::time::Instant::now(),
             publishers: Arc::new(Vec::new()),
             edge: None,
+            wt_cert: None,
         }
     }
 
@@ -211,6 +216,12 @@ pub fn router(state: AppState) -> Router {
             on(MethodFilter::GET.or(MethodFilter::CONNECT), ws::handler),
         )
         .route(&at("/events"), get(sse::handler))
+        // WebTransport is an extended CONNECT over HTTP/3 (GET: a clear 400).
+        .route(
+            &at("/wt"),
+            on(MethodFilter::GET.or(MethodFilter::CONNECT), wt::handler),
+        )
+        .route(&at("/wt-cert-hash"), get(wt::cert_hash))
         .route(&at("/"), get(viewer::index))
         .route(&at("/viewer.js"), get(viewer::script))
         .route(&at("/format.js"), get(viewer::format_script))

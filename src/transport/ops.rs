@@ -18,6 +18,7 @@ use crate::metrics::HttpVersion;
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let hub = &app.hub;
     let (history_lines, history_bytes) = hub.history_usage();
+    let (wt_sessions, wt_bytes) = hub.metrics.transport_now("wt");
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -28,6 +29,8 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         // Per HTTP version: open connections, and requests (HTTP/2 and HTTP/3 streams) in progress.
         "connections": per_version(|v| hub.metrics.connections_now(v)),
         "streams": per_version(|v| hub.metrics.streams_now(v)),
+        // --http3: WebTransport sessions open, and bytes written to their streams.
+        "webtransport": { "sessions": wt_sessions, "bytes_sent": wt_bytes },
         "files": app.status.files().iter().map(|f| json!({
             "name": f.name,
             "state": f.state,

@@ -104,10 +104,15 @@
   }
   const hashValues = (pairs, key) => pairs.filter((p) => p[0] === key).map((p) => p[1]);
   let token = hashValues(readHash(), 'token')[0] || '';
+  // #wt=1: stream over WebTransport (/wt) where the browser has it; WebSocket otherwise,
+  // and from the first WebTransport attempt that does not open on.
+  const wantWt = hashValues(readHash(), 'wt')[0] === '1';
+  let useWt = wantWt && typeof WebTransport === 'function';
 
   function writeHash() {
     const parts = [];
     if (token) parts.push('token=' + encodeURIComponent(token));
+    if (wantWt) parts.push('wt=1');
     if (S.shownFiles) for (const f of S.shownFiles) parts.push('file=' + enc(f));
     const q = el.filter ? el.filter.value : '';
     if (q) parts.push('q=' + enc(q));
@@ -157,19 +162,73 @@
 
   // ---------- connection ----------
 
-  function streamQuery(since) {
+  function streamQuery(since, wt) {
     // jsonl: the JSON frames, several per message (a browser spends about as much
     // on each message as on its content, so one message per delivery, not per line).
-    const q = ['format=jsonl'];
+    // /wt is always newline-delimited JSON; its token goes in the query (no headers).
+    const q = wt ? [] : ['format=jsonl'];
+    if (wt && token) q.push('token=' + encodeURIComponent(token));
     if (since !== null) q.push('since=' + since, 'epoch=' + encodeURIComponent(S.epoch));
     else if (S.backlog !== null) q.push('backlog=' + S.backlog);
     if (S.grep) q.push('grep=' + encodeURIComponent(S.grep));
     // Relative to the page, so that a --base-path, or a prefix a proxy adds or strips,
     // needs nothing here.
-    const url = new URL('ws?' + q.join('&'), location.href);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const url = new URL((wt ? 'wt?' : 'ws?') + q.join('&'), location.href);
+    url.protocol = wt ? 'https:' : url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.hash = '';
     return url.href;
+  }
+
+  // A WebTransport session to /wt behind the WebSocket interface connect() uses: onopen,
+  // onmessage (complete lines of the server's stream, '\n' between them, as jsonl), onclose
+  // ({code, reason}: the session's close code, 1001 and 1013 as on /ws; 1006 if it never
+  // opened or broke), close(code). The certificate hash comes from /wt-cert-hash (404 with
+  // --tls-cert: then the browser verifies the certificate as usual).
+  function openWt(url) {
+    const sock = { onopen: null, onmessage: null, onclose: null, onerror: null, wt: null };
+    let ended = false;
+    const end = (code, reason) => {
+      if (ended) return;
+      ended = true;
+      if (sock.onclose) sock.onclose({ code, reason: reason || '' });
+    };
+    sock.close = (code) => {
+      ended = true;
+      try { if (sock.wt) sock.wt.close({ closeCode: code || 0, reason: '' }); } catch (_) { /* ignore */ }
+    };
+    (async () => {
+      const opts = {};
+      const res = await fetch(new URL('wt-cert-hash', location.href), { cache: 'no-store' });
+      // A plain-http page with no self-signed hash: nothing QUIC could present is trusted.
+      if (!res.ok && location.protocol === 'http:') throw new Error('no /wt-cert-hash');
+      if (res.ok) {
+        const hex = (await res.text()).trim();
+        const value = new Uint8Array(hex.match(/../g).map((h) => parseInt(h, 16)));
+        opts.serverCertificateHashes = [{ algorithm: 'sha-256', value }];
+      }
+      if (ended) return;
+      const wt = new WebTransport(url, opts);
+      sock.wt = wt;
+      const closed = wt.closed.then((c) => c, () => null);
+      await wt.ready;
+      const { value: stream } = await wt.incomingUnidirectionalStreams.getReader().read();
+      if (ended || !stream) return;
+      if (sock.onopen) sock.onopen();
+      const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+      let rest = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || ended) break;
+        const cut = (rest + value).lastIndexOf('\n');
+        if (cut < 0) { rest += value; continue; }
+        const whole = rest + value;
+        rest = whole.slice(cut + 1);
+        if (sock.onmessage) sock.onmessage({ data: whole.slice(0, cut) });
+      }
+      const c = await closed;
+      end(c && typeof c.closeCode === 'number' ? c.closeCode : 1006, c && c.reason);
+    })().catch(() => end(1006, ''));
+    return sock;
   }
 
   function openSocket(url) {
@@ -186,7 +245,7 @@
     if (S.resumable && S.epoch !== null) since = S.lastSeq > 0 ? S.lastSeq : (S.helloSeq || 0);
     let ws;
     try {
-      ws = openSocket(streamQuery(since));
+      ws = useWt ? openWt(streamQuery(since, true)) : openSocket(streamQuery(since, false));
     } catch (e) {
       const bad = token && e && e.name === 'SyntaxError';
       status(bad ? 'The token in #token= has characters a WebSocket subprotocol cannot carry.'
@@ -227,6 +286,11 @@
   function onClose(ev) {
     const opened = S.opened;
     S.opened = false;
+    if (useWt && !opened) {
+      // No WebTransport here (no --http3, UDP blocked): WebSocket from now on.
+      useWt = false;
+      note('reconnect', 'WebTransport did not open — using WebSocket');
+    }
     if (!opened) S.fails++;
     const code = ev.code;
     const why = ev.reason ? ' (' + code + ': ' + ev.reason + ')' : ' (' + code + ')';
