@@ -131,6 +131,10 @@ pub async fn run(
     let mut state = transport::AppState::new(hub, status, Arc::clone(&config), cancel.clone())
         .with_publishers(publishers);
     state.edge = edge_status.clone();
+    // POST /rtc: WebRTC's UDP socket and its driver (see transport::rtc).
+    if let Ok(tcp) = listener.local_addr() {
+        state.rtc = transport::rtc::start(&state, tcp)?;
+    }
     let options = server::ServeOptions {
         cancel: cancel.clone(),
         tracker: state.tracker.clone(),

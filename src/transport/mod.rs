@@ -2,6 +2,7 @@
 //!
 //! - [`ws`]: `/ws`, WebSocket, one message per line (text or JSON frames).
 //! - [`sse`]: `/events`, Server-Sent Events with resumable ids.
+//! - [`rtc`]: `POST /rtc`, WebRTC signaling, and the data channel stream.
 //! - [`viewer`]: `/`, the built-in viewer page and its static files.
 //! - [`ops`]: `/healthz` and `/metrics`.
 //! - [`params`]: the query parameters of the streams.
@@ -15,6 +16,7 @@
 pub mod access;
 pub mod ops;
 pub mod params;
+pub mod rtc;
 pub mod sse;
 pub mod viewer;
 pub mod ws;
@@ -88,6 +90,8 @@ pub struct AppState {
     pub publishers: Arc<Vec<Arc<crate::sink::SinkStatus>>>,
     /// An edge's consumer (`--from`), for `/healthz`.
     pub edge: Option<Arc<crate::source::nats::EdgeStatus>>,
+    /// `POST /rtc`'s driver, when WebRTC is on.
+    pub rtc: Option<rtc::RtcHandle>,
 }
 
 /// A streaming client's place among `--max-clients`; counted in the
@@ -97,7 +101,7 @@ pub struct ClientSlot {
     _permit: OwnedSemaphorePermit,
     hub: Arc<Hub>,
     pub peer: SocketAddr,
-    /// `ws` or `sse`.
+    /// `ws`, `sse` or `rtc`.
     transport: &'static str,
     /// `X-Forwarded-For`, with `--trust-proxy`.
     forwarded_for: Option<String>,
@@ -109,6 +113,11 @@ impl ClientSlot {
     /// Logs the end of this client's stream: why, how long, what it got.
     pub fn ended(&mut self, end: crate::pump::End, delivered: crate::pump::Delivered) {
         self.log_end(end.reason(), delivered);
+    }
+
+    /// The same, for a reason the transport knows better than [`crate::pump::End`].
+    pub fn ended_as(&mut self, reason: &'static str, delivered: crate::pump::Delivered) {
+        self.log_end(reason, delivered);
     }
 
     fn log_end(&mut self, reason: &'static str, delivered: crate::pump::Delivered) {
@@ -155,6 +164,7 @@ impl AppState {
             started: std::time::Instant::now(),
             publishers: Arc::new(Vec::new()),
             edge: None,
+            rtc: None,
         }
     }
 
@@ -211,6 +221,8 @@ pub fn router(state: AppState) -> Router {
             on(MethodFilter::GET.or(MethodFilter::CONNECT), ws::handler),
         )
         .route(&at("/events"), get(sse::handler))
+        .route(&at("/rtc"), axum::routing::post(rtc::handler))
+        .route(&at("/rtc/{id}"), axum::routing::delete(rtc::delete))
         .route(&at("/"), get(viewer::index))
         .route(&at("/viewer.js"), get(viewer::script))
         .route(&at("/format.js"), get(viewer::format_script))

@@ -28,6 +28,12 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         // Per HTTP version: open connections, and requests (HTTP/2 and HTTP/3 streams) in progress.
         "connections": per_version(|v| hub.metrics.connections_now(v)),
         "streams": per_version(|v| hub.metrics.streams_now(v)),
+        // POST /rtc: null when WebRTC is off.
+        "rtc": app.rtc.as_ref().map(|rtc| json!({
+            "port": rtc.port(),
+            "sessions": hub.metrics.rtc_sessions_now(),
+            "sent_bytes": hub.metrics.rtc_sent_bytes(),
+        })),
         "files": app.status.files().iter().map(|f| json!({
             "name": f.name,
             "state": f.state,
