@@ -52,6 +52,12 @@ mod h2;
 // --http3 without TLS exits 2, SIGTERM ends h3 streams within the budget.
 mod h3;
 
+// WebRTC (issue 16, POST /rtc): a str0m peer reads the JSON frames on the `logs` data
+// channel exactly; sessions freed on close, vanish, DELETE, no connect, shutdown; refusals.
+mod webrtc;
+// The same in headless Chromium: RTCPeerConnection from the server's own page.
+mod browser_rtc;
+
 // Past one machine (issue 15): --publish nats:// into a real JetStream, edges (--from)
 // serving it; resume on the other edge, a restarted source, a broker outage, replay
 // from the stream and an honest gap for what it dropped.

@@ -429,7 +429,10 @@ fn on_event(session: &mut Session, id: SessionId, event: Event) {
                 .and_then(|c| c.config().cloned())
                 .is_none_or(|c| c.ordered && c.reliability == Reliability::Reliable);
             if !reliable_ordered {
-                tracing::info!(session = id, "the `logs` channel is not reliable and ordered");
+                tracing::info!(
+                    session = id,
+                    "the `logs` channel is not reliable and ordered"
+                );
                 end(session, Ended::BadChannel);
                 return;
             }
