@@ -62,7 +62,7 @@ fn target_dir() -> PathBuf {
 
 /// A headless Chromium in its own process group with a throwaway profile; the group is
 /// terminated on drop.
-struct Chromium {
+pub(crate) struct Chromium {
     child: Child,
     /// Holds `profile/` (the user data dir) and `chromium.log` (its stdout and stderr).
     dir: tempfile::TempDir,
@@ -78,7 +78,7 @@ impl Chromium {
 
     /// [`launch`](Self::launch), with `extra` flags after the fixed ones (e.g. a
     /// certificate pin, `--enable-websocket-over-http2`).
-    async fn launch_with(extra: &[&str]) -> Chromium {
+    pub(crate) async fn launch_with(extra: &[&str]) -> Chromium {
         let exe = needs::program!(chromium);
         let dir = tempfile::Builder::new()
             .prefix("logtail-ws-chromium-")
@@ -162,7 +162,7 @@ impl Chromium {
     }
 
     /// The tab Chromium opened (`about:blank`), over a CDP connection.
-    async fn page(&self) -> Page {
+    pub(crate) async fn page(&self) -> Page {
         let deadline = Instant::now() + LAUNCH_TIMEOUT;
         let url = loop {
             let targets = self.json_list().await;
@@ -238,7 +238,7 @@ impl Drop for Chromium {
 type CdpStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 /// A tab driven over its CDP WebSocket.
-struct Page {
+pub(crate) struct Page {
     ws: CdpStream,
     next_id: u64,
 }
@@ -357,7 +357,7 @@ fn assert_consecutive(seqs: &[Option<u64>], first: u64) {
 
 impl Page {
     /// Sends a CDP command and returns its `result` (panics on a CDP error).
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         self.try_call(method, params)
             .await
             .unwrap_or_else(|e| panic!("CDP {method} failed: {e}"))
@@ -396,7 +396,7 @@ impl Page {
     }
 
     /// Evaluates `expr` in the page and returns its value (panics on a JS exception).
-    async fn eval(&mut self, expr: &str) -> Value {
+    pub(crate) async fn eval(&mut self, expr: &str) -> Value {
         self.try_eval(expr)
             .await
             .unwrap_or_else(|e| panic!("evaluating {expr}: {e}"))
@@ -442,7 +442,7 @@ impl Page {
         .await;
     }
 
-    async fn goto(&mut self, url: &str) {
+    pub(crate) async fn goto(&mut self, url: &str) {
         let r = self.call("Page.navigate", json!({ "url": url })).await;
         if let Some(err) = r.get("errorText").and_then(Value::as_str) {
             panic!("navigating to {url} failed: {err}");
