@@ -299,6 +299,39 @@ async fn since_resumes_exactly_after_the_last_line_seen() {
         .await;
 }
 
+/// A peer that stops acknowledging fills its session's budget (256 KiB unacknowledged);
+/// after `--send-timeout` the session is closed as too slow and freed, while another
+/// session gets every line.
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_closed_as_too_slow_and_others_go_on() {
+    let log = LogFile::new();
+    let server = Server::start(log.path(), &["--send-timeout", "2"]).await;
+    let mut stuck = connect(&server, "/rtc?backlog=0").await;
+    let mut healthy = connect(&server, "/rtc?backlog=0").await;
+    stuck.hello().await;
+    healthy.hello().await;
+    server.wait_clients(2, PROMPT).await;
+    stuck.freeze();
+    let lines: Vec<String> = (1..=4000)
+        .map(|i| format!("{i:06} {}", "x".repeat(90)))
+        .collect();
+    for chunk in lines.chunks(500) {
+        log.append_lines(chunk);
+    }
+    healthy.expect_lines(&strs(&lines)).await;
+    server
+        .wait_for_log("closing a client that is too slow", PROMPT)
+        .await;
+    wait_rtc_sessions(&server, 1, PROMPT).await;
+    server.wait_clients(1, PROMPT).await;
+    let metrics = http_get(server.addr(), "/metrics", &[]).await.text();
+    let end = "logtail_client_ends_total{transport=\"rtc\",reason=\"too slow (socket stuck)\"} 1";
+    assert!(
+        metrics.lines().any(|l| l == end),
+        "no `{end}` in:\n{metrics}"
+    );
+}
+
 /// SIGTERM with sessions open: the peers see their sessions close, and the server exits 0
 /// within the 2 s budget.
 #[tokio::test]

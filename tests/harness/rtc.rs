@@ -30,6 +30,7 @@ pub enum RtcEvent {
 pub struct RtcClient {
     events: mpsc::UnboundedReceiver<RtcEvent>,
     stop: Option<oneshot::Sender<()>>,
+    freeze: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     /// The answer's response (201, `Location`, the SDP).
     pub answer: Response,
@@ -97,10 +98,12 @@ impl RtcClient {
             .expect("the answer is accepted");
         let (tx, events) = mpsc::unbounded_channel();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(rtc, socket, tx, stopped));
+        let (freeze, frozen) = oneshot::channel();
+        let task = tokio::spawn(run(rtc, socket, tx, stopped, frozen));
         Ok(RtcClient {
             events,
             stop: Some(stop),
+            freeze: Some(freeze),
             task,
             answer,
             open: false,
@@ -185,6 +188,14 @@ impl RtcClient {
         let _ = tokio::time::timeout(PROMPT, &mut self.task).await;
     }
 
+    /// Stops reading and answering, holding its socket (a stuck process): nothing is
+    /// acknowledged any more.
+    pub fn freeze(&mut self) {
+        if let Some(freeze) = self.freeze.take() {
+            let _ = freeze.send(());
+        }
+    }
+
     /// Vanishes without a word (a killed tab, a lost network).
     pub fn vanish(self) {
         self.task.abort();
@@ -203,6 +214,7 @@ async fn run(
     socket: UdpSocket,
     tx: mpsc::UnboundedSender<RtcEvent>,
     mut stop: oneshot::Receiver<()>,
+    mut freeze: oneshot::Receiver<()>,
 ) {
     let local = socket.local_addr().expect("udp address");
     let mut buf = vec![0u8; 2048];
@@ -217,6 +229,11 @@ async fn run(
         }
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
         tokio::select! {
+            Ok(()) = &mut freeze => {
+                // Holds the socket and the `Rtc`, and never looks at either again.
+                let _kept = (&rtc, &socket);
+                std::future::pending::<()>().await;
+            }
             _ = &mut stop, if !stopping => {
                 stopping = true;
                 let _ = rtc.close();
