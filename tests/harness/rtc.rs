@@ -49,7 +49,9 @@ impl Offer {
     pub async fn new() -> Offer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
         let local = socket.local_addr().expect("udp address");
-        let mut rtc = Rtc::builder().build(Instant::now());
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(logtail_ws::transport::rtc::crypto::provider())
+            .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("host candidate"));
         let mut api = rtc.sdp_api();
         api.add_channel("logs".to_string());

@@ -22,6 +22,7 @@
 //! code: a slow client's session is just closed (it may resume with
 //! `since=`), as it is at shutdown.
 
+pub mod crypto;
 pub mod driver;
 
 use std::net::{IpAddr, SocketAddr};
@@ -74,6 +75,7 @@ pub struct RtcHandle {
     next_id: Arc<AtomicU64>,
     /// One certificate for every session (its fingerprint is in each answer).
     cert: DtlsCert,
+    crypto: Arc<str0m::config::CryptoProvider>,
 }
 
 impl RtcHandle {
@@ -114,14 +116,10 @@ pub fn start(app: &AppState, tcp: SocketAddr) -> Result<Option<RtcHandle>, Error
         what: "reading the WebRTC socket's address",
         source,
     })?;
-    let provider = str0m::crypto::from_feature_flags();
-    let cert = provider
-        .dtls_provider
-        .generate_certificate()
-        .ok_or(Error::Io {
-            what: "making the WebRTC DTLS certificate",
-            source: std::io::Error::other("the crypto provider made none"),
-        })?;
+    let cert = crypto::certificate().ok_or(Error::Io {
+        what: "making the WebRTC DTLS certificate",
+        source: std::io::Error::other("the crypto provider made none"),
+    })?;
     let (commands, rx) = mpsc::unbounded_channel();
     let driver = Driver::new(socket, local, rx, Arc::clone(&app.hub.metrics));
     app.tracker.spawn(driver.run(app.cancel.clone()));
@@ -133,6 +131,7 @@ pub fn start(app: &AppState, tcp: SocketAddr) -> Result<Option<RtcHandle>, Error
         max_sessions: rtc.max_sessions,
         next_id: Arc::new(AtomicU64::new(random_start())),
         cert,
+        crypto: crypto::provider(),
     }))
 }
 
@@ -177,6 +176,14 @@ async fn offer(
             "the offer has no data channel: create the `logs` channel before the offer",
         ));
     }
+    if sdp
+        .lines()
+        .any(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
+    {
+        return Err(bad(
+            "the offer has audio or video: /rtc carries only the `logs` data channel",
+        ));
+    }
     let Ok(permit) = Arc::clone(&handle.sessions).try_acquire_owned() else {
         app.hub.metrics.request_rejected();
         return Err(Rejection::new(
@@ -189,6 +196,7 @@ async fn offer(
     };
     let mut rtc = Rtc::builder()
         .set_ice_lite(true)
+        .set_crypto_provider(Arc::clone(&handle.crypto))
         .set_dtls_cert(handle.cert.clone())
         .set_sctp_max_buffered_amount(SCTP_BUFFER)
         .build(Instant::now());
