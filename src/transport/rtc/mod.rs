@@ -502,3 +502,93 @@ impl Sink for RtcSink {
         PeerEnd::Gone
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A browser-like offer: one `logs` data channel, one host candidate.
+    fn offer() -> String {
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(crypto::provider())
+            .build(Instant::now());
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        api.add_channel(driver::LABEL.to_string());
+        api.apply().unwrap().0.to_sdp_string()
+    }
+
+    /// What the handler does with a body: parse, then answer (the result does not matter,
+    /// only that a peer's text cannot panic the server: release builds abort on a panic).
+    fn answer(sdp: &str) {
+        if let Ok(offer) = SdpOffer::from_sdp_string(sdp) {
+            let mut rtc = Rtc::builder()
+                .set_ice_lite(true)
+                .set_crypto_provider(crypto::provider())
+                .build(Instant::now());
+            let _ = rtc.sdp_api().accept_offer(offer);
+        }
+    }
+
+    #[test]
+    fn a_real_offer_is_answered() {
+        let sdp = offer();
+        let offer = SdpOffer::from_sdp_string(&sdp).unwrap();
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_crypto_provider(crypto::provider())
+            .build(Instant::now());
+        let answer = rtc.sdp_api().accept_offer(offer).unwrap().to_sdp_string();
+        assert!(answer.contains("m=application"), "{answer}");
+        assert!(crypto::certificate().is_some());
+    }
+
+    #[test]
+    fn candidate_ip_is_the_bound_one_or_the_route_to_the_peer() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(candidate_ip(lo, "10.1.2.3".parse().unwrap()), lo);
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        assert_eq!(candidate_ip(any, lo), lo);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics the SDP parser or the answerer.
+        #[test]
+        fn arbitrary_text_never_panics(text in "(v=0\r\n)?([a-z]=[ -~]{0,40}\r?\n){0,30}") {
+            answer(&text);
+        }
+
+        /// Nor does a real offer with lines dropped, repeated or cut short.
+        #[test]
+        fn mangled_offers_never_panic(
+            drops in proptest::collection::vec(any::<u8>(), 0..8),
+            cut in any::<u16>(),
+            dup in any::<u8>(),
+        ) {
+            let sdp = offer();
+            let mut lines: Vec<&str> = sdp.split("\r\n").collect();
+            for d in drops {
+                if !lines.is_empty() {
+                    let at = usize::from(d) % lines.len();
+                    lines.remove(at);
+                }
+            }
+            if !lines.is_empty() {
+                let at = usize::from(dup) % lines.len();
+                let line = lines[at];
+                lines.insert(at, line);
+            }
+            let mut text = lines.join("\r\n");
+            let keep = usize::from(cut) % (text.len() + 1);
+            while !text.is_char_boundary(keep.min(text.len())) {
+                text.pop();
+            }
+            text.truncate(keep.min(text.len()));
+            answer(&text);
+        }
+    }
+}
