@@ -166,6 +166,22 @@ pub struct Cli {
     #[arg(long, env = "LOGTAIL_HTTP3")]
     pub http3: bool,
 
+    /// UDP port of WebRTC (POST /rtc): every session on one socket, announced as
+    /// the host candidate. Default: the server's port number (with --http3, which
+    /// takes that one, the next); 0 picks a free one.
+    #[arg(long, env = "LOGTAIL_RTC_PORT", value_name = "N")]
+    pub rtc_port: Option<u16>,
+
+    /// Concurrent WebRTC sessions (connecting or open) at most; further offers get
+    /// HTTP 503. They count towards --max-clients too. 0 turns WebRTC off.
+    #[arg(
+        long,
+        env = "LOGTAIL_MAX_RTC_SESSIONS",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub max_rtc_sessions: usize,
+
     /// Poll the file instead of using inotify (NFS, some container mounts).
     #[arg(long, env = "LOGTAIL_POLL")]
     pub poll: bool,
@@ -493,6 +509,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// `--http3`: also serve HTTP/3 on UDP (with `tls`, or a self-signed certificate).
     pub http3: bool,
+    /// `POST /rtc`, unless `--max-rtc-sessions 0` turned it off.
+    pub rtc: Option<Rtc>,
     pub poll: Option<Duration>,
     /// How long an HTTP request (or TLS handshake) may take to arrive.
     pub handshake_timeout: Duration,
@@ -502,6 +520,24 @@ pub struct Config {
     pub publish: Publish,
     /// `--from`: an edge serving a JetStream stream (then `inputs` is empty).
     pub from: Option<Edge>,
+}
+
+/// WebRTC's UDP socket and its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rtc {
+    pub port: RtcPort,
+    pub max_sessions: usize,
+}
+
+/// Where WebRTC listens on UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtcPort {
+    /// `--rtc-port N` (0: a free one); a port that cannot be bound is fatal.
+    Given(u16),
+    /// The default: the TCP port's number plus this (1 with `--http3`, which
+    /// holds the same number on UDP). If it cannot be bound WebRTC is off (a
+    /// warning; `/rtc` answers 503), as nobody asked for that port.
+    Server { plus: u16 },
 }
 
 /// An edge's stream: seed URLs, the stream, the subjects served.
@@ -552,6 +588,21 @@ impl Config {
         if cli.client_queue == 0 {
             return Err(Error::Config("--client-queue must be at least 1".into()));
         }
+        if cli.http3 && cli.rtc_port.is_some_and(|p| p != 0 && p == cli.port) {
+            return Err(Error::Config(format!(
+                "--rtc-port {} is the UDP port --http3 serves QUIC on: choose another one",
+                cli.port
+            )));
+        }
+        let rtc = (cli.max_rtc_sessions > 0).then_some(Rtc {
+            port: match cli.rtc_port {
+                Some(port) => RtcPort::Given(port),
+                None => RtcPort::Server {
+                    plus: u16::from(cli.http3),
+                },
+            },
+            max_sessions: cli.max_rtc_sessions,
+        });
         let inputs = name_inputs(cli.file)?;
         let node = match cli.node {
             Some(node) => node,
@@ -603,6 +654,7 @@ impl Config {
             token,
             tls: cli.tls_cert.zip(cli.tls_key),
             http3: cli.http3,
+            rtc,
             poll: cli.poll.then(|| Duration::from_millis(cli.poll_interval)),
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_millis(1500),
@@ -748,6 +800,27 @@ mod tests {
         let tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--http3"];
         let cli = Cli::try_parse_from(["logtail-ws", "-f", "a"].into_iter().chain(tls)).unwrap();
         assert!(Config::from_cli(cli, None).unwrap().http3);
+    }
+
+    #[test]
+    fn rtc_port_and_http3() {
+        let parse = |args: &[&str]| {
+            let argv = ["logtail-ws", "-f", "a", "-p", "9000"].iter().chain(args);
+            Config::from_cli(Cli::try_parse_from(argv).unwrap(), None)
+        };
+        let tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--http3"];
+        let rtc = |c: Config| c.rtc.map(|r| r.port);
+        assert_eq!(rtc(parse(&[]).unwrap()), Some(RtcPort::Server { plus: 0 }));
+        assert_eq!(rtc(parse(&tls).unwrap()), Some(RtcPort::Server { plus: 1 }));
+        let clash: Vec<&str> = tls.iter().copied().chain(["--rtc-port", "9000"]).collect();
+        let err = parse(&clash).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--rtc-port 9000"), "{err}");
+        assert_eq!(
+            rtc(parse(&["--rtc-port", "9000"]).unwrap()),
+            Some(RtcPort::Given(9000))
+        );
+        assert_eq!(rtc(parse(&["--max-rtc-sessions", "0"]).unwrap()), None);
     }
 
     fn inputs(args: &[&str]) -> Result<Vec<Input>, String> {

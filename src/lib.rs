@@ -144,6 +144,10 @@ pub async fn run(
         }
         quic.endpoint
     });
+    // POST /rtc: WebRTC's UDP socket and its driver (see transport::rtc).
+    if let Ok(tcp) = listener.local_addr() {
+        state.rtc = transport::rtc::start(&state, tcp)?;
+    }
     let options = server::ServeOptions {
         cancel: cancel.clone(),
         tracker: state.tracker.clone(),

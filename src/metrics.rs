@@ -7,7 +7,7 @@
 //!
 //! Kept and rendered by `prometheus-client` (the Prometheus text format, with
 //! labels): per file (`file`, its public name) for what is read, rotated and
-//! truncated; per transport (`transport`: `ws`, `sse`, `wt`) for clients; per
+//! truncated; per transport (`transport`: `ws`, `sse`, `wt`, `rtc`) for clients; per
 //! reason for how clients ended. Each is bumped once per batch or per client
 //! event, never per line per client. The delivery delay is observed once per
 //! batch a client is fed: from the moment the hub published it to the moment
@@ -118,6 +118,9 @@ pub struct Metrics {
     publisher_connected: Family<TargetLabel, Gauge>,
     publisher_acked_seq: Family<TargetLabel, Gauge>,
     edge_last_seq: Gauge,
+    /// `POST /rtc`: sessions the WebRTC driver holds, and UDP bytes it sent.
+    rtc_sessions: Gauge,
+    rtc_sent: Counter,
     /// Every transport's clients together, for `/healthz`.
     clients_now: AtomicU64,
 }
@@ -164,6 +167,8 @@ impl Default for Metrics {
             publisher_connected: Family::default(),
             publisher_acked_seq: Family::default(),
             edge_last_seq: Gauge::default(),
+            rtc_sessions: Gauge::default(),
+            rtc_sent: Counter::default(),
             clients_now: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -318,6 +323,17 @@ impl Default for Metrics {
             "An edge (--from): the stream sequence of the last message its consumer handed on",
             m.edge_last_seq.clone(),
         );
+        registry.register(
+            "rtc_sessions",
+            "WebRTC sessions held (connecting or open); how they ended: client_ends{transport=\"rtc\"}",
+            m.rtc_sessions.clone(),
+        );
+        registry.register_with_unit(
+            "rtc_sent",
+            "UDP bytes sent by WebRTC (STUN, DTLS, SCTP: everything on the wire)",
+            Unit::Bytes,
+            m.rtc_sent.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -448,6 +464,28 @@ impl Metrics {
     pub fn edge_consumed(&self, seq: u64) {
         self.edge_last_seq
             .set(i64::try_from(seq).unwrap_or(i64::MAX));
+    }
+
+    /// The WebRTC driver took a session (until [`rtc_session_dropped`](Self::rtc_session_dropped)).
+    pub fn rtc_session_added(&self) {
+        self.rtc_sessions.inc();
+    }
+
+    pub fn rtc_session_dropped(&self) {
+        self.rtc_sessions.dec();
+    }
+
+    pub fn rtc_sessions_now(&self) -> i64 {
+        self.rtc_sessions.get()
+    }
+
+    /// The WebRTC driver sent a datagram of `bytes`.
+    pub fn rtc_sent(&self, bytes: u64) {
+        self.rtc_sent.inc_by(bytes);
+    }
+
+    pub fn rtc_sent_bytes(&self) -> u64 {
+        self.rtc_sent.get()
     }
 
     /// A broker connection was lost or refused.

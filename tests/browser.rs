@@ -78,7 +78,7 @@ impl Chromium {
 
     /// [`launch`](Self::launch), with `extra` flags after the fixed ones (e.g. a
     /// certificate pin, `--enable-websocket-over-http2`).
-    async fn launch_with(extra: &[&str]) -> Chromium {
+    pub(crate) async fn launch_with(extra: &[&str]) -> Chromium {
         let exe = needs::program!(chromium);
         let dir = tempfile::Builder::new()
             .prefix("logtail-ws-chromium-")
@@ -357,7 +357,7 @@ fn assert_consecutive(seqs: &[Option<u64>], first: u64) {
 
 impl Page {
     /// Sends a CDP command and returns its `result` (panics on a CDP error).
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         self.try_call(method, params)
             .await
             .unwrap_or_else(|e| panic!("CDP {method} failed: {e}"))

@@ -58,6 +58,12 @@ mod webtransport;
 // lines, since= resume, a cross-origin page and a missing token refused.
 mod browser_wt;
 
+// WebRTC (issue 16, POST /rtc): a str0m peer reads the JSON frames on the `logs` data
+// channel exactly; sessions freed on close, vanish, DELETE, no connect, shutdown; refusals.
+mod webrtc;
+// The same in headless Chromium: RTCPeerConnection from the server's own page.
+mod browser_rtc;
+
 // Past one machine (issue 15): --publish nats:// into a real JetStream, edges (--from)
 // serving it; resume on the other edge, a restarted source, a broker outage, replay
 // from the stream and an honest gap for what it dropped.

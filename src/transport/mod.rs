@@ -3,6 +3,7 @@
 //! - [`ws`]: `/ws`, WebSocket, one message per line (text or JSON frames).
 //! - [`sse`]: `/events`, Server-Sent Events with resumable ids.
 //! - [`wt`]: `/wt`, WebTransport over HTTP/3 (newline-delimited JSON frames), and `/wt-cert-hash`.
+//! - [`rtc`]: `POST /rtc`, WebRTC signaling, and the data channel stream.
 //! - [`viewer`]: `/`, the built-in viewer page and its static files.
 //! - [`ops`]: `/healthz` and `/metrics`.
 //! - [`params`]: the query parameters of the streams.
@@ -16,6 +17,7 @@
 pub mod access;
 pub mod ops;
 pub mod params;
+pub mod rtc;
 pub mod sse;
 pub mod viewer;
 pub mod ws;
@@ -92,6 +94,8 @@ pub struct AppState {
     pub edge: Option<Arc<crate::source::nats::EdgeStatus>>,
     /// `--http3` without `--tls-cert`: the self-signed certificate's hash (`/wt-cert-hash`).
     pub wt_cert: Option<crate::server::cert::CertHash>,
+    /// `POST /rtc`'s driver, when WebRTC is on.
+    pub rtc: Option<rtc::RtcHandle>,
 }
 
 /// A streaming client's place among `--max-clients`; counted in the
@@ -101,7 +105,7 @@ pub struct ClientSlot {
     _permit: OwnedSemaphorePermit,
     hub: Arc<Hub>,
     pub peer: SocketAddr,
-    /// `ws`, `sse` or `wt`.
+    /// `ws`, `sse`, `wt` or `rtc`.
     transport: &'static str,
     /// `X-Forwarded-For`, with `--trust-proxy`.
     forwarded_for: Option<String>,
@@ -113,6 +117,11 @@ impl ClientSlot {
     /// Logs the end of this client's stream: why, how long, what it got.
     pub fn ended(&mut self, end: crate::pump::End, delivered: crate::pump::Delivered) {
         self.log_end(end.reason(), delivered);
+    }
+
+    /// The same, for a reason the transport knows better than [`crate::pump::End`].
+    pub fn ended_as(&mut self, reason: &'static str, delivered: crate::pump::Delivered) {
+        self.log_end(reason, delivered);
     }
 
     fn log_end(&mut self, reason: &'static str, delivered: crate::pump::Delivered) {
@@ -160,6 +169,7 @@ impl AppState {
             publishers: Arc::new(Vec::new()),
             edge: None,
             wt_cert: None,
+            rtc: None,
         }
     }
 
@@ -222,6 +232,8 @@ pub fn router(state: AppState) -> Router {
             on(MethodFilter::GET.or(MethodFilter::CONNECT), wt::handler),
         )
         .route(&at("/wt-cert-hash"), get(wt::cert_hash))
+        .route(&at("/rtc"), axum::routing::post(rtc::handler))
+        .route(&at("/rtc/{id}"), axum::routing::delete(rtc::delete))
         .route(&at("/"), get(viewer::index))
         .route(&at("/viewer.js"), get(viewer::script))
         .route(&at("/format.js"), get(viewer::format_script))

@@ -31,6 +31,12 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
         "streams": per_version(|v| hub.metrics.streams_now(v)),
         // --http3: WebTransport sessions open, and bytes written to their streams.
         "webtransport": { "sessions": wt_sessions, "bytes_sent": wt_bytes },
+        // POST /rtc: null when WebRTC is off.
+        "rtc": app.rtc.as_ref().map(|rtc| json!({
+            "port": rtc.port(),
+            "sessions": hub.metrics.rtc_sessions_now(),
+            "sent_bytes": hub.metrics.rtc_sent_bytes(),
+        })),
         "files": app.status.files().iter().map(|f| json!({
             "name": f.name,
             "state": f.state,

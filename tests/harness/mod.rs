@@ -20,6 +20,8 @@
 //!   (`brokers::Mosquitto`, `brokers::RabbitMq`, each stopped and started again on the
 //!   same port for the outage tests), and subscribers that collect what they deliver
 //!   (`brokers::MqttSubscriber`, `brokers::AmqpConsumer`).
+//! - `rtc.rs`: [`RtcClient`], a WebRTC peer (str0m) for `POST /rtc`: offers the `logs`
+//!   data channel from its own UDP socket, reads the JSON frames in order.
 //! - `tls.rs`: a throwaway self-signed certificate and a rustls client trusting it.
 //! - `resume.rs`: [`exactly_once_across_disconnects`], the random-disconnect resume run,
 //!   over any [`ResumingClient`] (WebSocket `since=`/`epoch=`, SSE `Last-Event-ID`).
@@ -39,6 +41,7 @@ mod http;
 mod logfile;
 mod nats;
 mod resume;
+mod rtc;
 mod server;
 mod tls;
 mod tools;
@@ -53,6 +56,7 @@ pub use http::{
 pub use logfile::{LogFile, Writer, join_lines};
 pub use nats::{Nats, NatsCluster};
 pub use resume::{Resume, ResumingClient, exactly_once_across_disconnects};
+pub use rtc::{Offer as RtcOffer, RtcClient, RtcEvent};
 pub use server::{RawOutput, RawProcess, Server, ServerBuilder, Sig, running_as_root};
 pub use tls::{self_signed, trusting, trusting_alpn};
 pub use tools::{KillOnDrop, skipped};
