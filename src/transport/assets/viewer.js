@@ -62,7 +62,7 @@
     epoch: null, helloSeq: null, lastSeq: 0, resumable: false,
     attempt: 0, fails: 0, timer: 0, grep: '', backlog: null, connMsg: null,
     // what the page holds
-    E: [], E0: 0, V: [], V0: 0, nextId: 1, olderId: 0, cap: ringSetting(),
+    E: [], E0: 0, V: [], V0: 0, all: true, mat: new Map(), openIds: new Set(), nextId: 1, olderId: 0, cap: ringSetting(),
     heldLines: 0, lvCount: { error: 0, warn: 0, info: 0, debug: 0, none: 0 },
     count: 0, lost: 0, skipped: 0, overflow: false, heldSeq: 0,
     older: null, startReached: '', // '' | 'start' | 'gone' | 'restart'
@@ -155,6 +155,7 @@
     el.hide.setAttribute('aria-pressed', String(S.hide));
     S.filterTest = buildFilter(false);
     S.filterMark = buildFilter(true);
+    if (!heldCount()) S.all = noFilter();   // else the rebuildView() that follows
     showChips();
     showFieldsBar();
     pickerChanged(null);
@@ -580,6 +581,57 @@
   }
 
   // ---------- the store: E (held entries), V (entries in view) ----------
+  //
+  // Column store, so that a held line is one object (its string) for the garbage
+  // collector, not an entry object with a dozen fields and a second string: S.E[j] is
+  // the line's text (a line) or an event object (a stream event or a note); its id, seq,
+  // file and level are in typed arrays indexed like S.E (C below). An entry object
+  // ({id, k, seq, file, line, plain, lv, st, ev, open}) is made only for a row drawn or
+  // selected (entryAt). The view S.V holds indices into S.E, and none at all while no
+  // filter is active (S.all: the view is the held entries themselves).
+
+  const LV_CODE = { error: 0, warn: 1, info: 2, debug: 3, none: 4 };
+  const C = { id: new Float64Array(1024), seq: new Float64Array(1024), file: new Int32Array(1024), lv: new Uint8Array(1024) };
+  const FILES = [''];                 // file index -> name (0: none)
+  const FILE_IX = new Map([['', 0]]);
+  const fileIx = (name) => {
+    let i = FILE_IX.get(name);
+    if (i === undefined) { i = FILES.length; FILES.push(name); FILE_IX.set(name, i); }
+    return i;
+  };
+
+  function growCols(need) {
+    let cap = C.id.length;
+    if (need <= cap) return;
+    while (cap < need) cap *= 2;
+    for (const k of ['id', 'seq', 'file', 'lv']) {
+      const a = new C[k].constructor(cap);
+      a.set(C[k].subarray(0, S.E.length));
+      C[k] = a;
+    }
+  }
+
+  const isLine = (j) => typeof S.E[j] === 'string';
+  const seqAt = (j) => { const s = C.seq[j]; return s === s ? s : null; };
+  const fileAt = (j) => FILES[C.file[j]];
+  const plainOf = (line) => (F.hasAnsi(line) ? F.stripAnsi(line) : line);
+  function plainAt(j) {
+    const x = S.E[j];
+    if (typeof x !== 'string') return x.line;
+    const m = S.mat.get(C.id[j]);
+    return m ? m.plain : plainOf(x);
+  }
+
+  // The entry object of S.E[j]: the one already made for it (drawn, selected), else a new one.
+  function entryAt(j) {
+    const x = S.E[j];
+    if (typeof x !== 'string') return x;
+    const id = C.id[j];
+    const m = S.mat.get(id);
+    if (m) return m;
+    if (S.cur && S.cur.id === id) return S.cur;
+    return { id, k: 0, seq: seqAt(j), file: fileAt(j), line: x, plain: plainOf(x), lv: LEVELS[C.lv[j]], st: undefined, ev: '', open: S.openIds.has(id) };
+  }
 
   // k: 0 line, 1 stream event, 2 the page's own note (reconnects)
   function addLine(seq, file, text) {
@@ -594,7 +646,6 @@
       S.unseen++;
       if (!S.titleTimer) S.titleTimer = setTimeout(() => { S.titleTimer = 0; setTitle(); }, 1000);
     }
-    const e = makeEntry(0, seq, file, text);
     if (seq !== null) S.heldSeq = seq;
     if (file) {
       const f = fileInfo(file);
@@ -602,63 +653,88 @@
       if (!fileShown(file)) f.unread++;
       if (S.files.size > 1) { S.pickerNames.add(file); S.pickerDirty = true; }
     }
-    push(e);
+    pushLine(seq, file, text);
     const link = S.permalink;
-    if (link && !link.found && seq !== null && seq >= link.seq) reachPermalink(e);
+    if (link && !link.found && seq !== null && seq >= link.seq) reachPermalink(entryAt(S.E.length - 1));
   }
 
-  function makeEntry(k, seq, file, line) {
-    const e = { id: 0, k, seq, file, line, plain: line, lv: 'none', st: undefined, ev: '', open: false };
-    if (k === 0) {
-      if (F.hasAnsi(line)) e.plain = F.stripAnsi(line);
-      e.lv = F.levelOf(e.plain) || 'none';
-    }
-    return e;
+  function makeEvent(k, seq, file, text, kind) {
+    const line = '— ' + text + ' —';
+    return { id: 0, k, seq, file, line, plain: line, lv: 'none', st: null, ev: kind, open: false };
   }
-
   function addEvent(kind, text, file, seq) {
-    const e = makeEntry(1, typeof seq === 'number' ? seq : null, file || '', '— ' + text + ' —');
-    e.ev = kind;
-    push(e);
+    pushEvent(makeEvent(1, typeof seq === 'number' ? seq : null, file || '', text, kind));
   }
   function note(kind, text) {
-    const e = makeEntry(2, null, '', '— ' + text + ' —');
-    e.ev = kind;
-    push(e);
+    pushEvent(makeEvent(2, null, '', text, kind));
   }
 
-  function push(e) {
-    e.id = S.nextId++;
-    S.E.push(e);
-    if (e.k === 0) { S.heldLines++; S.lvCount[e.lv]++; }
-    if (matches(e)) {
-      S.V.push(e);
-      if (e.k === 0) {
-        if (S.paused) S.pausedNew++;
-        else if (!S.follow) S.belowNew++;
-        else S.tailNew++;
-      }
+  function setCols(j, id, seq, file, lv) {
+    C.id[j] = id;
+    C.seq[j] = seq === null ? NaN : seq;
+    C.file[j] = fileIx(file);
+    C.lv[j] = lv;
+  }
+
+  function pushLine(seq, file, line) {
+    const plain = plainOf(line);
+    const lv = LV_CODE[F.levelOf(plain) || 'none'];
+    const j = S.E.length;
+    growCols(j + 1);
+    S.E.push(line);
+    setCols(j, S.nextId++, seq, file, lv);
+    S.heldLines++;
+    S.lvCount[LEVELS[lv]]++;
+    const shown = S.all || lineMatches(file, lv, plain);
+    if (shown) {
+      if (!S.all) S.V.push(j);
+      if (S.paused) S.pausedNew++;
+      else if (!S.follow) S.belowNew++;
+      else S.tailNew++;
     }
     if (S.heldLines > S.cap) evict();
     markDirty();
   }
 
-  const heldCount = () => S.E.length - S.E0;
-  const viewCount = () => S.V.length - S.V0;
-  const viewAt = (i) => S.V[S.V0 + i];
+  function pushEvent(e) {
+    e.id = S.nextId++;
+    const j = S.E.length;
+    growCols(j + 1);
+    S.E.push(e);
+    setCols(j, e.id, e.seq, e.file, LV_CODE.none);
+    if (!S.all && fileShown(e.file)) S.V.push(j);
+    if (S.heldLines > S.cap) evict();
+    markDirty();
+  }
 
-  // The first index at or after `from` in `arr` whose entry has id >= id, counted from
-  // `from` (ids grow from oldest to newest in both E and V).
-  function firstIndexOf(arr, from, id) {
-    let lo = from, hi = arr.length;
+  const heldCount = () => S.E.length - S.E0;
+  const viewCount = () => (S.all ? S.E.length - S.E0 : S.V.length - S.V0);
+  const vIdx = (i) => (S.all ? S.E0 + i : S.V[S.V0 + i]);   // view row -> index in S.E
+  const viewAt = (i) => entryAt(vIdx(i));
+  const viewIdAt = (i) => C.id[vIdx(i)];
+
+  // The first row (from 0) whose id >= id; ids grow from oldest to newest in E and V.
+  function viewIndexOf(id) {
+    let lo = 0, hi = viewCount();
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (arr[mid].id < id) lo = mid + 1; else hi = mid;
+      if (viewIdAt(mid) < id) lo = mid + 1; else hi = mid;
     }
-    return lo - from;
+    return lo;
   }
-  const viewIndexOf = (id) => firstIndexOf(S.V, S.V0, id);
-  const heldIndexOf = (id) => firstIndexOf(S.E, S.E0, id);
+  function heldIndexOf(id) {
+    let lo = S.E0, hi = S.E.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (C.id[mid] < id) lo = mid + 1; else hi = mid;
+    }
+    return lo - S.E0;
+  }
+  // An entry no longer held (evicted, or the view was cleared).
+  function gone(e) {
+    const j = S.E0 + heldIndexOf(e.id);
+    return j >= S.E.length || C.id[j] !== e.id;
+  }
 
   // How many view rows render() may show: all of them, or while paused those seen before.
   function shownCount() {
@@ -672,23 +748,25 @@
     let limit = heldCount();
     if (S.paused || !S.follow) {
       // Never drop what the reader may be looking at (or is about to scroll back to).
-      const top = viewCount() ? viewAt(Math.min(S.top, viewCount() - 1)) : null;
-      if (top) limit = Math.max(0, heldIndexOf(top.id) - KEEP_MARGIN);
+      const vc = viewCount();
+      if (vc) limit = Math.max(0, vIdx(Math.min(S.top, vc - 1)) - S.E0 - KEEP_MARGIN);
       if (S.cur) limit = Math.min(limit, Math.max(0, heldIndexOf(S.cur.id) - KEEP_MARGIN));
     }
     let i = S.E0;
     const end = S.E0 + limit;
     while (over > 0 && i < end) {
-      const e = S.E[i];
+      if (typeof S.E[i] === 'string') { S.heldLines--; S.lvCount[LEVELS[C.lv[i]]]--; over--; }
       S.E[i++] = undefined;   // freed now, not at the next compaction
-      e.gone = true;
-      if (e.k === 0) { S.heldLines--; S.lvCount[e.lv]--; over--; }
     }
     if (i > S.E0) {
+      const dropped0 = i - S.E0;
       S.E0 = i;
       S.startReached = '';
-      let dropped = 0;
-      while (S.V0 < S.V.length && S.V[S.V0].gone) { S.V[S.V0++] = undefined; dropped++; }
+      let dropped = dropped0;
+      if (!S.all) {
+        dropped = 0;
+        while (S.V0 < S.V.length && S.V[S.V0] < i) { S.V0++; dropped++; }
+      }
       S.top = Math.max(0, S.top - dropped);
       compact();
     }
@@ -699,8 +777,19 @@
   }
 
   function compact() {
-    if (S.E0 > 65536 && S.E0 * 2 > S.E.length) { S.E = S.E.slice(S.E0); S.E0 = 0; }
-    if (S.V0 > 65536 && S.V0 * 2 > S.V.length) { S.V = S.V.slice(S.V0); S.V0 = 0; }
+    if (S.E0 > 65536 && S.E0 * 2 > S.E.length) {
+      const shift = S.E0, n = S.E.length;
+      S.E = S.E.slice(shift);
+      for (const k of ['id', 'seq', 'file', 'lv']) C[k].copyWithin(0, shift, n);
+      S.E0 = 0;
+      if (!S.all) {
+        const V = new Array(S.V.length - S.V0);
+        for (let i = S.V0; i < S.V.length; i++) V[i - S.V0] = S.V[i] - shift;
+        S.V = V;
+        S.V0 = 0;
+      }
+    }
+    if (!S.all && S.V0 > 65536 && S.V0 * 2 > S.V.length) { S.V = S.V.slice(S.V0); S.V0 = 0; }
   }
 
   function structured(e) {
@@ -713,35 +802,39 @@
     return v === undefined ? undefined : F.formatValue(v);
   };
 
-  function matches(e) {
-    if (e.file && !fileShown(e.file)) return false;
-    if (e.k !== 0) return true;
-    if (S.lvOff.size && S.lvOff.has(e.lv)) return false;
+  // Whether the filters let a line through (file name, level code, text without ANSI).
+  function lineMatches(file, lv, plain) {
+    if (file && !fileShown(file)) return false;
+    if (S.lvOff.size && S.lvOff.has(LEVELS[lv])) return false;
     if (S.has.length || S.not.length) {
-      const st = structured(e);
+      const st = F.parseStructured(plain);
       for (const [f, v] of S.has) if (fieldText(st, f) !== v) return false;
       for (const [f, v] of S.not) if (fieldText(st, f) === v) return false;
     }
-    if (S.hide && S.filterTest && !S.filterTest.test(e.plain)) return false;
+    if (S.hide && S.filterTest && !S.filterTest.test(plain)) return false;
     return true;
   }
+  function matchesAt(j) {
+    if (isLine(j)) return lineMatches(fileAt(j), C.lv[j], plainAt(j));
+    return fileShown(S.E[j].file);
+  }
+  const noFilter = () => S.shownFiles === null && !S.lvOff.size && !S.has.length && !S.not.length && !(S.hide && S.filterTest);
 
   // After any filter change: the view again from every held entry, the reader kept in place.
   function rebuildView() {
-    const anchor = S.follow ? null : viewAt(Math.min(S.top, viewCount() - 1));
-    const V = [];
+    const anchor = S.follow || !viewCount() ? null : viewIdAt(Math.min(S.top, viewCount() - 1));
     let pausedNew = 0;
-    for (let i = S.E0; i < S.E.length; i++) {
-      const e = S.E[i];
-      if (matches(e)) {
-        V.push(e);
-        if (S.paused && e.k === 0 && e.id > S.pauseId) pausedNew++;
+    S.all = noFilter();
+    S.V = [];
+    S.V0 = 0;
+    for (let j = S.E0; j < S.E.length; j++) {
+      if (S.all || matchesAt(j)) {
+        if (!S.all) S.V.push(j);
+        if (S.paused && isLine(j) && C.id[j] > S.pauseId) pausedNew++;
       }
     }
-    S.V = V;
-    S.V0 = 0;
     S.pausedNew = pausedNew;
-    if (anchor) S.top = viewIndexOf(anchor.id);
+    if (anchor !== null) S.top = viewIndexOf(anchor);
     S.gen++;
     markDirty();
     updateCounts();
@@ -750,7 +843,7 @@
   // ---------- older lines: a second socket, since= ----------
 
   function oldestHeldSeq() {
-    for (let i = S.E0; i < S.E.length; i++) if (S.E[i].seq !== null && S.E[i].k === 0) return S.E[i].seq;
+    for (let j = S.E0; j < S.E.length; j++) if (isLine(j) && seqAt(j) !== null) return seqAt(j);
     return null;
   }
 
@@ -822,37 +915,55 @@
   }
 
   function prepend(lines, goneTo) {
-    const add = [];
-    if (goneTo !== null && lines.length && lines[0].seq > goneTo + 1) { /* nothing between */ }
+    const add = [];   // [text or event, seq, file]
+    if (goneTo !== null) {
+      add.push([makeEvent(1, goneTo, '', 'older lines, up to #' + fmt(goneTo) + ', are no longer on the server', 'gap'), goneTo, '']);
+    }
     for (const m of lines) {
       const file = typeof m.file === 'string' ? m.file : '';
       if (file) seeFile(file);
-      add.push(makeEntry(0, m.seq, file, m.line));
-    }
-    if (goneTo !== null) {
-      const g = makeEntry(1, goneTo, '', '— older lines, up to #' + fmt(goneTo) + ', are no longer on the server —');
-      g.ev = 'gap';
-      add.unshift(g);
+      add.push([m.line, m.seq, file]);
     }
     if (!add.length) return;
-    for (let i = add.length - 1; i >= 0; i--) add[i].id = --S.olderId;
-    // ids must stay ascending: older entries got ids below every held one
-    add.sort((a, b) => a.id - b.id);
+    // ids must stay ascending: older entries get ids below every held one
+    const k = add.length, held = heldCount();
+    const firstId = S.olderId - k;
+    S.olderId = firstId;
+    const old = C, oldE = S.E, E0 = S.E0;
+    let cap = 1024;
+    while (cap < k + held) cap *= 2;
+    const N = { id: new Float64Array(cap), seq: new Float64Array(cap), file: new Int32Array(cap), lv: new Uint8Array(cap) };
+    for (const key of ['id', 'seq', 'file', 'lv']) N[key].set(old[key].subarray(E0, E0 + held), k);
+    for (const key of ['id', 'seq', 'file', 'lv']) C[key] = N[key];
+    const E = new Array(k);
     const viewAdd = [];
-    for (const e of add) {
-      if (e.k === 0) {
+    for (let j = 0; j < k; j++) {
+      const [x, seq, file] = add[j];
+      E[j] = x;
+      if (typeof x === 'string') {
+        const plain = plainOf(x);
+        const lv = LV_CODE[F.levelOf(plain) || 'none'];
+        setCols(j, firstId + j, seq, file, lv);
         S.heldLines++;
-        S.lvCount[e.lv]++;
-        const f = e.file ? fileInfo(e.file) : null;
-        if (f) f.lines++;
+        S.lvCount[LEVELS[lv]]++;
+        if (file) fileInfo(file).lines++;
+        if (!S.all && lineMatches(file, lv, plain)) viewAdd.push(j);
+      } else {
+        x.id = firstId + j;
+        setCols(j, x.id, seq, file, LV_CODE.none);
+        if (!S.all && fileShown(file)) viewAdd.push(j);
       }
-      if (matches(e)) viewAdd.push(e);
     }
-    S.E = add.concat(S.E.slice(S.E0));
+    S.E = E.concat(oldE.slice(E0));
     S.E0 = 0;
-    S.V = viewAdd.concat(S.V.slice(S.V0));
-    S.V0 = 0;
-    if (!S.follow) S.top += viewAdd.length;
+    let shown = k;
+    if (!S.all) {
+      shown = viewAdd.length;
+      for (let i = S.V0; i < S.V.length; i++) viewAdd.push(S.V[i] - E0 + k);
+      S.V = viewAdd;
+      S.V0 = 0;
+    }
+    if (!S.follow) S.top += shown;
     pickerChanged(null);
     markDirty();
   }
@@ -980,15 +1091,23 @@
     const nodes = [];
     if (!bottom && first === 0 && heldCount()) nodes.push(topRow(n));
     const cache = new Map();
+    const mat = new Map();   // the entry objects kept: those drawn, and the selected one
+    const curId = S.cur ? S.cur.id : NaN;
     for (let i = first; i < last; i++) {
-      const e = viewAt(i);
-      let node = S.cache.get(e.id);
-      if (!node || node.gen !== S.gen) node = e.k === 0 ? lineRow(e) : sepRow(e);
-      cache.set(e.id, node);
-      node.classList.toggle('cur', e === S.cur);
+      const j = vIdx(i);
+      const id = C.id[j];
+      let node = S.cache.get(id);
+      let e;
+      if (node && node.gen === S.gen) e = node.lt;
+      else { e = entryAt(j); node = e.k === 0 ? lineRow(e) : sepRow(e); }
+      cache.set(id, node);
+      if (e.k === 0) mat.set(id, e);
+      node.classList.toggle('cur', id === curId);
       nodes.push(node);
     }
+    if (S.cur && S.cur.k === 0 && !mat.has(curId)) mat.set(curId, S.cur);
     S.cache = cache;
+    S.mat = mat;
     S.domRows = nodes.length;
     if (n === 0) {
       const empty = document.createElement('div');
@@ -1416,8 +1535,7 @@
     document.body.dataset.paused = p ? 'true' : 'false';
     el.pause.setAttribute('aria-pressed', String(p));
     if (p) {
-      const lastInView = viewAt(viewCount() - 1);
-      S.pauseId = lastInView ? lastInView.id : 0;
+      S.pauseId = viewCount() ? viewIdAt(viewCount() - 1) : 0;
       S.pausedNew = 0;
       status('Paused: new lines are kept and counted (Space to resume).', false, true);
     } else {
@@ -1484,7 +1602,7 @@
 
   function clearView() {
     drain(Infinity);
-    S.E = []; S.E0 = 0; S.V = []; S.V0 = 0;
+    S.E = []; S.E0 = 0; S.V = []; S.V0 = 0; S.mat = new Map(); S.openIds.clear();
     S.heldLines = 0;
     for (const l of LEVELS) S.lvCount[l] = 0;
     S.count = 0; S.pausedNew = 0; S.belowNew = 0; S.skipped = 0; S.overflow = false;
@@ -1512,9 +1630,9 @@
 
   // The index to search from: the selected row, else the top row on screen.
   function fromIndex() {
-    if (S.cur && !S.cur.gone) {
+    if (S.cur && !gone(S.cur)) {
       const i = viewIndexOf(S.cur.id);
-      if (i < viewCount() && viewAt(i) === S.cur) return i;
+      if (i < viewCount() && viewIdAt(i) === S.cur.id) return i;
     }
     return S.follow ? Math.max(0, shownCount() - 1) : S.top;
   }
@@ -1524,17 +1642,17 @@
     let i = fromIndex();
     // Past the selected row; with none, the row searched from (the last one when
     // following, else the top one on screen) is a candidate itself, in the direction it can be.
-    if ((S.cur && !S.cur.gone && viewAt(i) === S.cur) || (S.follow ? dir > 0 : dir < 0)) i += dir;
+    if ((S.cur && !gone(S.cur) && i < viewCount() && viewIdAt(i) === S.cur.id) || (S.follow ? dir > 0 : dir < 0)) i += dir;
     for (; i >= 0 && i < n; i += dir) {
-      const e = viewAt(i);
-      if (e.k === 0 && test(e)) { select(e); return true; }
+      const j = vIdx(i);
+      if (isLine(j) && test(j)) { select(entryAt(j)); return true; }
     }
     status(dir > 0 ? 'No more below.' : 'No more above' + (S.startReached ? '.' : ' (g loads older lines).'), false, true);
     return false;
   }
 
-  const isMatch = (e) => !!S.filterTest && S.filterTest.test(e.plain);
-  const isError = (e) => e.lv === 'error';
+  const isMatch = (j) => !!S.filterTest && S.filterTest.test(plainAt(j));
+  const isError = (j) => C.lv[j] === LV_CODE.error;
 
   function moveCursor(dir) {
     const n = shownCount();
@@ -1547,6 +1665,7 @@
   function toggleOpen(e) {
     if (!e || e.k !== 0 || !structured(e)) return;
     e.open = !e.open;
+    if (e.open) S.openIds.add(e.id); else S.openIds.delete(e.id);
     S.cache.delete(e.id);
     markDirty();
   }
@@ -1579,9 +1698,9 @@
     const out = [];
     const n = shownCount();
     for (let i = 0; i < n; i++) {
-      const e = viewAt(i);
-      if (e.k !== 0) continue;
-      out.push(jsonl ? JSON.stringify({ seq: e.seq, file: e.file, line: e.line }) : e.line);
+      const j = vIdx(i);
+      if (!isLine(j)) continue;
+      out.push(jsonl ? JSON.stringify({ seq: seqAt(j), file: fileAt(j), line: S.E[j] }) : S.E[j]);
     }
     const blob = new Blob([out.join('\n') + (out.length ? '\n' : '')], { type: jsonl ? 'application/jsonl' : 'text/plain' });
     const a = document.createElement('a');
@@ -1724,9 +1843,8 @@
       S.permalink = null;
       return;
     }
-    for (let i = S.E0; i < S.E.length; i++) {
-      const e = S.E[i];
-      if (e.k === 0 && e.seq !== null && e.seq >= link.seq) { reachPermalink(e); return; }
+    for (let j = S.E0; j < S.E.length; j++) {
+      if (isLine(j) && seqAt(j) !== null && seqAt(j) >= link.seq) { reachPermalink(entryAt(j)); return; }
     }
     // Not held: start the view again just before it.
     clearView();
@@ -1810,9 +1928,8 @@
     /** Every line the page holds, oldest first, as {seq, file, line}. */
     lines() {
       const out = [];
-      for (let i = S.E0; i < S.E.length; i++) {
-        const e = S.E[i];
-        if (e.k === 0) out.push({ seq: e.seq, file: e.file, line: e.line });
+      for (let j = S.E0; j < S.E.length; j++) {
+        if (isLine(j)) out.push({ seq: seqAt(j), file: fileAt(j), line: S.E[j] });
       }
       return out;
     },
