@@ -98,6 +98,25 @@ pub struct AppState {
     pub rtc: Option<rtc::RtcHandle>,
 }
 
+/// Runs the one delivery loop ([`crate::pump::pump`]) for the client in
+/// `slot`, and tells the metrics and the log when it ends the client as too
+/// slow; what to say to the client then is the transport's.
+pub async fn deliver<S: crate::pump::Sink>(
+    app: &AppState,
+    slot: &ClientSlot,
+    cursor: &mut Cursor,
+    sink: &mut S,
+    options: &crate::pump::PumpOptions,
+) -> (crate::pump::End, crate::pump::Delivered) {
+    let (end, delivered) =
+        crate::pump::pump(cursor, sink, options, &app.cancel, &app.hub.metrics).await;
+    if end.too_slow() {
+        app.hub.metrics.slow_client_closed();
+        tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
+    }
+    (end, delivered)
+}
+
 /// A streaming client's place among `--max-clients`; counted in the
 /// `clients` gauge while it lives. It also says who the client is, for the
 /// one log line at its connect and the one at its end.

@@ -33,7 +33,7 @@ use super::{AppState, CLOSE_CAP, ClientSlot, RawParams, admit};
 use crate::encode::{self, Encoding};
 use crate::hub::Cursor;
 use crate::lines::Text;
-use crate::pump::{PeerEnd, PumpOptions, Sink, SinkGone, pump};
+use crate::pump::{PeerEnd, PumpOptions, Sink, SinkGone};
 use crate::server::SendLimit;
 
 /// How often an idle stream carries a comment line.
@@ -117,17 +117,8 @@ async fn client(
         keep_alive: Some(KEEP_ALIVE),
         flush_bytes: FLUSH_BYTES,
     };
-    let (end, delivered) = pump(
-        &mut cursor,
-        &mut sink,
-        &options,
-        &app.cancel,
-        &app.hub.metrics,
-    )
-    .await;
+    let (end, delivered) = super::deliver(&app, &slot, &mut cursor, &mut sink, &options).await;
     if end.too_slow() {
-        app.hub.metrics.slow_client_closed();
-        tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
         drop(cursor);
         // What was in flight, then `closed`, within the grace; hyper's own
         // writes of those last bytes are bounded by the same deadline.

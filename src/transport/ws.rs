@@ -43,7 +43,7 @@ use super::{Admitted, AppState, CLOSE_CAP, ClientSlot, Format, RawParams, admit}
 use crate::encode::Encoding;
 use crate::hub::Cursor;
 use crate::lines::Text;
-use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone, pump};
+use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone};
 use crate::server::{OpenStream, SHUTDOWN_FLUSH, SendLimit};
 
 /// Largest message a client may send.
@@ -155,24 +155,13 @@ async fn client(
         keep_alive: Some(app.config.ping_interval),
         flush_bytes: FLUSH_BYTES,
     };
-    let (end, delivered) = pump(
-        &mut cursor,
-        &mut ws,
-        &options,
-        &app.cancel,
-        &app.hub.metrics,
-    )
-    .await;
+    let (end, delivered) = super::deliver(&app, &slot, &mut cursor, &mut ws, &options).await;
     let close = match end {
         End::Shutdown | End::SourceClosed => Some((AWAY, "server shutting down")),
         End::Behind | End::Stuck => Some((TRY_AGAIN_LATER, "client too slow")),
         End::Peer(PeerEnd::TooBig) => Some((TOO_BIG, "message too big")),
         End::Peer(PeerEnd::Gone | PeerEnd::Silent) => None,
     };
-    if end.too_slow() {
-        app.hub.metrics.slow_client_closed();
-        tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
-    }
     let mut slot = slot;
     slot.ended(end, delivered);
     // Nothing more is queued for this client.

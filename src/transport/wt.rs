@@ -58,7 +58,7 @@ use super::{Admitted, AppState, CLOSE_CAP, ClientSlot, RawParams, Rejection, adm
 use crate::encode::Encoding;
 use crate::hub::Cursor;
 use crate::lines::Text;
-use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone, pump};
+use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone};
 use crate::server::SHUTDOWN_FLUSH;
 use crate::server::webtransport::{self, Ended, Session, WebTransportUpgrade};
 
@@ -143,23 +143,12 @@ async fn client(session: Session, mut cursor: Cursor, app: AppState, slot: Clien
         keep_alive: None,
         flush_bytes: FLUSH_BYTES,
     };
-    let (end, delivered) = pump(
-        &mut cursor,
-        &mut sink,
-        &options,
-        &app.cancel,
-        &app.hub.metrics,
-    )
-    .await;
+    let (end, delivered) = super::deliver(&app, &slot, &mut cursor, &mut sink, &options).await;
     let close = match end {
         End::Shutdown | End::SourceClosed => Some((AWAY, "server shutting down")),
         End::Behind | End::Stuck => Some((TRY_AGAIN_LATER, "client too slow")),
         End::Peer(_) => None,
     };
-    if end.too_slow() {
-        app.hub.metrics.slow_client_closed();
-        tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
-    }
     slot.ended(end, delivered);
     // Nothing more is queued for this client.
     drop(cursor);

@@ -46,7 +46,7 @@ use crate::encode::Encoding;
 use crate::error::Error;
 use crate::hub::Cursor;
 use crate::lines::Text;
-use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone, pump};
+use crate::pump::{End, PeerEnd, PumpOptions, Sink, SinkGone};
 use driver::{Command, Driver, Ended, NewSession, SessionId, Shared};
 
 /// The largest offer accepted (browsers' are a few KiB).
@@ -382,18 +382,7 @@ async fn session(
         keep_alive: None,
         flush_bytes: FLUSH_BYTES,
     };
-    let (end, delivered) = pump(
-        &mut cursor,
-        &mut sink,
-        &options,
-        &app.cancel,
-        &app.hub.metrics,
-    )
-    .await;
-    if end.too_slow() {
-        app.hub.metrics.slow_client_closed();
-        tracing::info!(peer = %slot.peer, lag_bytes = cursor.lag_bytes(), "closing a client that is too slow");
-    }
+    let (end, delivered) = super::deliver(&app, &slot, &mut cursor, &mut sink, &options).await;
     match (end, sink.ended.got) {
         (End::Peer(_), Some(why)) => slot.ended_as(why.reason(), delivered),
         _ => slot.ended(end, delivered),
