@@ -179,7 +179,8 @@ pub struct ClientStat {
     /// Messages not of the form `seq=N t=T ...`.
     pub foreign: AtomicU64,
     /// SSE: line records whose `id: EPOCH:SEQ` was not the previous one's
-    /// SEQ + 1 in the same epoch (or did not parse).
+    /// SEQ + 1 in the same epoch (or did not parse); JSON frames: line frames
+    /// whose server `seq` was not the previous one's + 1.
     pub id_breaks: AtomicU64,
     pub bytes: AtomicU64,
     pub last_rx_ns: AtomicU64,
@@ -203,6 +204,12 @@ pub enum Transport {
     /// `/events?backlog=0` as streams on `conns` shared HTTP/3 connections
     /// (the server then runs with a self-signed certificate and `--http3`).
     SseH3 { conns: usize },
+    /// `/wt?backlog=0`: a WebTransport session (its own QUIC connection) per
+    /// client, newline-delimited JSON frames (see [`crate::transports`]).
+    Wt,
+    /// `POST /rtc?backlog=0`: a WebRTC peer per client, one JSON frame per
+    /// message on its `logs` data channel (see [`crate::transports`]).
+    Rtc,
 }
 
 impl Transport {
@@ -212,6 +219,8 @@ impl Transport {
             Transport::Sse => "sse",
             Transport::SseH2 { .. } => "sse/h2",
             Transport::SseH3 { .. } => "sse/h3",
+            Transport::Wt => "webtransport",
+            Transport::Rtc => "webrtc",
         }
     }
 
@@ -220,7 +229,8 @@ impl Transport {
         match self {
             Transport::Ws | Transport::Sse => "http/1.1",
             Transport::SseH2 { .. } => "h2",
-            Transport::SseH3 { .. } => "h3",
+            Transport::SseH3 { .. } | Transport::Wt => "h3",
+            Transport::Rtc => "webrtc",
         }
     }
 }
@@ -232,6 +242,8 @@ pub enum Dial {
     Tcp(SocketAddr),
     /// A stream on one of these shared connections (client `i` on connection `i mod N`).
     Mux(Arc<crate::mux::Conns>),
+    /// A WebTransport session of its own per client.
+    Wt(Arc<crate::transports::WtDial>),
 }
 
 #[derive(Clone, Copy)]
@@ -312,6 +324,8 @@ pub struct Tally<'a> {
     record_latency: bool,
     /// Highest seq seen so far.
     last: u64,
+    /// JSON frames: the server `seq` of the last line frame (0: none yet).
+    server_seq: u64,
     lat: Vec<u64>,
 }
 
@@ -323,6 +337,7 @@ impl<'a> Tally<'a> {
             shard,
             record_latency,
             last: 0,
+            server_seq: 0,
             lat: Vec::with_capacity(if record_latency { 512 } else { 0 }),
         }
     }
@@ -372,6 +387,31 @@ impl<'a> Tally<'a> {
         }
     }
 
+    /// One JSON frame (`/ws?format=json`, `/wt`, `/rtc`): events (`hello`,
+    /// file events) are skipped, a gap counts as a seq break; a line frame's
+    /// server `seq` must follow the previous one's, and its `line` goes to
+    /// [`line`](Self::line).
+    pub fn json_frame(&mut self, frame: &[u8], now: u64) {
+        if frame.starts_with(b"{\"event\"") {
+            if frame.starts_with(b"{\"event\":\"gap\"") {
+                self.st.id_breaks.fetch_add(1, Relaxed);
+            }
+            return;
+        }
+        match frame.strip_prefix(b"{\"seq\":").and_then(parse_u64) {
+            Some((seq, _)) => {
+                if self.server_seq != 0 && seq != self.server_seq + 1 {
+                    self.st.id_breaks.fetch_add(1, Relaxed);
+                }
+                self.server_seq = seq;
+            }
+            None => {
+                self.st.id_breaks.fetch_add(1, Relaxed);
+            }
+        }
+        self.line(json_line(frame).unwrap_or(frame), now);
+    }
+
     fn flush(&mut self) {
         self.rec.flush(self.shard, &mut self.lat);
     }
@@ -384,6 +424,8 @@ enum Conn {
     Ws(Box<Ws>),
     Sse(crate::sse::SseStream),
     Mux(crate::mux::MuxStream),
+    Wt(Box<crate::transports::WtSession>),
+    Rtc(Box<crate::transports::RtcSession>),
 }
 
 async fn open(dial: &Dial, i: usize, cfg: ClientCfg) -> Result<Conn, String> {
@@ -397,6 +439,12 @@ async fn open(dial: &Dial, i: usize, cfg: ClientCfg) -> Result<Conn, String> {
         (Dial::Tcp(addr), Transport::Sse) => crate::sse::open(*addr, cfg.read_buffer)
             .await
             .map(Conn::Sse),
+        (Dial::Wt(d), Transport::Wt) => crate::transports::open_wt(d)
+            .await
+            .map(|s| Conn::Wt(Box::new(s))),
+        (Dial::Tcp(addr), Transport::Rtc) => crate::transports::open_rtc(*addr)
+            .await
+            .map(|s| Conn::Rtc(Box::new(s))),
         (_, t) => Err(format!("{} clients cannot be dialled that way", t.name())),
     }
 }
@@ -446,15 +494,11 @@ async fn read_loop(ws: &mut Ws, tally: &mut Tally<'_>, cfg: ClientCfg) -> End {
         };
         let now = tally.now();
         tally.received(data.len(), now);
-        let data = if cfg.json {
-            if data.starts_with(b"{\"event\"") {
-                continue; // hello and file events
-            }
-            json_line(data).unwrap_or(data)
+        if cfg.json {
+            tally.json_frame(data, now);
         } else {
-            data
-        };
-        tally.line(data, now);
+            tally.line(data, now);
+        }
     }
 }
 
@@ -472,6 +516,8 @@ async fn run_client(
             Conn::Ws(ws) => read_loop(ws, &mut tally, cfg).await,
             Conn::Sse(sse) => crate::sse::read_loop(sse, &mut tally).await,
             Conn::Mux(stream) => crate::mux::read_loop(stream, &mut tally).await,
+            Conn::Wt(s) => crate::transports::wt_read_loop(s, &mut tally).await,
+            Conn::Rtc(s) => crate::transports::rtc_read_loop(s, &mut tally).await,
         }
     };
     let end = tokio::select! {

@@ -12,6 +12,7 @@
 //! cargo run --release --example loadgen -- --scenario protocols --json h2bench.json
 //! cargo run --release --example loadgen -- --scenario h1-sse-1000,h2-sse-1000x10
 //! cargo run --release --example loadgen -- --scenario nats --json natsbench.json
+//! cargo run --release --example loadgen -- --scenario transports --json wtbench.json
 //! ```
 //!
 //! By default it builds (`cargo build --release --bin logtail-ws`) and starts a
@@ -33,7 +34,13 @@
 //! start their own `nats-server -js`, a source (`--publish nats://…`) and an
 //! edge (`--from nats://…`), and measure the broker path against the direct
 //! one: added delay, lines/s through one edge, the source's publish rate,
-//! CPU and RSS of all three processes (see `nats.rs`). Every loop is bounded
+//! CPU and RSS of all three processes (see `nats.rs`). `ws-json-100`,
+//! `wt-100` and `rtc-100` (issue 16; `transports` runs the three, not part
+//! of `all`) stream the same JSON frames to 100 WebSocket
+//! (`/ws?format=json`), WebTransport (`/wt`, a QUIC connection each) or
+//! WebRTC (`POST /rtc`, a str0m peer each) clients of one server started
+//! with `--http3 --rtc-port 0`, and fail on any line lost, repeated or out
+//! of order (see `transports.rs`). Every loop is bounded
 //! in count and time; only loopback addresses are contacted.
 
 mod browser;
@@ -46,6 +53,7 @@ mod server;
 mod sse;
 mod sys;
 mod trace;
+mod transports;
 mod viewer;
 mod writer;
 
@@ -78,6 +86,15 @@ const VIEWER_SCENARIOS: &[&str] = &["viewer-5000x60", "viewer-5000x10"];
 /// Issue 14, one SSE workload over each HTTP version: run by name, or all
 /// three as `protocols`; not part of `all` (a comparison, about 30 s each).
 const PROTOCOL_SCENARIOS: &[&str] = &["h1-sse-1000", "h2-sse-1000x10", "h3-sse-1000x10"];
+
+/// Issue 16, the same JSON frames to 100 WebSocket, WebTransport or WebRTC
+/// clients: run by name, or all three as `transports`; not part of `all`.
+const TRANSPORT_SCENARIOS: &[&str] = &["ws-json-100", "wt-100", "rtc-100"];
+
+/// The transport phases' clients, writer lines/s and seconds.
+const TRANSPORT_CLIENTS: usize = 100;
+const TRANSPORT_RATE: f64 = 100.0;
+const TRANSPORT_SECS: f64 = 20.0;
 
 /// Issue 15, source -> NATS JetStream -> edge: run by name, or both as
 /// `nats`; not part of `all` (they need nats-server).
@@ -133,6 +150,14 @@ const PROTOCOL_SECS: f64 = 20.0;
                   FAIL unless the stream holds exactly the file's lines (warm-up included) numbered 1..=N, the \
                   edge's /healthz seq and the source's seq and acked_seq are N, the publisher lost nothing and \
                   every client on both paths got every line exactly once, in order.\n\
+                  ws-json-100 / wt-100 / rtc-100 (issue 16, not part of `all`; `transports` runs the three): the \
+                  same JSON frames, 100 lines/s (--rate) for 20 s (--duration), to 100 clients (--clients) of one \
+                  kind: WebSocket (/ws?format=json&backlog=0, a TCP connection each), WebTransport (/wt?backlog=0, \
+                  a QUIC connection each, trusting GET /wt-cert-hash) or WebRTC (POST /rtc?backlog=0, a str0m peer \
+                  on its own UDP socket each, the `logs` data channel); the server is spawned with --http3 \
+                  --rtc-port 0 in all three. Reports delivery p50/p99/p99.9 (write to receipt), server CPU \
+                  (cores, us per delivery), RSS per session and /healthz's session counts; the phase FAILS unless \
+                  every client connected and got every line exactly once, in order, with consecutive server seqs.\n\
                   Overrides (--clients, --rate, ...) apply to every selected scenario."
 )]
 struct Opts {
@@ -260,6 +285,8 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                 secs: secs(d),
             },
             footprint: false,
+            json: false,
+            server_args: Vec::new(),
         })
     };
     let protocol = |transport| {
@@ -274,6 +301,26 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                 secs: secs(PROTOCOL_SECS),
             },
             footprint: true,
+            json: false,
+            server_args: Vec::new(),
+        })
+    };
+    // Issue 16: one server, the same flags in the three phases (QUIC for /wt,
+    // the WebRTC socket on a free UDP port), only the clients differ.
+    let transport = |transport| {
+        Plan::Stream(StreamSpec {
+            name: name.into(),
+            transport,
+            clients: o.clients.unwrap_or(TRANSPORT_CLIENTS),
+            stuck: 0,
+            line_bytes: lb(100),
+            writer: Writer::Paced {
+                rate: o.rate.unwrap_or(TRANSPORT_RATE),
+                secs: secs(TRANSPORT_SECS),
+            },
+            footprint: true,
+            json: true,
+            server_args: ["--http3", "--rtc-port", "0"].map(String::from).to_vec(),
         })
     };
     let conns = o.conns.unwrap_or(10).max(1);
@@ -289,6 +336,8 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                 window_bytes: o.window_bytes,
             },
             footprint: false,
+            json: false,
+            server_args: Vec::new(),
         })
     };
     let idle_plan = |clients: usize| {
@@ -308,6 +357,9 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
         "h1-sse-1000" => vec![protocol(Transport::Sse)],
         "h2-sse-1000x10" => vec![protocol(Transport::SseH2 { conns })],
         "h3-sse-1000x10" => vec![protocol(Transport::SseH3 { conns })],
+        "ws-json-100" => vec![transport(Transport::Ws)],
+        "wt-100" => vec![transport(Transport::Wt)],
+        "rtc-100" => vec![transport(Transport::Rtc)],
         "idle-5000" => vec![idle_plan(5000)],
         "idle-10000" => vec![idle_plan(10_000)],
         "files-10000" => vec![Plan::Files(files::FilesSpec {
@@ -384,6 +436,8 @@ fn plans(o: &Opts, name: &str) -> Vec<Plan> {
                     secs: o.duration.unwrap_or(if o.quick { 8.0 } else { 20.0 }),
                 },
                 footprint: false,
+                json: false,
+                server_args: Vec::new(),
             };
             vec![
                 Plan::Stream(spec("baseline", 0)),
@@ -636,7 +690,11 @@ fn print_footprint(s: &mut String, f: &scenarios::Footprint) {
         f.http,
         if f.tls { " (TLS)" } else { " (cleartext)" },
         f.client_connections,
-        if f.http == "h3" { "QUIC" } else { "TCP" },
+        match f.http {
+            "h3" => "QUIC",
+            "webrtc" => "UDP (ICE/DTLS/SCTP)",
+            _ => "TCP",
+        },
         f.streams_per_connection,
         setup
     );
@@ -652,6 +710,14 @@ fn print_footprint(s: &mut String, f: &scenarios::Footprint) {
             .as_ref()
             .map_or(String::new(), |e| format!("; error: {e}"))
     );
+    if f.healthz_webtransport.is_some() || f.healthz_rtc.is_some() {
+        let _ = writeln!(
+            s,
+            "  /healthz    webtransport {} rtc {}",
+            show(&f.healthz_webtransport),
+            show(&f.healthz_rtc)
+        );
+    }
     let _ = writeln!(
         s,
         "  RSS/client  {} before the clients, {} with them = {} KiB/client",
@@ -674,7 +740,10 @@ fn print_footprint(s: &mut String, f: &scenarios::Footprint) {
 
 /// Issue 14: the protocol phases side by side.
 fn compare_protocols(phases: &[Phase]) -> Vec<String> {
-    let rows: Vec<&Phase> = phases.iter().filter(|p| p.footprint.is_some()).collect();
+    let rows: Vec<&Phase> = phases
+        .iter()
+        .filter(|p| p.footprint.is_some() && PROTOCOL_SCENARIOS.contains(&p.name.as_str()))
+        .collect();
     if rows.is_empty() {
         return Vec::new();
     }
@@ -713,6 +782,57 @@ fn compare_protocols(phases: &[Phase]) -> Vec<String> {
             l.p50_us,
             l.p99_us,
             l.p999_us,
+            if exact { "yes" } else { "NO" },
+            if p.cpu.saturated { " SAT" } else { "" }
+        ));
+    }
+    out
+}
+
+/// Issue 16: the transport phases side by side.
+fn compare_transports(phases: &[Phase]) -> Vec<String> {
+    let rows: Vec<&Phase> = phases
+        .iter()
+        .filter(|p| p.footprint.is_some() && TRANSPORT_SCENARIOS.contains(&p.name.as_str()))
+        .collect();
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "{:<12} {:>13} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "same JSON",
+        "transport",
+        "clients",
+        "KiB/sess",
+        "srv cores",
+        "srv us/dl",
+        "gen cores",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        "exact"
+    )];
+    for p in rows {
+        let Some(f) = &p.footprint else { continue };
+        let l = p.latency.clone().unwrap_or_default();
+        let exact = p.failed.is_empty()
+            && p.delivery
+                .as_ref()
+                .is_some_and(|d| d.clients_complete == d.clients && d.clients > 0);
+        out.push(format!(
+            "{:<12} {:>13} {:>7} {:>9} {:>9} {:>9} {:>9.2} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>6}{}",
+            p.name,
+            p.params["transport"].as_str().unwrap_or("?"),
+            p.connect.connected,
+            opt(f.rss_per_client_kib, 1),
+            opt(p.cpu.server_cores, 2),
+            opt(f.server_us_per_delivery, 2),
+            p.cpu.loadgen_cores,
+            l.p50_us,
+            l.p99_us,
+            l.p999_us,
+            l.max_us,
             if exact { "yes" } else { "NO" },
             if p.cpu.saturated { " SAT" } else { "" }
         ));
@@ -1058,7 +1178,7 @@ fn print_delivery(s: &mut String, d: &scenarios::Delivery) {
         d.dups_total,
         d.foreign_msgs,
         if d.id_breaks > 0 {
-            format!("; SSE id breaks {}", d.id_breaks)
+            format!("; seq breaks (SSE id / JSON seq) {}", d.id_breaks)
         } else {
             String::new()
         }
@@ -1182,6 +1302,8 @@ async fn run(o: Opts) -> Result<(), String> {
             .flat_map(|n| {
                 if n == "protocols" {
                     PROTOCOL_SCENARIOS.to_vec()
+                } else if n == "transports" {
+                    TRANSPORT_SCENARIOS.to_vec()
                 } else if n == "nats" {
                     NATS_SCENARIOS.to_vec()
                 } else {
@@ -1195,13 +1317,15 @@ async fn run(o: Opts) -> Result<(), String> {
             && !VIEWER_SCENARIOS.contains(n)
             && !PROTOCOL_SCENARIOS.contains(n)
             && !NATS_SCENARIOS.contains(n)
+            && !TRANSPORT_SCENARIOS.contains(n)
         {
             return Err(format!(
-                "unknown scenario {n:?}; known: {}, {}, {}, {}, protocols, nats or all",
+                "unknown scenario {n:?}; known: {}, {}, {}, {}, {}, protocols, nats, transports or all",
                 SCENARIOS.join(", "),
                 VIEWER_SCENARIOS.join(", "),
                 PROTOCOL_SCENARIOS.join(", "),
-                NATS_SCENARIOS.join(", ")
+                NATS_SCENARIOS.join(", "),
+                TRANSPORT_SCENARIOS.join(", ")
             ));
         }
     }
@@ -1324,6 +1448,7 @@ async fn run(o: Opts) -> Result<(), String> {
     }
     let mut comparisons: Vec<String> = compare_stuck(&phases).into_iter().collect();
     comparisons.extend(compare_protocols(&phases));
+    comparisons.extend(compare_transports(&phases));
     comparisons.extend(compare_nats(&phases));
     summary(&phases, &comparisons);
     if let Some(path) = &o.json {

@@ -44,6 +44,12 @@ pub struct StreamSpec {
     /// server's connection counts) and fail the phase on any missing,
     /// repeated or reordered line or any client that did not connect.
     pub footprint: bool,
+    /// WebSocket clients ask for JSON frames whatever `--json-frames` says
+    /// (`/wt` and `/rtc` always send JSON).
+    pub json: bool,
+    /// Arguments for this phase's spawned server, after `--server-arg`s
+    /// (e.g. `--http3 --rtc-port 0`).
+    pub server_args: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -236,6 +242,11 @@ pub struct Footprint {
     pub healthz_connections: Option<serde_json::Value>,
     pub healthz_streams: Option<serde_json::Value>,
     pub healthz_clients: Option<u64>,
+    /// `/healthz`'s `webtransport` and `rtc` objects (sessions, bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthz_webtransport: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthz_rtc: Option<serde_json::Value>,
     pub healthz_probe: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthz_error: Option<String>,
@@ -307,6 +318,8 @@ async fn healthz_snapshot(srv: &Server, conns: Option<&Conns>, fp: &mut Footprin
             fp.healthz_connections = v.get("connections").cloned();
             fp.healthz_streams = v.get("streams").cloned();
             fp.healthz_clients = v.get("clients").and_then(|c| c.as_u64());
+            fp.healthz_webtransport = v.get("webtransport").cloned();
+            fp.healthz_rtc = v.get("rtc").cloned();
         }
         Err(e) => fp.healthz_error = Some(e),
     }
@@ -350,7 +363,8 @@ pub fn footprint_failures(
     }
     if d.clients_complete < d.clients {
         f.push(format!(
-            "{} of {} clients did not get every line exactly once in order: lost {} + {} (closed clients),              gaps {}, dups {}, SSE id breaks {}",
+            "{} of {} clients did not get every line exactly once in order: lost {} + {} (closed clients), \
+             gaps {}, dups {}, seq breaks (SSE id / JSON seq) {}",
             d.clients - d.clients_complete,
             d.clients,
             d.lost_open_clients,
@@ -453,15 +467,17 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         Transport::SseH3 { .. } => {
             let (dir, mut args, cert) = self_signed()?;
             args.push("--http3".into());
+            args.extend(spec.server_args.iter().cloned());
             (Some(dir), Some(cert), env.source.get_with(&args)?)
         }
-        _ => (None, None, env.source.get()?),
+        _ => (None, None, env.source.get_with(&spec.server_args)?),
     };
     srv.mark_log();
     let mut notes = Vec::new();
     let mut footprint = spec.footprint.then(|| Footprint {
         http: spec.transport.http(),
-        tls: srv.tls,
+        // QUIC is TLS 1.3 and WebRTC DTLS whatever the TCP side speaks.
+        tls: srv.tls || matches!(spec.transport, Transport::Wt | Transport::Rtc),
         ..Default::default()
     });
     if let Some(fp) = footprint.as_mut() {
@@ -475,7 +491,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         Transport::SseH3 { conns } => Some(Arc::new(
             Conns::connect(Proto::H3, srv.addr, conns, cert).await,
         )),
-        Transport::Ws | Transport::Sse => None,
+        Transport::Ws | Transport::Sse | Transport::Wt | Transport::Rtc => None,
     };
     if let Some(c) = &conns {
         let per = spec.clients.div_ceil(c.len().max(1));
@@ -487,6 +503,9 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
     }
     let dial = match &conns {
         Some(c) => Dial::Mux(Arc::clone(c)),
+        None if spec.transport == Transport::Wt => {
+            Dial::Wt(Arc::new(crate::transports::WtDial::fetch(srv.addr).await?))
+        }
         None => Dial::Tcp(srv.addr),
     };
     let rec = Recorder::new(env.t0);
@@ -495,7 +514,7 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         transport: spec.transport,
         read_buffer: 128 * 1024,
         record_latency: true,
-        json: env.json_frames,
+        json: env.json_frames || spec.json,
     };
     let mut stuck = Vec::new();
     for _ in 0..spec.stuck {
@@ -609,11 +628,14 @@ pub async fn stream(env: &Env, spec: &StreamSpec) -> Result<Phase, String> {
         name: spec.name.clone(),
         params: serde_json::json!({
             "transport": spec.transport.name(), "clients": spec.clients, "stuck_clients": spec.stuck,
-            "line_bytes": spec.line_bytes, "json_frames": env.json_frames && spec.transport == Transport::Ws,
+            "line_bytes": spec.line_bytes,
+            "json_frames": matches!(spec.transport, Transport::Wt | Transport::Rtc)
+                || ((env.json_frames || spec.json) && spec.transport == Transport::Ws),
+            "server_args": spec.server_args,
             "writer": format!("{:?}", spec.writer), "http": spec.transport.http(),
             "shared_connections": match spec.transport {
                 Transport::SseH2 { conns } | Transport::SseH3 { conns } => Some(conns),
-                Transport::Ws | Transport::Sse => None,
+                Transport::Ws | Transport::Sse | Transport::Wt | Transport::Rtc => None,
             },
         }),
         server_addr,
