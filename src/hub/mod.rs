@@ -345,10 +345,16 @@ impl Hub {
         self.lock().next_seq - 1
     }
 
-    /// (lines, accounting bytes) held in the history.
-    pub fn history_usage(&self) -> (usize, u64) {
+    /// (lines, accounting bytes) held in the history, and the last `seq`,
+    /// all at one instant (so `/healthz` never shows a history that does not
+    /// match its `seq`).
+    pub fn history_usage(&self) -> (usize, u64, u64) {
         let shared = self.lock();
-        (shared.history.len(), shared.history.bytes())
+        (
+            shared.history.len(),
+            shared.history.bytes(),
+            shared.next_seq - 1,
+        )
     }
 
     pub(crate) fn cost_total(&self) -> u64 {

@@ -17,14 +17,14 @@ use crate::metrics::HttpVersion;
 
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let hub = &app.hub;
-    let (history_lines, history_bytes) = hub.history_usage();
+    let (history_lines, history_bytes, last_seq) = hub.history_usage();
     let (wt_sessions, wt_bytes) = hub.metrics.transport_now("wt");
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "epoch": hub.epoch(),
-        "seq": hub.last_seq(),
+        "seq": last_seq,
         "clients": hub.metrics.clients_now(),
         // Per HTTP version: open connections, and requests (HTTP/2 and HTTP/3 streams) in progress.
         "connections": per_version(|v| hub.metrics.connections_now(v)),
@@ -56,7 +56,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
                 "target": r.target,
                 "connected": r.connected,
                 "acked_seq": r.acked_seq,
-                "lag_lines": hub.last_seq().saturating_sub(r.acked_seq),
+                "lag_lines": last_seq.saturating_sub(r.acked_seq),
                 "published": r.published,
                 "lost": r.lost,
                 "lost_bytes": r.lost_bytes,
@@ -141,7 +141,7 @@ pub async fn metrics(State(app): State<AppState>, uri: Uri, headers: HeaderMap) 
     if let Err(rejection) = check_access(&app, &uri, &headers, raw.token.as_deref()) {
         return rejection.into_response();
     }
-    let (lines, bytes) = app.hub.history_usage();
+    let (lines, bytes, _) = app.hub.history_usage();
     let mut response = app.hub.metrics.render(lines, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
