@@ -296,8 +296,17 @@ impl H3Conn {
             let flushed = Instant::now() + SHUTDOWN_FLUSH;
             // WebTransport sessions close (their close capsule) before the
             // GOAWAY: some clients take a GOAWAY for the end of everything.
+            let had_sessions = !sessions.is_empty();
             sessions.close();
             let _ = timeout_at(flushed, sessions.wait()).await;
+            if had_sessions {
+                // The capsules are on their CONNECT streams and the GOAWAY
+                // would be on the control stream: QUIC does not order the
+                // two, and a client that reads the GOAWAY first takes it for
+                // a protocol error. One that closes on the capsule
+                // (wtransport) is let do so first; others get LINGER.
+                let _ = timeout_at(flushed.min(Instant::now() + LINGER), quic.closed()).await;
+            }
             let _ = timeout_at(flushed, h3.shutdown(0)).await;
             streams.close();
             let _ = timeout_at(flushed, streams.wait()).await;
