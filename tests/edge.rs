@@ -557,6 +557,9 @@ async fn a_three_node_cluster_survives_losing_the_leader_and_an_edges_node() {
     }
 }
 
+/// Line frames as (seq, line).
+type Lines = Vec<(u64, String)>;
+
 /// Reads `total` line frames (seq, line) from `client` in a task of its own, passing
 /// over `waiting` and `following`. `Err` with what it got when no frame came for 120 s:
 /// an edge whose node died waits for its consumer to be recreated elsewhere (missed
@@ -565,9 +568,9 @@ fn read_lines_in_task(
     name: &'static str,
     mut client: WsClient,
     total: u64,
-) -> tokio::task::JoinHandle<(WsClient, Result<Vec<(u64, String)>, Vec<(u64, String)>>)> {
+) -> tokio::task::JoinHandle<(WsClient, Result<Lines, Lines>)> {
     tokio::spawn(async move {
-        let mut got: Vec<(u64, String)> = Vec::with_capacity(total as usize);
+        let mut got: Lines = Vec::with_capacity(total as usize);
         while got.len() < total as usize {
             let Some(v) = next_frame_within(&mut client, Duration::from_secs(120)).await else {
                 return (client, Err(got));
