@@ -68,6 +68,11 @@ use std::time::{Duration, Instant};
 /// Default deadline for things that should happen "promptly" (a line arriving, a log line).
 pub const PROMPT: Duration = Duration::from_secs(10);
 
+/// The bound of a flood of lines until the server gives up on a stuck or slow client
+/// ([`Deadline`]): its `--send-timeout` (at most 3 s in the tests) or its grace once behind,
+/// with room for a loaded machine.
+pub const FLOOD: Duration = Duration::from_secs(30);
+
 /// Poll interval inside the waiting loops below (not a synchronisation sleep).
 const POLL: Duration = Duration::from_millis(10);
 
@@ -120,6 +125,31 @@ where
     })
     .await
     .unwrap_or_else(|()| panic!("timed out after {timeout:?} waiting until {what}"));
+}
+
+/// The bound of a loop that does work each turn until something happens (lines
+/// appended until the server gives up on a stuck client): what it waits for is timed
+/// (`--send-timeout`), so the bound is time too, never a count of turns, whose pace is
+/// the machine's.
+pub struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    pub fn after(timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    /// Panics with `what` (and how long it was given) once the deadline has passed.
+    pub fn check(&self, what: impl FnOnce() -> String) {
+        if Instant::now() >= self.at {
+            panic!("timed out after {:?}: {}", self.timeout, what());
+        }
+    }
 }
 
 /// Bytes of a [`fixed_line`] with its `\n`.
