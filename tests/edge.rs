@@ -338,6 +338,85 @@ async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_hold
     assert_eq!(read_lines(&mut client, 10).await, expected(3001, 3010));
 }
 
+/// A line the stream stored twice (as a new leader may, when the source's node died with
+/// acknowledgements in flight and the source sent again) is dropped at the edge: the stream's
+/// leader holds the same line at that sequence, so it is a copy, not a stale view. Live: a
+/// client that was reading gets every line once, numbered by the stream (which skips the
+/// copy's sequence). From the stream: a client resuming older than the edge's history gets
+/// the same.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn a_line_the_stream_stored_twice_reaches_clients_once() {
+    let nats = Nats::start();
+    let log = LogFile::new();
+    let src = publishing_source(&log, &nats, &[]).await;
+    let e = edge(&nats, &["--history-bytes", "4096"]).await;
+    let mut live = WsClient::connect(&e.ws_url("/ws?format=json&backlog=0")).await;
+    expect_hello(&mut live).await;
+    log.append(&join_lines((1..=100).map(fixed_line)));
+    assert_eq!(read_lines(&mut live, 100).await, expected(1, 100));
+
+    // Line 50 once more, as the source sent it (but for its message id, by which the
+    // stream would drop it): stream sequence 101.
+    let js = async_nats::jetstream::new(
+        async_nats::connect(nats.url())
+            .await
+            .expect("connect to nats"),
+    );
+    let stream = js.get_stream("LOGTAIL").await.expect("the stream");
+    let line_50 = stream.get_raw_message(50).await.expect("stream seq 50");
+    assert_eq!(line_50.payload, fixed_line(50).as_bytes(), "stream seq 50");
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, values) in line_50.headers.iter() {
+        if name.to_string() != "Nats-Msg-Id" {
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    let stored = js
+        .publish_with_headers(line_50.subject.clone(), headers, line_50.payload.clone())
+        .await
+        .expect("publish the copy")
+        .await
+        .expect("the copy acknowledged");
+    assert_eq!(stored.sequence, 101, "the copy is stored after line 100");
+
+    log.append(&join_lines((101..=200).map(fixed_line)));
+    let after_the_copy = |from: u64, to: u64| {
+        (from..=to)
+            .map(|i| (i + 1, fixed_line(i)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read_lines(&mut live, 100).await, after_the_copy(101, 200));
+    e.wait_seq(201, THROUGH).await;
+    assert!(
+        !e.stderr()
+            .contains("older line than the stream's leader holds"),
+        "the copy was taken for a stale view:\n{}",
+        e.stderr()
+    );
+
+    // From the stream: the edge holds fewer than the copy's stretch; this client has line 1.
+    let held = e.healthz().await["history"]["lines"].as_u64();
+    assert!(
+        held.is_some_and(|n| n < 100),
+        "the edge holds {held:?} lines"
+    );
+    let mut resumed = WsClient::connect(&e.ws_url("/ws?format=json&since=1")).await;
+    expect_hello(&mut resumed).await;
+    let mut want = expected(2, 100);
+    want.extend(after_the_copy(101, 200));
+    assert_eq!(read_lines(&mut resumed, want.len()).await, want);
+    log.append(&join_lines((201..=202).map(fixed_line)));
+    assert_eq!(
+        read_lines(&mut resumed, 2).await,
+        after_the_copy(201, 202),
+        "live after the replay"
+    );
+    drop(src);
+}
+
 /// The stream deleted under the edges (and made anew by the source's next publish) is
 /// another epoch: the old numbers no longer name its lines. The edge says so and stops
 /// (exit 1; its client gets Close 1001); an edge started again serves the new stream, and a

@@ -11,6 +11,10 @@
 //!   `--subject`) feeds the hub, whatever the number of clients; async-nats
 //!   recreates it after a server or leader loss, and the hub drops anything at
 //!   or below the last line it kept (a recreated consumer may start over).
+//! - **Copies**: a line the stream stored twice (a source sent again what was in
+//!   flight when its node died) is dropped, live and in a replay, once the
+//!   stream's leader confirms it ([`Copies`]); a consumer whose view disagrees
+//!   with the leader's is made anew instead.
 //! - **Older lines** than the edge's history are read back from the stream
 //!   ([`StreamReplay`]), by start sequence; lines the stream no longer holds
 //!   are an honest `gap`.
@@ -23,7 +27,7 @@
 //! At start-up the edge reads the last [`BACKLOG_MESSAGES`] messages into its
 //! history, so a new client has a backlog at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +49,17 @@ const BATCH: usize = 512;
 const REPLAY_STEP: usize = 1024;
 /// A replay step that waits this long for the next message has read all there is.
 const REPLAY_IDLE: Duration = Duration::from_secs(2);
+/// Copies the live consumer found that are remembered for replays, at most (the oldest
+/// go first; a replay that meets one of those again asks the stream's leader).
+const KNOWN_COPIES: usize = 65_536;
+/// A replay that does not start where the last step ended first reads this many
+/// messages before its start, to know the last line of each subject there ([`Copies`]):
+/// a copy is stored when a source sends again what was in flight, at most its
+/// [`crate::sink::WINDOW`] unacknowledged lines, so its original is that close.
+const LOOKBACK: u64 = 2 * crate::sink::WINDOW as u64;
+/// A replay step whose consumer hands out a stale view ([`Copies`]) this many times
+/// more gives up (its range becomes a `gap`).
+const STALE_RETRIES: u32 = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -219,6 +234,9 @@ impl Upstream {
 struct Files {
     publisher: Publisher,
     by_subject: Arc<Mutex<HashMap<String, u32>>>,
+    /// The stream sequences of the copies the live consumer found ([`Copies`]): a
+    /// replay skips them without asking, even where it starts at one.
+    copies: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 impl Files {
@@ -233,6 +251,20 @@ impl Files {
         map.insert(subject.to_string(), i);
         i
     }
+
+    /// Notes that the stream holds a copy at `seq`.
+    fn copy_at(&self, seq: u64) {
+        let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        copies.insert(seq);
+        while copies.len() > KNOWN_COPIES {
+            copies.pop_first();
+        }
+    }
+
+    fn is_copy(&self, seq: u64) -> bool {
+        let copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        copies.contains(&seq)
+    }
 }
 
 /// The source's own numbering of a message (`Lt-Epoch`, `Lt-Seq`), by subject, to drop
@@ -240,37 +272,78 @@ impl Files {
 /// `Nats-Msg-Id`, but not always when the node the source was connected to dies with
 /// acknowledgements in flight: the source sends again, and a new leader may store it
 /// again. Same epoch and a `Lt-Seq` not above the last one of that subject: a copy.
+///
+/// A message that looks like a copy is dropped only once the stream's leader holds the
+/// same at that stream sequence ([`leader_holds`]): a consumer that sits on a replica
+/// has been seen, after a failover, to hand out a stretch whose stream sequences carried
+/// older lines than the ones the stream settled on — nats-server 2.9's; every line of
+/// it, taken for a copy, would have been lost.
 #[derive(Default)]
 struct Copies(HashMap<String, (String, u64)>);
 
 impl Copies {
-    /// Whether `message` repeats a line already handed on; remembers it if not.
-    fn repeats(&mut self, message: &async_nats::jetstream::Message) -> bool {
-        let header = |name: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
-        let (Some(epoch), Some(seq)) = (
-            header("Lt-Epoch"),
-            header("Lt-Seq").and_then(|v| v.parse::<u64>().ok()),
-        ) else {
+    /// Whether `message` repeats a line already handed on ([`Copies::remember`] it if
+    /// not, once it is handed on).
+    fn repeats(&self, message: &async_nats::jetstream::Message) -> bool {
+        let Some((epoch, seq)) = numbering(message.headers.as_ref()) else {
             return false;
         };
-        match self.0.get_mut(message.subject.as_str()) {
-            Some((e, last)) if *e == epoch => {
-                if seq <= *last {
-                    return true;
-                }
-                *last = seq;
-            }
-            _ => {
-                self.0.insert(message.subject.to_string(), (epoch, seq));
-            }
+        matches!(
+            self.0.get(message.subject.as_str()),
+            Some((e, last)) if *e == epoch && seq <= *last
+        )
+    }
+
+    /// Notes `message`'s numbering as the last one of its subject.
+    fn remember(&mut self, message: &async_nats::jetstream::Message) {
+        if let Some(numbering) = numbering(message.headers.as_ref()) {
+            self.0.insert(message.subject.to_string(), numbering);
         }
-        false
+    }
+}
+
+/// A message's `Lt-Epoch` and `Lt-Seq`: the source's numbering of it.
+fn numbering(headers: Option<&async_nats::HeaderMap>) -> Option<(String, u64)> {
+    let headers = headers?;
+    let epoch = headers.get("Lt-Epoch")?.as_str().to_string();
+    let seq = headers.get("Lt-Seq")?.as_str().parse::<u64>().ok()?;
+    Some((epoch, seq))
+}
+
+/// Whether the stream's leader holds `message` (same subject and numbering) at its
+/// stream sequence: then a [`Copies`] repeat is a copy the stream stored, not a stale
+/// view. `Err` when the leader cannot be asked now (no leader during a failover).
+async fn leader_holds(
+    stream: &stream::Stream,
+    message: &async_nats::jetstream::Message,
+) -> Result<bool, String> {
+    let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+    // The direct-get API answers from any replica; this one from the leader.
+    let held = stream
+        .get_raw_message(seq)
+        .await
+        .map_err(|e| format!("asking the stream leader for seq {seq}: {e}"))?;
+    Ok(held.subject == message.subject
+        && numbering(Some(&held.headers)) == numbering(message.headers.as_ref()))
+}
+
+/// What to do with a message [`Copies`] takes for a repeat.
+enum Repeat {
+    /// The stream holds it twice: drop it.
+    Copy,
+    /// The consumer's view is not the stream's: read again with a new consumer.
+    Stale(String),
+}
+
+async fn judge_repeat(stream: &stream::Stream, message: &async_nats::jetstream::Message) -> Repeat {
+    match leader_holds(stream, message).await {
+        Ok(true) => Repeat::Copy,
+        Ok(false) => Repeat::Stale(format!(
+            "the consumer handed out, at seq {}, an older line than the stream's leader holds \
+             there",
+            message.info().map_or(0, |i| i.stream_sequence)
+        )),
+        Err(err) => Repeat::Stale(err),
     }
 }
 
@@ -388,6 +461,7 @@ impl EdgeSource {
         let files = Files {
             publisher: publisher.clone(),
             by_subject: Arc::new(Mutex::new(HashMap::new())),
+            copies: Arc::default(),
         };
         publisher.serve_replay(Arc::new(StreamReplay {
             stream: upstream.stream.clone(),
@@ -501,20 +575,38 @@ async fn live(
                     while let Some(it) = item.take() {
                         match it {
                             Ok(message) => {
-                                if copies.repeats(&message) {
-                                    tracing::debug!("dropping a copy the stream stored twice");
+                                let repeat = if copies.repeats(&message) {
+                                    Some(judge_repeat(&upstream.stream, &message).await)
                                 } else {
-                                    match item_of(&files, &message) {
-                                        Some(Item::Line(line)) => batch.push(line),
-                                        Some(Item::Event { file, kind, seq }) => {
-                                            // After the lines before it, at its place.
-                                            hand_on(&mut batch, seq, &mut from);
-                                            files.publisher.notice(file, kind, 0);
+                                    None
+                                };
+                                match repeat {
+                                    Some(Repeat::Copy) => {
+                                        tracing::debug!("dropping a copy the stream stored twice");
+                                        if let Ok(info) = message.info() {
+                                            files.copy_at(info.stream_sequence);
                                         }
-                                        Some(Item::Skip { seq }) => {
-                                            hand_on(&mut batch, seq, &mut from);
+                                    }
+                                    Some(Repeat::Stale(why)) => {
+                                        // Nothing of it is kept: a new consumer reads from
+                                        // the line after the last one kept.
+                                        failed = Some(why);
+                                        break;
+                                    }
+                                    None => {
+                                        copies.remember(&message);
+                                        match item_of(&files, &message) {
+                                            Some(Item::Line(line)) => batch.push(line),
+                                            Some(Item::Event { file, kind, seq }) => {
+                                                // After the lines before it, at its place.
+                                                hand_on(&mut batch, seq, &mut from);
+                                                files.publisher.notice(file, kind, 0);
+                                            }
+                                            Some(Item::Skip { seq }) => {
+                                                hand_on(&mut batch, seq, &mut from);
+                                            }
+                                            None => {}
                                         }
-                                        None => {}
                                     }
                                 }
                             }
@@ -591,6 +683,7 @@ impl Replay for StreamReplay {
     fn open(&self, from: u64) -> Box<dyn ReplayReader> {
         Box::new(StreamReader {
             next: from,
+            copies: None,
             stream: self.stream.clone(),
             subject: self.subject.clone(),
             files: self.files.clone(),
@@ -601,6 +694,8 @@ impl Replay for StreamReplay {
 
 struct StreamReader {
     next: u64,
+    /// The last line of each subject before `next`, once a step has read up to it.
+    copies: Option<Copies>,
     stream: stream::Stream,
     subject: String,
     files: Files,
@@ -617,6 +712,7 @@ impl ReplayReader for StreamReader {
         let mut stream = self.stream.clone();
         let subject = self.subject.clone();
         let files = self.files.clone();
+        let known = self.copies.take();
         let got = self.handle.block_on(async move {
             let info = stream.info().await.map_err(|e| e.to_string())?.clone();
             if from < info.state.first_sequence {
@@ -624,33 +720,72 @@ impl ReplayReader for StreamReader {
                     until: info.state.first_sequence.min(stop),
                 }));
             }
-            let mut messages = ordered_from(&stream, &subject, from).await?;
+            // Where the last step ended, what came before is known; elsewhere it is read.
+            let (mut copies, mut at) = match known {
+                Some(copies) => (copies, from),
+                None => (
+                    Copies::default(),
+                    from.saturating_sub(LOOKBACK).max(info.state.first_sequence),
+                ),
+            };
             let mut lines = Vec::new();
-            let mut copies = Copies::default();
-            while lines.len() < REPLAY_STEP {
-                let Ok(next) = tokio::time::timeout(REPLAY_IDLE, messages.next()).await else {
-                    break;
-                };
-                let Some(Ok(message)) = next else { break };
-                if copies.repeats(&message) {
-                    continue;
+            let mut stale = 0;
+            'consumer: loop {
+                let mut messages = ordered_from(&stream, &subject, at).await?;
+                while lines.len() < REPLAY_STEP {
+                    let Ok(next) = tokio::time::timeout(REPLAY_IDLE, messages.next()).await else {
+                        break;
+                    };
+                    let Some(Ok(message)) = next else { break };
+                    let Ok(seq) = message.info().map(|i| i.stream_sequence) else {
+                        continue;
+                    };
+                    if seq >= stop {
+                        break;
+                    }
+                    if files.is_copy(seq) {
+                        continue;
+                    }
+                    if copies.repeats(&message) {
+                        if seq < from {
+                            // Before the start: read only to know what came before.
+                            continue;
+                        }
+                        match judge_repeat(&stream, &message).await {
+                            Repeat::Copy => {
+                                files.copy_at(seq);
+                                continue;
+                            }
+                            Repeat::Stale(why) => {
+                                stale += 1;
+                                if stale > STALE_RETRIES {
+                                    return Err(why);
+                                }
+                                // Read on from there with a new consumer.
+                                tracing::warn!("replaying from the stream: {why}; again");
+                                at = seq;
+                                continue 'consumer;
+                            }
+                        }
+                    }
+                    copies.remember(&message);
+                    if seq < from {
+                        continue;
+                    }
+                    if let Some(line) = line_of(&files, &message) {
+                        lines.push(line);
+                    }
                 }
-                let Some(line) = line_of(&files, &message) else {
-                    continue;
-                };
-                if line.seq >= stop {
-                    break;
-                }
-                if line.seq >= from {
-                    lines.push(line);
-                }
+                break;
             }
-            Ok(Ok(lines))
+            Ok(Ok((lines, copies)))
         });
         match got {
-            Ok(Ok(lines)) => {
+            Ok(Ok((lines, copies))) => {
                 // No line of ours in [from, stop): the numbers skip (other subjects).
                 self.next = lines.last().map_or(stop, |l| l.seq + 1);
+                // It remembered nothing at or after `next`: the next step goes on with it.
+                self.copies = Some(copies);
                 Ok(lines)
             }
             Ok(Err(gone)) => Err(gone),
