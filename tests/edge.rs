@@ -390,11 +390,11 @@ async fn a_line_the_stream_stored_twice_reaches_clients_once() {
     };
     assert_eq!(read_lines(&mut live, 100).await, after_the_copy(101, 200));
     e.wait_seq(201, THROUGH).await;
-    assert!(
-        !e.stderr()
-            .contains("older line than the stream's leader holds"),
-        "the copy was taken for a stale view:\n{}",
-        e.stderr()
+    let from = &e.healthz().await["from"];
+    assert_eq!(
+        (&from["copies_dropped"], &from["stale_views"]),
+        (&serde_json::json!(1), &serde_json::json!(0)),
+        "the copy is dropped, and not taken for a stale view: {from}"
     );
 
     // From the stream: the edge holds fewer than the copy's stretch; this client has line 1.

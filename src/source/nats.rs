@@ -75,6 +75,10 @@ pub struct EdgeStatus {
     last_seq: std::sync::atomic::AtomicU64,
     /// Consumers lost and made again.
     restarts: std::sync::atomic::AtomicU64,
+    /// Copies the stream stored twice, dropped by the live consumer ([`Copies`]).
+    copies: std::sync::atomic::AtomicU64,
+    /// Consumers made again because their view was not the stream leader's.
+    stale: std::sync::atomic::AtomicU64,
     /// Why the edge stopped serving, when its stream was deleted or recreated.
     pub ended: Mutex<Option<String>>,
 }
@@ -89,6 +93,8 @@ impl EdgeStatus {
             "consuming": self.consuming.load(Relaxed),
             "last_seq": self.last_seq.load(Relaxed),
             "restarts": self.restarts.load(Relaxed),
+            "copies_dropped": self.copies.load(Relaxed),
+            "stale_views": self.stale.load(Relaxed),
         })
     }
 
@@ -276,8 +282,8 @@ impl Files {
 /// A message that looks like a copy is dropped only once the stream's leader holds the
 /// same at that stream sequence ([`leader_holds`]): a consumer that sits on a replica
 /// has been seen, after a failover, to hand out a stretch whose stream sequences carried
-/// older lines than the ones the stream settled on — nats-server 2.9's; every line of
-/// it, taken for a copy, would have been lost.
+/// older lines than the ones the stream settled on (seen with nats-server 2.9.10, three
+/// nodes, the leader killed); every line of it, taken for a copy, would have been lost.
 #[derive(Default)]
 struct Copies(HashMap<String, (String, u64)>);
 
@@ -583,6 +589,7 @@ async fn live(
                                 match repeat {
                                     Some(Repeat::Copy) => {
                                         tracing::debug!("dropping a copy the stream stored twice");
+                                        status.copies.fetch_add(1, Relaxed);
                                         if let Ok(info) = message.info() {
                                             files.copy_at(info.stream_sequence);
                                         }
@@ -590,6 +597,7 @@ async fn live(
                                     Some(Repeat::Stale(why)) => {
                                         // Nothing of it is kept: a new consumer reads from
                                         // the line after the last one kept.
+                                        status.stale.fetch_add(1, Relaxed);
                                         failed = Some(why);
                                         break;
                                     }
