@@ -41,6 +41,14 @@ async fn edge(nats: &Nats, extra: &[&str]) -> Server {
     builder.start().await
 }
 
+/// A JetStream client of `nats`, for a test that looks at or changes the stream itself.
+async fn jetstream(nats: &Nats) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("a NATS client");
+    async_nats::jetstream::new(client)
+}
+
 /// Polls `/healthz` until `ok`; panics with the last one after [`THROUGH`].
 async fn until(server: &Server, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     server
@@ -358,11 +366,7 @@ async fn a_line_the_stream_stored_twice_reaches_clients_once() {
 
     // Line 50 once more, as the source sent it (but for its message id, by which the
     // stream would drop it): stream sequence 101.
-    let js = async_nats::jetstream::new(
-        async_nats::connect(nats.url())
-            .await
-            .expect("connect to nats"),
-    );
+    let js = jetstream(&nats).await;
     let stream = js.get_stream("LOGTAIL").await.expect("the stream");
     let line_50 = stream.get_raw_message(50).await.expect("stream seq 50");
     assert_eq!(line_50.payload, fixed_line(50).as_bytes(), "stream seq 50");
@@ -434,11 +438,7 @@ async fn a_stream_made_anew_is_a_new_epoch() {
     log.append(&join_lines((1..=10).map(fixed_line)));
     assert_eq!(read_lines(&mut client, 10).await, expected(1, 10));
 
-    let js = async_nats::jetstream::new(
-        async_nats::connect(nats.url())
-            .await
-            .expect("a NATS client"),
-    );
+    let js = jetstream(&nats).await;
     assert!(js.delete_stream("LOGTAIL").await.expect("deleted").success);
     log.append(&join_lines((11..=20).map(fixed_line)));
     let (code, reason) = client.expect_close(THROUGH).await;
@@ -628,6 +628,8 @@ async fn a_three_node_cluster_survives_losing_the_leader_and_an_edges_node() {
     for (name, e) in [("A", &a), ("B", &b)] {
         let h = e.wait_seq(TOTAL, THROUGH).await;
         assert_eq!(h["from"]["last_seq"], TOTAL, "edge {name}: {h}");
+        // Restarts, copies dropped and stale views, for whoever reads the output.
+        eprintln!("edge {name}'s consumer: {}", h["from"]);
     }
     for mut client in clients {
         client.expect_silence(Duration::from_millis(200)).await;
