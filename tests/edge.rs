@@ -346,79 +346,135 @@ async fn an_edge_replays_from_the_stream_and_says_gap_for_what_it_no_longer_hold
     assert_eq!(read_lines(&mut client, 10).await, expected(3001, 3010));
 }
 
-/// A line the stream stored twice (as a new leader may, when the source's node died with
-/// acknowledgements in flight and the source sent again) is dropped at the edge: the stream's
-/// leader holds the same line at that sequence, so it is a copy, not a stale view. Live: a
-/// client that was reading gets every line once, numbered by the stream (which skips the
-/// copy's sequence). From the stream: a client resuming older than the edge's history gets
-/// the same.
-#[needs::tools(nats_server)]
-#[tokio::test]
-async fn a_line_the_stream_stored_twice_reaches_clients_once() {
-    let nats = Nats::start();
-    let log = LogFile::new();
-    let src = publishing_source(&log, &nats, &[]).await;
-    let e = edge(&nats, &["--history-bytes", "4096"]).await;
-    let mut live = WsClient::connect(&e.ws_url("/ws?format=json&backlog=0")).await;
-    expect_hello(&mut live).await;
-    log.append(&join_lines((1..=100).map(fixed_line)));
-    assert_eq!(read_lines(&mut live, 100).await, expected(1, 100));
-
-    // Line 50 once more, as the source sent it (but for its message id, by which the
-    // stream would drop it): stream sequence 101.
-    let js = jetstream(&nats).await;
+/// Stores the message at stream sequence `seq` once more, as its source sent it (but for
+/// its message id, by which the stream would drop it); returns the copy's sequence.
+async fn store_again(js: &async_nats::jetstream::Context, seq: u64) -> u64 {
     let stream = js.get_stream("LOGTAIL").await.expect("the stream");
-    let line_50 = stream.get_raw_message(50).await.expect("stream seq 50");
-    assert_eq!(line_50.payload, fixed_line(50).as_bytes(), "stream seq 50");
+    let original = stream.get_raw_message(seq).await.expect("the original");
     let mut headers = async_nats::HeaderMap::new();
-    for (name, values) in line_50.headers.iter() {
+    for (name, values) in original.headers.iter() {
         if name.to_string() != "Nats-Msg-Id" {
             for value in values {
                 headers.append(name.clone(), value.clone());
             }
         }
     }
-    let stored = js
-        .publish_with_headers(line_50.subject.clone(), headers, line_50.payload.clone())
+    js.publish_with_headers(original.subject.clone(), headers, original.payload.clone())
         .await
         .expect("publish the copy")
         .await
-        .expect("the copy acknowledged");
-    assert_eq!(stored.sequence, 101, "the copy is stored after line 100");
+        .expect("the copy acknowledged")
+        .sequence
+}
 
-    log.append(&join_lines((101..=200).map(fixed_line)));
-    let after_the_copy = |from: u64, to: u64| {
-        (from..=to)
-            .map(|i| (i + 1, fixed_line(i)))
-            .collect::<Vec<_>>()
+/// Lines the stream stored twice (as a new leader may, when the source's node died with
+/// acknowledgements in flight and the source sent again) are dropped at the edge: the
+/// stream's leader holds the same line at that sequence, so each is a copy, not a stale
+/// view. Line 50 is stored again at seq 101 and line 1000 at seq 1102.
+/// - Live, on edge A: a client gets every line once, numbered by the stream (which skips
+///   the copies' sequences); the edge counts 2 copies dropped.
+/// - From the stream, on edge B, started when both copies are older than the 10 000
+///   messages its consumer starts with: a client resuming at the second copy (its replay
+///   looks back for what came before), then one resuming from line 1 (the first copy in
+///   its first replay step, the second in a later one) get every line once.
+#[needs::tools(nats_server)]
+#[tokio::test]
+async fn lines_the_stream_stored_twice_reach_clients_once() {
+    // Line i's stream sequence, with the copies at 101 and 1102.
+    let at = |i: u64| match i {
+        ..=100 => i,
+        101..=1100 => i + 1,
+        _ => i + 2,
     };
-    assert_eq!(read_lines(&mut live, 100).await, after_the_copy(101, 200));
-    e.wait_seq(201, THROUGH).await;
-    let from = &e.healthz().await["from"];
+    let lines = |from: u64, to: u64| -> Vec<(u64, String)> {
+        (from..=to).map(|i| (at(i), fixed_line(i))).collect()
+    };
+    const TOTAL: u64 = 11_200;
+
+    let nats = Nats::start();
+    let log = LogFile::new();
+    let src = publishing_source(&log, &nats, &[]).await;
+    let a = edge(&nats, &["--history-bytes", "4096"]).await;
+    let mut live = WsClient::connect(&a.ws_url("/ws?format=json&backlog=0")).await;
+    expect_hello(&mut live).await;
+    let js = jetstream(&nats).await;
+    let acked = |n: u64| {
+        let src = &src;
+        async move {
+            until(src, &format!("{n} lines acknowledged"), |h| {
+                h["publishers"][0]["acked_seq"] == n
+            })
+            .await
+        }
+    };
+    log.append(&join_lines((1..=100).map(fixed_line)));
+    acked(100).await;
+    assert_eq!(store_again(&js, 50).await, 101, "line 50 again");
+    log.append(&join_lines((101..=1100).map(fixed_line)));
+    acked(1100).await;
+    assert_eq!(store_again(&js, at(1000)).await, 1102, "line 1000 again");
+    log.append(&join_lines((1101..=TOTAL).map(fixed_line)));
+    acked(TOTAL).await;
+
+    let got = read_lines(&mut live, TOTAL as usize).await;
+    assert!(
+        got == lines(1, TOTAL),
+        "edge A, live: {:?}",
+        first_difference(&got, &lines(1, TOTAL))
+    );
+    a.wait_seq(at(TOTAL), THROUGH).await;
+    let counts = |h: &Value| {
+        let from = &h["from"];
+        [
+            &from["copies_dropped"],
+            &from["copies_unconfirmed"],
+            &from["stale_views"],
+        ]
+        .map(|v| v.as_u64())
+    };
+    let h = a.healthz().await;
     assert_eq!(
-        (&from["copies_dropped"], &from["stale_views"]),
-        (&serde_json::json!(1), &serde_json::json!(0)),
-        "the copy is dropped, and not taken for a stale view: {from}"
+        counts(&h),
+        [Some(2), Some(0), Some(0)],
+        "edge A: {}",
+        h["from"]
     );
 
-    // From the stream: the edge holds fewer than the copy's stretch; this client has line 1.
-    let held = e.healthz().await["history"]["lines"].as_u64();
-    assert!(
-        held.is_some_and(|n| n < 100),
-        "the edge holds {held:?} lines"
-    );
-    let mut resumed = WsClient::connect(&e.ws_url("/ws?format=json&since=1")).await;
-    expect_hello(&mut resumed).await;
-    let mut want = expected(2, 100);
-    want.extend(after_the_copy(101, 200));
-    assert_eq!(read_lines(&mut resumed, want.len()).await, want);
-    log.append(&join_lines((201..=202).map(fixed_line)));
+    let b = edge(&nats, &["--history-bytes", "4096"]).await;
+    b.wait_seq(at(TOTAL), THROUGH).await;
+    let h = b.healthz().await;
     assert_eq!(
-        read_lines(&mut resumed, 2).await,
-        after_the_copy(201, 202),
-        "live after the replay"
+        counts(&h),
+        [Some(0), Some(0), Some(0)],
+        "edge B: {}",
+        h["from"]
     );
-    drop(src);
+    let held = h["history"]["lines"].as_u64();
+    assert!(held.is_some_and(|n| n < 100), "edge B holds {held:?} lines");
+    for (since, first) in [(1101, 1101), (1, 2)] {
+        let path = format!("/ws?format=json&since={since}");
+        let mut resumed = WsClient::connect(&b.ws_url(&path)).await;
+        expect_hello(&mut resumed).await;
+        let want = lines(first, TOTAL);
+        let got = read_lines(&mut resumed, want.len()).await;
+        assert!(
+            got == want,
+            "edge B, since={since}: {:?}",
+            first_difference(&got, &want)
+        );
+        resumed.expect_silence(Duration::from_millis(200)).await;
+    }
+    log.append(&join_lines((TOTAL + 1..=TOTAL + 2).map(fixed_line)));
+    assert_eq!(read_lines(&mut live, 2).await, lines(TOTAL + 1, TOTAL + 2));
+    live.expect_silence(Duration::from_millis(200)).await;
+}
+
+/// Where two lists of lines first differ, and what each holds there.
+fn first_difference(got: &[(u64, String)], want: &[(u64, String)]) -> String {
+    match (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        Some(i) => format!("at #{i}: got {:?}, want {:?}", got.get(i), want.get(i)),
+        None => "none".to_string(),
+    }
 }
 
 /// The stream deleted under the edges (and made anew by the source's next publish) is

@@ -52,14 +52,20 @@ const REPLAY_IDLE: Duration = Duration::from_secs(2);
 /// Copies the live consumer found that are remembered for replays, at most (the oldest
 /// go first; a replay that meets one of those again asks the stream's leader).
 const KNOWN_COPIES: usize = 65_536;
-/// A replay that does not start where the last step ended first reads this many
-/// messages before its start, to know the last line of each subject there ([`Copies`]):
-/// a copy is stored when a source sends again what was in flight, at most its
-/// [`crate::sink::WINDOW`] unacknowledged lines, so its original is that close.
-const LOOKBACK: u64 = 2 * crate::sink::WINDOW as u64;
-/// A replay step whose consumer hands out a stale view ([`Copies`]) this many times
-/// more gives up (its range becomes a `gap`).
-const STALE_RETRIES: u32 = 3;
+/// A replay that does not start where the last step ended first reads the stream
+/// sequences this far before its start, to know the last line of each subject there
+/// ([`Copies`]). A copy is stored when a source sends again what was in flight, at most
+/// its [`crate::sink::WINDOW`] unacknowledged lines: the original is that close in that
+/// source's lines, though other subjects' messages may lie between them (then a copy
+/// older than this is given twice by a fresh replay, unless the live consumer saw it).
+const LOOKBACK: u64 = 4 * crate::sink::WINDOW as u64;
+/// A replay step makes a new consumer at most this many times (a stale view, a consumer
+/// that stopped short) before it hands on what it has, or, with nothing, gives up (its
+/// range becomes a `gap`).
+const STEP_TRIES: u32 = 3;
+/// The stream's leader is asked this many times, [`RETRY`] apart, whether a message is a
+/// copy (an election takes seconds); then the message is kept.
+const JUDGE_TRIES: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -77,6 +83,8 @@ pub struct EdgeStatus {
     restarts: std::sync::atomic::AtomicU64,
     /// Copies the stream stored twice, dropped by the live consumer ([`Copies`]).
     copies: std::sync::atomic::AtomicU64,
+    /// Messages that looked like copies but were kept: the leader could not be asked.
+    unconfirmed: std::sync::atomic::AtomicU64,
     /// Consumers made again because their view was not the stream leader's.
     stale: std::sync::atomic::AtomicU64,
     /// Why the edge stopped serving, when its stream was deleted or recreated.
@@ -94,6 +102,7 @@ impl EdgeStatus {
             "last_seq": self.last_seq.load(Relaxed),
             "restarts": self.restarts.load(Relaxed),
             "copies_dropped": self.copies.load(Relaxed),
+            "copies_unconfirmed": self.unconfirmed.load(Relaxed),
             "stale_views": self.stale.load(Relaxed),
         })
     }
@@ -300,10 +309,17 @@ impl Copies {
         )
     }
 
-    /// Notes `message`'s numbering as the last one of its subject.
+    /// Notes `message`'s numbering as the last one of its subject (unless a higher one
+    /// of the same epoch is: a kept [`Repeat::Unknown`] lowers nothing).
     fn remember(&mut self, message: &async_nats::jetstream::Message) {
-        if let Some(numbering) = numbering(message.headers.as_ref()) {
-            self.0.insert(message.subject.to_string(), numbering);
+        let Some((epoch, seq)) = numbering(message.headers.as_ref()) else {
+            return;
+        };
+        match self.0.get_mut(message.subject.as_str()) {
+            Some((e, last)) if *e == epoch => *last = (*last).max(seq),
+            _ => {
+                self.0.insert(message.subject.to_string(), (epoch, seq));
+            }
         }
     }
 }
@@ -333,24 +349,53 @@ async fn leader_holds(
         && numbering(Some(&held.headers)) == numbering(message.headers.as_ref()))
 }
 
-/// What to do with a message [`Copies`] takes for a repeat.
+/// The stream sequence of the first message on `subject` (a filter) at or after `seq`,
+/// as the stream's leader has it; `None` when there is none.
+async fn first_on_subject(
+    stream: &stream::Stream,
+    subject: &str,
+    seq: u64,
+) -> Result<Option<u64>, String> {
+    match stream.get_first_raw_message_by_subject(subject, seq).await {
+        Ok(message) => Ok(Some(message.sequence)),
+        Err(err) if matches!(err.kind(), stream::RawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// What the stream's leader says of a message [`Copies`] takes for a repeat.
 enum Repeat {
-    /// The stream holds it twice: drop it.
+    /// It holds the same at that sequence: a copy the stream stored; drop it.
     Copy,
-    /// The consumer's view is not the stream's: read again with a new consumer.
+    /// It holds another message there: the consumer's view is stale; read again with a
+    /// new consumer.
     Stale(String),
+    /// It could not be asked ([`JUDGE_TRIES`] times): keep the message, since a line
+    /// given twice is better than a line lost.
+    Unknown(String),
 }
 
 async fn judge_repeat(stream: &stream::Stream, message: &async_nats::jetstream::Message) -> Repeat {
-    match leader_holds(stream, message).await {
-        Ok(true) => Repeat::Copy,
-        Ok(false) => Repeat::Stale(format!(
-            "the consumer handed out, at seq {}, an older line than the stream's leader holds \
-             there",
-            message.info().map_or(0, |i| i.stream_sequence)
-        )),
-        Err(err) => Repeat::Stale(err),
+    let seq = message.info().map_or(0, |i| i.stream_sequence);
+    let mut why = String::new();
+    for attempt in 0..JUDGE_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(RETRY).await;
+        }
+        match leader_holds(stream, message).await {
+            Ok(true) => return Repeat::Copy,
+            Ok(false) => {
+                return Repeat::Stale(format!(
+                    "the consumer handed out, at seq {seq}, another message than the stream's \
+                     leader holds there"
+                ));
+            }
+            Err(err) => why = err,
+        }
     }
+    Repeat::Unknown(format!(
+        "seq {seq} looks like a copy, but {why}; keeping it"
+    ))
 }
 
 /// A file event a source published (a message with [`EVENT_HEADER`]): its
@@ -582,16 +627,27 @@ async fn live(
                         match it {
                             Ok(message) => {
                                 let repeat = if copies.repeats(&message) {
-                                    Some(judge_repeat(&upstream.stream, &message).await)
+                                    tokio::select! {
+                                        () = stop.cancelled() => return,
+                                        judged = judge_repeat(&upstream.stream, &message) => {
+                                            Some(judged)
+                                        }
+                                    }
                                 } else {
                                     None
                                 };
+                                if let Some(Repeat::Unknown(why)) = &repeat {
+                                    tracing::warn!("reading {}: {why}", upstream.describe());
+                                    status.unconfirmed.fetch_add(1, Relaxed);
+                                }
                                 match repeat {
                                     Some(Repeat::Copy) => {
                                         tracing::debug!("dropping a copy the stream stored twice");
                                         status.copies.fetch_add(1, Relaxed);
                                         if let Ok(info) = message.info() {
                                             files.copy_at(info.stream_sequence);
+                                            // Read past: not judged again after a restart.
+                                            hand_on(&mut batch, info.stream_sequence, &mut from);
                                         }
                                     }
                                     Some(Repeat::Stale(why)) => {
@@ -601,7 +657,7 @@ async fn live(
                                         failed = Some(why);
                                         break;
                                     }
-                                    None => {
+                                    None | Some(Repeat::Unknown(_)) => {
                                         copies.remember(&message);
                                         match item_of(&files, &message) {
                                             Some(Item::Line(line)) => batch.push(line),
@@ -737,9 +793,18 @@ impl ReplayReader for StreamReader {
                 ),
             };
             let mut lines = Vec::new();
-            let mut stale = 0;
+            // Where this step may end: at `stop`, or past the stream's last message.
+            let end = stop.min(info.state.last_sequence + 1);
+            let mut tries = 0;
             'consumer: loop {
+                tries += 1;
+                if tries > 1 {
+                    tokio::time::sleep(RETRY).await;
+                }
                 let mut messages = ordered_from(&stream, &subject, at).await?;
+                // The last stream sequence this consumer handed out.
+                let mut seen = at.saturating_sub(1);
+                let mut done = false;
                 while lines.len() < REPLAY_STEP {
                     let Ok(next) = tokio::time::timeout(REPLAY_IDLE, messages.next()).await else {
                         break;
@@ -748,7 +813,9 @@ impl ReplayReader for StreamReader {
                     let Ok(seq) = message.info().map(|i| i.stream_sequence) else {
                         continue;
                     };
+                    seen = seq;
                     if seq >= stop {
+                        done = true;
                         break;
                     }
                     if files.is_copy(seq) {
@@ -764,15 +831,20 @@ impl ReplayReader for StreamReader {
                                 files.copy_at(seq);
                                 continue;
                             }
-                            Repeat::Stale(why) => {
-                                stale += 1;
-                                if stale > STALE_RETRIES {
-                                    return Err(why);
-                                }
+                            Repeat::Stale(why) if tries < STEP_TRIES => {
                                 // Read on from there with a new consumer.
                                 tracing::warn!("replaying from the stream: {why}; again");
                                 at = seq;
                                 continue 'consumer;
+                            }
+                            Repeat::Stale(why) if lines.is_empty() => return Err(why),
+                            // What came before it is good; the next step reads on.
+                            Repeat::Stale(_) => {
+                                done = true;
+                                break;
+                            }
+                            Repeat::Unknown(why) => {
+                                tracing::warn!("replaying from the stream: {why}");
                             }
                         }
                     }
@@ -782,6 +854,24 @@ impl ReplayReader for StreamReader {
                     }
                     if let Some(line) = line_of(&files, &message) {
                         lines.push(line);
+                    }
+                }
+                // Stopped short with nothing (idle, or the consumer failed): "no line
+                // below stop" only if the leader has no message of ours before the end.
+                if !done && lines.is_empty() && seen + 1 < end {
+                    let more = match first_on_subject(&stream, &subject, seen + 1).await {
+                        Ok(next) => next.is_some_and(|next| next < end),
+                        Err(_) => true,
+                    };
+                    if more {
+                        if tries >= STEP_TRIES {
+                            return Err(format!(
+                                "the stream handed out nothing of seqs {}..{end}",
+                                seen + 1
+                            ));
+                        }
+                        at = seen + 1;
+                        continue 'consumer;
                     }
                 }
                 break;
