@@ -423,32 +423,23 @@ async fn lines_the_stream_stored_twice_reach_clients_once() {
         first_difference(&got, &lines(1, TOTAL))
     );
     a.wait_seq(at(TOTAL), THROUGH).await;
-    let counts = |h: &Value| {
+    // An edge's copies dropped, copies kept unconfirmed and stale views.
+    let expect_counts = |name: &str, h: &Value, want: [u64; 3]| {
         let from = &h["from"];
-        [
+        let got = [
             &from["copies_dropped"],
             &from["copies_unconfirmed"],
             &from["stale_views"],
         ]
-        .map(|v| v.as_u64())
+        .map(|v| v.as_u64());
+        assert_eq!(got, want.map(Some), "edge {name}: {from}");
     };
-    let h = a.healthz().await;
-    assert_eq!(
-        counts(&h),
-        [Some(2), Some(0), Some(0)],
-        "edge A: {}",
-        h["from"]
-    );
+    expect_counts("A", &a.healthz().await, [2, 0, 0]);
 
     let b = edge(&nats, &["--history-bytes", "4096"]).await;
     b.wait_seq(at(TOTAL), THROUGH).await;
     let h = b.healthz().await;
-    assert_eq!(
-        counts(&h),
-        [Some(0), Some(0), Some(0)],
-        "edge B: {}",
-        h["from"]
-    );
+    expect_counts("B", &h, [0, 0, 0]);
     let held = h["history"]["lines"].as_u64();
     assert!(held.is_some_and(|n| n < 100), "edge B holds {held:?} lines");
     for (since, first) in [(1101, 1101), (1, 2)] {

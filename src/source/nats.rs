@@ -338,8 +338,8 @@ fn numbering(headers: Option<&async_nats::HeaderMap>) -> Option<(String, u64)> {
 async fn leader_holds(
     stream: &stream::Stream,
     message: &async_nats::jetstream::Message,
+    seq: u64,
 ) -> Result<bool, String> {
-    let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
     // The direct-get API answers from any replica; this one from the leader.
     let held = stream
         .get_raw_message(seq)
@@ -375,15 +375,24 @@ enum Repeat {
     Unknown(String),
 }
 
-async fn judge_repeat(stream: &stream::Stream, message: &async_nats::jetstream::Message) -> Repeat {
-    let seq = message.info().map_or(0, |i| i.stream_sequence);
+/// Asks the stream's leader about `message`, at stream sequence `seq`; a copy is noted
+/// in `files` for replays.
+async fn judge_repeat(
+    stream: &stream::Stream,
+    files: &Files,
+    message: &async_nats::jetstream::Message,
+    seq: u64,
+) -> Repeat {
     let mut why = String::new();
     for attempt in 0..JUDGE_TRIES {
         if attempt > 0 {
             tokio::time::sleep(RETRY).await;
         }
-        match leader_holds(stream, message).await {
-            Ok(true) => return Repeat::Copy,
+        match leader_holds(stream, message, seq).await {
+            Ok(true) => {
+                files.copy_at(seq);
+                return Repeat::Copy;
+            }
             Ok(false) => {
                 return Repeat::Stale(format!(
                     "the consumer handed out, at seq {seq}, another message than the stream's \
@@ -626,38 +635,37 @@ async fn live(
                     while let Some(it) = item.take() {
                         match it {
                             Ok(message) => {
-                                let repeat = if copies.repeats(&message) {
-                                    tokio::select! {
-                                        () = stop.cancelled() => return,
-                                        judged = judge_repeat(&upstream.stream, &message) => {
-                                            Some(judged)
+                                let seq = message.info().map(|i| i.stream_sequence);
+                                let repeat = match seq {
+                                    Ok(seq) if copies.repeats(&message) => {
+                                        let judged =
+                                            judge_repeat(&upstream.stream, &files, &message, seq);
+                                        tokio::select! {
+                                            () = stop.cancelled() => return,
+                                            judged = judged => Some((judged, seq)),
                                         }
                                     }
-                                } else {
-                                    None
+                                    _ => None,
                                 };
-                                if let Some(Repeat::Unknown(why)) = &repeat {
+                                if let Some((Repeat::Unknown(why), _)) = &repeat {
                                     tracing::warn!("reading {}: {why}", upstream.describe());
                                     status.unconfirmed.fetch_add(1, Relaxed);
                                 }
                                 match repeat {
-                                    Some(Repeat::Copy) => {
+                                    Some((Repeat::Copy, seq)) => {
                                         tracing::debug!("dropping a copy the stream stored twice");
                                         status.copies.fetch_add(1, Relaxed);
-                                        if let Ok(info) = message.info() {
-                                            files.copy_at(info.stream_sequence);
-                                            // Read past: not judged again after a restart.
-                                            hand_on(&mut batch, info.stream_sequence, &mut from);
-                                        }
+                                        // Read past: not judged again after a restart.
+                                        hand_on(&mut batch, seq, &mut from);
                                     }
-                                    Some(Repeat::Stale(why)) => {
+                                    Some((Repeat::Stale(why), _)) => {
                                         // Nothing of it is kept: a new consumer reads from
                                         // the line after the last one kept.
                                         status.stale.fetch_add(1, Relaxed);
                                         failed = Some(why);
                                         break;
                                     }
-                                    None | Some(Repeat::Unknown(_)) => {
+                                    None | Some((Repeat::Unknown(_), _)) => {
                                         copies.remember(&message);
                                         match item_of(&files, &message) {
                                             Some(Item::Line(line)) => batch.push(line),
@@ -826,11 +834,8 @@ impl ReplayReader for StreamReader {
                             // Before the start: read only to know what came before.
                             continue;
                         }
-                        match judge_repeat(&stream, &message).await {
-                            Repeat::Copy => {
-                                files.copy_at(seq);
-                                continue;
-                            }
+                        match judge_repeat(&stream, &files, &message, seq).await {
+                            Repeat::Copy => continue,
                             Repeat::Stale(why) if tries < STEP_TRIES => {
                                 // Read on from there with a new consumer.
                                 tracing::warn!("replaying from the stream: {why}; again");
